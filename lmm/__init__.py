@@ -1,0 +1,3 @@
+"""lmm: localized mobility management with Proxy Mobile IPv6, on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,194 @@
+"""
+Configuration files: TOML, checked against a declared list of settings.
+
+Every setting has a dotted key ("lmap.address"), a parser that says what is wrong
+with a bad value, and a default (or none: then it is required). A bad file gives
+L{ConfigError} naming the file and the key; the daemons turn that into one line
+on stderr and a non-zero exit before anything starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+REQUIRED: Any = object()
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used."""
+
+    def __init__(self, path: str, key: str | None, message: str) -> None:
+        self.path = path
+        self.key = key
+        self.message = message
+        where = f"{path}: key '{key}'" if key else path
+        super().__init__(f"{where}: {message}")
+
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    parse: Parser
+    default: Any = REQUIRED
+    help: str = ""
+    table: bool = False  # a free-form table handed over whole (backend options)
+
+
+# --- parsers: each raises ValueError with a message for the user -------------
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def integer(low: int, high: int) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"expected {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"expected {low}..{high}, got {value}")
+        return float(value)
+
+    return parse
+
+
+def oneOf(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def ipv6Address(value: Any) -> str:
+    try:
+        return str(ipaddress.IPv6Address(string(value)))
+    except ipaddress.AddressValueError as e:
+        raise ValueError(f"expected an IPv6 address, got {value!r}") from e
+
+
+def ipv6Prefix(value: Any) -> ipaddress.IPv6Network:
+    try:
+        return ipaddress.IPv6Network(string(value), strict=True)
+    except ValueError as e:
+        raise ValueError(f"expected an IPv6 prefix like 2001:db8:1::/64, got {value!r} ({e})") from e
+
+
+def macAddress(value: Any) -> str:
+    text = string(value).lower()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise ValueError(f"expected a MAC address like 02:00:00:00:00:01, got {value!r}")
+    return text
+
+
+def listOf(parse: Parser, minimum: int = 0) -> Parser:
+    def parseList(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        if len(value) < minimum:
+            raise ValueError(f"expected at least {minimum} item(s)")
+        result = []
+        for index, item in enumerate(value):
+            try:
+                result.append(parse(item))
+            except ValueError as e:
+                raise ValueError(f"item {index}: {e}") from e
+        return result
+
+    return parseList
+
+
+def table(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table, got {value!r}")
+    return value
+
+
+# --- loading ----------------------------------------------------------------
+
+
+def _flatten(data: Mapping[str, Any], prefix: str, tables: set[str]) -> Iterable[tuple[str, Any]]:
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and key not in tables:
+            yield from _flatten(value, key + ".", tables)
+        else:
+            yield key, value
+
+
+def parseDocument(path: str, document: Mapping[str, Any], settings: Sequence[Setting]) -> dict[str, Any]:
+    """Check a parsed TOML document; return every setting's value by key."""
+    known = {s.key: s for s in settings}
+    tables = {s.key for s in settings if s.table}
+    given = dict(_flatten(document, "", tables))
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(path, key, f"unknown key{hint}")
+    values: dict[str, Any] = {}
+    for setting in settings:
+        if setting.key not in given:
+            if setting.default is REQUIRED:
+                raise ConfigError(path, setting.key, f"missing (required: {setting.help})")
+            values[setting.key] = setting.default
+            continue
+        try:
+            values[setting.key] = setting.parse(given[setting.key])
+        except ValueError as e:
+            raise ConfigError(path, setting.key, str(e)) from None
+    return values
+
+
+def load(path: str, settings: Sequence[Setting]) -> dict[str, Any]:
+    """Read and check the TOML file at C{path}."""
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, None, f"not valid TOML: {e}") from None
+    return parseDocument(path, document, settings)
+
+
+def describe(settings: Sequence[Setting]) -> str:
+    """A listing of the settings, for --help and docs."""
+    lines = []
+    for s in settings:
+        if s.default is REQUIRED:
+            default = "required"
+        elif s.default is None:
+            default = "optional"
+        else:
+            default = f"default {s.default!r}"
+        lines.append(f"  {s.key:40} {s.help} ({default})")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""
+What both daemons share: the --config option, settings every daemon has (the
+wire profile, the tunnel backend), and turning a bad file into one clear line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar, Sequence
+
+from twisted.python import usage
+
+from lmm import config, mh
+from lmm.backends import UnknownBackend, findBackend
+from lmm.config import ConfigError, Setting
+from lmm.interfaces import ITunnelDataPlane
+
+_OPTION_TYPE = config.integer(2, 255)
+_REJECT_STATUS = config.integer(128, 255)
+
+
+WIRE_SETTINGS = [
+    Setting("wire.profile", config.oneOf(*mh.PROFILES), "draft",
+            "numbering of the draft's codes and options: draft or rfc5213 (docs/wire.md)"),
+    Setting("wire.proxy_registration_not_supported", _REJECT_STATUS, None,
+            "status for 'Proxy Registration not supported' (default: the profile's)"),
+    Setting("wire.binding_cache_entry_missing", _REJECT_STATUS, None,
+            "status for 'Binding Cache Entry missing' (default: the profile's)"),
+    Setting("wire.binding_cache_confirmation_type", _OPTION_TYPE, None,
+            "option type of the Binding Cache Confirmation option (default: the profile's)"),
+    Setting("wire.local_address_type", _OPTION_TYPE, None,
+            "option type of the assigned Local Address option (default: the profile's)"),
+]
+
+TUNNEL_SETTINGS = [
+    Setting("tunnel.backend", config.string, "recording",
+            "tunnel data plane backend, by name (docs/backends.md)"),
+    Setting("tunnel.options", config.table, {}, "the backend's own settings", table=True),
+]
+
+_WIRE_FIELDS = {
+    "wire.proxy_registration_not_supported": "proxyRegistrationNotSupported",
+    "wire.binding_cache_entry_missing": "bindingCacheEntryMissing",
+    "wire.binding_cache_confirmation_type": "bindingCacheConfirmationType",
+    "wire.local_address_type": "localAddressType",
+}
+
+
+def wireProfile(path: str, values: dict[str, Any]) -> mh.WireProfile:
+    """The profile the [wire] table asks for."""
+    base = mh.PROFILES[values["wire.profile"]]
+    fields = {
+        "name": base.name,
+        "proxyRegistrationNotSupported": base.proxyRegistrationNotSupported,
+        "bindingCacheEntryMissing": base.bindingCacheEntryMissing,
+        "bindingCacheConfirmationType": base.bindingCacheConfirmationType,
+        "localAddressType": base.localAddressType,
+    }
+    changed = None
+    for key, attribute in _WIRE_FIELDS.items():
+        if values[key] is not None:
+            fields[attribute] = values[key]
+            changed = key
+    if changed is None:
+        return base
+    try:
+        return mh.WireProfile(**fields)
+    except ValueError as e:
+        raise ConfigError(path, changed, str(e)) from None
+
+
+def checkBackend(path: str, key: str, interface: Any, name: str) -> None:
+    try:
+        findBackend(interface, name)
+    except UnknownBackend as e:
+        raise ConfigError(path, key, str(e)) from None
+
+
+class DaemonOptions(usage.Options):
+    """twistd options for an lmm daemon: --config FILE, checked at once."""
+
+    daemonName: ClassVar[str]
+    settings: ClassVar[Sequence[Setting]]
+    optParameters = [["config", "c", None, "The configuration file (TOML); samples in etc/."]]
+
+    values: dict[str, Any]
+    profile: mh.WireProfile
+
+    def getUsage(self, width: int | None = None) -> str:
+        return (super().getUsage(width) + "\nConfiguration keys:\n"
+                + config.describe(self.settings) + "\n")
+
+    def loadConfig(self, path: str) -> None:
+        """Read and check the file; raise L{ConfigError}."""
+        self.values = config.load(path, self.settings)
+        self.profile = wireProfile(path, self.values)
+        checkBackend(path, "tunnel.backend", ITunnelDataPlane, self.values["tunnel.backend"])
+        self.checkConfig(path)
+
+    def checkConfig(self, path: str) -> None:
+        """Checks across keys, for subclasses; raise L{ConfigError}."""
+
+    def postOptions(self) -> None:
+        if self["config"] is None:
+            raise usage.UsageError("--config FILE is required (samples are in etc/)")
+        try:
+            self.loadConfig(self["config"])
+        except ConfigError as e:
+            # One line and a non-zero exit, not twistd's usage dump or a traceback.
+            sys.stderr.write(f"{self.daemonName}: configuration error: {e}\n")
+            raise SystemExit(1) from None

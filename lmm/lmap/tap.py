@@ -1,0 +1,47 @@
+"""twistd lmm-lmap: the Local Mobility Anchor Point."""
+
+from __future__ import annotations
+
+from twisted.application.service import IService, MultiService
+
+from lmm import config
+from lmm.config import ConfigError, Setting
+from lmm.daemon import TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
+
+SETTINGS = [
+    Setting("lmap.address", config.ipv6Address, help="this LMAP's address: MH source and tunnel end"),
+    Setting("lmap.local_network_prefixes", config.listOf(config.ipv6Prefix, minimum=1),
+            help="the Local Network Prefixes this LMAP anchors"),
+    Setting("lmap.mpas", config.listOf(config.ipv6Prefix), [],
+            help="addresses or prefixes of MPAs allowed proxy registration"),
+    Setting("lmap.max_lifetime", config.integer(4, 262140), 3600,
+            help="the longest registration lifetime granted, seconds"),
+    Setting("revocation.timeout", config.number(0.01, 60), 1.0,
+            help="first Binding Revocation Indication retransmission timeout, seconds"),
+    Setting("revocation.max_retries", config.integer(0, 10), 3,
+            help="Binding Revocation Indication retransmissions before giving up"),
+    *TUNNEL_SETTINGS,
+    *WIRE_SETTINGS,
+]
+
+
+class Options(DaemonOptions):
+    daemonName = "lmm-lmap"
+    settings = SETTINGS
+    longdesc = "Runs an LMAP: answers Proxy Binding Updates and anchors Local Network Prefixes."
+
+    def checkConfig(self, path: str) -> None:
+        prefixes = self.values["lmap.local_network_prefixes"]
+        for i, a in enumerate(prefixes):
+            for b in prefixes[i + 1:]:
+                if a.overlaps(b):
+                    raise ConfigError(path, "lmap.local_network_prefixes",
+                                      f"{a} and {b} overlap")
+
+
+def makeService(options: Options) -> IService:
+    from lmm.lmap.service import makeLMAPService
+
+    top = MultiService()
+    makeLMAPService(options.values, options.profile).setServiceParent(top)
+    return top

@@ -1,0 +1,75 @@
+"""
+What the tunnel data plane is told, and the recording backend.
+
+A L{TunnelBinding} says: packets for C{mobileAddress}/C{prefixLength} travel in
+an IPv6-in-IPv6 tunnel (RFC 2473) between C{localEndpoint} and
+C{remoteEndpoint}. At the LMAP the remote end is the MPA; at the MPA it is the
+LMAP and C{accessInterface} is the link the MS is on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from zope.interface import implementer
+
+from lmm.interfaces import ITunnelDataPlane
+
+ROLE_LMAP = "lmap"
+ROLE_MPA = "mpa"
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelBinding:
+    mobileAddress: str
+    prefixLength: int
+    localEndpoint: str
+    remoteEndpoint: str
+    role: str
+    accessInterface: str | None = None
+
+
+@implementer(ITunnelDataPlane)
+class RecordingDataPlane:
+    """
+    Carries nothing; remembers what it was asked. For control-plane tests and
+    signaling benchmarks. C{history} keeps the last C{historySize} calls as
+    (verb, binding) so that a benchmark with a million bindings stays small.
+    """
+
+    name = "recording"
+
+    def __init__(self, historySize: int = 10000) -> None:
+        self._bindings: dict[tuple[str, int], TunnelBinding] = {}
+        self.history: deque[tuple[str, TunnelBinding]] = deque(maxlen=historySize)
+        self.added = 0
+        self.removed = 0
+        self.stopped = False
+
+    def addBinding(self, binding: TunnelBinding) -> None:
+        self._bindings[binding.mobileAddress, binding.prefixLength] = binding
+        self.history.append(("add", binding))
+        self.added += 1
+
+    def removeBinding(self, binding: TunnelBinding) -> None:
+        key = (binding.mobileAddress, binding.prefixLength)
+        if self._bindings.get(key) == binding:
+            del self._bindings[key]
+        self.history.append(("remove", binding))
+        self.removed += 1
+
+    def bindings(self) -> Iterable[TunnelBinding]:
+        return list(self._bindings.values())
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._bindings.clear()
+
+
+def recordingBackend(settings: Mapping[str, Any], reactor: Any) -> RecordingDataPlane:
+    size = settings.get("history", 10000)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"history: expected a whole number >= 0, got {size!r}")
+    return RecordingDataPlane(size)

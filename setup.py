@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="lmm",
+    version="0.1.0",
+    description="Localized mobility management with Proxy Mobile IPv6, on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["lmm", "lmm.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["lmm_*.py"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted>=23.10",
+        "zope.interface>=6",
+        "pyrad>=2.4",
+        "scapy>=2.5",
+        "pyroute2>=0.7",
+    ],
+    extras_require={
+        "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8"],
+    },
+    entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main"]},
+)
