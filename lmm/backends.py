@@ -10,12 +10,22 @@ imported when the backend is built.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Interface, implementer
 
 from lmm.interfaces import IBackendFactory
+
+
+class BackendFactory(Protocol):
+    """What an L{IBackendFactory} provider offers, for the type checker."""
+
+    name: str
+    provides: Any
+    description: str
+
+    def build(self, settings: Mapping[str, Any], reactor: Any) -> Any: ...
 
 
 class UnknownBackend(LookupError):
@@ -52,16 +62,16 @@ class Backend:
         return f"<Backend {self.provides.__name__} {self.name!r}>"
 
 
-def knownBackends(interface: type[Interface]) -> dict[str, IBackendFactory]:
+def knownBackends(interface: type[Interface]) -> dict[str, BackendFactory]:
     """Every backend declared for C{interface}, by name."""
-    found: dict[str, IBackendFactory] = {}
+    found: dict[str, BackendFactory] = {}
     for plugin in getPlugins(IBackendFactory):
         if plugin.provides is interface:
             found.setdefault(plugin.name, plugin)
     return found
 
 
-def findBackend(interface: type[Interface], name: str) -> IBackendFactory:
+def findBackend(interface: type[Interface], name: str) -> BackendFactory:
     """The backend for C{interface} called C{name}, or L{UnknownBackend}."""
     known = knownBackends(interface)
     try:

@@ -98,13 +98,16 @@ def ipv6Prefix(value: Any) -> ipaddress.IPv6Network:
     try:
         return ipaddress.IPv6Network(string(value), strict=True)
     except ValueError as e:
-        raise ValueError(f"expected an IPv6 prefix like 2001:db8:1::/64, got {value!r} ({e})") from e
+        raise ValueError(
+            f"expected an IPv6 prefix like 2001:db8:1::/64, got {value!r} ({e})"
+        ) from e
 
 
 def macAddress(value: Any) -> str:
     text = string(value).lower()
     parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+    hexDigits = "0123456789abcdef"
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in hexDigits for c in p) for p in parts):
         raise ValueError(f"expected a MAC address like 02:00:00:00:00:01, got {value!r}")
     return text
 
@@ -135,7 +138,9 @@ def table(value: Any) -> dict[str, Any]:
 # --- loading ----------------------------------------------------------------
 
 
-def _flatten(data: Mapping[str, Any], prefix: str, tables: set[str]) -> Iterable[tuple[str, Any]]:
+def _flatten(
+    data: Mapping[str, Any], prefix: str, tables: set[str]
+) -> Iterable[tuple[str, Any]]:
     for name, value in data.items():
         key = f"{prefix}{name}"
         if isinstance(value, dict) and key not in tables:
@@ -144,7 +149,9 @@ def _flatten(data: Mapping[str, Any], prefix: str, tables: set[str]) -> Iterable
             yield key, value
 
 
-def parseDocument(path: str, document: Mapping[str, Any], settings: Sequence[Setting]) -> dict[str, Any]:
+def parseDocument(
+    path: str, document: Mapping[str, Any], settings: Sequence[Setting]
+) -> dict[str, Any]:
     """Check a parsed TOML document; return every setting's value by key."""
     known = {s.key: s for s in settings}
     tables = {s.key for s in settings if s.table}

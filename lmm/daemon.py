@@ -5,6 +5,7 @@ wire profile, the tunnel backend), and turning a bad file into one clear line.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, ClassVar, Sequence
 
@@ -49,22 +50,16 @@ _WIRE_FIELDS = {
 def wireProfile(path: str, values: dict[str, Any]) -> mh.WireProfile:
     """The profile the [wire] table asks for."""
     base = mh.PROFILES[values["wire.profile"]]
-    fields = {
-        "name": base.name,
-        "proxyRegistrationNotSupported": base.proxyRegistrationNotSupported,
-        "bindingCacheEntryMissing": base.bindingCacheEntryMissing,
-        "bindingCacheConfirmationType": base.bindingCacheConfirmationType,
-        "localAddressType": base.localAddressType,
-    }
+    changes: dict[str, Any] = {}
     changed = None
     for key, attribute in _WIRE_FIELDS.items():
         if values[key] is not None:
-            fields[attribute] = values[key]
+            changes[attribute] = values[key]
             changed = key
     if changed is None:
         return base
     try:
-        return mh.WireProfile(**fields)
+        return dataclasses.replace(base, **changes)
     except ValueError as e:
         raise ConfigError(path, changed, str(e)) from None
 
@@ -83,7 +78,7 @@ class DaemonOptions(usage.Options):
     settings: ClassVar[Sequence[Setting]]
     optParameters = [["config", "c", None, "The configuration file (TOML); samples in etc/."]]
 
-    values: dict[str, Any]
+    configValues: dict[str, Any]
     profile: mh.WireProfile
 
     def getUsage(self, width: int | None = None) -> str:
@@ -92,9 +87,9 @@ class DaemonOptions(usage.Options):
 
     def loadConfig(self, path: str) -> None:
         """Read and check the file; raise L{ConfigError}."""
-        self.values = config.load(path, self.settings)
-        self.profile = wireProfile(path, self.values)
-        checkBackend(path, "tunnel.backend", ITunnelDataPlane, self.values["tunnel.backend"])
+        self.configValues = config.load(path, self.settings)
+        self.profile = wireProfile(path, self.configValues)
+        checkBackend(path, "tunnel.backend", ITunnelDataPlane, self.configValues["tunnel.backend"])
         self.checkConfig(path)
 
     def checkConfig(self, path: str) -> None:

@@ -22,7 +22,7 @@ class IBackendFactory(Interface):
     provides = Attribute("The interface the built backend provides, e.g. ITunnelDataPlane.")
     description = Attribute("One line for listings and error messages (str).")
 
-    def build(settings, reactor):  # type: ignore[no-untyped-def]
+    def build(settings, reactor):
         """
         Build the backend.
 
@@ -36,7 +36,7 @@ class IBackendFactory(Interface):
 class IAuthenticator(Interface):
     """Network access authentication and MS profile download (draft 6.1)."""
 
-    def authenticate(request):  # type: ignore[no-untyped-def]
+    def authenticate(request):
         """
         Authenticate a Mobile Station.
 
@@ -45,17 +45,17 @@ class IAuthenticator(Interface):
             L{lmm.aaa.AccessRejected} or L{lmm.aaa.AAAUnavailable}.
         """
 
-    def stop():  # type: ignore[no-untyped-def]
+    def stop():
         """Release sockets and timers; return a Deferred or None."""
 
 
 class IDHCPv6Relay(Interface):
     """The MPA's DHCPv6 relay agent (draft 6.3, RFC 8415 section 19)."""
 
-    def relayFromClient(visitor, message, clientAddress):  # type: ignore[no-untyped-def]
+    def relayFromClient(visitor, message, clientAddress):
         """Relay a client message (bytes) from a visitor to its DHCPv6 server."""
 
-    def stop():  # type: ignore[no-untyped-def]
+    def stop():
         """Release sockets and timers; return a Deferred or None."""
 
 
@@ -69,27 +69,27 @@ class ITunnelDataPlane(Interface):
 
     name = Attribute("The backend's name (str).")
 
-    def addBinding(binding):  # type: ignore[no-untyped-def]
+    def addBinding(binding):
         """
         Make the data plane carry C{binding} (an L{lmm.tunnel.TunnelBinding}).
 
         @return: a Deferred firing when packets flow, or None when done at once.
         """
 
-    def removeBinding(binding):  # type: ignore[no-untyped-def]
+    def removeBinding(binding):
         """Stop carrying C{binding}; removing an unknown binding is not an error."""
 
-    def bindings():  # type: ignore[no-untyped-def]
+    def bindings():
         """The bindings the data plane carries now (for adoption and swapping)."""
 
-    def stop():  # type: ignore[no-untyped-def]
+    def stop():
         """Tear everything down; return a Deferred or None."""
 
 
 class IAttachDetector(Interface):
     """Tells the MPA when a Mobile Station attaches to or leaves an access link."""
 
-    def start(onAttach, onDetach):  # type: ignore[no-untyped-def]
+    def start(onAttach, onDetach):
         """
         Begin reporting.
 
@@ -97,7 +97,7 @@ class IAttachDetector(Interface):
         @param onDetach: called with an L{lmm.mpa.visitor.DetachEvent}.
         """
 
-    def stop():  # type: ignore[no-untyped-def]
+    def stop():
         """Stop reporting; return a Deferred or None."""
 
 
@@ -107,20 +107,20 @@ class IBindingStore(Interface):
     Keyed by the MS's NAI (bytes) and reachable by Local Address (str).
     """
 
-    def get(nai):  # type: ignore[no-untyped-def]
+    def get(nai):
         """The entry for C{nai}, or None."""
 
-    def getByAddress(address):  # type: ignore[no-untyped-def]
+    def getByAddress(address):
         """The entry whose Local Address is C{address}, or None."""
 
-    def put(entry):  # type: ignore[no-untyped-def]
+    def put(entry):
         """Insert or replace the entry for C{entry.nai}."""
 
-    def remove(nai):  # type: ignore[no-untyped-def]
+    def remove(nai):
         """Remove and return the entry for C{nai}, or None."""
 
-    def __len__():  # type: ignore[no-untyped-def]
+    def __len__():
         """How many entries there are."""
 
-    def __iter__():  # type: ignore[no-untyped-def]
+    def __iter__():
         """Iterate over the entries."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import MultiService
 
 from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
 
 SETTINGS = [
-    Setting("lmap.address", config.ipv6Address, help="this LMAP's address: MH source and tunnel end"),
+    Setting("lmap.address", config.ipv6Address,
+            help="this LMAP's address: MH source and tunnel end"),
     Setting("lmap.local_network_prefixes", config.listOf(config.ipv6Prefix, minimum=1),
             help="the Local Network Prefixes this LMAP anchors"),
     Setting("lmap.mpas", config.listOf(config.ipv6Prefix), [],
@@ -31,7 +32,7 @@ class Options(DaemonOptions):
     longdesc = "Runs an LMAP: answers Proxy Binding Updates and anchors Local Network Prefixes."
 
     def checkConfig(self, path: str) -> None:
-        prefixes = self.values["lmap.local_network_prefixes"]
+        prefixes = self.configValues["lmap.local_network_prefixes"]
         for i, a in enumerate(prefixes):
             for b in prefixes[i + 1:]:
                 if a.overlaps(b):
@@ -39,9 +40,9 @@ class Options(DaemonOptions):
                                       f"{a} and {b} overlap")
 
 
-def makeService(options: Options) -> IService:
+def makeService(options: Options) -> MultiService:
     from lmm.lmap.service import makeLMAPService
 
     top = MultiService()
-    makeLMAPService(options.values, options.profile).setServiceParent(top)
+    makeLMAPService(options.configValues, options.profile).setServiceParent(top)
     return top

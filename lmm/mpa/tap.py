@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import MultiService
 
 from lmm import config
 from lmm.config import Setting
 from lmm.daemon import TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
 
 SETTINGS = [
-    Setting("mpa.address", config.ipv6Address, help="this MPA's address: MH source and tunnel end"),
-    Setting("mpa.lmap", config.ipv6Address, help="the LMAP's address (when the profile names none)"),
+    Setting("mpa.address", config.ipv6Address,
+            help="this MPA's address: MH source and tunnel end"),
+    Setting("mpa.lmap", config.ipv6Address,
+            help="the LMAP's address (when the profile names none)"),
     Setting("mpa.access_interfaces", config.listOf(config.string, minimum=1),
             help="the access links Mobile Stations attach to"),
     Setting("registration.lifetime", config.integer(4, 262140), 3600,
@@ -32,6 +34,6 @@ class Options(DaemonOptions):
     longdesc = "Runs an MPA: detects Mobile Stations, registers them with their LMAP."
 
 
-def makeService(options: Options) -> IService:
+def makeService(options: Options) -> MultiService:
     # The MPA's services arrive with the MPA issue; the daemon starts empty until then.
     return MultiService()

@@ -1,3 +1,3 @@
 from twisted.application.service import ServiceMaker
 
-lmap = ServiceMaker("lmm-lmap", "lmm.lmap.tap", "lmm Local Mobility Anchor Point (PMIPv6 anchor)", "lmm-lmap")
+lmap = ServiceMaker("lmm-lmap", "lmm.lmap.tap", "lmm LMAP, the PMIPv6 anchor", "lmm-lmap")

@@ -1,3 +1,3 @@
 from twisted.application.service import ServiceMaker
 
-mpa = ServiceMaker("lmm-mpa", "lmm.mpa.tap", "lmm Mobility Proxy Agent (PMIPv6 access router)", "lmm-mpa")
+mpa = ServiceMaker("lmm-mpa", "lmm.mpa.tap", "lmm MPA, the PMIPv6 access router", "lmm-mpa")

@@ -1,0 +1,77 @@
+"""The daemons as users start them: twistd from the virtualenv, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def runTwistd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([twistd, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=top, env=dict(os.environ, PYTHONPATH=top))
+
+
+class TwistdTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        if not os.path.exists(twistd):
+            self.skipTest(f"no twistd next to {sys.executable}")
+
+    def test_pluginsListed(self) -> None:
+        out = runTwistd("--help").stdout
+        self.assertIn("lmm-lmap", out)
+        self.assertIn("lmm-mpa", out)
+
+    def test_help(self) -> None:
+        for daemon, key in (("lmm-lmap", "lmap.local_network_prefixes"),
+                            ("lmm-mpa", "mpa.access_interfaces")):
+            result = runTwistd(daemon, "--help")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("--config", result.stdout)
+            self.assertIn(key, result.stdout)
+
+    def badConfig(self, daemon: str, text: str) -> subprocess.CompletedProcess[str]:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(text)
+        result = runTwistd("-n", "--pidfile=", daemon, "--config", path)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(path, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        return result
+
+    def test_badValueNamesKeyAndFile(self) -> None:
+        result = self.badConfig("lmm-lmap", '[lmap]\naddress = "nope"\n'
+                                'local_network_prefixes = ["2001:db8:1::/64"]\n')
+        self.assertIn("key 'lmap.address'", result.stderr)
+        self.assertIn("expected an IPv6 address", result.stderr)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+
+    def test_missingKey(self) -> None:
+        result = self.badConfig("lmm-mpa", '[mpa]\naddress = "2001:db8::2"\nlmap = "2001:db8::1"\n')
+        self.assertIn("key 'mpa.access_interfaces'", result.stderr)
+        self.assertIn("missing", result.stderr)
+
+    def test_unknownBackendListsKnown(self) -> None:
+        result = self.badConfig("lmm-lmap", '[lmap]\naddress = "2001:db8::1"\n'
+                                'local_network_prefixes = ["2001:db8:1::/64"]\n'
+                                '[tunnel]\nbackend = "warp"\n')
+        self.assertIn("key 'tunnel.backend'", result.stderr)
+        self.assertIn("'warp'", result.stderr)
+        self.assertIn("recording", result.stderr)
+
+    def test_overlappingPrefixes(self) -> None:
+        result = self.badConfig("lmm-lmap", '[lmap]\naddress = "2001:db8::1"\n'
+                                'local_network_prefixes = ["2001:db8:1::/64", "2001:db8::/32"]\n')
+        self.assertIn("key 'lmap.local_network_prefixes'", result.stderr)
+        self.assertIn("overlap", result.stderr)
+
+    def test_noConfig(self) -> None:
+        result = runTwistd("-n", "--pidfile=", "lmm-lmap")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("--config FILE is required", result.stdout + result.stderr)
