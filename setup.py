@@ -11,6 +11,11 @@ setup(
     packages=find_packages(include=["lmm", "lmm.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["lmm_*.py"]},
     include_package_data=True,
+    # The RADIUS dictionaries sit beside the package in a checkout; an installed
+    # copy finds them here (lmm.radius.dictionaryCandidates).
+    data_files=[("share/lmm/radius_dicts", [
+        "radius_dicts/dictionary", "radius_dicts/dictionary.rfc6572", "radius_dicts/dictionary.lmm",
+    ])],
     install_requires=[
         "twisted>=23.10",
         "zope.interface>=6",

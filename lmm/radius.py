@@ -1,0 +1,717 @@
+"""
+RADIUS network access authentication for the MPA (draft section 6.1).
+
+pyrad encodes and decodes the packets (it has no Twisted client); this module
+owns the socket, the Identifiers, the retransmissions and the choice of
+server. An Access-Request carries the MS's NAI as User-Name, a PAP password,
+its MAC as Calling-Station-Id and a Message-Authenticator (RFC 3579 section
+3.2); an Access-Accept carries the MS profile in RFC 6572 attributes and lmm's
+own vendor attributes (radius_dicts/dictionary.lmm). See docs/aaa.md.
+
+Replies that fail a check (length, Identifier, Response Authenticator,
+Message-Authenticator) are counted in L{RadiusAuthenticator.counters}, logged
+and dropped: the request keeps waiting for a good reply or its timeout, so a
+forged packet cannot end an exchange.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import random
+import socket
+import struct
+import sys
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, NoReturn
+
+from pyrad import packet as rpacket
+from pyrad.dictionary import Dictionary
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+import lmm
+from lmm import config
+from lmm.aaa import (
+    ADDRESS_MODES,
+    DEFAULT_NAI_TEMPLATE,
+    MAX_NAI_LENGTH,
+    AAAUnavailable,
+    AccessRejected,
+    AccessRequest,
+    Profile,
+    backendSettings,
+    checkProfile,
+    naiFromMac,
+    naiTemplate,
+)
+from lmm.config import ConfigError, Setting
+from lmm.interfaces import IAuthenticator
+
+ACCESS_REQUEST = rpacket.AccessRequest
+ACCESS_ACCEPT = rpacket.AccessAccept
+ACCESS_REJECT = rpacket.AccessReject
+ACCESS_CHALLENGE = rpacket.AccessChallenge
+
+MESSAGE_AUTHENTICATOR = 80
+PROXY_STATE = 33
+HEADER_LENGTH = 20
+MAX_PACKET_LENGTH = 4096  # RFC 2865 section 3
+
+SERVICE_TYPES = {"framed": 2, "call-check": 10}  # Framed-User, Call-Check (RFC 3580)
+NAS_PORT_TYPE_ETHERNET = 15
+
+
+
+# --- the dictionary -----------------------------------------------------------
+
+
+def dictionaryCandidates() -> list[Path]:
+    """
+    Where the default dictionary is looked for, in order: radius_dicts/ next to
+    the lmm package (a checkout, or an editable install), then
+    C{<prefix>/share/lmm/radius_dicts} (an install that ships it as data).
+    """
+    package = Path(lmm.__file__).resolve().parent
+    return [
+        package.parent / "radius_dicts" / "dictionary",
+        Path(sys.prefix) / "share" / "lmm" / "radius_dicts" / "dictionary",
+    ]
+
+
+def defaultDictionaryPath() -> str:
+    """The dictionary lmm ships, or L{FileNotFoundError} saying where it looked."""
+    candidates = dictionaryCandidates()
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        "lmm's RADIUS dictionary is not in " + " or ".join(map(str, candidates))
+        + "; set the radius backend's 'dictionary' setting")
+
+
+# What lmm reads and writes: a dictionary given in the settings must have them.
+NEEDED_ATTRIBUTES = (
+    "User-Name", "User-Password", "Calling-Station-Id", "NAS-Identifier", "NAS-Port-Type",
+    "NAS-Port-Id", "Service-Type", "Reply-Message", "Session-Timeout", "Framed-IPv6-Address",
+    "Mobile-Node-Identifier", "PMIP6-Home-LMA-IPv6-Address", "PMIP6-Home-HN-Prefix",
+    "PMIP6-Home-DHCP6-Server-Address", "LMM-Virtual-LMAP-MAC", "LMM-Virtual-LMAP-Link-Local",
+    "LMM-Address-Mode", "LMM-MS-May-Choose-Address",
+)
+
+
+def loadDictionary(path: str | None = None) -> Dictionary:
+    """
+    Read a pyrad dictionary (default: lmm's); L{ValueError} if it lacks an
+    attribute lmm uses, L{OSError} if it cannot be read.
+    """
+    if path is None:
+        path = defaultDictionaryPath()
+    try:
+        dictionary = Dictionary(path)
+    except OSError:
+        raise
+    except Exception as e:  # pyrad's ParseError and friends
+        raise ValueError(f"{path}: {e}") from None
+    missing = [name for name in NEEDED_ATTRIBUTES if name not in dictionary.attributes]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)} (see radius_dicts/dictionary)")
+    return dictionary
+
+
+# --- wire checks (pure) -----------------------------------------------------------
+
+
+def responseAuthenticator(data: bytes, requestAuthenticator: bytes, secret: bytes) -> bytes:
+    """The Response Authenticator a reply C{data} should carry (RFC 2865 section 3)."""
+    return hashlib.md5(data[:4] + requestAuthenticator + data[HEADER_LENGTH:] + secret).digest()
+
+
+def rawAttributes(data: bytes) -> list[tuple[int, bytes]]:
+    """The (type, value) pairs of a packet; L{ValueError} if they do not add up."""
+    attributes = []
+    offset = HEADER_LENGTH
+    while offset < len(data):
+        if offset + 2 > len(data):
+            raise ValueError("truncated attribute header")
+        kind, length = data[offset], data[offset + 1]
+        if length < 2 or offset + length > len(data):
+            raise ValueError(f"attribute {kind} has a bad length {length}")
+        attributes.append((kind, data[offset + 2:offset + length]))
+        offset += length
+    return attributes
+
+
+def messageAuthenticator(data: bytes, authenticator: bytes, secret: bytes) -> bytes:
+    """
+    The Message-Authenticator for C{data} (RFC 2869 section 5.14, RFC 3579
+    section 3.2): HMAC-MD5 keyed with the secret over the packet with the
+    attribute's value zeroed and C{authenticator} (the Request Authenticator,
+    also for a reply) in the Authenticator field.
+    """
+    zeroed = bytearray(data)
+    zeroed[4:HEADER_LENGTH] = authenticator
+    offset = HEADER_LENGTH
+    while offset + 2 <= len(data):
+        kind, length = data[offset], data[offset + 1]
+        if length < 2:
+            break
+        if kind == MESSAGE_AUTHENTICATOR:
+            zeroed[offset + 2:offset + length] = bytes(length - 2)
+        offset += length
+    return hmac.new(secret, bytes(zeroed), hashlib.md5).digest()
+
+
+def checkMessageAuthenticator(data: bytes, authenticator: bytes, secret: bytes) -> bool | None:
+    """
+    Whether C{data}'s Message-Authenticator is right: None when it has none,
+    False when it is wrong, repeated or not 16 octets.
+    """
+    values = [v for kind, v in rawAttributes(data) if kind == MESSAGE_AUTHENTICATOR]
+    if not values:
+        return None
+    if len(values) > 1 or len(values[0]) != 16:
+        return False
+    return hmac.compare_digest(values[0], messageAuthenticator(data, authenticator, secret))
+
+
+def callingStationId(mac: str) -> str:
+    """A MAC as RFC 3580 section 3.21 writes Calling-Station-Id: 00-10-A4-23-19-C0."""
+    return config.macAddress(mac).replace(":", "-").upper()
+
+
+# --- Access-Accept to Profile (pure) ------------------------------------------------
+
+
+def _first(reply: rpacket.Packet, name: str) -> Any:
+    try:
+        values = reply.get(name)
+    except Exception as e:  # pyrad raises what its decoders raise
+        raise ValueError(f"{name}: cannot decode ({e})") from None
+    return values[0] if values else None
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value in ("yes", 1):
+        return True
+    if value in ("no", 0):
+        return False
+    raise ValueError(f"{name}: expected yes (1) or no (0), got {value!r}")
+
+
+def profileFromReply(reply: rpacket.Packet, requestNai: bytes) -> Profile:
+    """
+    The MS profile an Access-Accept carries. The NAI is the
+    Mobile-Node-Identifier (RFC 6572), else the reply's User-Name, else the
+    NAI that was asked for. L{ValueError} names an attribute that cannot be used.
+    """
+    nai = _first(reply, "Mobile-Node-Identifier")
+    if nai is None:
+        nai = _first(reply, "User-Name")
+    if isinstance(nai, str):
+        nai = nai.encode("utf-8")
+    if not nai:
+        nai = requestNai
+
+    prefix = _first(reply, "PMIP6-Home-HN-Prefix")
+    mode = _first(reply, "LMM-Address-Mode")
+    if mode is not None and mode not in ADDRESS_MODES:
+        raise ValueError(f"LMM-Address-Mode: unknown value {mode!r}")
+    mayChoose = _first(reply, "LMM-MS-May-Choose-Address")
+    linkLocal = _first(reply, "LMM-Virtual-LMAP-Link-Local")
+    if linkLocal is not None and not ipaddress.IPv6Address(linkLocal).is_link_local:
+        raise ValueError(f"LMM-Virtual-LMAP-Link-Local: {linkLocal} is not link-local")
+    mac = _first(reply, "LMM-Virtual-LMAP-MAC")
+    return Profile(
+        nai=nai,
+        lmapAddress=_first(reply, "PMIP6-Home-LMA-IPv6-Address"),
+        localNetworkPrefix=ipaddress.IPv6Network(prefix) if prefix is not None else None,
+        localAddress=_first(reply, "Framed-IPv6-Address"),
+        virtualLmapMac=mac.lower() if mac is not None else None,
+        virtualLmapLinkLocal=linkLocal,
+        addressMode=mode if mode is not None else "slaac",
+        mayChooseAddress=(_flag("LMM-MS-May-Choose-Address", mayChoose)
+                          if mayChoose is not None else False),
+        dhcpServer=_first(reply, "PMIP6-Home-DHCP6-Server-Address"),
+        sessionTimeout=_first(reply, "Session-Timeout"),
+    )
+
+
+def replyMessage(reply: rpacket.Packet) -> str | None:
+    messages = []
+    for value in reply.get("Reply-Message") or []:
+        messages.append(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    return " ".join(messages) or None
+
+
+# --- servers, Identifiers, the socket ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RadiusServer:
+    """A RADIUS server: an IP address (no DNS on the attach path), port, secret."""
+
+    address: str
+    port: int
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", str(ipaddress.ip_address(self.address)))
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.address else socket.AF_INET
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else \
+            f"{self.address}:{self.port}"
+
+
+class IdPool:
+    """
+    The 256 Identifiers of one socket: no two requests in flight share one.
+    A freed Identifier goes to the back of the line, so a late reply to an old
+    request is not taken for the reply to the next.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        ids = list(range(256))
+        (rng or random.SystemRandom()).shuffle(ids)
+        self._free: deque[int] = deque(ids)
+        self._inFlight: set[int] = set()
+
+    def allocate(self) -> int | None:
+        """A free Identifier, or None when all 256 are in flight."""
+        if not self._free:
+            return None
+        identifier = self._free.popleft()
+        self._inFlight.add(identifier)
+        return identifier
+
+    def release(self, identifier: int) -> None:
+        self._inFlight.remove(identifier)
+        self._free.append(identifier)
+
+    @property
+    def inFlight(self) -> frozenset[int]:
+        return frozenset(self._inFlight)
+
+
+@dataclass(eq=False)
+class _Exchange:
+    """One request to one server, in flight; its Identifier is its key."""
+
+    server: RadiusServer
+    identifier: int
+    authenticator: bytes
+    data: bytes
+    waiter: defer.Deferred[rpacket.AuthPacket] | None = field(default=None)
+
+
+class _RadiusSocket(DatagramProtocol):
+    """One UDP socket of an address family, its Identifiers and its exchanges."""
+
+    def __init__(self, owner: RadiusAuthenticator, family: int) -> None:
+        self.owner = owner
+        self.family = family
+        self.ids = IdPool()
+        self.exchanges: dict[int, _Exchange] = {}
+        self._idWaiters: deque[defer.Deferred[int]] = deque()
+        self.port: Any = None
+
+    def allocateId(self) -> defer.Deferred[int]:
+        """An Identifier now, or when one is released (256 in flight)."""
+        identifier = self.ids.allocate()
+        if identifier is not None:
+            return defer.succeed(identifier)
+        waiter: defer.Deferred[int] = defer.Deferred(lambda d: self._idWaiters.remove(d))
+        self._idWaiters.append(waiter)
+        self.owner.counters["request.queued"] += 1
+        return waiter
+
+    def releaseId(self, identifier: int) -> None:
+        if self._idWaiters:
+            self._idWaiters.popleft().callback(identifier)  # handed over, still in flight
+        else:
+            self.ids.release(identifier)
+
+    def failAll(self, reason: Exception) -> None:
+        while self._idWaiters:
+            self._idWaiters.popleft().errback(reason)
+        for exchange in list(self.exchanges.values()):
+            if exchange.waiter is not None and not exchange.waiter.called:
+                exchange.waiter.errback(reason)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.owner.datagramReceived(self, datagram, (addr[0], addr[1]))
+
+
+class _NoAnswer(Exception):
+    pass
+
+
+# --- the authenticator ----------------------------------------------------------------
+
+
+@implementer(IAuthenticator)
+class RadiusAuthenticator:
+    """
+    Authenticates Mobile Stations against RADIUS servers, tried in order.
+
+    Each server gets C{1 + retries} transmissions of the same packet (same
+    Identifier and Request Authenticator, RFC 5080 section 2.2.1), C{timeout}
+    seconds apart; a server that answers none is skipped for the next. When
+    none answers, L{AAAUnavailable}.
+
+    @ivar counters: what happened, by name: C{request.sent},
+        C{request.retransmitted}, C{request.queued}, C{access.accept},
+        C{access.reject}, C{access.challenge}, C{access.unavailable},
+        C{server.timeout}, and the dropped replies C{reply.malformed},
+        C{reply.unmatched}, C{reply.bad-authenticator},
+        C{reply.bad-message-authenticator}, C{reply.missing-message-authenticator},
+        C{reply.unexpected-code}, C{reply.unexpected-proxy-state}; and the
+        Access-Accepts turned into rejections, C{reply.missing-attributes} and
+        C{reply.bad-attributes}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        servers: list[RadiusServer],
+        dictionary: Dictionary | None = None,
+        timeout: float = 1.0,
+        retries: int = 2,
+        naiTemplate: str = DEFAULT_NAI_TEMPLATE,
+        password: str = "mac",
+        nasIdentifier: str = "lmm-mpa",
+        nasPortType: int = NAS_PORT_TYPE_ETHERNET,
+        serviceType: str = "auto",
+        sourceAddress: str | None = None,
+        requirePrefixOrAddress: bool = True,
+        requireMessageAuthenticator: bool = False,
+    ) -> None:
+        if not servers:
+            raise ValueError("at least one RADIUS server is needed")
+        if serviceType != "auto" and serviceType not in SERVICE_TYPES:
+            raise ValueError(f"service type: expected auto, framed or call-check, "
+                             f"got {serviceType!r}")
+        self.reactor = reactor
+        self.servers = list(servers)
+        self.dictionary = dictionary if dictionary is not None else loadDictionary()
+        self.timeout = timeout
+        self.retries = retries
+        self.naiTemplate = naiTemplate
+        self.password = password
+        self.nasIdentifier = nasIdentifier
+        self.nasPortType = nasPortType
+        self.serviceType = serviceType
+        self.requirePrefixOrAddress = requirePrefixOrAddress
+        self.requireMessageAuthenticator = requireMessageAuthenticator
+        self.counters: Counter[str] = Counter()
+        self._stopped = False
+        self._sockets: dict[int, _RadiusSocket] = {}
+        for family in sorted({server.family for server in self.servers}):
+            self._sockets[family] = self._listen(family, sourceAddress)
+
+    def _listen(self, family: int, sourceAddress: str | None) -> _RadiusSocket:
+        interface = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        if sourceAddress is not None and \
+                (":" in sourceAddress) == (family == socket.AF_INET6):
+            interface = sourceAddress
+        protocol = _RadiusSocket(self, family)
+        protocol.port = self.reactor.listenUDP(0, protocol, interface=interface)
+        return protocol
+
+    # -- IAuthenticator
+
+    def authenticate(self, request: AccessRequest) -> defer.Deferred[Profile]:
+        if self._stopped:
+            return defer.fail(AAAUnavailable("the RADIUS authenticator is stopped"))
+        return defer.Deferred.fromCoroutine(self._authenticate(request))
+
+    def stop(self) -> defer.Deferred[None]:
+        """Fail what is in flight with L{AAAUnavailable}; close the sockets."""
+        self._stopped = True
+        reason = AAAUnavailable("the RADIUS authenticator was stopped")
+        stopping = []
+        for radiusSocket in self._sockets.values():
+            radiusSocket.failAll(reason)
+            stopping.append(defer.maybeDeferred(radiusSocket.port.stopListening))
+        return defer.gatherResults(stopping).addCallback(lambda _: None)
+
+    # -- one authentication
+
+    async def _authenticate(self, request: AccessRequest) -> Profile:
+        try:
+            config.macAddress(request.mac)
+            nai = request.nai if request.nai is not None else \
+                naiFromMac(self.naiTemplate, request.mac)
+            if not nai or len(nai) > MAX_NAI_LENGTH:
+                raise ValueError(f"a User-Name has 1..{MAX_NAI_LENGTH} octets, this NAI "
+                                 f"{len(nai)}")
+        except ValueError as e:
+            # Nothing to ask a server: the contract is a Deferred that fails,
+            # with AccessRejected or AAAUnavailable.
+            raise AccessRejected(f"cannot authenticate {request}: {e}") from None
+        silent = []
+        for server in self.servers:
+            try:
+                reply = await self._exchange(server, request, nai)
+            except _NoAnswer:
+                self.counters["server.timeout"] += 1
+                self.log.warn(
+                    "RADIUS server {server} did not answer {transmissions} transmission(s) "
+                    "for {nai}", server=str(server), transmissions=1 + self.retries,
+                    nai=nai.decode("utf-8", "replace"))
+                silent.append(str(server))
+                continue
+            return self._interpret(reply, server, request, nai)
+        self.counters["access.unavailable"] += 1
+        reason = f"no RADIUS server answered ({', '.join(silent)})"
+        self.log.error("access for {nai} (MAC {mac}) failed: {reason}",
+                       nai=nai.decode("utf-8", "replace"), mac=request.mac, reason=reason)
+        raise AAAUnavailable(reason)
+
+    def buildRequest(self, server: RadiusServer, identifier: int, request: AccessRequest,
+                     nai: bytes) -> rpacket.AuthPacket:
+        """The Access-Request for C{request}, for C{server}."""
+        packet = rpacket.AuthPacket(code=ACCESS_REQUEST, id=identifier, secret=server.secret,
+                                    dict=self.dictionary)
+        packet.authenticator = packet.CreateAuthenticator()
+        # First attribute, computed over the whole packet when it is encoded:
+        # RFC 3579 section 3.2, and the BlastRADIUS (CVE-2024-3596) advice.
+        packet.add_message_authenticator()
+        packet["User-Name"] = nai
+        password = request.mac.replace(":", "") if self.password == "mac" else self.password
+        packet["User-Password"] = packet.PwCrypt(password)
+        packet["Calling-Station-Id"] = callingStationId(request.mac)
+        packet["NAS-Identifier"] = self.nasIdentifier
+        packet["NAS-Port-Type"] = self.nasPortType
+        if request.accessInterface:
+            packet["NAS-Port-Id"] = request.accessInterface
+        serviceType = self.serviceType
+        if serviceType == "auto":
+            # RFC 3580 section 3.20: Call-Check for MAC authentication.
+            serviceType = "framed" if request.nai is not None else "call-check"
+        packet["Service-Type"] = SERVICE_TYPES[serviceType]
+        return packet
+
+    async def _exchange(self, server: RadiusServer, request: AccessRequest,
+                        nai: bytes) -> rpacket.AuthPacket:
+        radiusSocket = self._sockets[server.family]
+        identifier = await radiusSocket.allocateId()
+        try:
+            packet = self.buildRequest(server, identifier, request, nai)
+            exchange = _Exchange(server, identifier, packet.authenticator, packet.RequestPacket())
+            radiusSocket.exchanges[identifier] = exchange
+            for attempt in range(1 + self.retries):
+                exchange.waiter = defer.Deferred()
+                exchange.waiter.addTimeout(self.timeout, self.reactor)
+                radiusSocket.port.write(exchange.data, (server.address, server.port))
+                self.counters["request.retransmitted" if attempt else "request.sent"] += 1
+                try:
+                    return await exchange.waiter
+                except defer.TimeoutError:
+                    continue
+            raise _NoAnswer()
+        finally:
+            radiusSocket.exchanges.pop(identifier, None)
+            radiusSocket.releaseId(identifier)
+
+    # -- replies
+
+    def _drop(self, counter: str, message: str, source: tuple[str, int], **fields: Any) -> None:
+        self.counters[counter] += 1
+        self.log.warn("RADIUS reply from {source} dropped ({counter}): " + message,
+                      source=f"{source[0]}:{source[1]}", counter=counter, **fields)
+
+    def datagramReceived(self, radiusSocket: _RadiusSocket, data: bytes,
+                         source: tuple[str, int]) -> None:
+        if len(data) < HEADER_LENGTH:
+            self._drop("reply.malformed", "{length} octets", source, length=len(data))
+            return
+        code, identifier, length = struct.unpack("!BBH", data[:4])
+        if not HEADER_LENGTH <= length <= min(len(data), MAX_PACKET_LENGTH):
+            self._drop("reply.malformed", "Length field {length}, {size} octets received",
+                       source, length=length, size=len(data))
+            return
+        data = data[:length]  # octets past Length are padding (RFC 2865 section 3)
+
+        exchange = radiusSocket.exchanges.get(identifier)
+        if exchange is None or exchange.waiter is None or exchange.waiter.called \
+                or not _sameEndpoint(source, exchange.server):
+            # Also the normal fate of the second answer to a retransmission.
+            self.counters["reply.unmatched"] += 1
+            self.log.debug("RADIUS reply from {source} with Identifier {identifier} matches "
+                           "no request in flight; dropped", source=f"{source[0]}:{source[1]}",
+                           identifier=identifier)
+            return
+        secret = exchange.server.secret
+        if not hmac.compare_digest(data[4:HEADER_LENGTH], responseAuthenticator(
+                data, exchange.authenticator, secret)):
+            self._drop("reply.bad-authenticator", "bad Response Authenticator (wrong secret "
+                       "or forged), Identifier {identifier}", source, identifier=identifier)
+            return
+        if code not in (ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE):
+            self._drop("reply.unexpected-code", "code {code} to an Access-Request", source,
+                       code=code)
+            return
+        try:
+            attributes = rawAttributes(data)
+            reply = rpacket.AuthPacket(packet=data, secret=secret, dict=self.dictionary)
+        except (ValueError, rpacket.PacketError) as e:
+            self._drop("reply.malformed", "{error}", source, error=str(e))
+            return
+        valid = checkMessageAuthenticator(data, exchange.authenticator, secret)
+        if valid is False:
+            self._drop("reply.bad-message-authenticator", "bad Message-Authenticator, "
+                       "Identifier {identifier}", source, identifier=identifier)
+            return
+        if valid is None and self.requireMessageAuthenticator:
+            self._drop("reply.missing-message-authenticator", "no Message-Authenticator, "
+                       "which require_message_authenticator asks for", source)
+            return
+        if any(kind == PROXY_STATE for kind, _ in attributes):
+            # We send none: a Proxy-State in the reply is the mark of BlastRADIUS.
+            self._drop("reply.unexpected-proxy-state", "a Proxy-State that was never sent",
+                       source)
+            return
+        exchange.waiter.callback(reply)
+
+    def _interpret(self, reply: rpacket.AuthPacket, server: RadiusServer,
+                   request: AccessRequest, nai: bytes) -> Profile:
+        who = nai.decode("utf-8", "replace")
+        if reply.code == ACCESS_REJECT:
+            self.counters["access.reject"] += 1
+            message = replyMessage(reply)
+            reason = f"Access-Reject from {server}" + (f": {message}" if message else "")
+            self.log.info("access rejected: {nai} (MAC {mac} on {interface}): {reason}",
+                          nai=who, mac=request.mac, interface=request.accessInterface,
+                          reason=reason)
+            raise AccessRejected(reason)
+        if reply.code == ACCESS_CHALLENGE:
+            self.counters["access.challenge"] += 1
+            reason = f"Access-Challenge from {server}: lmm authenticates with PAP only"
+            self.log.warn("access rejected: {nai}: {reason}", nai=who, reason=reason)
+            raise AccessRejected(reason)
+        try:
+            profile = profileFromReply(reply, nai)
+        except ValueError as e:
+            self._unusable("reply.bad-attributes", server, who, str(e))
+        problem = checkProfile(profile, self.requirePrefixOrAddress)
+        if problem is not None:
+            field, message = problem
+            counter = "reply.missing-attributes" if field is None else "reply.bad-attributes"
+            self._unusable(counter, server, who, message)
+        self.counters["access.accept"] += 1
+        self.log.info("access accepted: {nai} (MAC {mac} on {interface}) by {server}",
+                      nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
+                      interface=request.accessInterface, server=str(server))
+        return profile
+
+    def _unusable(self, counter: str, server: RadiusServer, nai: str, problem: str) -> NoReturn:
+        # The server authenticated the MS but gave no usable profile: its
+        # configuration is wrong, and asking another server would not help.
+        self.counters[counter] += 1
+        reason = f"Access-Accept from {server} unusable: {problem}"
+        self.log.error("access rejected: {nai}: {reason} ({counter})", nai=nai, reason=reason,
+                       counter=counter)
+        raise AccessRejected(reason)
+
+
+def _sameEndpoint(source: tuple[str, int], server: RadiusServer) -> bool:
+    try:
+        return (ipaddress.ip_address(source[0]) == ipaddress.ip_address(server.address)
+                and source[1] == server.port)
+    except ValueError:
+        return False
+
+
+# --- backend factory ----------------------------------------------------------------------
+
+
+def _ipAddress(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(config.string(value)))
+    except ValueError as e:
+        raise ValueError(f"expected an IP address, got {value!r}") from e
+
+
+SERVER_SETTINGS = [
+    Setting("address", _ipAddress, help="the server's IP address"),
+    Setting("port", config.integer(1, 65535), 1812, "the server's authentication port"),
+    Setting("secret", config.string, help="the shared secret"),
+]
+
+
+def _server(value: Any) -> RadiusServer:
+    try:
+        values = config.parseDocument("-", config.table(value), SERVER_SETTINGS)
+    except ConfigError as e:  # name the server's key; listOf adds which server
+        raise ValueError(f"{e.key}: {e.message}") from None
+    return RadiusServer(values["address"], values["port"], values["secret"].encode("utf-8"))
+
+
+_servers = config.listOf(_server, minimum=1)
+
+
+def _password(value: Any) -> str:
+    password = config.string(value)
+    if len(password.encode("utf-8")) > 128:  # RFC 2865 section 5.2
+        raise ValueError("a PAP password has at most 128 octets")
+    return password
+
+
+RADIUS_SETTINGS = [
+    Setting("servers", _servers,
+            help="[{address, port = 1812, secret}, ...], tried in this order"),
+    Setting("timeout", config.number(0.01, 60), 1.0, "seconds between transmissions"),
+    Setting("retries", config.integer(0, 10), 2, "retransmissions per server"),
+    Setting("nai_template", naiTemplate, DEFAULT_NAI_TEMPLATE,
+            "NAI for an MS the link gives only a MAC for"),
+    Setting("password", _password, "mac",
+            "PAP password: 'mac' (the MAC, aabbccddeeff) or a fixed string"),
+    Setting("nas_identifier", config.string, "lmm-mpa", "NAS-Identifier"),
+    Setting("nas_port_type", config.integer(0, 2**32 - 1), NAS_PORT_TYPE_ETHERNET,
+            "NAS-Port-Type (15 Ethernet, 19 Wireless-802.11)"),
+    Setting("service_type", config.oneOf("auto", *SERVICE_TYPES), "auto",
+            "Service-Type: framed, call-check, or auto (call-check for MAC-only)"),
+    Setting("dictionary", config.string, None, "pyrad dictionary (default: lmm's radius_dicts)"),
+    Setting("source_address", _ipAddress, None, "address to send from"),
+    Setting("require_prefix_or_address", config.boolean, True,
+            "reject an Access-Accept with neither a prefix nor an address"),
+    Setting("require_message_authenticator", config.boolean, False,
+            "drop replies without a Message-Authenticator"),
+]
+
+
+def radiusBackend(settings: Mapping[str, Any], reactor: Any) -> RadiusAuthenticator:
+    """Build the C{radius} authenticator; keys in L{RADIUS_SETTINGS}."""
+    label = "radius authenticator settings"
+    values = backendSettings(label, settings, RADIUS_SETTINGS)
+    try:
+        dictionary = loadDictionary(values["dictionary"])
+    except (OSError, ValueError) as e:
+        raise ConfigError(label, "dictionary", f"cannot load: {e}") from None
+    return RadiusAuthenticator(
+        reactor,
+        values["servers"],
+        dictionary=dictionary,
+        timeout=values["timeout"],
+        retries=values["retries"],
+        naiTemplate=values["nai_template"],
+        password=values["password"],
+        nasIdentifier=values["nas_identifier"],
+        nasPortType=values["nas_port_type"],
+        serviceType=values["service_type"],
+        sourceAddress=values["source_address"],
+        requirePrefixOrAddress=values["require_prefix_or_address"],
+        requireMessageAuthenticator=values["require_message_authenticator"],
+    )
