@@ -60,6 +60,7 @@ class TwistdTests(SynchronousTestCase):
     def test_unknownBackendListsKnown(self) -> None:
         result = self.badConfig("lmm-lmap", '[lmap]\naddress = "2001:db8::1"\n'
                                 'local_network_prefixes = ["2001:db8:1::/64"]\n'
+                                'mpas = ["2001:db8::/64"]\n'
                                 '[tunnel]\nbackend = "warp"\n')
         self.assertIn("key 'tunnel.backend'", result.stderr)
         self.assertIn("'warp'", result.stderr)
@@ -67,7 +68,8 @@ class TwistdTests(SynchronousTestCase):
 
     def test_overlappingPrefixes(self) -> None:
         result = self.badConfig("lmm-lmap", '[lmap]\naddress = "2001:db8::1"\n'
-                                'local_network_prefixes = ["2001:db8:1::/64", "2001:db8::/32"]\n')
+                                'local_network_prefixes = ["2001:db8:1::/64", "2001:db8::/32"]\n'
+                                'mpas = ["2001:db8::/64"]\n')
         self.assertIn("key 'lmap.local_network_prefixes'", result.stderr)
         self.assertIn("overlap", result.stderr)
 

@@ -1,0 +1,886 @@
+"""
+The LMAP's Proxy Binding Update processing, as a pure state machine.
+
+L{LocalMobilityAnchor} is fed decoded Mobility Header messages and a clock
+value (C{now}, seconds, any epoch) and returns a list of actions that the
+service carries out in order: L{SendMessage}, L{AddTunnel}, L{RemoveTunnel},
+and L{Note} (something worth a log line). It does no I/O and keeps no timers:
+L{LocalMobilityAnchor.nextDeadline} says when L{LocalMobilityAnchor.tick} is due.
+
+Rules (draft-gundavelli-netlmm-mip6-proxy-00 sections 4-6 and 9.1, with the
+gaps filled from RFC 5213, RFC 5846 and RFC 6275):
+
+ 1. A Binding Update without the P flag is answered with the profile's
+    "Proxy Registration not supported" status, P clear in the reply; one whose
+    source (or Alternate Care-of Address) is not inside a configured MPA
+    prefix gets the same status with P set ("proxy registration disabled for
+    that MPA"). Nothing is created.
+ 2. No Mobile Node Identifier option, or one whose subtype is not NAI:
+    MISSING_MN_IDENTIFIER_OPTION (160). The NAI is the Binding Cache key.
+ 3. Lifetime 0 is a deregistration. From the MPA the entry points at: the
+    entry goes, its tunnel goes, the reply has status 0 and lifetime 0. From
+    another MPA (a late deregistration after a handover): accepted, the
+    entry is kept. No entry: accepted.
+ 4. A Binding Cache Confirmation option asks for the existing entry: found,
+    the reply carries its Local Address option (and a PBU from another MPA is
+    a handover, rule 8); not found, the profile's "Binding Cache Entry
+    missing" status and nothing is created. It takes precedence over a Local
+    Address option in the same message.
+ 5. A Local Address option names the MS's address: it must lie inside one of
+    the LMAP's Local Network Prefixes (else NOT_HOME_SUBNET, 132) and not be
+    bound to another NAI (else DUPLICATE_ADDRESS_DETECTION_FAILED, 134). The
+    LMAP's own address and an LNP's zero-IID address (the Subnet-Router
+    anycast address) are refused with ADMINISTRATIVELY_PROHIBITED (129).
+    C{::}, or a prefix (prefix length < 128, all bits after it zero) inside an
+    LNP, asks the LMAP to assign. An MS with an entry keeps its address (for
+    a prefix: if the address is inside it). Otherwise the interface
+    identifier is a hash of the NAI (BLAKE2b, so the same MS gets the same
+    address again, also after a restart), probing upwards on a collision and
+    never using the all-zeros identifier or the LMAP's own address
+    (INSUFFICIENT_RESOURCES, 130, when none is free); C{::} assigns from the
+    first LNP. Neither option is the same as C{::}. The prefix length in the
+    reply is always that of the configured LNP holding the address. A new
+    address for an existing NAI replaces the old one (its tunnel is removed,
+    the new one added).
+ 6. The granted lifetime is min(requested, max_lifetime) rounded down to a
+    multiple of 4 s (what the wire carries), at least 4 s; the binding
+    expires at now + granted. The tunnel (Local Address/128 between the LMAP
+    and the MPA) is added before the Proxy Binding Acknowledgement is sent, as
+    the draft asks; a refresh from the same MPA for the same address touches
+    no tunnel. The care-of address is the source, or the Alternate Care-of
+    Address option when present (which must be an MPA too).
+ 7. Sequence numbers (RFC 6275 9.5.1, 16-bit modulo arithmetic: newer when
+    (new - last) mod 2**16 is in 1..32767) are checked only against an entry
+    whose care-of address is the same MPA: each MPA numbers its own PBUs, so
+    a PBU from another MPA is a handover, accepted whatever its number. An
+    old number is answered with SEQUENCE_NUMBER_OUT_OF_WINDOW (135) carrying
+    the last accepted number, and nothing changes.
+ 8. Handover (draft 6.4): the care-of address moves to the new MPA; the old
+    tunnel is removed, the new one added, the PBA sent to the new MPA, and
+    only then a Binding Revocation Indication (RFC 5846; trigger "inter-MAG
+    handover, unknown", P set, the NAI and the old Local Address) to the
+    previous MPA. The PBA is never held back. The indication is retransmitted
+    after revocation_timeout, the interval doubling each time, up to
+    revocation_max_retries times; one more interval without an
+    acknowledgement and the LMAP gives up. An acknowledgement from that MPA
+    with that sequence number ends it. A pending revocation towards an MPA is
+    cancelled when the same MS registers there again (it came back).
+    Revocation sequence numbers are one LMAP-wide 16-bit counter.
+ 9. A reply is sent when the BU has the A flag set, or when it is rejected
+    (RFC 6275 9.5.1); MPAs set A.
+
+Also: an entry whose expiry has passed is gone, even if L{tick} has not run
+yet (a PBU finds it expired: removed, and the PBU is processed as if there
+were none). Heartbeat requests (RFC 5847) from MPAs are answered; an unknown
+Mobility Header type is answered with a Binding Error, status 2 (RFC 6275
+9.2), at most C{bindingErrorRate} per second (RFC 6275 asks for ICMP-like
+rate limiting).
+
+Expiries sit in a heap of (time, NAI) with lazy deletion: a refresh that
+extends a binding pushes nothing; when its old time comes up the item is
+moved to the entry's current expiry, so a binding refreshed any number of
+times has one item. Items left by removed bindings are dropped when they come
+up; should they pile up (churn), a push that finds the heap over twice the
+number of bindings plus some slack rebuilds it from the entries.
+
+Notes come after the tunnel changes and messages of the same event. The
+counters are listed in L{LocalMobilityAnchor}'s docstring.
+"""
+
+from __future__ import annotations
+
+import heapq
+import socket
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from ipaddress import IPv6Network
+from typing import Any
+
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
+from lmm.mh import (
+    LIFETIME_UNIT,
+    MAX_LIFETIME,
+    MN_ID_SUBTYPE_NAI,
+    AlternateCareOfAddress,
+    BindingAck,
+    BindingCacheConfirmation,
+    BindingError,
+    BindingErrorStatus,
+    BindingRevocationAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+    Heartbeat,
+    LocalAddress,
+    MHType,
+    MobileNodeIdentifier,
+    MobilityHeaderError,
+    MobilityMessage,
+    RevocationStatus,
+    RevocationTrigger,
+    Status,
+    UnknownMessageType,
+    WireProfile,
+)
+from lmm.tunnel import ROLE_LMAP, TunnelBinding
+
+__all__ = [
+    "Action",
+    "AddTunnel",
+    "LocalMobilityAnchor",
+    "Note",
+    "RemoveTunnel",
+    "SendMessage",
+    "isNewer",
+]
+
+# The actions are lmm.actions' (shared with the MPA), re-exported for the service.
+Action = SendMessage | AddTunnel | RemoveTunnel | Note
+
+
+# --- helpers ----------------------------------------------------------------
+
+_AF6 = socket.AF_INET6
+_pton = socket.inet_pton
+_ntop = socket.inet_ntop
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+_heapreplace = heapq.heapreplace
+
+_SEQUENCE_MASK = 0xFFFF
+_HALF_SEQUENCE = 0x8000
+# Assignment probes at most this many interface identifiers before giving up.
+_MAX_PROBES = 1 << 16
+# Remembered MPA decisions; the cache is emptied when a flood of spoofed
+# sources fills it.
+_MPA_CACHE_SIZE = 1 << 16
+# A heap this much larger than the live count is rebuilt.
+_HEAP_SLACK = 1024
+
+
+def _toInt(address: str) -> int:
+    return int.from_bytes(_pton(_AF6, address), "big")
+
+
+def _toText(value: int) -> str:
+    return _ntop(_AF6, value.to_bytes(16, "big"))
+
+
+def isNewer(sequence: int, last: int) -> bool:
+    """RFC 6275 9.5.1: C{sequence} is newer than C{last} in 16-bit modulo arithmetic."""
+    return 0 < ((sequence - last) & _SEQUENCE_MASK) < _HALF_SEQUENCE
+
+
+def _naiText(nai: bytes) -> str:
+    return nai.decode("utf-8", "replace")
+
+
+def _kindName(message: MobilityMessage) -> str:
+    try:
+        return MHType(message.mhType).name.lower().replace("_", "-")
+    except ValueError:
+        return str(message.mhType)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """A Local Network Prefix as integers, for membership tests on the hot path."""
+
+    network: int
+    length: int
+    hostMask: int
+
+
+class _Revocation:
+    """A Binding Revocation Indication waiting for its acknowledgement."""
+
+    __slots__ = ("message", "destination", "nai", "retransmissions", "interval", "due")
+
+    def __init__(
+        self,
+        message: BindingRevocationIndication,
+        destination: str,
+        nai: bytes,
+        interval: float,
+        due: float,
+    ) -> None:
+        self.message = message
+        self.destination = destination
+        self.nai = nai
+        self.retransmissions = 0
+        self.interval = interval
+        self.due = due
+
+
+class _Rejected(Exception):
+    """A PBU that gets a rejection status; raised inside PBU processing only."""
+
+    def __init__(self, status: int, reason: str, sequence: int | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.sequence = sequence
+
+
+# --- the anchor -------------------------------------------------------------
+
+
+class LocalMobilityAnchor:
+    """
+    The LMAP's Binding Cache and Proxy Binding Update processing; see the
+    module docstring for the rules.
+
+    @ivar counters: named event counts, for statistics: C{pbu.accepted},
+        C{pbu.rejected.<status>}, C{binding.created}, C{pbu.handover},
+        C{binding.address-changed}, C{pbu.deregistered} (and C{.stale}, from a
+        previous MPA; C{.unknown}, no entry), C{binding.expired}, C{bri.sent},
+        C{bri.retransmitted}, C{bri.acknowledged}, C{bra.status.<status>} (not
+        success), C{bri.given-up}, C{bri.cancelled} (the MS came back),
+        C{bra.unmatched}, C{heartbeat.answered}, C{heartbeat.response},
+        C{heartbeat.refused} (not an MPA), C{ignored.<message type>},
+        C{malformed.<reason>}, C{binding-error.sent},
+        C{binding-error.rate-limited}, C{expiry-heap.compacted}.
+    @ivar store: the L{lmm.interfaces.IBindingStore} provider holding the entries.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        prefixes: Sequence[IPv6Network],
+        mpas: Sequence[IPv6Network],
+        maxLifetime: int,
+        profile: WireProfile,
+        revocationTimeout: float,
+        revocationRetries: int,
+        store: BindingStore | None = None,
+        bindingErrorRate: float = 10.0,
+    ) -> None:
+        if not prefixes:
+            raise ValueError("an LMAP needs at least one Local Network Prefix")
+        if maxLifetime < LIFETIME_UNIT:
+            raise ValueError(f"maxLifetime {maxLifetime} is under {LIFETIME_UNIT} s")
+        if revocationTimeout <= 0:
+            raise ValueError(f"revocationTimeout {revocationTimeout} is not positive")
+        if revocationRetries < 0:
+            raise ValueError(f"revocationRetries {revocationRetries} is negative")
+        self._addressValue = _toInt(address)
+        self.address = _toText(self._addressValue)
+        self.prefixes = [IPv6Network(p) for p in prefixes]
+        self._prefixes = [
+            _Prefix(int(p.network_address), p.prefixlen, int(p.hostmask)) for p in self.prefixes
+        ]
+        self.mpas = [IPv6Network(p) for p in mpas]
+        self._mpaNetworks = [(int(p.network_address), int(p.netmask)) for p in self.mpas]
+        self._mpaCache: dict[str, str | None] = {}
+        # What the wire can carry, rounded down to whole units.
+        self.maxLifetime = min(maxLifetime, MAX_LIFETIME) // LIFETIME_UNIT * LIFETIME_UNIT
+        self.profile = profile
+        self.revocationTimeout = revocationTimeout
+        self.revocationRetries = revocationRetries
+        self.store: BindingStore = BindingCache() if store is None else store
+        self.counters: Counter[str] = Counter()
+
+        # An adopted store's entries expire like new ones.
+        self._expiries: list[tuple[float, bytes]] = [(e.expires, e.nai) for e in self.store]
+        heapq.heapify(self._expiries)
+        self._heapLimit = 2 * len(self._expiries) + _HEAP_SLACK
+
+        self._revocationSequence = 0
+        self._revocations: dict[tuple[str, int], _Revocation] = {}
+        self._revocationsByVisitor: dict[tuple[str, bytes], int] = {}
+        self._revocationTimes: list[tuple[float, str, int]] = []
+
+        self._bindingErrorRate = bindingErrorRate
+        self._bindingErrorTokens = max(1.0, bindingErrorRate)
+        self._bindingErrorStamp: float | None = None
+
+        self._handlers: dict[type, Callable[[Any, str, float], list[Action]]] = {
+            BindingUpdate: self._bindingUpdate,
+            BindingRevocationAck: self._revocationAck,
+            Heartbeat: self._heartbeat,
+        }
+
+    # --- input --------------------------------------------------------------
+
+    def receive(self, message: MobilityMessage, source: str, now: float) -> list[Action]:
+        """Process one decoded message from C{source}; return what to do, in order."""
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self.counters["ignored." + _kindName(message)] += 1
+            return []
+        return handler(message, source, now)
+
+    def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
+        """A packet from C{source} that did not decode: count it, and answer an
+        unknown message type with a Binding Error (RFC 6275 9.2)."""
+        self.counters["malformed." + error.reason] += 1
+        if not isinstance(error, UnknownMessageType):
+            return []
+        if not self._bindingErrorAllowed(now):
+            self.counters["binding-error.rate-limited"] += 1
+            return []
+        self.counters["binding-error.sent"] += 1
+        # No Home Address option came with it: the Home Address field is "::".
+        return [SendMessage(BindingError(BindingErrorStatus.UNRECOGNIZED_MH_TYPE), source)]
+
+    def tick(self, now: float) -> list[Action]:
+        """Do everything due by C{now}: binding expiry, revocation retransmission."""
+        actions: list[Action] = []
+        heap = self._expiries
+        store = self.store
+        while heap and heap[0][0] <= now:
+            item = heap[0]
+            entry = store.get(item[1])
+            if entry is None:
+                _heappop(heap)
+            elif entry.expires <= now:
+                _heappop(heap)
+                self._expire(entry, actions)
+            else:
+                # Refreshed since it was queued: queue it at its current expiry.
+                _heapreplace(heap, (entry.expires, item[1]))
+            # Items that converged on the same time and NAI are one item.
+            while heap and heap[0] == item:
+                _heappop(heap)
+        self._retransmitRevocations(now, actions)
+        return actions
+
+    def nextDeadline(self) -> float | None:
+        """When L{tick} next has something to do, or None. It tidies the heaps
+        (drops and requeues stale items) and changes no binding."""
+        heap = self._expiries
+        store = self.store
+        while heap:
+            expires, nai = heap[0]
+            entry = store.get(nai)
+            if entry is None:
+                _heappop(heap)
+            elif entry.expires != expires:
+                _heapreplace(heap, (entry.expires, nai))
+            else:
+                break
+        times = self._revocationTimes
+        while times:
+            due, mpa, sequence = times[0]
+            revocation = self._revocations.get((mpa, sequence))
+            if revocation is None or revocation.due != due:
+                _heappop(times)
+            else:
+                break
+        deadlines = [h[0][0] for h in (heap, times) if h]
+        return min(deadlines) if deadlines else None
+
+    def stop(self, now: float) -> list[Action]:
+        """The daemon stops: remove every binding's tunnel and forget pending
+        revocations. The store keeps its entries, so that a persistent store
+        can be adopted by the next anchor."""
+        actions: list[Action] = [RemoveTunnel(entry.tunnel) for entry in self.store]
+        self._revocations.clear()
+        self._revocationsByVisitor.clear()
+        self._revocationTimes.clear()
+        actions.append(Note("lmap.stopped", {"bindings": len(actions)}))
+        return actions
+
+    # --- Proxy Binding Update ----------------------------------------------
+
+    def _bindingUpdate(self, bu: BindingUpdate, source: str, now: float) -> list[Action]:
+        actions: list[Action] = []
+        store = self.store
+        nai: bytes | None = None
+        try:
+            if not bu.proxy:
+                # The draft's 4.2: P is set in the reply only if it was in the BU.
+                self._reject(
+                    actions, bu, source, None, self.profile.proxyRegistrationNotSupported,
+                    "not a proxy registration", proxy=False,
+                )
+                return actions
+            mpa = self._mpaOf(source)
+            if mpa is None:
+                raise _Rejected(
+                    self.profile.proxyRegistrationNotSupported, "source is not an allowed MPA"
+                )
+            mnid: MobileNodeIdentifier | None = None
+            localAddress: LocalAddress | None = None
+            confirmation = False
+            careOf = mpa
+            for option in bu.options:
+                if isinstance(option, MobileNodeIdentifier):
+                    if mnid is None:
+                        mnid = option
+                elif isinstance(option, LocalAddress):
+                    if localAddress is None:
+                        localAddress = option
+                elif isinstance(option, BindingCacheConfirmation):
+                    confirmation = True
+                elif isinstance(option, AlternateCareOfAddress):
+                    alternate = self._mpaOf(option.address)
+                    if alternate is None:
+                        raise _Rejected(
+                            self.profile.proxyRegistrationNotSupported,
+                            "alternate care-of address is not an allowed MPA",
+                        )
+                    careOf = alternate
+            if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
+                raise _Rejected(
+                    Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier"
+                )
+            nai = mnid.identifier
+
+            entry = store.get(nai)
+            if entry is not None and entry.expires <= now:
+                self._expire(entry, actions)
+                entry = None
+            sameMpa = entry is not None and entry.careOfAddress == careOf
+            if sameMpa and not (
+                0 < ((bu.sequence - entry.sequence) & _SEQUENCE_MASK) < _HALF_SEQUENCE  # type: ignore[union-attr]
+            ):
+                # The reply carries the last accepted number (RFC 6275 9.5.1).
+                raise _Rejected(
+                    Status.SEQUENCE_NUMBER_OUT_OF_WINDOW,
+                    "sequence number not newer",
+                    entry.sequence,  # type: ignore[union-attr]
+                )
+
+            if bu.lifetime == 0:
+                self._deregister(actions, bu, mpa, careOf, nai, entry, localAddress, sameMpa)
+                return actions
+
+            if confirmation:
+                if entry is None:
+                    raise _Rejected(
+                        self.profile.bindingCacheEntryMissing, "no Binding Cache entry to confirm"
+                    )
+                address, prefixLength = entry.localAddress, entry.prefixLength
+            elif localAddress is not None:
+                requested = localAddress.address
+                if entry is not None and (requested == entry.localAddress or requested == "::"):
+                    address, prefixLength = entry.localAddress, entry.prefixLength
+                elif requested == "::":
+                    address, prefixLength = self._assignFirst(nai, now, actions)
+                else:
+                    address, prefixLength = self._resolve(
+                        requested, localAddress.prefixLength, nai, entry, now, actions
+                    )
+            elif entry is not None:
+                address, prefixLength = entry.localAddress, entry.prefixLength
+            else:
+                address, prefixLength = self._assignFirst(nai, now, actions)
+        except _Rejected as rejection:
+            self._reject(
+                actions, bu, source, nai, rejection.status, rejection.reason, rejection.sequence
+            )
+            return actions
+
+        granted = bu.lifetime
+        if granted > self.maxLifetime:
+            granted = self.maxLifetime
+        elif granted % LIFETIME_UNIT or granted < LIFETIME_UNIT:
+            granted = self._grant(granted)
+        expires = now + granted
+        counters = self.counters
+        counters["pbu.accepted"] += 1
+
+        if entry is None:
+            tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
+            entry = BindingCacheEntry(
+                nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now
+            )
+            store.put(entry)
+            self._schedule(expires, nai)
+            self._cancelRevocation(careOf, nai)
+            # The tunnel before the PBA (draft 6.1).
+            actions.append(AddTunnel(tunnel))
+            if bu.ack:
+                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+            counters["binding.created"] += 1
+            actions.append(
+                Note(
+                    "binding.created",
+                    {"nai": _naiText(nai), "address": address, "careOf": careOf,
+                     "lifetime": granted},
+                )
+            )
+            return actions
+
+        if sameMpa and address == entry.localAddress:
+            # The hot path: a refresh. An extended binding keeps its heap item
+            # (requeued lazily); only a shortened one needs an earlier item.
+            if expires < entry.expires:
+                self._schedule(expires, nai)
+            entry.lifetime = granted
+            entry.expires = expires
+            entry.sequence = bu.sequence
+            entry.updated = now
+            store.put(entry)
+            if bu.ack:
+                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+            return actions
+
+        # A handover, a new address, or both.
+        old = entry
+        previous = old.careOfAddress
+        oldTunnel = old.tunnel
+        tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
+        if expires < old.expires:
+            self._schedule(expires, nai)
+        if address == old.localAddress:
+            entry.careOfAddress = careOf
+            entry.lifetime = granted
+            entry.expires = expires
+            entry.sequence = bu.sequence
+            entry.tunnel = tunnel
+            entry.updated = now
+        else:
+            # A new key: a new entry, so that the store can re-index it.
+            entry = BindingCacheEntry(
+                nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel,
+                old.created, now,
+            )
+        store.put(entry)
+        actions.append(RemoveTunnel(oldTunnel))
+        actions.append(AddTunnel(tunnel))
+        # The PBA first: the new MPA is never kept waiting for the old one.
+        if bu.ack:
+            actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+        naiText = _naiText(nai)
+        if sameMpa:
+            counters["binding.address-changed"] += 1
+            actions.append(
+                Note(
+                    "binding.address-changed",
+                    {"nai": naiText, "address": address, "previousAddress": old.localAddress,
+                     "careOf": careOf},
+                )
+            )
+            return actions
+        self._cancelRevocation(careOf, nai)
+        actions.append(self._revoke(previous, mnid, old.localAddress, old.prefixLength, now))
+        counters["pbu.handover"] += 1
+        actions.append(
+            Note(
+                "binding.handover",
+                {"nai": naiText, "address": address, "careOf": careOf, "previous": previous,
+                 "previousAddress": old.localAddress},
+            )
+        )
+        return actions
+
+    def _deregister(
+        self,
+        actions: list[Action],
+        bu: BindingUpdate,
+        mpa: str,
+        careOf: str,
+        nai: bytes,
+        entry: BindingCacheEntry | None,
+        localAddress: LocalAddress | None,
+        sameMpa: bool,
+    ) -> None:
+        counters = self.counters
+        counters["pbu.accepted"] += 1
+        options: tuple[LocalAddress, ...] = ()
+        if entry is None:
+            counters["pbu.deregistered.unknown"] += 1
+            if localAddress is not None:
+                options = (localAddress,)
+        else:
+            options = (LocalAddress(entry.localAddress, entry.prefixLength),)
+            if sameMpa:
+                self.store.remove(nai)
+                actions.append(RemoveTunnel(entry.tunnel))
+                counters["pbu.deregistered"] += 1
+                actions.append(
+                    Note(
+                        "binding.deregistered",
+                        {"nai": _naiText(nai), "address": entry.localAddress, "careOf": careOf},
+                    )
+                )
+            else:
+                # Late, from the MPA the MS left: the binding is the new MPA's.
+                counters["pbu.deregistered.stale"] += 1
+        if bu.ack:
+            actions.append(SendMessage(BindingAck(0, bu.sequence, 0, options, proxy=True), mpa))
+
+    def _resolve(
+        self,
+        text: str,
+        requestedLength: int,
+        nai: bytes,
+        entry: BindingCacheEntry | None,
+        now: float,
+        actions: list[Action],
+    ) -> tuple[str, int]:
+        """The Local Address a PBU asks for, as (canonical text, LNP length);
+        raise L{_Rejected} when it cannot have it."""
+        try:
+            value = _toInt(text)
+        except (OSError, ValueError):
+            raise _Rejected(Status.NOT_HOME_SUBNET, f"not an IPv6 address: {text!r}") from None
+        if value == 0:
+            if entry is not None:
+                return entry.localAddress, entry.prefixLength
+            return self._assignFirst(nai, now, actions)
+        lnp = self._owner(value)
+        if lnp is None:
+            raise _Rejected(Status.NOT_HOME_SUBNET, f"{text} is outside the LNPs")
+        if requestedLength < 128:
+            hostMask = (1 << (128 - max(requestedLength, lnp.length))) - 1
+            if value & hostMask == 0:
+                # A prefix, not an address: the LMAP picks one inside it.
+                if entry is not None and _toInt(entry.localAddress) & ~hostMask == value:
+                    return entry.localAddress, entry.prefixLength
+                return self._assign(nai, value, hostMask, lnp.length, now, actions)
+        if value == self._addressValue or value == lnp.network:
+            raise _Rejected(Status.ADMINISTRATIVELY_PROHIBITED, f"{text} is reserved")
+        address = _toText(value)
+        other = self.store.getByAddress(address)
+        if other is not None and other.nai != nai:
+            if other.expires > now:
+                raise _Rejected(
+                    Status.DUPLICATE_ADDRESS_DETECTION_FAILED,
+                    f"{address} is bound to {_naiText(other.nai)}",
+                )
+            self._expire(other, actions)
+        return address, lnp.length
+
+    def _assignFirst(
+        self, nai: bytes, now: float, actions: list[Action]
+    ) -> tuple[str, int]:
+        """C{::}: an address from the first LNP."""
+        first = self._prefixes[0]
+        return self._assign(nai, first.network, first.hostMask, first.length, now, actions)
+
+    def _assign(
+        self,
+        nai: bytes,
+        network: int,
+        hostMask: int,
+        lnpLength: int,
+        now: float,
+        actions: list[Action],
+    ) -> tuple[str, int]:
+        """A free address in C{network}/C{hostMask} for C{nai}: the interface
+        identifier is a hash of the NAI, probed upwards on collision."""
+        identifier = int.from_bytes(blake2b(nai, digest_size=16).digest(), "big") & hostMask
+        store = self.store
+        for _ in range(min(hostMask + 1, _MAX_PROBES)):
+            value = network | identifier
+            if identifier and value != self._addressValue:
+                address = _toText(value)
+                other = store.getByAddress(address)
+                if other is None or other.nai == nai:
+                    return address, lnpLength
+                if other.expires <= now:
+                    self._expire(other, actions)
+                    return address, lnpLength
+            identifier = (identifier + 1) & hostMask
+        raise _Rejected(Status.INSUFFICIENT_RESOURCES, "no free address to assign")
+
+    def _owner(self, value: int) -> _Prefix | None:
+        for lnp in self._prefixes:
+            if value & ~lnp.hostMask == lnp.network:
+                return lnp
+        return None
+
+    def _grant(self, requested: int) -> int:
+        granted = min(requested, self.maxLifetime)
+        granted -= granted % LIFETIME_UNIT
+        return granted if granted >= LIFETIME_UNIT else LIFETIME_UNIT
+
+    def _ack(
+        self, sequence: int, granted: int, address: str, prefixLength: int, mpa: str
+    ) -> SendMessage:
+        return SendMessage(
+            BindingAck(0, sequence, granted, (LocalAddress(address, prefixLength),), proxy=True),
+            mpa,
+        )
+
+    def _reject(
+        self,
+        actions: list[Action],
+        bu: BindingUpdate,
+        source: str,
+        nai: bytes | None,
+        status: int,
+        reason: str,
+        sequence: int | None = None,
+        proxy: bool = True,
+    ) -> None:
+        self.counters[f"pbu.rejected.{status}"] += 1
+        if sequence is None:
+            sequence = bu.sequence
+        actions.append(
+            Note(
+                "pbu.rejected",
+                {"status": status, "reason": reason, "source": source,
+                 "nai": None if nai is None else _naiText(nai), "sequence": bu.sequence},
+            )
+        )
+        # Rejections are always answered, A flag or not (RFC 6275 9.5.1).
+        actions.append(SendMessage(BindingAck(status, sequence, 0, (), proxy=proxy), source))
+
+    def _mpaOf(self, source: str) -> str | None:
+        """The canonical (shared) text of C{source} if it may register, else None."""
+        try:
+            return self._mpaCache[source]
+        except KeyError:
+            pass
+        try:
+            packed = _pton(_AF6, source)
+        except (OSError, TypeError, ValueError):
+            return None
+        value = int.from_bytes(packed, "big")
+        allowed: str | None = None
+        for network, mask in self._mpaNetworks:
+            if value & mask == network:
+                # One string object for every entry pointing at this MPA.
+                allowed = sys.intern(_ntop(_AF6, packed))
+                break
+        cache = self._mpaCache
+        if len(cache) >= _MPA_CACHE_SIZE:
+            cache.clear()
+        cache[source] = allowed
+        return allowed
+
+    # --- expiry -------------------------------------------------------------
+
+    def _schedule(self, expires: float, nai: bytes) -> None:
+        heap = self._expiries
+        _heappush(heap, (expires, nai))
+        if len(heap) > self._heapLimit:
+            # Counting the store is not free: only when the heap passes the last limit.
+            limit = 2 * len(self.store) + _HEAP_SLACK
+            if len(heap) > limit:
+                self._compact()
+                limit = 2 * len(self.store) + _HEAP_SLACK
+            self._heapLimit = limit
+
+    def _compact(self) -> None:
+        """Rebuild the expiry heap from the live entries: one item each."""
+        self.counters["expiry-heap.compacted"] += 1
+        self._expiries = [(e.expires, e.nai) for e in self.store]
+        heapq.heapify(self._expiries)
+
+    def _expire(self, entry: BindingCacheEntry, actions: list[Action]) -> None:
+        self.store.remove(entry.nai)
+        actions.append(RemoveTunnel(entry.tunnel))
+        self.counters["binding.expired"] += 1
+        actions.append(
+            Note(
+                "binding.expired",
+                {"nai": _naiText(entry.nai), "address": entry.localAddress,
+                 "careOf": entry.careOfAddress},
+            )
+        )
+
+    # --- revocation ---------------------------------------------------------
+
+    def _revoke(
+        self,
+        mpa: str,
+        mnid: MobileNodeIdentifier,
+        address: str,
+        prefixLength: int,
+        now: float,
+    ) -> SendMessage:
+        sequence = self._revocationSequence = (self._revocationSequence + 1) & _SEQUENCE_MASK
+        message = BindingRevocationIndication(
+            sequence,
+            RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+            (mnid, LocalAddress(address, prefixLength)),
+            proxy=True,
+        )
+        due = now + self.revocationTimeout
+        key = (mpa, sequence)
+        self._revocations[key] = _Revocation(
+            message, mpa, mnid.identifier, self.revocationTimeout, due
+        )
+        self._revocationsByVisitor[mpa, mnid.identifier] = sequence
+        _heappush(self._revocationTimes, (due, mpa, sequence))
+        self.counters["bri.sent"] += 1
+        return SendMessage(message, mpa)
+
+    def _cancelRevocation(self, mpa: str, nai: bytes) -> None:
+        """The MS registers at C{mpa} again: stop revoking its binding there."""
+        if not self._revocationsByVisitor:
+            return
+        sequence = self._revocationsByVisitor.pop((mpa, nai), None)
+        if sequence is not None and self._revocations.pop((mpa, sequence), None) is not None:
+            self.counters["bri.cancelled"] += 1
+
+    def _forget(self, revocation: _Revocation) -> None:
+        key = (revocation.destination, revocation.nai)
+        if self._revocationsByVisitor.get(key) == revocation.message.sequence:
+            del self._revocationsByVisitor[key]
+
+    def _retransmitRevocations(self, now: float, actions: list[Action]) -> None:
+        times = self._revocationTimes
+        revocations = self._revocations
+        while times and times[0][0] <= now:
+            due, mpa, sequence = _heappop(times)
+            revocation = revocations.get((mpa, sequence))
+            if revocation is None or revocation.due != due:
+                continue
+            if revocation.retransmissions >= self.revocationRetries:
+                del revocations[mpa, sequence]
+                self._forget(revocation)
+                self.counters["bri.given-up"] += 1
+                actions.append(
+                    Note(
+                        "revocation.given-up",
+                        {"nai": _naiText(revocation.nai), "mpa": mpa, "sequence": sequence,
+                         "retransmissions": revocation.retransmissions},
+                    )
+                )
+                continue
+            revocation.retransmissions += 1
+            revocation.interval *= 2
+            revocation.due = now + revocation.interval
+            _heappush(times, (revocation.due, mpa, sequence))
+            self.counters["bri.retransmitted"] += 1
+            actions.append(SendMessage(revocation.message, mpa))
+
+    def _revocationAck(
+        self, message: BindingRevocationAck, source: str, now: float
+    ) -> list[Action]:
+        mpa = self._mpaOf(source)
+        revocation = None if mpa is None else self._revocations.pop((mpa, message.sequence), None)
+        if revocation is None:
+            self.counters["bra.unmatched"] += 1
+            return []
+        self._forget(revocation)
+        self.counters["bri.acknowledged"] += 1
+        if message.status != RevocationStatus.SUCCESS:
+            self.counters[f"bra.status.{message.status}"] += 1
+        return []
+
+    # --- the rest -----------------------------------------------------------
+
+    def _heartbeat(self, message: Heartbeat, source: str, now: float) -> list[Action]:
+        if message.response:
+            self.counters["heartbeat.response"] += 1
+            return []
+        if self._mpaOf(source) is None:
+            # Not a peer: answering would make the LMAP a reflector.
+            self.counters["heartbeat.refused"] += 1
+            return []
+        self.counters["heartbeat.answered"] += 1
+        return [SendMessage(Heartbeat(message.sequence, response=True), source)]
+
+    def _bindingErrorAllowed(self, now: float) -> bool:
+        """A token bucket of C{bindingErrorRate} per second, burst the same."""
+        rate = self._bindingErrorRate
+        if rate <= 0:
+            return False
+        burst = max(1.0, rate)
+        if self._bindingErrorStamp is not None:
+            elapsed = max(0.0, now - self._bindingErrorStamp)
+            self._bindingErrorTokens = min(burst, self._bindingErrorTokens + elapsed * rate)
+        self._bindingErrorStamp = now
+        if self._bindingErrorTokens < 1.0:
+            return False
+        self._bindingErrorTokens -= 1.0
+        return True

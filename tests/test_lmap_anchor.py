@@ -1,0 +1,985 @@
+"""lmm.lmap.anchor: Proxy Binding Update processing, expiry and revocation, without I/O."""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm import mh
+from lmm.lmap import anchor as anchorModule
+from lmm.lmap.anchor import (
+    Action,
+    AddTunnel,
+    LocalMobilityAnchor,
+    Note,
+    RemoveTunnel,
+    SendMessage,
+    isNewer,
+)
+from lmm.lmap.cache import BindingCache, BindingCacheEntry
+from lmm.mh import Status
+from lmm.tunnel import ROLE_LMAP, TunnelBinding
+
+LMAP = "2001:db8:ffff::1"
+LNP = IPv6Network("2001:db8:1::/64")
+LNP2 = IPv6Network("2001:db8:2::/64")
+MPAS = IPv6Network("2001:db8:a::/64")
+MPA1 = "2001:db8:a::1"
+MPA2 = "2001:db8:a::2"
+MPA3 = "2001:db8:a::3"
+STRANGER = "2001:db8:b::1"
+NAI = b"ms1@example.net"
+ADDRESS = "2001:db8:1::10"
+T0 = 1000.0
+
+
+def makeAnchor(
+    profile: mh.WireProfile = mh.DRAFT,
+    prefixes: tuple[IPv6Network, ...] = (LNP, LNP2),
+    mpas: tuple[IPv6Network, ...] = (MPAS,),
+    address: str = LMAP,
+    **kwargs: Any,
+) -> LocalMobilityAnchor:
+    settings: dict[str, Any] = {
+        "maxLifetime": 3600, "revocationTimeout": 1.0, "revocationRetries": 3,
+    }
+    settings.update(kwargs)
+    return LocalMobilityAnchor(address, list(prefixes), list(mpas), profile=profile, **settings)
+
+
+def pbu(
+    sequence: int,
+    lifetime: int = 3600,
+    nai: bytes | None = NAI,
+    address: str | None = ADDRESS,
+    prefixLength: int = 64,
+    confirm: bool = False,
+    ack: bool = True,
+    proxy: bool = True,
+    extra: tuple[mh.MobilityOption, ...] = (),
+) -> mh.BindingUpdate:
+    options: list[mh.MobilityOption] = []
+    if nai is not None:
+        options.append(mh.MobileNodeIdentifier(nai))
+    if confirm:
+        options.append(mh.BindingCacheConfirmation())
+    if address is not None:
+        options.append(mh.LocalAddress(address, prefixLength))
+    options.extend(extra)
+    return mh.BindingUpdate(sequence, lifetime, tuple(options), ack=ack, proxy=proxy)
+
+
+def sends(actions: list[Action]) -> list[SendMessage]:
+    return [a for a in actions if isinstance(a, SendMessage)]
+
+
+def notes(actions: list[Action]) -> list[Note]:
+    return [a for a in actions if isinstance(a, Note)]
+
+
+def shape(actions: list[Action]) -> list[str]:
+    """The actions in order, Notes left out, as short words."""
+    words = []
+    for a in actions:
+        if isinstance(a, SendMessage):
+            words.append(f"send {type(a.message).__name__} {a.destination}")
+        elif isinstance(a, AddTunnel):
+            words.append(f"add {a.binding.mobileAddress} {a.binding.remoteEndpoint}")
+        elif isinstance(a, RemoveTunnel):
+            words.append(f"remove {a.binding.mobileAddress} {a.binding.remoteEndpoint}")
+    return words
+
+
+def onlyAck(testCase: SynchronousTestCase, actions: list[Action]) -> mh.BindingAck:
+    messages = sends(actions)
+    testCase.assertEqual(len(messages), 1, actions)
+    message = messages[0].message
+    assert isinstance(message, mh.BindingAck)
+    return message
+
+
+def hashAddress(nai: bytes, prefix: IPv6Network) -> int:
+    """The first address the anchor tries for C{nai} (the documented choice)."""
+    identifier = int.from_bytes(blake2b(nai, digest_size=16).digest(), "big")
+    return int(prefix.network_address) | (identifier & int(prefix.hostmask))
+
+
+class SequenceNumberTests(SynchronousTestCase):
+    def test_newer(self) -> None:
+        self.assertTrue(isNewer(2, 1))
+        self.assertTrue(isNewer(1 + 32767, 1))
+        self.assertTrue(isNewer(0, 65535))
+        self.assertTrue(isNewer(5, 65530))
+
+    def test_notNewer(self) -> None:
+        self.assertFalse(isNewer(1, 1))
+        self.assertFalse(isNewer(0, 1))
+        self.assertFalse(isNewer(1 + 32768, 1))
+        self.assertFalse(isNewer(65535, 0))
+
+
+class ConstructionTests(SynchronousTestCase):
+    def test_noPrefixes(self) -> None:
+        self.assertRaises(ValueError, makeAnchor, prefixes=())
+
+    def test_badNumbers(self) -> None:
+        self.assertRaises(ValueError, makeAnchor, maxLifetime=3)
+        self.assertRaises(ValueError, makeAnchor, revocationTimeout=0)
+        self.assertRaises(ValueError, makeAnchor, revocationRetries=-1)
+
+    def test_maxLifetimeCarriedByWire(self) -> None:
+        """A maximum the wire cannot carry is lowered to what it can."""
+        self.assertEqual(makeAnchor(maxLifetime=10**6).maxLifetime, mh.MAX_LIFETIME)
+        self.assertEqual(makeAnchor(maxLifetime=3601).maxLifetime, 3600)
+
+    def test_canonicalAddress(self) -> None:
+        self.assertEqual(makeAnchor(address="2001:0db8:ffff:0::1").address, LMAP)
+
+    def test_adoptStore(self) -> None:
+        """Entries already in the store given to an anchor expire like new ones."""
+        store = BindingCache()
+        tunnel = TunnelBinding(ADDRESS, 128, LMAP, MPA1, ROLE_LMAP)
+        store.put(BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 40, T0 + 40, 1, tunnel, T0, T0))
+        anchor = makeAnchor(store=store)
+        self.assertIs(anchor.store, store)
+        self.assertEqual(anchor.nextDeadline(), T0 + 40)
+        self.assertEqual(shape(anchor.tick(T0 + 40)), [f"remove {ADDRESS} {MPA1}"])
+
+
+class RejectionTests(SynchronousTestCase):
+    def test_proxyFlagClear(self) -> None:
+        """A plain Binding Update: "Proxy Registration not supported", P clear."""
+        for profile, status in ((mh.DRAFT, 140), (mh.RFC5213, Status.PROXY_REG_NOT_ENABLED)):
+            anchor = makeAnchor(profile)
+            actions = anchor.receive(pbu(7, proxy=False), MPA1, T0)
+            ack = onlyAck(self, actions)
+            self.assertEqual((ack.status, ack.sequence, ack.proxy), (status, 7, False))
+            self.assertEqual(sends(actions)[0].destination, MPA1)
+            self.assertEqual(len(anchor.store), 0)
+            self.assertEqual(anchor.counters[f"pbu.rejected.{status}"], 1)
+            self.assertEqual([n.event for n in notes(actions)], ["pbu.rejected"])
+
+    def test_notAnMPA(self) -> None:
+        """A source outside the MPA prefixes: the same status, P set."""
+        for profile, status in ((mh.DRAFT, 140), (mh.RFC5213, 152)):
+            anchor = makeAnchor(profile)
+            ack = onlyAck(self, anchor.receive(pbu(7), STRANGER, T0))
+            self.assertEqual((ack.status, ack.sequence, ack.proxy), (status, 7, True))
+            self.assertEqual(len(anchor.store), 0)
+
+    def test_noMPAsConfigured(self) -> None:
+        """With no MPA prefix configured, nobody may register."""
+        anchor = makeAnchor(mpas=())
+        self.assertEqual(onlyAck(self, anchor.receive(pbu(1), MPA1, T0)).status, 140)
+
+    def test_garbageSource(self) -> None:
+        anchor = makeAnchor()
+        self.assertEqual(onlyAck(self, anchor.receive(pbu(1), "not an address", T0)).status, 140)
+
+    def test_customProfile(self) -> None:
+        profile = mh.WireProfile("custom", 200, 201, 18, 22)
+        anchor = makeAnchor(profile)
+        self.assertEqual(onlyAck(self, anchor.receive(pbu(1), STRANGER, T0)).status, 200)
+        ack = onlyAck(self, anchor.receive(pbu(1, confirm=True, address=None), MPA1, T0))
+        self.assertEqual(ack.status, 201)
+
+    def test_missingIdentifier(self) -> None:
+        anchor = makeAnchor()
+        actions = anchor.receive(pbu(3, nai=None), MPA1, T0)
+        self.assertEqual(onlyAck(self, actions).status, Status.MISSING_MN_IDENTIFIER_OPTION)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertEqual(len(anchor.store), 0)
+
+    def test_identifierNotNAI(self) -> None:
+        anchor = makeAnchor()
+        bu = pbu(3, nai=None, extra=(mh.MobileNodeIdentifier(b"\x01\x02", subtype=2),))
+        ack = onlyAck(self, anchor.receive(bu, MPA1, T0))
+        self.assertEqual(ack.status, Status.MISSING_MN_IDENTIFIER_OPTION)
+
+    def test_rejectionRepliedWithoutAFlag(self) -> None:
+        """A rejection is always answered (RFC 6275 9.5.1)."""
+        anchor = makeAnchor()
+        ack = onlyAck(self, anchor.receive(pbu(3, nai=None, ack=False), MPA1, T0))
+        self.assertEqual(ack.status, Status.MISSING_MN_IDENTIFIER_OPTION)
+
+    def test_alternateCareOfNotAnMPA(self) -> None:
+        anchor = makeAnchor()
+        bu = pbu(1, extra=(mh.AlternateCareOfAddress(STRANGER),))
+        self.assertEqual(onlyAck(self, anchor.receive(bu, MPA1, T0)).status, 140)
+        self.assertEqual(len(anchor.store), 0)
+
+
+class RegistrationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+
+    def test_newBinding(self) -> None:
+        """The tunnel is added before the PBA leaves; the entry says it all."""
+        actions = self.anchor.receive(pbu(17), MPA1, T0)
+        self.assertEqual(shape(actions), [f"add {ADDRESS} {MPA1}", f"send BindingAck {MPA1}"])
+        tunnel = TunnelBinding(ADDRESS, 128, LMAP, MPA1, ROLE_LMAP)
+        self.assertEqual(actions[0], AddTunnel(tunnel))
+        ack = onlyAck(self, actions)
+        self.assertEqual(
+            ack, mh.ProxyBindingAck(0, 17, 3600, (mh.LocalAddress(ADDRESS, 64),))
+        )
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(
+            entry,
+            BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 3600, T0 + 3600, 17, tunnel, T0, T0),
+        )
+        self.assertIs(self.anchor.store.getByAddress(ADDRESS), entry)
+        [note] = notes(actions)
+        self.assertEqual(note.event, "binding.created")
+        self.assertEqual(note.fields["nai"], NAI.decode())
+        self.assertEqual(self.anchor.counters["pbu.accepted"], 1)
+        self.assertEqual(self.anchor.counters["binding.created"], 1)
+
+    def test_noAckWanted(self) -> None:
+        """Accepted without the A flag: the tunnel, no PBA."""
+        actions = self.anchor.receive(pbu(1, ack=False), MPA1, T0)
+        self.assertEqual(shape(actions), [f"add {ADDRESS} {MPA1}"])
+
+    def test_refresh(self) -> None:
+        """A refresh from the same MPA: no tunnel change, no Note, the entry moves on."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        actions = self.anchor.receive(pbu(2, lifetime=1200), MPA1, T0 + 100)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertEqual(notes(actions), [])
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.sequence, ack.lifetime), (0, 2, 1200))
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(
+            (entry.sequence, entry.lifetime, entry.expires, entry.created, entry.updated),
+            (2, 1200, T0 + 1300, T0, T0 + 100),
+        )
+        self.assertEqual(self.anchor.counters["pbu.accepted"], 2)
+
+    def test_refreshWithoutAddress(self) -> None:
+        """A refresh naming no address (or ::) keeps the entry's address."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        for sequence, address in ((2, None), (3, "::")):
+            actions = self.anchor.receive(pbu(sequence, address=address), MPA1, T0 + sequence)
+            self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+            ack = onlyAck(self, actions)
+            self.assertEqual(ack.options, (mh.LocalAddress(ADDRESS, 64),))
+
+    def test_refreshNoAck(self) -> None:
+        self.anchor.receive(pbu(1), MPA1, T0)
+        self.assertEqual(self.anchor.receive(pbu(2, ack=False), MPA1, T0 + 1), [])
+
+    def test_alternateCareOf(self) -> None:
+        """The Alternate Care-of Address is the tunnel's far end; the PBA goes to the source."""
+        bu = pbu(1, extra=(mh.AlternateCareOfAddress(MPA2),))
+        actions = self.anchor.receive(bu, MPA1, T0)
+        self.assertEqual(shape(actions), [f"add {ADDRESS} {MPA2}", f"send BindingAck {MPA1}"])
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(entry.careOfAddress, MPA2)
+
+    def test_canonicalSource(self) -> None:
+        """Sources are compared as addresses, and entries share one string per MPA."""
+        self.anchor.receive(pbu(1), "2001:db8:a:0:0::1", T0)
+        self.anchor.receive(pbu(1, nai=b"other", address="2001:db8:1::11"), MPA1, T0)
+        a, b = self.anchor.store.get(NAI), self.anchor.store.get(b"other")
+        assert a is not None and b is not None
+        self.assertEqual(a.careOfAddress, MPA1)
+        self.assertIs(a.careOfAddress, b.careOfAddress)
+        actions = self.anchor.receive(pbu(2), MPA1, T0 + 1)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+
+
+class LifetimeTests(SynchronousTestCase):
+    def granted(self, requested: int, maxLifetime: int = 3600) -> int:
+        anchor = makeAnchor(maxLifetime=maxLifetime)
+        ack = onlyAck(self, anchor.receive(pbu(1, lifetime=requested), MPA1, T0))
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual((entry.lifetime, entry.expires), (ack.lifetime, T0 + ack.lifetime))
+        return ack.lifetime
+
+    def test_capped(self) -> None:
+        self.assertEqual(self.granted(10000), 3600)
+        self.assertEqual(self.granted(3600), 3600)
+        self.assertEqual(self.granted(1200), 1200)
+
+    def test_roundedDown(self) -> None:
+        """The grant never exceeds the maximum, and is whole units of 4 s."""
+        self.assertEqual(self.granted(10000, maxLifetime=3601), 3600)
+        self.assertEqual(self.granted(1003), 1000)
+
+    def test_minimum(self) -> None:
+        self.assertEqual(self.granted(1), 4)
+        self.assertEqual(self.granted(4), 4)
+        self.assertEqual(self.granted(7), 4)
+
+
+class SequenceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+
+    def assertOutOfWindow(self, sequence: int, last: int, source: str = MPA1) -> None:
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        before = (entry.sequence, entry.expires, entry.careOfAddress)
+        actions = self.anchor.receive(pbu(sequence), source, T0 + 10)
+        ack = onlyAck(self, actions)
+        self.assertEqual(
+            (ack.status, ack.sequence, ack.lifetime),
+            (Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, last, 0),
+        )
+        self.assertEqual(shape(actions), [f"send BindingAck {source}"])
+        self.assertEqual((entry.sequence, entry.expires, entry.careOfAddress), before)
+
+    def test_old(self) -> None:
+        self.anchor.receive(pbu(10), MPA1, T0)
+        self.assertOutOfWindow(9, 10)
+        self.assertOutOfWindow(10, 10)
+        self.assertOutOfWindow(10 + 32768, 10)
+        self.assertEqual(self.anchor.counters["pbu.rejected.135"], 3)
+
+    def test_wraparound(self) -> None:
+        self.anchor.receive(pbu(65535), MPA1, T0)
+        ack = onlyAck(self, self.anchor.receive(pbu(0), MPA1, T0 + 1))
+        self.assertEqual((ack.status, ack.sequence), (0, 0))
+        self.assertOutOfWindow(65535, 0)
+        ack = onlyAck(self, self.anchor.receive(pbu(32767), MPA1, T0 + 2))
+        self.assertEqual(ack.status, 0)
+
+    def test_perMPA(self) -> None:
+        """A PBU from another MPA is a handover whatever its number; numbers are
+        then checked against the new MPA's."""
+        self.anchor.receive(pbu(500), MPA1, T0)
+        ack = onlyAck(self, [a for a in self.anchor.receive(pbu(3), MPA2, T0 + 1)
+                             if not (isinstance(a, SendMessage)
+                                     and isinstance(a.message, mh.BindingRevocationIndication))])
+        self.assertEqual(ack.status, 0)
+        self.assertOutOfWindow(3, 3, MPA2)
+        ack = onlyAck(self, self.anchor.receive(pbu(4), MPA2, T0 + 2))
+        self.assertEqual(ack.status, 0)
+
+
+class ConfirmationTests(SynchronousTestCase):
+    def test_missing(self) -> None:
+        for profile, status in ((mh.DRAFT, 141), (mh.RFC5213, Status.NOT_LMA_FOR_THIS_MOBILE_NODE)):
+            anchor = makeAnchor(profile)
+            actions = anchor.receive(pbu(1, confirm=True, address=None), MPA1, T0)
+            ack = onlyAck(self, actions)
+            self.assertEqual((ack.status, ack.proxy), (status, True))
+            self.assertEqual(len(anchor.store), 0)
+            self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+
+    def test_found(self) -> None:
+        """The PBA carries the entry's Local Address and LNP length."""
+        anchor = makeAnchor()
+        anchor.receive(pbu(1), MPA1, T0)
+        actions = anchor.receive(pbu(2, confirm=True, address=None), MPA1, T0 + 1)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.options), (0, (mh.LocalAddress(ADDRESS, 64),)))
+
+    def test_precedence(self) -> None:
+        """With both options, the confirmation wins: the entry's address stays."""
+        anchor = makeAnchor()
+        anchor.receive(pbu(1), MPA1, T0)
+        ack = onlyAck(self, anchor.receive(pbu(2, confirm=True, address="2001:db8:1::99"),
+                                           MPA1, T0 + 1))
+        self.assertEqual(ack.options, (mh.LocalAddress(ADDRESS, 64),))
+
+    def test_handover(self) -> None:
+        anchor = makeAnchor()
+        anchor.receive(pbu(1), MPA1, T0)
+        actions = anchor.receive(pbu(1, confirm=True, address=None), MPA2, T0 + 1)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
+             f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
+        )
+        self.assertEqual(sends(actions)[0].message.options,  # type: ignore[attr-defined]
+                         (mh.LocalAddress(ADDRESS, 64),))
+
+
+class DeregistrationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+        self.anchor.receive(pbu(1), MPA1, T0)
+
+    def test_fromCurrentMPA(self) -> None:
+        actions = self.anchor.receive(pbu(2, lifetime=0), MPA1, T0 + 5)
+        self.assertEqual(shape(actions), [f"remove {ADDRESS} {MPA1}", f"send BindingAck {MPA1}"])
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.sequence, ack.lifetime, ack.proxy), (0, 2, 0, True))
+        self.assertIsNone(self.anchor.store.get(NAI))
+        self.assertIsNone(self.anchor.store.getByAddress(ADDRESS))
+        self.assertEqual([n.event for n in notes(actions)], ["binding.deregistered"])
+        self.assertEqual(self.anchor.counters["pbu.deregistered"], 1)
+        self.assertIsNone(self.anchor.nextDeadline())
+        self.assertEqual(self.anchor.tick(T0 + 3600), [])
+
+    def test_fromPreviousMPA(self) -> None:
+        """A late deregistration from the MPA the MS left is accepted and changes nothing."""
+        self.anchor.receive(pbu(1), MPA2, T0 + 1)
+        actions = self.anchor.receive(pbu(99, lifetime=0), MPA1, T0 + 2)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertEqual(onlyAck(self, actions).status, 0)
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(entry.careOfAddress, MPA2)
+        self.assertEqual(self.anchor.counters["pbu.deregistered.stale"], 1)
+
+    def test_unknown(self) -> None:
+        actions = self.anchor.receive(pbu(1, lifetime=0, nai=b"nobody"), MPA1, T0)
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.lifetime), (0, 0))
+        self.assertEqual(self.anchor.counters["pbu.deregistered.unknown"], 1)
+
+    def test_oldSequence(self) -> None:
+        ack = onlyAck(self, self.anchor.receive(pbu(1, lifetime=0), MPA1, T0 + 1))
+        self.assertEqual(ack.status, Status.SEQUENCE_NUMBER_OUT_OF_WINDOW)
+        self.assertIsNotNone(self.anchor.store.get(NAI))
+
+    def test_noAck(self) -> None:
+        actions = self.anchor.receive(pbu(2, lifetime=0, ack=False), MPA1, T0 + 1)
+        self.assertEqual(shape(actions), [f"remove {ADDRESS} {MPA1}"])
+
+    def test_sameAddressAgain(self) -> None:
+        """After a deregistration the address is free and a new binding starts afresh."""
+        self.anchor.receive(pbu(2, lifetime=0), MPA1, T0 + 1)
+        actions = self.anchor.receive(pbu(1), MPA2, T0 + 2)
+        self.assertEqual(shape(actions), [f"add {ADDRESS} {MPA2}", f"send BindingAck {MPA2}"])
+
+
+class AddressTests(SynchronousTestCase):
+    def assigned(self, anchor: LocalMobilityAnchor, bu: mh.BindingUpdate,
+                 source: str = MPA1, now: float = T0) -> tuple[str, int]:
+        ack = onlyAck(self, anchor.receive(bu, source, now))
+        self.assertEqual(ack.status, 0, ack)
+        [option] = ack.options
+        assert isinstance(option, mh.LocalAddress)
+        return option.address, option.prefixLength
+
+    def test_assignDeterministic(self) -> None:
+        """:: gets an address from the first LNP, the same for the same NAI every time."""
+        one, two = makeAnchor(), makeAnchor()
+        a = self.assigned(one, pbu(1, address="::"))
+        self.assertEqual(a, self.assigned(two, pbu(1, address="::")))
+        self.assertEqual(a, (str(IPv6Address(hashAddress(NAI, LNP))), 64))
+        self.assertIn(IPv6Address(a[0]), LNP)
+        b = self.assigned(one, pbu(1, nai=b"ms2@example.net", address="::"))
+        self.assertNotEqual(a, b)
+
+    def test_noOptionAssigns(self) -> None:
+        """Neither a confirmation nor a Local Address: as if :: was asked for."""
+        a = self.assigned(makeAnchor(), pbu(1, address=None))
+        self.assertEqual(a, self.assigned(makeAnchor(), pbu(1, address="::")))
+
+    def test_sameAddressAfterDeregistration(self) -> None:
+        anchor = makeAnchor()
+        a = self.assigned(anchor, pbu(1, address="::"))
+        anchor.receive(pbu(2, lifetime=0), MPA1, T0 + 1)
+        self.assertEqual(a, self.assigned(anchor, pbu(3, address="::"), MPA2, T0 + 2))
+
+    def test_assignFromNamedPrefix(self) -> None:
+        """The LNP itself (zero interface identifier) asks for an address in it."""
+        anchor = makeAnchor()
+        address, length = self.assigned(anchor, pbu(1, address="2001:db8:2::", prefixLength=64))
+        self.assertIn(IPv6Address(address), LNP2)
+        self.assertEqual(address, str(IPv6Address(hashAddress(NAI, LNP2))))
+        self.assertEqual(length, 64)
+        # Asked again, the MS keeps it.
+        again = self.assigned(anchor, pbu(2, address="2001:db8:2::"), now=T0 + 1)
+        self.assertEqual(again, (address, 64))
+
+    def test_assignFromSubPrefix(self) -> None:
+        """A prefix inside an LNP: an address inside it; the LNP's length in the reply."""
+        anchor = makeAnchor(prefixes=(IPv6Network("2001:db8:1::/48"),))
+        address, length = self.assigned(
+            anchor, pbu(1, address="2001:db8:1:5::", prefixLength=64))
+        self.assertIn(IPv6Address(address), IPv6Network("2001:db8:1:5::/64"))
+        self.assertEqual(length, 48)
+
+    def test_collisionProbes(self) -> None:
+        """The hashed address taken by another NAI: the next one up."""
+        first = str(IPv6Address(hashAddress(NAI, LNP)))
+        anchor = makeAnchor()
+        self.assigned(anchor, pbu(1, nai=b"squatter", address=first))
+        address, _ = self.assigned(anchor, pbu(1, address="::"))
+        self.assertEqual(IPv6Address(address), IPv6Address(first) + 1)
+
+    def findNAI(self, prefix: IPv6Network, identifier: int) -> bytes:
+        for i in range(10000):
+            nai = b"probe%d" % i
+            if hashAddress(nai, prefix) == int(prefix.network_address) | identifier:
+                return nai
+        raise AssertionError("no such NAI")
+
+    def test_neverZeroIdentifier(self) -> None:
+        prefix = IPv6Network("2001:db8:9::/126")
+        nai = self.findNAI(prefix, 0)
+        anchor = makeAnchor(prefixes=(prefix,))
+        self.assertEqual(self.assigned(anchor, pbu(1, nai=nai, address="::")),
+                         ("2001:db8:9::1", 126))
+
+    def test_neverOwnAddress(self) -> None:
+        prefix = IPv6Network("2001:db8:9::/126")
+        nai = self.findNAI(prefix, 1)
+        anchor = makeAnchor(prefixes=(prefix,), address="2001:db8:9::1")
+        self.assertEqual(self.assigned(anchor, pbu(1, nai=nai, address="::")),
+                         ("2001:db8:9::2", 126))
+
+    def test_exhausted(self) -> None:
+        prefix = IPv6Network("2001:db8:9::/126")
+        anchor = makeAnchor(prefixes=(prefix,), address="2001:db8:9::1")
+        self.assigned(anchor, pbu(1, nai=b"a", address="::"))
+        self.assigned(anchor, pbu(1, nai=b"b", address="::"))
+        ack = onlyAck(self, anchor.receive(pbu(1, nai=b"c", address="::"), MPA1, T0))
+        self.assertEqual(ack.status, Status.INSUFFICIENT_RESOURCES)
+        self.assertEqual(len(anchor.store), 2)
+
+    def test_expiredHolderMakesRoom(self) -> None:
+        """An address whose holder has expired (tick not run yet) is free."""
+        prefix = IPv6Network("2001:db8:9::/127")
+        anchor = makeAnchor(prefixes=(prefix,))
+        self.assigned(anchor, pbu(1, nai=b"a", address="::", lifetime=60))
+        actions = anchor.receive(pbu(1, nai=b"b", address="::"), MPA2, T0 + 60)
+        self.assertEqual(
+            shape(actions),
+            ["remove 2001:db8:9::1 " + MPA1, "add 2001:db8:9::1 " + MPA2,
+             f"send BindingAck {MPA2}"],
+        )
+        self.assertIsNone(anchor.store.get(b"a"))
+
+    def test_outsidePrefixes(self) -> None:
+        anchor = makeAnchor()
+        for address in ("2001:db8:3::1", "2001:db8:3::"):
+            ack = onlyAck(self, anchor.receive(pbu(1, address=address), MPA1, T0))
+            self.assertEqual(ack.status, Status.NOT_HOME_SUBNET)
+        self.assertEqual(len(anchor.store), 0)
+
+    def test_boundToAnotherNAI(self) -> None:
+        anchor = makeAnchor()
+        anchor.receive(pbu(1, nai=b"first"), MPA1, T0)
+        actions = anchor.receive(pbu(1), MPA2, T0 + 1)
+        ack = onlyAck(self, actions)
+        self.assertEqual(ack.status, Status.DUPLICATE_ADDRESS_DETECTION_FAILED)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA2}"])
+        self.assertIsNone(anchor.store.get(NAI))
+
+    def test_staticAfterExpiredHolder(self) -> None:
+        anchor = makeAnchor()
+        anchor.receive(pbu(1, nai=b"first", lifetime=60), MPA1, T0)
+        actions = anchor.receive(pbu(1), MPA2, T0 + 61)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}", f"send BindingAck {MPA2}"],
+        )
+        self.assertEqual([n.event for n in notes(actions)], ["binding.expired", "binding.created"])
+
+    def test_reserved(self) -> None:
+        """The LMAP's own address and an LNP's Subnet-Router anycast address."""
+        anchor = makeAnchor(prefixes=(IPv6Network("2001:db8:ffff::/64"),))
+        for address, length in ((LMAP, 64), ("2001:db8:ffff::", 128)):
+            ack = onlyAck(self, anchor.receive(pbu(1, address=address, prefixLength=length),
+                                               MPA1, T0))
+            self.assertEqual(ack.status, Status.ADMINISTRATIVELY_PROHIBITED)
+
+    def test_canonicalStatic(self) -> None:
+        anchor = makeAnchor()
+        address, _ = self.assigned(anchor, pbu(1, address="2001:0db8:1:0::10"))
+        self.assertEqual(address, ADDRESS)
+        self.assertIs(anchor.store.getByAddress(ADDRESS), anchor.store.get(NAI))
+
+    def test_addressChange(self) -> None:
+        """A new address from the same MPA replaces the old one."""
+        anchor = makeAnchor()
+        anchor.receive(pbu(1), MPA1, T0)
+        actions = anchor.receive(pbu(2, address="2001:db8:1::20"), MPA1, T0 + 1)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add 2001:db8:1::20 {MPA1}",
+             f"send BindingAck {MPA1}"],
+        )
+        self.assertEqual([n.event for n in notes(actions)], ["binding.address-changed"])
+        self.assertIsNone(anchor.store.getByAddress(ADDRESS))
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        self.assertIs(anchor.store.getByAddress("2001:db8:1::20"), entry)
+        self.assertEqual((entry.created, entry.updated, entry.sequence), (T0, T0 + 1, 2))
+
+
+class HandoverTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+        self.anchor.receive(pbu(1), MPA1, T0)
+
+    def handover(self, source: str = MPA2, sequence: int = 1,
+                 now: float = T0 + 10, **kwargs: Any) -> list[Action]:
+        return self.anchor.receive(pbu(sequence, **kwargs), source, now)
+
+    def test_order(self) -> None:
+        """Old tunnel out, new tunnel in, PBA to the new MPA, then the BRI to the old."""
+        actions = self.handover()
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
+             f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
+        )
+        remove, add = actions[0], actions[1]
+        assert isinstance(remove, RemoveTunnel) and isinstance(add, AddTunnel)
+        self.assertEqual(remove.binding, TunnelBinding(ADDRESS, 128, LMAP, MPA1, ROLE_LMAP))
+        self.assertEqual(add.binding, TunnelBinding(ADDRESS, 128, LMAP, MPA2, ROLE_LMAP))
+        bri = sends(actions)[1].message
+        self.assertEqual(
+            bri,
+            mh.BindingRevocationIndication(
+                1, mh.RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+                (mh.MobileNodeIdentifier(NAI), mh.LocalAddress(ADDRESS, 64)), proxy=True,
+            ),
+        )
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual((entry.careOfAddress, entry.tunnel), (MPA2, add.binding))
+        self.assertEqual([n.event for n in notes(actions)], ["binding.handover"])
+        self.assertEqual(self.anchor.counters["pbu.handover"], 1)
+        self.assertEqual(self.anchor.counters["bri.sent"], 1)
+
+    def test_noAckStillRevokes(self) -> None:
+        actions = self.handover(ack=False)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
+             f"send BindingRevocationIndication {MPA1}"],
+        )
+
+    def test_newAddress(self) -> None:
+        """A handover with a new address: the BRI names the address the old MPA knows."""
+        actions = self.handover(address="2001:db8:1::20")
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add 2001:db8:1::20 {MPA2}",
+             f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
+        )
+        bri = sends(actions)[1].message
+        self.assertEqual(bri.options[1], mh.LocalAddress(ADDRESS, 64))  # type: ignore[attr-defined]
+        self.assertIsNone(self.anchor.store.getByAddress(ADDRESS))
+
+    def test_revocationSequenceLMAPWide(self) -> None:
+        self.anchor.receive(pbu(1, nai=b"other", address="2001:db8:1::11"), MPA1, T0)
+        first = sends(self.handover())[1].message
+        second = sends(self.anchor.receive(pbu(1, nai=b"other", address="2001:db8:1::11"),
+                                           MPA3, T0 + 11))[1].message
+        self.assertEqual((first.sequence, second.sequence), (1, 2))  # type: ignore[attr-defined]
+
+    def test_revocationSequenceWraps(self) -> None:
+        self.anchor._revocationSequence = 65534
+        first = sends(self.handover())[1].message
+        second = sends(self.handover(MPA3, now=T0 + 11))[1].message
+        self.assertEqual((first.sequence, second.sequence), (65535, 0))  # type: ignore[attr-defined]
+
+    def test_retransmission(self) -> None:
+        """After the timeout, then doubling; given up after the last interval."""
+        t = T0 + 10
+        bri = sends(self.handover(now=t))[1].message
+        self.assertEqual(self.anchor.nextDeadline(), t + 1)
+        self.assertEqual(self.anchor.tick(t + 0.5), [])
+        times = []
+        for due in (t + 1, t + 3, t + 7):
+            self.assertEqual(self.anchor.nextDeadline(), due)
+            actions = self.anchor.tick(due)
+            self.assertEqual(actions, [SendMessage(bri, MPA1)])
+            times.append(due)
+        self.assertEqual(self.anchor.counters["bri.retransmitted"], 3)
+        self.assertEqual(self.anchor.nextDeadline(), t + 15)
+        actions = self.anchor.tick(t + 15)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual([n.event for n in notes(actions)], ["revocation.given-up"])
+        self.assertEqual(self.anchor.counters["bri.given-up"], 1)
+        # Only the binding's expiry is left to wait for.
+        self.assertEqual(self.anchor.nextDeadline(), t + 3600)
+
+    def test_noRetries(self) -> None:
+        anchor = makeAnchor(revocationRetries=0, revocationTimeout=0.5)
+        anchor.receive(pbu(1), MPA1, T0)
+        anchor.receive(pbu(1), MPA2, T0 + 1)
+        self.assertEqual(anchor.nextDeadline(), T0 + 1.5)
+        actions = anchor.tick(T0 + 1.5)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(anchor.counters["bri.given-up"], 1)
+        self.assertEqual(anchor.counters["bri.retransmitted"], 0)
+
+    def test_lateTick(self) -> None:
+        """A late tick retransmits once and schedules from then."""
+        t = T0 + 10
+        self.handover(now=t)
+        self.assertEqual(len(self.anchor.tick(t + 2.5)), 1)
+        self.assertEqual(self.anchor.nextDeadline(), t + 4.5)
+
+    def test_acknowledged(self) -> None:
+        t = T0 + 10
+        bri = sends(self.handover(now=t))[1].message
+        bra = mh.BindingRevocationAck(bri.sequence, 0, proxy=True)  # type: ignore[attr-defined]
+        self.assertEqual(self.anchor.receive(bra, MPA1, t + 0.1), [])
+        self.assertEqual(self.anchor.counters["bri.acknowledged"], 1)
+        self.assertEqual(self.anchor.tick(t + 1), [])
+        self.assertEqual(self.anchor.nextDeadline(), t + 3600)
+        # The same acknowledgement again matches nothing.
+        self.anchor.receive(bra, MPA1, t + 0.2)
+        self.assertEqual(self.anchor.counters["bra.unmatched"], 1)
+
+    def test_acknowledgedWithStatus(self) -> None:
+        bri = sends(self.handover())[1].message
+        bra = mh.BindingRevocationAck(
+            bri.sequence, mh.RevocationStatus.BINDING_DOES_NOT_EXIST)  # type: ignore[attr-defined]
+        self.anchor.receive(bra, MPA1, T0 + 11)
+        self.assertEqual(self.anchor.counters["bri.acknowledged"], 1)
+        self.assertEqual(self.anchor.counters["bra.status.128"], 1)
+
+    def test_unmatched(self) -> None:
+        bri = sends(self.handover())[1].message
+        sequence = bri.sequence  # type: ignore[attr-defined]
+        self.anchor.receive(mh.BindingRevocationAck(sequence + 1, 0), MPA1, T0 + 11)
+        self.anchor.receive(mh.BindingRevocationAck(sequence, 0), MPA3, T0 + 11)
+        self.anchor.receive(mh.BindingRevocationAck(sequence, 0), STRANGER, T0 + 11)
+        self.assertEqual(self.anchor.counters["bra.unmatched"], 3)
+        self.assertEqual(self.anchor.counters["bri.acknowledged"], 0)
+        self.assertEqual(len(self.anchor.tick(T0 + 11)), 1)
+
+    def test_backBeforeAcknowledged(self) -> None:
+        """The MS comes back to the MPA being revoked: that revocation stops."""
+        self.handover(now=T0 + 10)
+        actions = self.anchor.receive(pbu(2), MPA1, T0 + 10.5)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA2}", f"add {ADDRESS} {MPA1}",
+             f"send BindingAck {MPA1}", f"send BindingRevocationIndication {MPA2}"],
+        )
+        self.assertEqual(self.anchor.counters["bri.cancelled"], 1)
+        # Only the BRI to MPA2 is retransmitted.
+        actions = self.anchor.tick(T0 + 11.5)
+        self.assertEqual(shape(actions), [f"send BindingRevocationIndication {MPA2}"])
+
+    def test_lateDeregistrationAfterHandover(self) -> None:
+        self.handover()
+        actions = self.anchor.receive(pbu(2, lifetime=0), MPA1, T0 + 11)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(entry.careOfAddress, MPA2)
+
+
+class ExpiryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+
+    def test_nothing(self) -> None:
+        self.assertIsNone(self.anchor.nextDeadline())
+        self.assertEqual(self.anchor.tick(T0), [])
+
+    def test_expires(self) -> None:
+        self.anchor.receive(pbu(1, lifetime=60), MPA1, T0)
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 60)
+        self.assertEqual(self.anchor.tick(T0 + 59.9), [])
+        actions = self.anchor.tick(T0 + 60)
+        self.assertEqual(shape(actions), [f"remove {ADDRESS} {MPA1}"])
+        self.assertEqual([n.event for n in notes(actions)], ["binding.expired"])
+        self.assertIsNone(self.anchor.store.get(NAI))
+        self.assertIsNone(self.anchor.store.getByAddress(ADDRESS))
+        self.assertEqual(self.anchor.counters["binding.expired"], 1)
+        self.assertIsNone(self.anchor.nextDeadline())
+
+    def test_refreshExtends(self) -> None:
+        self.anchor.receive(pbu(1, lifetime=60), MPA1, T0)
+        self.anchor.receive(pbu(2, lifetime=60), MPA1, T0 + 30)
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 90)
+        self.assertEqual(self.anchor.tick(T0 + 60), [])
+        self.assertEqual(len(self.anchor.tick(T0 + 90)), 2)
+
+    def test_tickWithoutDeadline(self) -> None:
+        """tick() at the old time of a refreshed binding requeues it."""
+        self.anchor.receive(pbu(1, lifetime=60), MPA1, T0)
+        self.anchor.receive(pbu(2, lifetime=60), MPA1, T0 + 30)
+        self.assertEqual(self.anchor.tick(T0 + 60), [])
+        self.assertEqual(self.anchor.tick(T0 + 89), [])
+        self.assertEqual(shape(self.anchor.tick(T0 + 90)), [f"remove {ADDRESS} {MPA1}"])
+
+    def test_refreshShortens(self) -> None:
+        self.anchor.receive(pbu(1, lifetime=3600), MPA1, T0)
+        self.anchor.receive(pbu(2, lifetime=60), MPA1, T0 + 1)
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 61)
+        self.assertEqual(shape(self.anchor.tick(T0 + 61)), [f"remove {ADDRESS} {MPA1}"])
+        self.assertEqual(self.anchor.tick(T0 + 3600), [])
+        self.assertIsNone(self.anchor.nextDeadline())
+
+    def test_handoverKeepsExpiry(self) -> None:
+        self.anchor.receive(pbu(1, lifetime=60), MPA1, T0)
+        self.anchor.receive(pbu(1, lifetime=40), MPA2, T0 + 10)
+        self.anchor.receive(mh.BindingRevocationAck(1, 0), MPA1, T0 + 10)
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 50)
+        self.assertEqual(shape(self.anchor.tick(T0 + 50)), [f"remove {ADDRESS} {MPA2}"])
+
+    def test_expiredSeenByPBU(self) -> None:
+        """A PBU for an expired binding that tick() has not removed yet: a new binding."""
+        self.anchor.receive(pbu(100, lifetime=60), MPA1, T0)
+        actions = self.anchor.receive(pbu(5), MPA1, T0 + 61)
+        self.assertEqual(
+            shape(actions),
+            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA1}", f"send BindingAck {MPA1}"],
+        )
+        self.assertEqual(onlyAck(self, actions).status, 0)
+        self.assertEqual(self.anchor.tick(T0 + 62), [])
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 61 + 3600)
+
+    def test_recreated(self) -> None:
+        """Deregistered and registered again: the old heap item does not expire
+        the new binding early, and duplicates converge."""
+        self.anchor.receive(pbu(1, lifetime=60), MPA1, T0)
+        self.anchor.receive(pbu(2, lifetime=0), MPA1, T0 + 10)
+        self.anchor.receive(pbu(3, lifetime=100), MPA1, T0 + 20)
+        self.assertEqual(self.anchor.tick(T0 + 60), [])
+        self.assertEqual(self.anchor.nextDeadline(), T0 + 120)
+        self.assertEqual(shape(self.anchor.tick(T0 + 120)), [f"remove {ADDRESS} {MPA1}"])
+        self.assertEqual(self.anchor._expiries, [])
+
+    def test_refreshesDoNotGrowHeap(self) -> None:
+        self.anchor.receive(pbu(1), MPA1, T0)
+        for i in range(2, 1000):
+            self.anchor.receive(pbu(i), MPA1, T0 + i)
+        self.assertEqual(len(self.anchor._expiries), 1)
+
+    def test_compaction(self) -> None:
+        """Churn leaves stale items behind; the heap is rebuilt before it
+        passes twice the live count plus the slack."""
+        slack = anchorModule._HEAP_SLACK
+        live = 0
+        for i in range(3 * slack):
+            nai = b"churn%d" % i
+            self.anchor.receive(pbu(1, nai=nai, address="::", lifetime=3600), MPA1, T0 + i)
+            self.anchor.receive(pbu(2, nai=nai, lifetime=0), MPA1, T0 + i)
+            if i % 3 == 0:
+                self.anchor.receive(pbu(3, nai=nai, address="::", lifetime=600), MPA1, T0 + i)
+                live += 1
+            # The limit is computed when an item is pushed: one binding more then.
+            self.assertLessEqual(len(self.anchor._expiries), 2 * (live + 1) + slack)
+        self.assertEqual(len(self.anchor.store), live)
+        self.assertGreater(self.anchor.counters["expiry-heap.compacted"], 0)
+        actions = self.anchor.tick(T0 + 10 * slack)
+        self.assertEqual(len([a for a in actions if isinstance(a, RemoveTunnel)]), live)
+        self.assertEqual(len(self.anchor.store), 0)
+
+
+class OtherMessageTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+
+    def test_heartbeat(self) -> None:
+        actions = self.anchor.receive(mh.Heartbeat(0xDEADBEEF), MPA1, T0)
+        self.assertEqual(actions, [SendMessage(mh.Heartbeat(0xDEADBEEF, response=True), MPA1)])
+        self.assertEqual(self.anchor.counters["heartbeat.answered"], 1)
+
+    def test_heartbeatResponse(self) -> None:
+        self.assertEqual(self.anchor.receive(mh.Heartbeat(1, response=True), MPA1, T0), [])
+        self.assertEqual(self.anchor.counters["heartbeat.response"], 1)
+
+    def test_heartbeatFromStranger(self) -> None:
+        self.assertEqual(self.anchor.receive(mh.Heartbeat(1), STRANGER, T0), [])
+        self.assertEqual(self.anchor.counters["heartbeat.refused"], 1)
+
+    def test_ignored(self) -> None:
+        for message, name in (
+            (mh.BindingAck(0, 1, 4), "binding-ack"),
+            (mh.BindingError(1), "binding-error"),
+            (mh.BindingRevocationIndication(1, 0), "binding-revocation"),
+        ):
+            self.assertEqual(self.anchor.receive(message, MPA1, T0), [])
+            self.assertEqual(self.anchor.counters["ignored." + name], 1)
+
+    def test_unknownType(self) -> None:
+        """RFC 6275 9.2: a Binding Error with status 2 to the source."""
+        actions = self.anchor.malformed(mh.UnknownMessageType(42), STRANGER, T0)
+        self.assertEqual(
+            actions,
+            [SendMessage(mh.BindingError(mh.BindingErrorStatus.UNRECOGNIZED_MH_TYPE), STRANGER)],
+        )
+        self.assertEqual(self.anchor.counters["malformed.unknown-mh-type"], 1)
+
+    def test_otherMalformed(self) -> None:
+        self.assertEqual(self.anchor.malformed(mh.TruncatedMessage("short"), MPA1, T0), [])
+        self.assertEqual(self.anchor.malformed(mh.BadChecksum("bad"), MPA1, T0), [])
+        self.assertEqual(self.anchor.counters["malformed.truncated"], 1)
+        self.assertEqual(self.anchor.counters["malformed.bad-checksum"], 1)
+
+    def test_bindingErrorRateLimited(self) -> None:
+        anchor = makeAnchor(bindingErrorRate=2)
+        error = mh.UnknownMessageType(42)
+        self.assertEqual([len(anchor.malformed(error, STRANGER, T0)) for _ in range(3)], [1, 1, 0])
+        self.assertEqual(anchor.counters["binding-error.rate-limited"], 1)
+        self.assertEqual(len(anchor.malformed(error, STRANGER, T0 + 0.5)), 1)
+        self.assertEqual(len(anchor.malformed(error, STRANGER, T0 + 0.5)), 0)
+        self.assertEqual(makeAnchor(bindingErrorRate=0).malformed(error, STRANGER, T0), [])
+
+    def test_stop(self) -> None:
+        self.anchor.receive(pbu(1), MPA1, T0)
+        self.anchor.receive(pbu(1, nai=b"other", address="::"), MPA1, T0)
+        self.anchor.receive(pbu(1), MPA2, T0 + 1)
+        actions = self.anchor.stop(T0 + 2)
+        removed = {a.binding.mobileAddress for a in actions if isinstance(a, RemoveTunnel)}
+        self.assertEqual(len(removed), 2)
+        self.assertIn(ADDRESS, removed)
+        self.assertEqual([n.event for n in notes(actions)], ["lmap.stopped"])
+        self.assertEqual(notes(actions)[0].fields["bindings"], 2)
+        # Pending revocations are forgotten.
+        self.assertEqual(shape(self.anchor.tick(T0 + 5)), [])
+
+
+class WireTests(SynchronousTestCase):
+    """Every message the anchor sends survives lmm.mh's encoder and decoder."""
+
+    def scenario(self, profile: mh.WireProfile) -> list[SendMessage]:
+        anchor = makeAnchor(profile)
+        out: list[Action] = []
+        out += anchor.receive(pbu(1), MPA1, T0)  # accepted, static
+        out += anchor.receive(pbu(1, nai=b"two", address="::", lifetime=9), MPA1, T0)
+        out += anchor.receive(pbu(2, confirm=True, address=None), MPA1, T0 + 1)
+        out += anchor.receive(pbu(1), MPA2, T0 + 2)  # handover: PBA + BRI
+        out += anchor.tick(T0 + 3)  # BRI retransmission
+        out += anchor.receive(pbu(1, lifetime=0, nai=b"two"), MPA1, T0 + 4)  # stale sequence
+        out += anchor.receive(pbu(2, lifetime=0, nai=b"two"), MPA1, T0 + 4)  # deregistration
+        out += anchor.receive(pbu(1, proxy=False), MPA1, T0)
+        out += anchor.receive(pbu(1), STRANGER, T0)
+        out += anchor.receive(pbu(1, nai=None), MPA1, T0)
+        out += anchor.receive(pbu(1, nai=b"x", confirm=True), MPA1, T0)
+        out += anchor.receive(pbu(1, nai=b"x", address="2001:db8:3::1"), MPA1, T0)
+        out += anchor.receive(pbu(1, nai=b"x"), MPA1, T0)
+        out += anchor.receive(mh.Heartbeat(7), MPA1, T0)
+        out += anchor.malformed(mh.UnknownMessageType(99), STRANGER, T0)
+        return sends(out)
+
+    def checkProfile(self, profile: mh.WireProfile) -> None:
+        messages = self.scenario(profile)
+        kinds = {type(m.message).__name__ for m in messages}
+        self.assertEqual(
+            kinds,
+            {"BindingAck", "BindingRevocationIndication", "Heartbeat", "BindingError"},
+        )
+        statuses = {m.message.status for m in messages if isinstance(m.message, mh.BindingAck)}
+        self.assertEqual(
+            statuses,
+            {0, profile.proxyRegistrationNotSupported, profile.bindingCacheEntryMissing,
+             Status.MISSING_MN_IDENTIFIER_OPTION, Status.SEQUENCE_NUMBER_OUT_OF_WINDOW,
+             Status.NOT_HOME_SUBNET, Status.DUPLICATE_ADDRESS_DETECTION_FAILED},
+        )
+        for send in messages:
+            data = mh.encode(send.message, profile)
+            self.assertEqual(mh.decode(data, profile), send.message)
+            IPv6Address(send.destination)
+
+    def test_draft(self) -> None:
+        self.checkProfile(mh.DRAFT)
+
+    def test_rfc5213(self) -> None:
+        self.checkProfile(mh.RFC5213)
