@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, Iterable, TypeVar, Union
+from typing import ClassVar, TypeVar
 
 IPPROTO_MH = 135
 IPPROTO_NONE = 59
 LIFETIME_UNIT = 4  # seconds per unit of the BU/BA Lifetime field (RFC 6275 6.1.7)
 MAX_LIFETIME = 0xFFFF * LIFETIME_UNIT
+MAX_HEADER_LENGTH = (0xFF + 1) * 8  # what the 8-bit Header Len can say
 
 
 class MHType(IntEnum):
@@ -129,8 +131,9 @@ class RevocationTrigger(IntEnum):
     USER_INITIATED_SESSION_TERMINATION = 5
     ACCESS_NETWORK_SESSION_TERMINATION = 6
     POSSIBLE_OUT_OF_SYNC_BCE_STATE = 7
-    PER_PEER_POLICY = 250
-    REVOKING_MOBILE_NODE_LOCAL_POLICY = 251
+    # Global triggers (with the G flag) are 128..249; 250..255 are for testing.
+    PER_PEER_POLICY = 128
+    REVOKING_MOBILE_NODE_LOCAL_POLICY = 129
 
 
 class RevocationStatus(IntEnum):
@@ -492,6 +495,8 @@ class MobileNodeLinkLayerIdentifier(MobilityOption):
     alignment: ClassVar[tuple[int, int]] = (8, 2)
 
     def encodeBody(self) -> bytes:
+        if not self.identifier:
+            raise ValueError("a Link-layer Identifier has at least 1 byte")
         return b"\x00\x00" + self.identifier
 
     @classmethod
@@ -518,7 +523,8 @@ class LinkLocalAddress(MobilityOption):
 
 @dataclass(frozen=True, slots=True)
 class Timestamp(MobilityOption):
-    """RFC 5213 8.8: 64-bit NTP format, seconds since 1900 in the upper 48 bits."""
+    """RFC 5213 8.8: seconds since 1970-01-01 00:00 UTC in the upper 48 bits,
+    1/65536 s in the lower 16 (not NTP's 32.32 format, unlike L{ReplayProtection})."""
 
     timestamp: int
     kind: ClassVar[object] = OptionType.TIMESTAMP
@@ -542,6 +548,9 @@ class UnknownOption(MobilityOption):
     kind: ClassVar[object] = "unknown"
 
     def encodeBody(self) -> bytes:
+        # Types 0 and 1 are padding: data sent under them would be read as padding.
+        if not 2 <= self.type <= 255:
+            raise ValueError(f"an option type is 2..255, not {self.type}")
         return bytes(self.data)
 
 
@@ -595,13 +604,23 @@ class WireProfile:
             if not 2 <= value <= 255:
                 raise ValueError(f"{key} must be an option type, 2..255, not {value}")
         if self.bindingCacheConfirmationType == self.localAddressType:
-            raise ValueError("bindingCacheConfirmationType and localAddressType are the same number")
+            raise ValueError(
+                "bindingCacheConfirmationType and localAddressType are the same number"
+            )
         if self.proxyRegistrationNotSupported == self.bindingCacheEntryMissing:
-            raise ValueError("proxyRegistrationNotSupported and bindingCacheEntryMissing are the same status")
-        decoders: dict[int, type[MobilityOption]] = {int(c.kind): c for c in _KNOWN_OPTIONS}  # type: ignore[call-overload]
+            raise ValueError(
+                "proxyRegistrationNotSupported and bindingCacheEntryMissing are the same status"
+            )
+        decoders: dict[int, type[MobilityOption]] = {
+            int(c.kind): c  # type: ignore[call-overload]
+            for c in _KNOWN_OPTIONS
+        }
         decoders[self.bindingCacheConfirmationType] = BindingCacheConfirmation
         decoders[self.localAddressType] = LocalAddress
-        typeOf: dict[type, int] = {c: int(c.kind) for c in _KNOWN_OPTIONS}  # type: ignore[call-overload]
+        typeOf: dict[type, int] = {
+            c: int(c.kind)  # type: ignore[call-overload]
+            for c in _KNOWN_OPTIONS
+        }
         typeOf[BindingCacheConfirmation] = self.bindingCacheConfirmationType
         typeOf[LocalAddress] = self.localAddressType
         object.__setattr__(self, "typeOf", typeOf)
@@ -648,7 +667,7 @@ class MobilityMessage:
         """The first option of that class, or None."""
         for o in self.options:
             if type(o) is kind:
-                return o  # type: ignore[return-value]
+                return o
         return None
 
     def encodeFixed(self) -> bytes:
@@ -811,20 +830,21 @@ _BR = struct.Struct("!BBHBB")
 
 @dataclass(frozen=True, slots=True)
 class BindingRevocationIndication(MobilityMessage):
-    """RFC 5846 6.1: B.R. Type 1. C{proxy} is P, C{globalRevocation} is G,
-    C{revokedMobileNode} is V (all bindings of one MN-ID)."""
+    """RFC 5846 6.1: B.R. Type 1, flags |P|V|G|. C{proxy} is P (a proxy binding),
+    C{ipv4HomeAddressOnly} is V (revoke the IPv4 home address binding only),
+    C{globalRevocation} is G (all bindings sharing an identifier, e.g. a MAG's)."""
 
     sequence: int
     trigger: int
     options: tuple[MobilityOption, ...] = ()
     proxy: bool = False
     globalRevocation: bool = False
-    revokedMobileNode: bool = False
+    ipv4HomeAddressOnly: bool = False
     mhType: ClassVar[int] = MHType.BINDING_REVOCATION
     fixedLength: ClassVar[int] = 6
 
     def encodeFixed(self) -> bytes:
-        flags = self.proxy << 7 | self.globalRevocation << 6 | self.revokedMobileNode << 5
+        flags = self.proxy << 7 | self.ipv4HomeAddressOnly << 6 | self.globalRevocation << 5
         return _BR.pack(RevocationType.INDICATION, self.trigger, self.sequence, flags, 0)
 
     @classmethod
@@ -833,40 +853,43 @@ class BindingRevocationIndication(MobilityMessage):
     ) -> BindingRevocationIndication:
         _, trigger, sequence, flags, _ = _BR.unpack_from(data, 6)
         return cls(
-            sequence, trigger, options, bool(flags & 0x80), bool(flags & 0x40), bool(flags & 0x20)
+            sequence, trigger, options, bool(flags & 0x80), bool(flags & 0x20), bool(flags & 0x40)
         )
 
 
 @dataclass(frozen=True, slots=True)
 class BindingRevocationAck(MobilityMessage):
-    """RFC 5846 6.2: B.R. Type 2."""
+    """RFC 5846 6.2: B.R. Type 2; the P, V and G flags echo the indication's."""
 
     sequence: int
     status: int
     options: tuple[MobilityOption, ...] = ()
     proxy: bool = False
     globalRevocation: bool = False
+    ipv4HomeAddressOnly: bool = False
     mhType: ClassVar[int] = MHType.BINDING_REVOCATION
     fixedLength: ClassVar[int] = 6
 
     def encodeFixed(self) -> bytes:
-        flags = self.proxy << 7 | self.globalRevocation << 6
+        flags = self.proxy << 7 | self.ipv4HomeAddressOnly << 6 | self.globalRevocation << 5
         return _BR.pack(RevocationType.ACKNOWLEDGEMENT, self.status, self.sequence, flags, 0)
 
     @classmethod
     def decodeFixed(cls, data: bytes, options: tuple[MobilityOption, ...]) -> BindingRevocationAck:
         _, status, sequence, flags, _ = _BR.unpack_from(data, 6)
-        return cls(sequence, status, options, bool(flags & 0x80), bool(flags & 0x40))
+        return cls(
+            sequence, status, options, bool(flags & 0x80), bool(flags & 0x20), bool(flags & 0x40)
+        )
 
 
-Message = Union[
-    BindingUpdate,
-    BindingAck,
-    BindingError,
-    Heartbeat,
-    BindingRevocationIndication,
-    BindingRevocationAck,
-]
+Message = (
+    BindingUpdate
+    | BindingAck
+    | BindingError
+    | Heartbeat
+    | BindingRevocationIndication
+    | BindingRevocationAck
+)
 
 _MESSAGES: dict[int, type[MobilityMessage]] = {
     MHType.BINDING_UPDATE: BindingUpdate,
@@ -919,7 +942,7 @@ def encode(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
                 parts.append(_padding(pad))
                 position += pad
         if type(option) is UnknownOption:
-            optionType = option.type  # type: ignore[attr-defined]
+            optionType = option.type
         else:
             optionType = typeOf[type(option)]
         parts.append(bytes((optionType, len(body))))
@@ -929,6 +952,8 @@ def encode(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
     if tail:
         parts.append(_padding(tail))
         position += tail
+    if position > MAX_HEADER_LENGTH:
+        raise ValueError(f"{type(message).__name__} is {position} bytes, over {MAX_HEADER_LENGTH}")
     parts[0] = bytes((IPPROTO_NONE, position // 8 - 1, message.mhType, 0, 0, 0))
     return b"".join(parts)
 
@@ -965,7 +990,7 @@ def decode(data: bytes, profile: WireProfile = DRAFT) -> Message:
 def _decodeOptions(
     data: bytes, position: int, end: int, decoders: dict[int, type[MobilityOption]]
 ) -> tuple[MobilityOption, ...]:
-    options = []
+    options: list[MobilityOption] = []
     while position < end:
         optionType = data[position]
         if optionType == OptionType.PAD1:
@@ -978,7 +1003,8 @@ def _decodeOptions(
         position = body + length
         if position > end:
             raise OptionOverrun(
-                f"option type {optionType} at offset {body - 2} runs {position - end} bytes past the header"
+                f"option type {optionType} at offset {body - 2}"
+                f" runs {position - end} bytes past the header"
             )
         if optionType == OptionType.PADN:
             if data[body:position].count(0) != length:
@@ -1008,7 +1034,7 @@ def checksum(source: str, destination: str, header: bytes) -> int:
     )
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     # A sum of zero is sent as zero: the kernel does the same for protocol 135.
@@ -1022,7 +1048,7 @@ def withChecksum(source: str, destination: str, header: bytes) -> bytes:
 
 def verifyChecksum(source: str, destination: str, header: bytes) -> None:
     """Raise L{BadChecksum} unless the header's checksum is right."""
-    if len(header) < 6:
+    if len(header) < 8:
         raise TruncatedMessage(f"{len(header)} bytes, a Mobility Header has at least 8")
     carried = struct.unpack_from("!H", header, 4)[0]
     expected = checksum(source, destination, header)
