@@ -1,0 +1,187 @@
+"""
+The LMAP's imperative shell: the Mobility Header socket, the one timer, the
+tunnel backend. Everything it decides comes from L{LocalMobilityAnchor}; this
+module only carries the actions out, in order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import IntEnum
+from typing import Any, Iterable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lmm import mh
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.backends import findBackend
+from lmm.interfaces import ITunnelDataPlane
+from lmm.lmap.anchor import LocalMobilityAnchor
+from lmm.ratelimit import LogLimiter
+from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
+
+log = Logger(namespace="lmm.lmap")
+
+
+def formatNote(note: Note) -> str:
+    """C{event key=value ...}, status codes with their names, for grep and for people."""
+    parts = [note.event]
+    for key, value in note.fields.items():
+        if isinstance(value, IntEnum):
+            value = f"{int(value)}({value.name})"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def logNote(logger: Logger, note: Note) -> None:
+    # The fields also travel as structured event keys, for JSON log observers.
+    logger.info("{line}", line=formatNote(note), lmmEvent=note.event, lmmFields=note.fields)
+
+
+class _Signaling(MobilityHeaderProtocol):
+    def __init__(self, service: LMAPService) -> None:
+        self.service = service
+
+    def datagramReceived(self, data: bytes, source: str) -> None:
+        self.service.datagramReceived(data, source)
+
+
+class LMAPService(Service):
+    """Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket."""
+
+    name = "lmap"
+
+    def __init__(
+        self,
+        anchor: LocalMobilityAnchor,
+        dataPlane: Any,
+        address: str,
+        profile: mh.WireProfile,
+        reactor: Any = None,
+        socket: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.anchor = anchor
+        self.dataPlane = dataPlane
+        self.address = address
+        self.profile = profile
+        self.reactor = reactor
+        self._socket = socket
+        self.port: MobilityHeaderPort | None = None
+        self._timer: Any = None
+        self._timerAt: float | None = None
+        self._limiter = LogLimiter(reactor.seconds)
+
+    # --- life cycle ---------------------------------------------------------
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, self._socket)
+        self.port.startListening()
+        log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
+                 "{backend} tunnels)", address=self.address, profile=self.profile.name,
+                 backend=getattr(self.dataPlane, "name", type(self.dataPlane).__name__))
+
+    def stopService(self) -> Deferred[None] | None:
+        Service.stopService(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.perform(self.anchor.stop(self.reactor.seconds()))
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+        return maybeDeferred(self.dataPlane.stop)
+
+    # --- input --------------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, source: str) -> None:
+        now = self.reactor.seconds()
+        try:
+            message = mh.decode(data, self.profile)
+        except mh.MobilityHeaderError as e:
+            if self._limiter.allow(e.reason):
+                log.warn("dropped a malformed Mobility Header from {source}: {error} "
+                         "({reason}, {count} so far)", source=source, error=str(e),
+                         reason=e.reason, count=self.anchor.counters["malformed." + e.reason] + 1)
+            actions = self.anchor.malformed(e, source, now)
+        else:
+            actions = self.anchor.receive(message, source, now)
+        if actions:
+            self.perform(actions)
+        self._schedule()
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timerAt = None
+        self.perform(self.anchor.tick(self.reactor.seconds()))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        deadline = self.anchor.nextDeadline()
+        if deadline is None or (self._timerAt is not None and self._timerAt <= deadline):
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timerAt = deadline
+        self._timer = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()),
+                                             self._tick)
+
+    # --- output -------------------------------------------------------------
+
+    def perform(self, actions: Iterable[object]) -> None:
+        """Carry out actions in order; an asynchronous tunnel change holds back
+        what follows it (the tunnel is up before the PBA leaves)."""
+        remaining = iter(actions)
+        for action in remaining:
+            if isinstance(action, SendMessage):
+                self.send(action.message, action.destination)
+            elif isinstance(action, AddTunnel):
+                result = self.dataPlane.addBinding(action.binding)
+                if isinstance(result, Deferred):
+                    rest = list(remaining)
+                    result.addCallbacks(lambda _, rest=rest: self.perform(rest),
+                                        self._tunnelFailed, errbackArgs=(action.binding, rest))
+                    return
+            elif isinstance(action, RemoveTunnel):
+                result = self.dataPlane.removeBinding(action.binding)
+                if isinstance(result, Deferred):
+                    result.addErrback(self._logFailure, "removing tunnel binding")
+            elif isinstance(action, Note):
+                logNote(log, action)
+
+    def _tunnelFailed(self, failure: Failure, binding: Any, rest: list[object]) -> None:
+        log.failure("could not set up the tunnel for {binding}; its PBA is not sent",
+                    failure, binding=binding)
+
+    def _logFailure(self, failure: Failure, what: str) -> None:
+        log.failure("{what} failed", failure, what=what)
+
+    def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        if self.port is None:
+            return
+        self.port.send(mh.encode(message, self.profile), destination)
+
+
+def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile) -> LMAPService:
+    """The LMAP service as configured (values from L{lmm.lmap.tap.SETTINGS})."""
+    from twisted.internet import reactor
+
+    dataPlane = findBackend(ITunnelDataPlane, values["tunnel.backend"]).build(
+        values["tunnel.options"], reactor)
+    anchor = LocalMobilityAnchor(
+        address=values["lmap.address"],
+        prefixes=list(values["lmap.local_network_prefixes"]),
+        mpas=[ipaddress.IPv6Network(n) for n in values["lmap.mpas"]],
+        maxLifetime=values["lmap.max_lifetime"],
+        profile=profile,
+        revocationTimeout=values["revocation.timeout"],
+        revocationRetries=values["revocation.max_retries"],
+    )
+    return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor)

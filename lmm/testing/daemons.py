@@ -1,0 +1,100 @@
+"""
+Running lmm's real daemons (twistd lmm-lmap, twistd lmm-mpa) inside a test's
+network namespace, from the working tree, with their logs kept.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Mapping
+
+from lmm.testing.netns import Namespace, waitFor
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def tomlValue(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(tomlValue(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def writeConfig(path: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write {"lmap": {"address": ...}, ...} as a TOML file."""
+    with open(path, "w") as f:
+        for name, table in tables.items():
+            f.write(f"[{name}]\n")
+            for key, value in table.items():
+                f.write(f"{key} = {tomlValue(value)}\n")
+            f.write("\n")
+    return path
+
+
+class Daemon:
+    """
+    One twistd process in a namespace. L{start} returns once C{ready} appears in
+    its log; L{stop} ends it with SIGTERM and returns its exit status.
+    """
+
+    def __init__(self, namespace: Namespace, plugin: str, configPath: str, logPath: str) -> None:
+        self.namespace = namespace
+        self.plugin = plugin
+        self.configPath = configPath
+        self.logPath = logPath
+        self.process: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    def start(self, ready: str, timeout: float = 20.0) -> Daemon:
+        argv = [TWISTD, "-n", "--pidfile=", f"--logfile={self.logPath}", self.plugin,
+                "--config", self.configPath]
+        env = dict(os.environ, PYTHONPATH=_REPO)
+        self.process = self.namespace.popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=open(self.logPath + ".stderr", "wb"))
+        def seen() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.plugin} exited with {self.process.returncode}:\n"
+                                   + self.logTail())
+            return ready in self.log()
+        waitFor(seen, timeout, what=f"{self.plugin} to log {ready!r}")
+        return self
+
+    def log(self) -> str:
+        text = ""
+        for path in (self.logPath, self.logPath + ".stderr"):
+            try:
+                with open(path, errors="replace") as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
+
+    def logTail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """End the daemon; twistd re-raises SIGTERM after a clean shutdown, so a
+        clean stop returns -SIGTERM."""
+        if self.process is None:
+            return self.returncode
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self.returncode = self.process.returncode
+        self.process = None
+        return self.returncode

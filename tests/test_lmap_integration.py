@@ -1,0 +1,185 @@
+"""
+A running twistd lmm-lmap in its own namespace, driven over real raw Mobility
+Header sockets by a small MPA-side client in another namespace; what comes back
+is decoded by lmm and by scapy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm import mh
+from lmm.testing.daemons import Daemon, writeConfig
+from lmm.testing.netns import NetnsTestMixin, link
+
+LMAP = "fd00:135::1"
+MPA1 = "fd00:135::2"
+MPA2 = "fd00:135::3"
+STRANGER = "fd00:136::9"  # not inside lmap.mpas
+LNP = "2001:db8:1::/64"
+
+
+class MPAClient:
+    """Sends PBUs from one address, reads what the LMAP sends back."""
+
+    def __init__(self, sock: socket.socket, address: str) -> None:
+        self.sock = sock
+        self.address = address
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
+        sock.bind((address, 0))
+        sock.settimeout(3.0)
+
+    def send(self, message: mh.MobilityMessage | bytes) -> None:
+        data = message if isinstance(message, bytes) else mh.encode(message)
+        self.sock.sendto(data, (LMAP, 0))
+
+    def receive(self, timeout: float = 3.0) -> tuple[mh.Message, bytes]:
+        self.sock.settimeout(timeout)
+        data, source = self.sock.recvfrom(2048)
+        assert source[0] == LMAP, source
+        return mh.decode(data), data
+
+    def nothing(self, within: float) -> bool:
+        self.sock.settimeout(within)
+        try:
+            self.sock.recvfrom(2048)
+        except TimeoutError:
+            return True
+        return False
+
+
+def pbu(sequence: int, nai: bytes, *options: mh.MobilityOption, lifetime: int = 400,
+        proxy: bool = True) -> mh.BindingUpdate:
+    return mh.BindingUpdate(sequence, lifetime, (mh.MobileNodeIdentifier(nai), *options),
+                            ack=True, proxy=proxy)
+
+
+class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.lmapNs = self.makeNamespace("lmap")
+        self.mpaNs = self.makeNamespace("mpa")
+        _, mpaIf = link(self.lmapNs, self.mpaNs, LMAP, MPA1)
+        self.mpaNs.ip("addr", "add", f"{MPA2}/64", "dev", mpaIf, "nodad")
+        self.mpaNs.ip("addr", "add", f"{STRANGER}/64", "dev", mpaIf, "nodad")
+        self.lmapNs.ip("route", "add", "fd00:136::/64", "dev", _)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        config = writeConfig(os.path.join(folder, "lmap.toml"), {
+            "lmap": {"address": LMAP, "local_network_prefixes": [LNP],
+                     "mpas": ["fd00:135::/64"], "max_lifetime": 3600},
+            "revocation": {"timeout": 0.2, "max_retries": 2},
+        })
+        self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
+        self.addCleanup(self.stopDaemon)
+        self.daemon.start(ready="listening for Proxy Binding Updates")
+        self.mpa1 = MPAClient(self.socketIn(self.mpaNs, proto=mh.IPPROTO_MH), MPA1)
+        self.mpa2 = MPAClient(self.socketIn(self.mpaNs, proto=mh.IPPROTO_MH), MPA2)
+
+    def stopDaemon(self) -> None:
+        status = self.daemon.stop()
+        log = self.daemon.log()
+        # twistd shuts down cleanly, then re-raises the SIGTERM it was stopped by.
+        self.assertIn(status, (0, -signal.SIGTERM), log)
+        self.assertIn("Server Shut Down", log)
+        self.assertNotIn("Traceback", log)
+
+    def test_registrationAndScapy(self) -> None:
+        self.mpa1.send(pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64)))
+        ack, raw = self.mpa1.receive()
+        self.assertIsInstance(ack, mh.BindingAck)
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.sequence, ack.lifetime, ack.proxy), (0, 1, 400, True))
+        self.assertEqual(ack.option(mh.LocalAddress), mh.LocalAddress("2001:db8:1::5", 64))
+        # scapy, an independent decoder, reads the same acknowledgement.
+        from scapy.layers.inet6 import MIP6MH_BA, IPv6
+
+        packet = IPv6(bytes(IPv6(src=LMAP, dst=MPA1, nh=135) / raw))
+        ba = packet[MIP6MH_BA]
+        self.assertEqual((ba.status, ba.seq, ba.mhtime * 4), (0, 1, 400))
+        self.assertIn("P", str(ba.flags))
+        # The LMAP assigns an address when the MPA asks with "::".
+        self.mpa1.send(pbu(2, b"ms2@lmm.test", mh.LocalAddress("::", 64)))
+        ack, _ = self.mpa1.receive()
+        assert isinstance(ack, mh.BindingAck)
+        assigned = ack.option(mh.LocalAddress)
+        assert assigned is not None
+        self.assertEqual(ack.status, 0)
+        self.assertTrue(assigned.address.startswith("2001:db8:1:"), assigned)
+
+    def test_handoverRevokesPreviousMPA(self) -> None:
+        nai = b"mover@lmm.test"
+        self.mpa1.send(pbu(10, nai, mh.LocalAddress("2001:db8:1::77", 64)))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        # The MS moves: the new MPA does not know its address, and asks.
+        sent = time.monotonic()
+        self.mpa2.send(pbu(1, nai, mh.BindingCacheConfirmation()))
+        ack, _ = self.mpa2.receive()
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual(ack.status, 0)
+        self.assertEqual(ack.option(mh.LocalAddress), mh.LocalAddress("2001:db8:1::77", 64))
+        bri, _ = self.mpa1.receive()
+        assert isinstance(bri, mh.BindingRevocationIndication)
+        self.assertTrue(bri.proxy)
+        self.assertEqual(bri.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(nai))
+        # Unanswered, it comes again after the revocation timeout (0.2 s)...
+        again, _ = self.mpa1.receive()
+        assert isinstance(again, mh.BindingRevocationIndication)
+        self.assertEqual(again.sequence, bri.sequence)
+        self.assertGreater(time.monotonic() - sent, 0.15)
+        # ...and stops once acknowledged.
+        self.mpa1.send(mh.BindingRevocationAck(bri.sequence, mh.RevocationStatus.SUCCESS,
+                                               proxy=True))
+        self.assertTrue(self.mpa1.nothing(within=1.0))
+        # The old MPA's late deregistration does not remove the moved binding.
+        self.mpa1.send(pbu(11, nai, mh.LocalAddress("2001:db8:1::77", 64), lifetime=0))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.mpa2.send(pbu(2, nai, mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa2.receive()[0].status, 0)  # type: ignore[union-attr]
+        # The current MPA's deregistration does.
+        self.mpa2.send(pbu(3, nai, mh.LocalAddress("2001:db8:1::77", 64), lifetime=0))
+        self.assertEqual(self.mpa2.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.mpa2.send(pbu(4, nai, mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa2.receive()[0].status, 141)  # type: ignore[union-attr]
+
+    def test_rejections(self) -> None:
+        self.mpa1.send(pbu(1, b"nobody@lmm.test", mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa1.receive()[0].status, 141)  # type: ignore[union-attr]
+        self.mpa1.send(pbu(2, b"x@lmm.test", mh.LocalAddress("2001:db8:1::9", 64), proxy=False))
+        ack, _ = self.mpa1.receive()
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.proxy), (140, False))
+        self.mpa1.send(pbu(3, b"x@lmm.test", mh.LocalAddress("2001:db8:99::9", 64)))
+        self.assertEqual(self.mpa1.receive()[0].status,  # type: ignore[union-attr]
+                         mh.Status.NOT_HOME_SUBNET)
+        # Old sequence numbers from the same MPA are refused.
+        self.mpa1.send(pbu(100, b"y@lmm.test", mh.LocalAddress("2001:db8:1::10", 64)))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.mpa1.send(pbu(99, b"y@lmm.test", mh.LocalAddress("2001:db8:1::10", 64)))
+        ack, _ = self.mpa1.receive()
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.sequence),
+                         (mh.Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, 100))
+        stranger = MPAClient(self.socketIn(self.mpaNs, proto=mh.IPPROTO_MH), STRANGER)
+        stranger.send(pbu(1, b"z@lmm.test", mh.LocalAddress("2001:db8:1::11", 64)))
+        self.assertEqual(stranger.receive()[0].status, 140)  # type: ignore[union-attr]
+
+    def test_badInputCountedNotFatal(self) -> None:
+        good = mh.encode(pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64)))
+        self.mpa1.send(good[:10])                      # truncated
+        self.mpa1.send(good[:1] + b"\x09" + good[2:])  # Header Len past the end
+        unknown = bytearray(good)
+        unknown[2] = 42                                # an MH type nobody knows
+        self.mpa1.send(bytes(unknown))
+        error, _ = self.mpa1.receive()
+        assert isinstance(error, mh.BindingError)
+        self.assertEqual(error.status, mh.BindingErrorStatus.UNRECOGNIZED_MH_TYPE)
+        self.mpa1.send(good)
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        log = self.daemon.log()
+        self.assertIn("malformed Mobility Header", log)
+        self.assertIn("truncated", log)
