@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""
+Signaling benchmark of a running twistd lmm-lmap (recording tunnel backend),
+measured side by side with the C reference responder from the same load
+generator (../shared/tools: pbu-loadgen, pbu-reflector).
+
+    sudo .venv/bin/python bench/lmap.py [--fill-seconds 90] [--tools DIR]
+
+Two namespaces joined by veth; the responder runs on CPU 1, the generator on
+CPU 0. Runs, in order:
+  1. reference, as fast as a window of 256 allows, and at 5,000 PBU/s;
+  2. a fresh LMAP at 5,000 PBU/s, new bindings (latency);
+  3. a fresh LMAP as fast as the window allows with 1,000,000 distinct NAIs
+     for --fill-seconds: it creates a million bindings and refreshes them;
+     resident memory is read before and after.
+Targets (issue 3): >= 20,000 PBU/s answered with status 0 and 1,000,000
+bindings; >= 0.25 of the reference's rate; p99 at 5,000 PBU/s within 2 ms of
+the reference's; <= 1 KiB resident per binding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, top)
+
+from lmm.mh import OptionType  # noqa: E402
+from lmm.testing.daemons import Daemon, writeConfig  # noqa: E402
+from lmm.testing.netns import Namespace, link  # noqa: E402
+
+RESPONDER = "fd00:b::1"
+GENERATOR = "fd00:b::2"
+PREFIX = "2001:db8:1::"
+LOCAL_ADDRESS_TYPE = int(OptionType.HOME_NETWORK_PREFIX)  # the draft profile's default
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return (["taskset", "-c", str(cpu)] if shutil.which("taskset") else []) + argv
+
+
+def loadgen(gen: Namespace, tools: str, seconds: float, window: int, nais: int,
+            rate: int = 0) -> dict[str, float]:
+    argv = pinned(0, [os.path.join(tools, "pbu-loadgen"), RESPONDER, str(seconds), str(window),
+                      str(nais), str(rate), str(LOCAL_ADDRESS_TYPE), PREFIX])
+    out = gen.run(argv, timeout=seconds + 60).stdout
+    m = re.search(r"sent (\d+) answered (\d+) in ([\d.]+) s: (\d+) PBA/s; latency p50 ([\d.]+) ms "
+                  r"p99 ([\d.]+) ms", out)
+    if not m:
+        raise RuntimeError(f"unexpected pbu-loadgen output:\n{out}")
+    result = {"sent": int(m[1]), "answered": int(m[2]), "seconds": float(m[3]),
+              "rate": float(m[4]), "p50": float(m[5]), "p99": float(m[6])}
+    for status, count in re.findall(r"status (\d+): (\d+)", out):
+        result[f"status{status}"] = int(count)
+    result["ok_rate"] = result.get("status0", 0) / result["seconds"]
+    return result
+
+
+def rssKiB(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def startLMAP(ns: Namespace, folder: str, name: str) -> Daemon:
+    config = writeConfig(os.path.join(folder, f"{name}.toml"), {
+        "lmap": {"address": RESPONDER, "local_network_prefixes": [PREFIX + "/64"],
+                 "mpas": ["fd00:b::/64"], "max_lifetime": 3600},
+        "tunnel": {"backend": "recording"},
+    })
+    daemon = Daemon(ns, "lmm-lmap", config, os.path.join(folder, f"{name}.log"))
+    # Pin the daemon like the reflector: same core, same conditions.
+    daemon.start(ready="listening for Proxy Binding Updates")
+    assert daemon.process is not None
+    subprocess.run(["taskset", "-p", "-c", "1", str(daemon.process.pid)],
+                   capture_output=True, check=False)
+    return daemon
+
+
+def show(label: str, r: dict[str, float]) -> None:
+    statuses = ", ".join(f"{k[6:]}: {int(v)}" for k, v in r.items() if k.startswith("status"))
+    print(f"  {label:44} {r['rate']:9.0f} PBA/s ({r['ok_rate']:.0f}/s status 0)  "
+          f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  [{statuses}]", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tools", default=os.path.join(top, "..", "shared", "tools"))
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the short runs")
+    parser.add_argument("--fill-seconds", type=float, default=90.0)
+    parser.add_argument("--nais", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/lmap.py needs root (network namespaces, raw sockets)")
+        return 2
+    work = tempfile.mkdtemp(prefix="lmm-bench-lmap-")
+    tools = subprocess.run([os.path.join(args.tools, "build"), os.path.join(work, "tools")],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    resp = Namespace.create("resp")
+    gen = Namespace.create("gen")
+    try:
+        link(resp, gen, RESPONDER, GENERATOR)
+        print(f"lmm-lmap signaling benchmark ({os.cpu_count()} CPUs; logs in {work})")
+
+        print("reference: pbu-reflector (stateless C)")
+        reflector = resp.popen(pinned(1, [os.path.join(tools, "pbu-reflector")]),
+                               stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        refMax = loadgen(gen, tools, args.seconds, 256, 1000)
+        show("as fast as window 256 allows", refMax)
+        refSlow = loadgen(gen, tools, args.seconds, 256, 1000, rate=5000)
+        show("at 5,000 PBU/s", refSlow)
+        reflector.terminate()
+        reflector.wait()
+
+        print("lmm-lmap (twistd, recording tunnel backend)")
+        daemon = startLMAP(resp, work, "latency")
+        slow = loadgen(gen, tools, args.seconds, 256, args.nais, rate=5000)
+        show("at 5,000 PBU/s, new bindings", slow)
+        daemon.stop()
+
+        daemon = startLMAP(resp, work, "fill")
+        assert daemon.process is not None
+        pid = daemon.process.pid
+        before = rssKiB(pid)
+        fill = loadgen(gen, tools, args.fill_seconds, 256, args.nais)
+        after = rssKiB(pid)
+        show(f"window 256, {args.nais} NAIs, {args.fill_seconds:.0f} s", fill)
+        daemon.stop()
+        cycled = fill.get("status0", 0) >= args.nais
+        perBinding = (after - before) * 1024 / args.nais if cycled else float("nan")
+        print(f"  resident memory: {before / 1024:.1f} MiB at start, {after / 1024:.1f} MiB with "
+              f"{args.nais if cycled else 'fewer than ' + str(args.nais)} bindings: "
+              f"{perBinding:.0f} bytes per binding")
+
+        ratio = fill["ok_rate"] / refMax["rate"]
+        print("targets:")
+        checks = [
+            (">= 20,000 PBU/s answered with status 0", fill["ok_rate"] >= 20000,
+             f"{fill['ok_rate']:.0f}/s"),
+            (f"{args.nais} bindings in the cache", cycled,
+             f"{fill.get('status0', 0):.0f} accepted"),
+            (">= 0.25 of the reference's rate", ratio >= 0.25, f"{ratio:.2f}"),
+            ("p99 at 5,000/s within 2 ms of the reference's", slow["p99"] - refSlow["p99"] <= 2.0,
+             f"{slow['p99']:.3f} vs {refSlow['p99']:.3f} ms"),
+            ("<= 1 KiB resident per binding", perBinding <= 1024, f"{perBinding:.0f} B"),
+        ]
+        for what, ok, figure in checks:
+            print(f"  {'met ' if ok else 'MISSED'} {what}: {figure}")
+        return 0 if all(ok for _, ok, _ in checks) else 1
+    finally:
+        gen.delete()
+        resp.delete()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1431 @@
+"""lmm.mpa.agent: the MPA's attach life cycle, home-link emulation and signaling, without I/O."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+from ipaddress import IPv6Network
+from typing import Any, TypeVar
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm import mh, nd
+from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.mpa.agent import (
+    Action,
+    Authenticate,
+    MobilityProxyAgent,
+    SendFrame,
+    isNewer,
+)
+from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorEntry, VisitorState
+from lmm.tunnel import ROLE_MPA, TunnelBinding
+
+MPA = "2001:db8:a::1"
+LMAP = "2001:db8:ffff::1"
+LMAP2 = "2001:db8:ffff::2"
+STRANGER = "2001:db8:b::66"
+IFACE = "acc0"
+IFACE2 = "acc1"
+IFACE_MAC = "02:00:00:00:0a:00"
+IFACE2_MAC = "02:00:00:00:0a:01"
+VMAC = "02:00:5e:00:53:01"
+VLL = nd.linkLocalFromMac(VMAC)
+MS_MAC = "02:11:22:33:44:55"
+MS_LL = nd.linkLocalFromMac(MS_MAC)
+MS2_MAC = "02:11:22:33:44:66"
+LNP = IPv6Network("2001:db8:1::/64")
+MS_ADDR = nd.addressFromMac("2001:db8:1::", MS_MAC)
+OTHER_ADDR = "2001:db8:1::77"
+NAI = b"ms1@lmm.test"
+NAI2 = b"ms2@lmm.test"
+T0 = 1000.0
+
+A = TypeVar("A")
+
+
+def makeAgent(**kwargs: Any) -> MobilityProxyAgent:
+    settings: dict[str, Any] = {
+        "address": MPA,
+        "defaultLmap": LMAP,
+        "accessInterfaces": [IFACE, IFACE2],
+        "interfaceMacs": {IFACE: IFACE_MAC, IFACE2: IFACE2_MAC},
+        "lifetime": 3600,
+        "retransmitTimeout": 1.0,
+        "maxRetries": 3,
+        "raMtu": 1460,
+        "profile": mh.DRAFT,
+        "defaultVirtualLmapMac": VMAC,
+        "refreshFraction": 0.75,
+    }
+    settings.update(kwargs)
+    return MobilityProxyAgent(**settings)
+
+
+def makeProfile(**kwargs: Any) -> Profile:
+    settings: dict[str, Any] = {"nai": NAI, "localNetworkPrefix": LNP}
+    settings.update(kwargs)
+    return Profile(**settings)
+
+
+def only(actions: list[Action], kind: type[A]) -> list[A]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def sentFrames(actions: list[Action]) -> list[tuple[str, nd.Frame]]:
+    return [(a.interface, nd.decodeFrame(a.frame)) for a in only(actions, SendFrame)]
+
+
+def shape(actions: list[Action]) -> list[str]:
+    """The actions in order, Notes left out, as short words."""
+    words = []
+    for a in actions:
+        if isinstance(a, SendMessage):
+            words.append(f"send {type(a.message).__name__} {a.destination}")
+        elif isinstance(a, AddTunnel):
+            words.append(f"add {a.binding.mobileAddress} {a.binding.accessInterface}")
+        elif isinstance(a, RemoveTunnel):
+            words.append(f"remove {a.binding.mobileAddress} {a.binding.accessInterface}")
+        elif isinstance(a, SendFrame):
+            words.append(f"frame {type(nd.decodeFrame(a.frame).message).__name__} {a.interface}")
+        elif isinstance(a, Authenticate):
+            words.append(f"authenticate {a.request.mac}")
+    return words
+
+
+def events(actions: list[Action]) -> list[str]:
+    return [a.event for a in only(actions, Note)]
+
+
+def onlyPbu(
+    case: SynchronousTestCase, actions: list[Action], destination: str = LMAP
+) -> mh.BindingUpdate:
+    messages = only(actions, SendMessage)
+    case.assertEqual(len(messages), 1, actions)
+    case.assertEqual(messages[0].destination, destination)
+    message = messages[0].message
+    assert isinstance(message, mh.BindingUpdate)
+    return message
+
+
+def pba(
+    sequence: int,
+    status: int = 0,
+    lifetime: int = 3600,
+    address: str | None = None,
+    prefixLength: int = 64,
+    options: tuple[mh.MobilityOption, ...] = (),
+) -> mh.BindingAck:
+    allOptions = list(options)
+    if address is not None:
+        allOptions.append(mh.LocalAddress(address, prefixLength))
+    return mh.ProxyBindingAck(status, sequence, lifetime, allOptions)
+
+
+def ipv6Frame(
+    source: str,
+    destination: str,
+    payload: bytes,
+    nextHeader: int = nd.IPPROTO_UDP,
+    srcMac: str = MS_MAC,
+    dstMac: str = VMAC,
+) -> nd.Frame:
+    header = nd.IPv6Header(source, destination, nextHeader, 64, len(payload)).encode()
+    return nd.decodeFrame(nd.EthernetHeader(dstMac, srcMac).encode() + header + payload)
+
+
+def udpFrame(
+    source: str,
+    destination: str = "2001:db8:ffff::99",
+    sourcePort: int = 40000,
+    destinationPort: int = 53,
+    srcMac: str = MS_MAC,
+    dstMac: str = VMAC,
+) -> nd.Frame:
+    data = b"query"
+    header = struct.pack("!HHHH", sourcePort, destinationPort, 8 + len(data), 0)
+    return ipv6Frame(source, destination, header + data, srcMac=srcMac, dstMac=dstMac)
+
+
+def dhcpSolicit(srcMac: str = MS_MAC) -> nd.Frame:
+    return udpFrame(
+        nd.linkLocalFromMac(srcMac), "ff02::1:2", 546, 547, srcMac, "33:33:00:01:00:02"
+    )
+
+
+def routerSolicitation(source: str = MS_LL, mac: str = MS_MAC) -> nd.Frame:
+    return nd.decodeFrame(nd.buildRouterSolicitation(mac, source))
+
+
+def dadProbe(target: str, mac: str = MS_MAC) -> nd.Frame:
+    return nd.decodeFrame(nd.buildNeighborSolicitation(mac, None, nd.UNSPECIFIED, None, target))
+
+
+def neighborSolicitation(target: str, source: str = MS_LL, mac: str = MS_MAC) -> nd.Frame:
+    return nd.decodeFrame(nd.buildNeighborSolicitation(mac, None, source, None, target))
+
+
+def attach(
+    agent: MobilityProxyAgent, mac: str = MS_MAC, interface: str = IFACE, now: float = T0,
+    nai: bytes | None = None,
+) -> list[Action]:
+    return agent.attach(AttachEvent(interface, mac, nai), now)
+
+
+def authenticate(
+    agent: MobilityProxyAgent,
+    profile: Profile | None = None,
+    mac: str = MS_MAC,
+    interface: str = IFACE,
+    now: float = T0,
+) -> list[Action]:
+    attach(agent, mac, interface, now)
+    return agent.authenticated(mac, profile or makeProfile(), now)
+
+
+def register(
+    case: SynchronousTestCase,
+    agent: MobilityProxyAgent,
+    profile: Profile | None = None,
+    mac: str = MS_MAC,
+    interface: str = IFACE,
+    now: float = T0,
+    granted: int = 3600,
+) -> VisitorEntry:
+    """Attach, authenticate and register an MS whose profile holds its address."""
+    profile = profile or makeProfile(localAddress=MS_ADDR)
+    bu = onlyPbu(case, authenticate(agent, profile, mac, interface, now))
+    local = bu.option(mh.LocalAddress)
+    address = MS_ADDR if local is None else local.address
+    agent.messageReceived(pba(bu.sequence, lifetime=granted, address=address), LMAP, now)
+    visitor = agent.visitors.byMac(mac)
+    assert visitor is not None
+    case.assertIs(visitor.state, VisitorState.REGISTERED)
+    return visitor
+
+
+def tunnel(address: str = MS_ADDR, interface: str = IFACE, lmap: str = LMAP) -> TunnelBinding:
+    return TunnelBinding(address, 128, MPA, lmap, ROLE_MPA, interface)
+
+
+# --- construction -------------------------------------------------------------
+
+
+class ConstructionTests(SynchronousTestCase):
+    def test_badSettings(self) -> None:
+        for key, value in [
+            ("lifetime", 2), ("retransmitTimeout", 0), ("maxRetries", -1),
+            ("refreshFraction", 1.0), ("refreshFraction", 0), ("raMtu", 1000),
+        ]:
+            self.assertRaises(ValueError, makeAgent, **{key: value})
+
+    def test_virtualMacFallbackNeedsInterfaceMacs(self) -> None:
+        self.assertRaises(
+            ValueError, makeAgent, defaultVirtualLmapMac=None, interfaceMacs={IFACE: IFACE_MAC}
+        )
+
+    def test_canonicalAddresses(self) -> None:
+        agent = makeAgent(address="2001:DB8:A:0::1", defaultLmap="2001:db8:ffff:0:0::1")
+        self.assertEqual((agent.address, agent.defaultLmap), (MPA, LMAP))
+
+    def test_idle(self) -> None:
+        agent = makeAgent()
+        self.assertIsNone(agent.nextDeadline())
+        self.assertEqual(agent.tick(T0), [])
+
+    def test_isNewer(self) -> None:
+        self.assertTrue(isNewer(2, 1))
+        self.assertTrue(isNewer(0, 65535))
+        self.assertFalse(isNewer(1, 1))
+        self.assertFalse(isNewer(1 + 32768, 1))
+
+
+# --- attach and authentication -----------------------------------------------
+
+
+class AttachTests(SynchronousTestCase):
+    def test_attachAsksForAuthentication(self) -> None:
+        agent = makeAgent()
+        actions = attach(agent, nai=NAI)
+        self.assertEqual(only(actions, Authenticate),
+                         [Authenticate(AccessRequest(MS_MAC, IFACE, NAI))])
+        self.assertEqual(events(actions), ["visitor.attached"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AUTHENTICATING)
+        self.assertEqual((visitor.attachedAt, visitor.lastSeen), (T0, T0))
+
+    def test_knownMacSameInterface(self) -> None:
+        agent = makeAgent()
+        attach(agent)
+        self.assertEqual(attach(agent, now=T0 + 5), [])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.lastSeen, T0 + 5)
+        self.assertEqual(agent.counters["visitor.attached"], 1)
+
+    def test_macIsLowerCased(self) -> None:
+        agent = makeAgent()
+        attach(agent, mac=MS_MAC.upper())
+        self.assertIsNotNone(agent.visitors.byMac(MS_MAC))
+
+    def test_frameFromUnknownMacAttaches(self) -> None:
+        agent = makeAgent()
+        actions = agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0)
+        self.assertEqual(only(actions, Authenticate),
+                         [Authenticate(AccessRequest(MS_MAC, IFACE, None))])
+        self.assertEqual(agent.counters["attach.frame"], 1)
+
+    def test_ignoredSources(self) -> None:
+        agent = makeAgent()
+        # The MPA's own frames (an echo of its RA), group MACs, non-access links.
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR, srcMac=VMAC), T0), [])
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR, srcMac=IFACE_MAC), T0), [])
+        self.assertEqual(
+            agent.frameReceived(IFACE, udpFrame(MS_ADDR, srcMac="33:33:00:00:00:01"), T0), []
+        )
+        self.assertEqual(agent.frameReceived("eth9", udpFrame(MS_ADDR), T0), [])
+        self.assertEqual(attach(agent, interface="eth9"), [])
+        self.assertEqual(attach(agent, mac="ff:ff:ff:ff:ff:ff"), [])
+        self.assertEqual(len(agent.visitors), 0)
+        self.assertEqual(agent.counters["frame.own"], 2)
+        self.assertEqual(agent.counters["frame.bad-mac"], 1)
+        self.assertEqual(agent.counters["frame.unknown-interface"], 1)
+
+    def test_authenticationThrottled(self) -> None:
+        agent = makeAgent(maxAuthenticating=2)
+        attach(agent, mac="02:00:00:00:00:01")
+        attach(agent, mac="02:00:00:00:00:02")
+        self.assertEqual(attach(agent, mac="02:00:00:00:00:03"), [])
+        self.assertEqual(agent.counters["attach.throttled"], 1)
+        agent.authenticated("02:00:00:00:00:01", makeProfile(), T0)
+        self.assertEqual(len(only(attach(agent, mac="02:00:00:00:00:03"), Authenticate)), 1)
+
+    def test_authenticatedFillsEntry(self) -> None:
+        agent = makeAgent()
+        authenticate(agent, makeProfile(dhcpServer="2001:db8:d::1", sessionTimeout=600))
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.nai, NAI)
+        self.assertIs(agent.visitors.byNai(NAI), visitor)
+        self.assertEqual(visitor.lmapAddress, LMAP)
+        self.assertEqual(visitor.tunnelDestination, LMAP)
+        self.assertEqual(visitor.tunnelSource, MPA)
+        self.assertEqual(visitor.virtualLmapMac, VMAC)
+        self.assertEqual(visitor.virtualLmapLinkLocal, VLL)
+        self.assertEqual(visitor.localNetworkPrefix, LNP)
+        self.assertEqual(visitor.dhcpServer, "2001:db8:d::1")
+        self.assertEqual(visitor.sessionExpires, T0 + 600)
+        self.assertIs(visitor.state, VisitorState.REGISTERING)
+
+    def test_lateAaaResult(self) -> None:
+        agent = makeAgent()
+        self.assertEqual(agent.authenticated(MS_MAC, makeProfile(), T0), [])
+        self.assertEqual(agent.authenticationFailed(MS_MAC, AccessRejected("no"), T0), [])
+        authenticate(agent)
+        self.assertEqual(agent.authenticated(MS_MAC, makeProfile(), T0), [])
+        self.assertEqual(agent.counters["aaa.late"], 3)
+
+
+class UnsolicitedAdvertisementTests(SynchronousTestCase):
+    def advertisement(self, actions: list[Action]) -> tuple[str, nd.Frame]:
+        frames = sentFrames(actions)
+        self.assertEqual(len(frames), 1)
+        return frames[0]
+
+    def test_raThenPbu(self) -> None:
+        agent = makeAgent()
+        actions = authenticate(agent, makeProfile(localAddress=MS_ADDR))
+        self.assertEqual(shape(actions), [f"frame RouterAdvertisement {IFACE}",
+                                          f"send BindingUpdate {LMAP}"])
+        interface, frame = self.advertisement(actions)
+        self.assertEqual(interface, IFACE)
+        self.assertEqual(frame.ethernet.destination, MS_MAC)
+        self.assertEqual(frame.ethernet.source, VMAC)
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.source, VLL)
+        # Its link-local address is not known yet: all-nodes, on its MAC.
+        self.assertEqual(frame.ip.destination, nd.ALL_NODES)
+        self.assertEqual(frame.ip.hopLimit, 255)
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        self.assertEqual(ra.prefixes, (nd.PrefixInformation("2001:db8:1::", 64, onLink=False,
+                                                             autonomous=True),))
+        self.assertFalse(ra.managed)
+        self.assertFalse(ra.other)
+        self.assertEqual(ra.mtu, 1460)
+        self.assertEqual(ra.sourceLinkLayerAddress, VMAC)
+        self.assertEqual(ra.routerLifetime, 1800)
+        self.assertEqual(agent.counters["ra.unsolicited"], 1)
+
+    def test_toLinkLocalWhenSeen(self) -> None:
+        agent = makeAgent()
+        attach(agent)
+        # An MLD report or RS while the AAA server answers shows its link-local address.
+        agent.frameReceived(IFACE, routerSolicitation(), T0)
+        actions = agent.authenticated(MS_MAC, makeProfile(), T0)
+        _, frame = self.advertisement(actions)
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.destination, MS_LL)
+        self.assertEqual(frame.ethernet.destination, MS_MAC)
+
+    def test_addressModes(self) -> None:
+        for mode, flags in [
+            ("slaac", (True, False, False)),
+            ("dhcpv6", (False, True, True)),
+            ("manual", (False, False, False)),
+        ]:
+            agent = makeAgent()
+            _, frame = self.advertisement(authenticate(agent, makeProfile(addressMode=mode)))
+            ra = frame.message
+            assert isinstance(ra, nd.RouterAdvertisement)
+            (pio,) = ra.prefixes
+            self.assertFalse(pio.onLink)
+            self.assertEqual((pio.autonomous, ra.managed, ra.other), flags, mode)
+
+    def test_profileVirtualMacAndLmap(self) -> None:
+        agent = makeAgent()
+        mac = "02:00:5e:00:53:99"
+        actions = authenticate(agent, makeProfile(virtualLmapMac=mac, lmapAddress=LMAP2))
+        _, frame = self.advertisement(actions)
+        assert frame.ip is not None
+        self.assertEqual(frame.ethernet.source, mac)
+        self.assertEqual(frame.ip.source, nd.linkLocalFromMac(mac))
+        onlyPbu(self, actions, LMAP2)
+        # Its frames are the MPA's own from now on.
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR, srcMac=mac), T0), [])
+
+    def test_profileVirtualLinkLocal(self) -> None:
+        agent = makeAgent()
+        _, frame = self.advertisement(
+            authenticate(agent, makeProfile(virtualLmapLinkLocal="fe80::1"))
+        )
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.source, "fe80::1")
+        self.assertEqual(frame.ethernet.source, VMAC)
+
+    def test_interfaceMacFallback(self) -> None:
+        agent = makeAgent(defaultVirtualLmapMac=None)
+        _, frame = self.advertisement(authenticate(agent, interface=IFACE2))
+        assert frame.ip is not None
+        self.assertEqual(frame.ethernet.source, IFACE2_MAC)
+        self.assertEqual(frame.ip.source, nd.linkLocalFromMac(IFACE2_MAC))
+
+    def test_noPrefixKnown(self) -> None:
+        agent = makeAgent()
+        _, frame = self.advertisement(authenticate(agent, makeProfile(localNetworkPrefix=None)))
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        self.assertEqual(ra.prefixes, ())
+
+    def test_againstScapy(self) -> None:
+        try:
+            from scapy.layers.inet6 import (
+                ICMPv6ND_RA,
+                ICMPv6NDOptMTU,
+                ICMPv6NDOptPrefixInfo,
+            )
+            from scapy.layers.l2 import Ether
+        except ImportError:  # pragma: no cover
+            raise self.skipTest("scapy is not installed") from None
+        agent = makeAgent()
+        actions = authenticate(agent)
+        packet = Ether(only(actions, SendFrame)[0].frame)
+        self.assertEqual(packet.dst, MS_MAC)
+        self.assertEqual(packet[ICMPv6ND_RA].routerlifetime, 1800)
+        self.assertEqual(packet[ICMPv6NDOptPrefixInfo].L, 0)
+        self.assertEqual(packet[ICMPv6NDOptPrefixInfo].A, 1)
+        self.assertEqual(packet[ICMPv6NDOptPrefixInfo].prefix, "2001:db8:1::")
+        self.assertEqual(packet[ICMPv6NDOptMTU].mtu, 1460)
+
+
+# --- registration ------------------------------------------------------------
+
+
+class RegistrationTests(SynchronousTestCase):
+    def test_pbuWithLocalAddress(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        self.assertTrue(bu.proxy)
+        self.assertTrue(bu.ack)
+        self.assertEqual(bu.lifetime, 3600)
+        self.assertEqual(bu.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        self.assertIsNone(bu.option(mh.BindingCacheConfirmation))
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None and visitor.pending is not None
+        self.assertIs(visitor.state, VisitorState.REGISTERING)
+        self.assertEqual(visitor.pending.kind, "loa")
+        self.assertEqual(visitor.pending.sequence, bu.sequence)
+        self.assertIs(agent.visitors.byAddress(MS_ADDR), visitor)
+
+    def test_pbuWithConfirmation(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        self.assertEqual(bu.option(mh.BindingCacheConfirmation), mh.BindingCacheConfirmation())
+        self.assertIsNone(bu.option(mh.LocalAddress))
+        self.assertEqual(bu.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None and visitor.pending is not None
+        self.assertEqual(visitor.pending.kind, "bcc")
+
+    def test_acceptedAddsTunnel(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        actions = agent.messageReceived(pba(bu.sequence, lifetime=1800, address=MS_ADDR), LMAP,
+                                        T0 + 0.2)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        self.assertEqual(events(actions), ["visitor.registered"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        self.assertEqual(visitor.lifetime, 1800)
+        self.assertEqual(visitor.registeredAt, T0 + 0.2)
+        # Counted from the PBU: never after the LMAP's own expiry.
+        self.assertEqual(visitor.expires, T0 + 1800)
+        self.assertEqual(visitor.refreshAt, T0 + 1350)
+        self.assertIsNone(visitor.pending)
+        self.assertEqual(visitor.tunnel, tunnel())
+        self.assertEqual(agent.nextDeadline(), T0 + 1350)
+
+    def test_confirmationAccepted(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        # The address is the PBA's; the RA with the prefix went out at attach.
+        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}"])
+        visitor = agent.visitors.byAddress(MS_ADDR)
+        assert visitor is not None
+        self.assertEqual(visitor.localAddress, MS_ADDR)
+
+    def test_confirmationTeachesPrefix(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localNetworkPrefix=None)))
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}",
+                                          f"frame RouterAdvertisement {IFACE}"])
+        ((_, frame),) = sentFrames(actions)
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        self.assertEqual(ra.prefixes[0].prefix, "2001:db8:1::")
+        self.assertFalse(ra.prefixes[0].onLink)
+
+    def test_entryMissingThenDad(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        actions = agent.messageReceived(pba(bu.sequence, status=141, lifetime=0), LMAP, T0)
+        self.assertEqual(only(actions, SendMessage), [])
+        self.assertEqual(events(actions), ["visitor.awaiting-address"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertIsNone(agent.nextDeadline())
+        # The MS configures its address (draft figure 8).
+        actions = agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0 + 2)
+        bu2 = onlyPbu(self, actions)
+        self.assertEqual(bu2.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        self.assertEqual(bu2.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
+        self.assertEqual(only(actions, SendFrame), [])
+        actions = agent.messageReceived(pba(bu2.sequence, address=MS_ADDR), LMAP, T0 + 2)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+
+    def test_entryMissingUnderRfc5213Profile(self) -> None:
+        agent = makeAgent(profile=mh.RFC5213)
+        bu = onlyPbu(self, authenticate(agent))
+        agent.messageReceived(
+            pba(bu.sequence, status=mh.RFC5213.bindingCacheEntryMissing, lifetime=0), LMAP, T0
+        )
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+
+    def test_entryMissingWithoutPrefixAsksLmapToAssign(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localNetworkPrefix=None)))
+        actions = agent.messageReceived(pba(bu.sequence, status=141, lifetime=0), LMAP, T0)
+        bu2 = onlyPbu(self, actions)
+        self.assertEqual(bu2.option(mh.LocalAddress), mh.LocalAddress("::", 0))
+        actions = agent.messageReceived(pba(bu2.sequence, address=OTHER_ADDR), LMAP, T0)
+        self.assertEqual(shape(actions), [f"add {OTHER_ADDR} {IFACE}",
+                                          f"frame RouterAdvertisement {IFACE}"])
+
+    def test_rejected(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        actions = agent.messageReceived(
+            pba(bu.sequence, status=mh.Status.NOT_HOME_SUBNET, lifetime=0), LMAP, T0
+        )
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["registration.rejected"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertEqual(visitor.lastStatus, 132)
+        self.assertIsNone(visitor.tunnel)
+        self.assertEqual(agent.counters["pba.rejected.132"], 1)
+        # Tried again after retryInterval; the same DAD meanwhile changes nothing.
+        self.assertEqual(agent.nextDeadline(), T0 + 30)
+        self.assertEqual(only(agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0 + 1),
+                              SendMessage), [])
+        bu2 = onlyPbu(self, agent.tick(T0 + 30))
+        self.assertEqual(bu2.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+
+    def test_reregistrationOfSameAddressAddsNoTunnel(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        # The MS re-DADs its registered address (its link flapped): nothing.
+        self.assertEqual(agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0 + 10), [])
+        self.assertIsNone(visitor.pending)
+
+    def test_newAddressReplacesTunnel(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        bu = onlyPbu(self, agent.frameReceived(IFACE, dadProbe(OTHER_ADDR), T0 + 10))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(OTHER_ADDR, 64))
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        actions = agent.messageReceived(pba(bu.sequence, address=OTHER_ADDR), LMAP, T0 + 10)
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}", f"add {OTHER_ADDR} {IFACE}"])
+        self.assertIsNone(agent.visitors.byAddress(MS_ADDR))
+        self.assertIs(agent.visitors.byAddress(OTHER_ADDR), visitor)
+
+    def test_newerPbuReplacesPending(self) -> None:
+        agent = makeAgent()
+        first = onlyPbu(self, authenticate(agent))
+        second = onlyPbu(self, agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0 + 0.1))
+        self.assertTrue(isNewer(second.sequence, first.sequence))
+        self.assertEqual(agent.messageReceived(pba(first.sequence, address=MS_ADDR), LMAP, T0),
+                         [])
+        self.assertEqual(agent.counters["pba.unmatched"], 1)
+        actions = agent.messageReceived(pba(second.sequence, address=MS_ADDR), LMAP, T0)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+
+    def test_dadDuringAuthenticationIsRegisteredAtOnce(self) -> None:
+        agent = makeAgent()
+        attach(agent)
+        agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0)
+        bu = onlyPbu(self, agent.authenticated(MS_MAC, makeProfile(), T0 + 0.5))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+
+    def test_packetDuringAuthenticationNeedsPermission(self) -> None:
+        agent = makeAgent()
+        attach(agent)
+        agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0)
+        bu = onlyPbu(self, agent.authenticated(MS_MAC, makeProfile(), T0))
+        self.assertIsNotNone(bu.option(mh.BindingCacheConfirmation))
+        agent = makeAgent()
+        attach(agent)
+        agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0)
+        bu = onlyPbu(self, agent.authenticated(MS_MAC, makeProfile(mayChooseAddress=True), T0))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+
+
+class AcknowledgementMatchingTests(SynchronousTestCase):
+    def test_unmatched(self) -> None:
+        agent = makeAgent()
+        self.assertEqual(agent.messageReceived(pba(77, address=MS_ADDR), LMAP, T0), [])
+        self.assertEqual(agent.counters["pba.unmatched"], 1)
+
+    def test_wrongSource(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        self.assertEqual(agent.messageReceived(pba(bu.sequence, address=MS_ADDR), STRANGER, T0),
+                         [])
+        self.assertEqual(agent.counters["pba.wrong-source"], 1)
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.REGISTERING)
+
+    def test_naiMismatch(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        ack = pba(bu.sequence, address=MS_ADDR, options=(mh.MobileNodeIdentifier(NAI2),))
+        self.assertEqual(agent.messageReceived(ack, LMAP, T0), [])
+        self.assertEqual(agent.counters["pba.nai-mismatch"], 1)
+        ack = pba(bu.sequence, address=MS_ADDR, options=(mh.MobileNodeIdentifier(NAI),))
+        self.assertEqual(len(only(agent.messageReceived(ack, LMAP, T0), AddTunnel)), 1)
+
+    def test_duplicateAckAfterAcceptance(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        self.assertEqual(agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0), [])
+        self.assertEqual(agent.counters["pba.unmatched"], 1)
+
+    def test_acceptedWithoutAddress(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        actions = agent.messageReceived(pba(bu.sequence), LMAP, T0)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(agent.counters["pba.no-address"], 1)
+
+    def test_sequenceResync(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        # The LMAP remembers our numbers from before a restart: 5000 was the last.
+        actions = agent.messageReceived(
+            pba(5000, status=mh.Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, lifetime=0), LMAP, T0 + 0.1
+        )
+        bu2 = onlyPbu(self, actions)
+        self.assertNotEqual(bu.sequence, 5000)
+        self.assertEqual(bu2.sequence, 5001)
+        self.assertEqual(bu2.option(mh.LocalAddress), bu.option(mh.LocalAddress))
+        self.assertEqual(events(actions), ["registration.resync"])
+        actions = agent.messageReceived(pba(5001, address=MS_ADDR), LMAP, T0 + 0.2)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        # Later PBUs keep counting from there.
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None and visitor.refreshAt is not None
+        self.assertEqual(onlyPbu(self, agent.tick(visitor.refreshAt)).sequence, 5002)
+
+    def test_sequenceResyncMatchedOnce(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        out = mh.Status.SEQUENCE_NUMBER_OUT_OF_WINDOW
+        bu2 = onlyPbu(self, agent.messageReceived(pba(bu.sequence, status=out), LMAP, T0))
+        self.assertEqual(bu2.sequence, bu.sequence + 1)
+        # A second 135 for the same registration is a rejection.
+        actions = agent.messageReceived(pba(bu2.sequence, status=out), LMAP, T0)
+        self.assertEqual(only(actions, SendMessage), [])
+        self.assertEqual(events(actions), ["registration.rejected"])
+
+    def test_unmatchedResyncFromStranger(self) -> None:
+        agent = makeAgent()
+        authenticate(agent, makeProfile(localAddress=MS_ADDR))
+        out = mh.Status.SEQUENCE_NUMBER_OUT_OF_WINDOW
+        self.assertEqual(agent.messageReceived(pba(5000, status=out), STRANGER, T0), [])
+        self.assertEqual(agent.counters["pba.unmatched"], 1)
+
+    def test_sequenceWraps(self) -> None:
+        agent = makeAgent(initialSequence=65535)
+        bu = onlyPbu(self, authenticate(agent))
+        self.assertEqual(bu.sequence, 0)
+
+
+# --- home-link emulation ------------------------------------------------------
+
+
+class NeighborDiscoveryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.agent = makeAgent()
+        self.visitor = register(self, self.agent)
+
+    def receive(self, frame: nd.Frame, now: float = T0 + 1) -> list[Action]:
+        return self.agent.frameReceived(IFACE, frame, now)
+
+    def test_routerSolicitation(self) -> None:
+        actions = self.receive(routerSolicitation())
+        ((interface, frame),) = sentFrames(actions)
+        self.assertEqual(interface, IFACE)
+        self.assertEqual((frame.ethernet.source, frame.ethernet.destination), (VMAC, MS_MAC))
+        assert frame.ip is not None
+        self.assertEqual((frame.ip.source, frame.ip.destination), (VLL, MS_LL))
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        self.assertEqual(ra.prefixes[0].prefix, "2001:db8:1::")
+        self.assertFalse(ra.prefixes[0].onLink)
+        self.assertEqual(ra.mtu, 1460)
+        self.assertEqual(only(actions, SendMessage), [])
+        self.assertEqual(self.visitor.linkLocalAddress, MS_LL)
+
+    def test_routerSolicitationFromUnspecified(self) -> None:
+        ((_, frame),) = sentFrames(self.receive(routerSolicitation(nd.UNSPECIFIED)))
+        assert frame.ip is not None
+        # Draft 8.2: all-nodes, but always the MS's MAC.
+        self.assertEqual(frame.ip.destination, nd.ALL_NODES)
+        self.assertEqual(frame.ethernet.destination, MS_MAC)
+
+    def test_linkLocalDad(self) -> None:
+        self.assertEqual(self.receive(dadProbe(MS_LL)), [])
+        self.assertEqual(self.agent.counters["dad.link-local"], 1)
+
+    def test_virtualLinkLocalDadDefended(self) -> None:
+        ((_, frame),) = sentFrames(self.receive(dadProbe(VLL)))
+        self.assertEqual((frame.ethernet.source, frame.ethernet.destination), (VMAC, MS_MAC))
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.destination, nd.ALL_NODES)
+        na = frame.message
+        assert isinstance(na, nd.NeighborAdvertisement)
+        self.assertEqual(na.target, VLL)
+        self.assertEqual((na.router, na.solicited, na.override), (True, False, True))
+        self.assertEqual(na.targetLinkLayerAddress, VMAC)
+
+    def test_dadOutsidePrefix(self) -> None:
+        self.assertEqual(self.receive(dadProbe("2001:db8:99::1")), [])
+        self.assertEqual(self.agent.counters["dad.outside-prefix"], 1)
+
+    def test_dadForSubnetRouterAnycast(self) -> None:
+        self.assertEqual(self.receive(dadProbe("2001:db8:1::")), [])
+
+    def test_neighborSolicitationForVirtualLinkLocal(self) -> None:
+        actions = self.receive(neighborSolicitation(VLL))
+        ((_, frame),) = sentFrames(actions)
+        self.assertEqual((frame.ethernet.source, frame.ethernet.destination), (VMAC, MS_MAC))
+        assert frame.ip is not None
+        self.assertEqual((frame.ip.source, frame.ip.destination), (VLL, MS_LL))
+        na = frame.message
+        assert isinstance(na, nd.NeighborAdvertisement)
+        self.assertEqual(na.target, VLL)
+        self.assertEqual((na.router, na.solicited, na.override), (True, True, True))
+        self.assertEqual(na.targetLinkLayerAddress, VMAC)
+
+    def test_neighborSolicitationFromGlobalAddress(self) -> None:
+        ((_, frame),) = sentFrames(self.receive(neighborSolicitation(VLL, source=MS_ADDR)))
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.destination, MS_ADDR)
+
+    def test_neighborSolicitationForOtherGlobal(self) -> None:
+        # Whatever is not the MS's own is behind its default router, the LMAP.
+        for target in (OTHER_ADDR, LMAP, "2001:db8:77::1"):
+            ((_, frame),) = sentFrames(self.receive(neighborSolicitation(target)))
+            na = frame.message
+            assert isinstance(na, nd.NeighborAdvertisement)
+            self.assertEqual((na.target, na.targetLinkLayerAddress), (target, VMAC))
+
+    def test_neighborSolicitationForOwnAddresses(self) -> None:
+        self.receive(routerSolicitation())
+        self.assertEqual(self.receive(neighborSolicitation(MS_ADDR)), [])
+        self.assertEqual(self.receive(neighborSolicitation(MS_LL, source=MS_ADDR)), [])
+        self.assertEqual(self.agent.counters["ns.own"], 2)
+
+    def test_neighborSolicitationForOtherHostsLinkLocal(self) -> None:
+        self.assertEqual(self.receive(neighborSolicitation("fe80::99")), [])
+        self.assertEqual(self.agent.counters["ns.other-host"], 1)
+
+    def test_otherFrames(self) -> None:
+        # Data from the registered address, ARP-like non-IPv6: nothing to do.
+        self.assertEqual(self.receive(udpFrame(MS_ADDR)), [])
+        raw = nd.EthernetHeader(VMAC, MS_MAC, 0x0806).encode() + bytes(28)
+        self.assertEqual(self.receive(nd.decodeFrame(raw)), [])
+        self.assertEqual(self.visitor.lastSeen, T0 + 1)
+
+    def test_frameErrorCounted(self) -> None:
+        self.assertEqual(self.agent.frameError(IFACE, nd.BadHopLimit("x"), T0), [])
+        self.assertEqual(self.agent.counters["frame-error.bad-hop-limit"], 1)
+
+
+class AddressLearningTests(SynchronousTestCase):
+    def awaiting(self, **profile: Any) -> MobilityProxyAgent:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(**profile)))
+        agent.messageReceived(pba(bu.sequence, status=141, lifetime=0), LMAP, T0)
+        return agent
+
+    def test_packetWithoutPermission(self) -> None:
+        agent = self.awaiting()
+        actions = agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0 + 1)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["address.not-allowed"])
+        # Counted each time, noted once.
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0 + 2), [])
+        self.assertEqual(agent.counters["packet.address-not-allowed"], 2)
+
+    def test_packetWithPermission(self) -> None:
+        agent = self.awaiting(mayChooseAddress=True, addressMode="manual")
+        bu = onlyPbu(self, agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0 + 1))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        # Its next packets while the PBU is in flight send nothing more.
+        self.assertEqual(only(agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0 + 1.1),
+                              SendMessage), [])
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 1.2)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR), T0 + 2), [])
+
+    def test_packetFromOtherAddressWhileRegistered(self) -> None:
+        agent = makeAgent()
+        register(self, agent, makeProfile(localAddress=MS_ADDR, mayChooseAddress=True))
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(OTHER_ADDR), T0 + 1), [])
+        self.assertEqual(agent.counters["packet.other-address"], 1)
+
+    def test_packetOutsidePrefix(self) -> None:
+        agent = self.awaiting(mayChooseAddress=True)
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame("2001:db8:99::1"), T0 + 1), [])
+        self.assertEqual(agent.counters["packet.outside-prefix"], 1)
+
+    def test_linkLocalSourceRemembered(self) -> None:
+        agent = self.awaiting()
+        self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_LL, "ff02::16"), T0 + 1), [])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.linkLocalAddress, MS_LL)
+
+    def test_dhcpv6FramesCounted(self) -> None:
+        agent = self.awaiting(addressMode="dhcpv6")
+        self.assertEqual(agent.frameReceived(IFACE, dhcpSolicit(), T0 + 1), [])
+        self.assertEqual(agent.counters["dhcpv6.client"], 1)
+
+    def test_dhcpAddressAssigned(self) -> None:
+        agent = self.awaiting(addressMode="dhcpv6")
+        bu = onlyPbu(self, agent.dhcpAddressAssigned(MS_MAC, "2001:DB8:1::1:5", T0 + 1))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress("2001:db8:1::1:5", 64))
+        self.assertEqual(agent.counters["address.learned.dhcpv6"], 1)
+
+    def test_dhcpAddressRefused(self) -> None:
+        agent = self.awaiting(addressMode="dhcpv6")
+        actions = agent.dhcpAddressAssigned(MS_MAC, "2001:db8:99::5", T0)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["address.outside-prefix"])
+        self.assertEqual(agent.dhcpAddressAssigned(MS_MAC, "bogus", T0), [])
+        self.assertEqual(agent.dhcpAddressAssigned(MS2_MAC, "2001:db8:1::5", T0), [])
+        self.assertEqual(agent.counters["dhcpv6.bad-address"], 1)
+        self.assertEqual(agent.counters["dhcpv6.no-visitor"], 1)
+
+
+# --- rejection ---------------------------------------------------------------
+
+
+class RejectionTests(SynchronousTestCase):
+    def rejected(self, error: Exception | None = None) -> MobilityProxyAgent:
+        agent = makeAgent()
+        attach(agent)
+        actions = agent.authenticationFailed(MS_MAC, error or AccessRejected("bad"), T0)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["visitor.rejected"])
+        return agent
+
+    def test_rejectedGetsNothing(self) -> None:
+        agent = self.rejected()
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.REJECTED)
+        self.assertEqual(visitor.failure, "bad")
+        for frame in (
+            routerSolicitation(), routerSolicitation(nd.UNSPECIFIED), dadProbe(MS_ADDR),
+            dadProbe(VLL), neighborSolicitation(VLL), udpFrame(MS_ADDR), dhcpSolicit(),
+        ):
+            self.assertEqual(agent.frameReceived(IFACE, frame, T0 + 1), [])
+        self.assertEqual(attach(agent, now=T0 + 2), [])
+        self.assertEqual(agent.dhcpAddressAssigned(MS_MAC, MS_ADDR, T0 + 2), [])
+        self.assertEqual(agent.counters["frame.rejected"], 7)
+        self.assertEqual(agent.counters["aaa.rejected"], 1)
+
+    def test_holdDownThenAuthenticatedAgain(self) -> None:
+        agent = self.rejected()
+        self.assertEqual(agent.nextDeadline(), T0 + 30)
+        self.assertEqual(agent.frameReceived(IFACE, routerSolicitation(), T0 + 29), [])
+        actions = agent.frameReceived(IFACE, routerSolicitation(), T0 + 30)
+        self.assertEqual(shape(actions), [f"authenticate {MS_MAC}"])
+
+    def test_holdDownEndsAtTick(self) -> None:
+        agent = self.rejected()
+        self.assertEqual(agent.tick(T0 + 30), [])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertIsNone(agent.nextDeadline())
+
+    def test_unavailableHoldsShorter(self) -> None:
+        agent = self.rejected(AAAUnavailable("no server"))
+        self.assertEqual(agent.nextDeadline(), T0 + 5)
+        self.assertEqual(agent.counters["aaa.unavailable"], 1)
+
+    def test_detachEndsRejection(self) -> None:
+        agent = self.rejected()
+        self.assertEqual(shape(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)), [])
+        self.assertEqual(shape(agent.frameReceived(IFACE, routerSolicitation(), T0 + 2)),
+                         [f"authenticate {MS_MAC}"])
+
+
+# --- timers ------------------------------------------------------------------
+
+
+class RetransmissionTests(SynchronousTestCase):
+    def test_backOffAndGiveUp(self) -> None:
+        agent = makeAgent()
+        first = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        sequences = [first.sequence]
+        for due in (T0 + 1, T0 + 3, T0 + 7):
+            self.assertEqual(agent.nextDeadline(), due)
+            self.assertEqual(agent.tick(due - 0.01), [])
+            bu = onlyPbu(self, agent.tick(due))
+            # A new number each time (RFC 6275 11.8), the same request.
+            self.assertTrue(isNewer(bu.sequence, sequences[-1]))
+            self.assertEqual(bu.option(mh.LocalAddress), first.option(mh.LocalAddress))
+            sequences.append(bu.sequence)
+        self.assertEqual(agent.nextDeadline(), T0 + 15)
+        actions = agent.tick(T0 + 15)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["registration.given-up"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertIn("4 transmission", visitor.failure or "")
+        self.assertEqual(agent.counters["pbu.retransmitted"], 3)
+        self.assertEqual(agent.counters["pbu.given-up"], 1)
+        self.assertEqual(visitor.describe()["failure"], visitor.failure)
+        # Tried again after retryInterval.
+        self.assertEqual(agent.nextDeadline(), T0 + 45)
+        bu = onlyPbu(self, agent.tick(T0 + 45))
+        self.assertEqual(bu.option(mh.LocalAddress), first.option(mh.LocalAddress))
+        self.assertIs(visitor.state, VisitorState.REGISTERING)
+
+    def test_ackForEarlierTransmission(self) -> None:
+        agent = makeAgent()
+        first = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        onlyPbu(self, agent.tick(T0 + 1))
+        actions = agent.messageReceived(pba(first.sequence, address=MS_ADDR), LMAP, T0 + 1.5)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        # Counted from the first transmission.
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.expires, T0 + 3600)
+
+    def test_noRetries(self) -> None:
+        agent = makeAgent(maxRetries=0)
+        onlyPbu(self, authenticate(agent))
+        self.assertEqual(events(agent.tick(T0 + 1)), ["registration.given-up"])
+
+    def test_backOffCapped(self) -> None:
+        agent = makeAgent(maxRetries=10)
+        onlyPbu(self, authenticate(agent))
+        now = T0
+        intervals = []
+        while True:
+            due = agent.nextDeadline()
+            assert due is not None
+            intervals.append(due - now)
+            now = due
+            if events(agent.tick(now)):
+                break
+        self.assertEqual(intervals, [1, 2, 4, 8, 16, 32, 32, 32, 32, 32, 32])
+
+
+class RefreshTests(SynchronousTestCase):
+    def test_refreshAtFraction(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        self.assertEqual(agent.nextDeadline(), T0 + 2700)
+        self.assertEqual(agent.tick(T0 + 2699), [])
+        bu = onlyPbu(self, agent.tick(T0 + 2700))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        self.assertEqual(bu.lifetime, 3600)
+        assert visitor.pending is not None
+        self.assertTrue(visitor.pending.refresh)
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 2700.1)
+        self.assertEqual(actions, [])
+        self.assertEqual(visitor.expires, T0 + 2700 + 3600)
+        self.assertEqual(agent.counters["binding.refreshed"], 1)
+        self.assertEqual(agent.nextDeadline(), T0 + 2700 + 2700)
+
+    def test_refreshAfterConfirmationUsesLocalAddress(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        refresh = onlyPbu(self, agent.tick(T0 + 2700))
+        self.assertIsNone(refresh.option(mh.BindingCacheConfirmation))
+        self.assertEqual(refresh.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+
+    def test_shorterGrantedLifetime(self) -> None:
+        agent = makeAgent()
+        register(self, agent, granted=400)
+        self.assertEqual(agent.nextDeadline(), T0 + 300)
+
+    def test_refreshGivesUpThenExpires(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        onlyPbu(self, agent.tick(T0 + 2700))
+        for due in (T0 + 2701, T0 + 2703, T0 + 2707):
+            onlyPbu(self, agent.tick(due))
+        self.assertEqual(events(agent.tick(T0 + 2715)), ["registration.given-up"])
+        # The binding still holds: tried again half-way to its end.
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        self.assertEqual(visitor.retryAt, T0 + 2715 + (3600 - 2715) / 2)
+        retryAt = visitor.retryAt
+        assert retryAt is not None
+        self.assertEqual(agent.nextDeadline(), retryAt)
+        onlyPbu(self, agent.tick(retryAt))
+        now = retryAt
+        while True:
+            deadline = agent.nextDeadline()
+            assert deadline is not None
+            if deadline >= T0 + 3600:
+                break
+            agent.tick(deadline)
+            now = deadline
+        self.assertEqual(agent.nextDeadline(), T0 + 3600)
+        self.assertLess(now, T0 + 3600)
+        actions = agent.tick(T0 + 3600)
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(events(actions), ["visitor.expired"])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertEqual(agent.counters["binding.expired"], 1)
+        self.assertIsNone(agent.nextDeadline())
+
+
+# --- revocation and the rest -----------------------------------------------------
+
+
+class RevocationTests(SynchronousTestCase):
+    def bri(self, sequence: int = 7, *options: mh.MobilityOption,
+            globalRevocation: bool = False) -> mh.BindingRevocationIndication:
+        return mh.BindingRevocationIndication(
+            sequence, mh.RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN, options, proxy=True,
+            globalRevocation=globalRevocation,
+        )
+
+    def test_revokedByIdentifier(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        actions = agent.messageReceived(
+            self.bri(7, mh.MobileNodeIdentifier(NAI), mh.LocalAddress(MS_ADDR, 64)), LMAP, T0 + 5
+        )
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}",
+                                          f"send BindingRevocationAck {LMAP}"])
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual((bra.sequence, bra.status, bra.proxy), (7, 0, True))
+        self.assertEqual(events(actions), ["visitor.revoked"])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertIsNone(agent.visitors.byNai(NAI))
+        self.assertIsNone(agent.nextDeadline())
+        # Its next frame is a new attach (it came back).
+        self.assertEqual(shape(agent.frameReceived(IFACE, routerSolicitation(), T0 + 6)),
+                         [f"authenticate {MS_MAC}"])
+
+    def test_revokedByAddress(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        actions = agent.messageReceived(self.bri(8, mh.LocalAddress(MS_ADDR, 64)), LMAP, T0)
+        self.assertEqual(only(actions, RemoveTunnel), [RemoveTunnel(tunnel())])
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual(bra.status, mh.RevocationStatus.SUCCESS)
+
+    def test_unknownBinding(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        actions = agent.messageReceived(self.bri(9, mh.MobileNodeIdentifier(NAI2)), LMAP, T0)
+        self.assertEqual(shape(actions), [f"send BindingRevocationAck {LMAP}"])
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual((bra.sequence, bra.status), (9, 128))
+        self.assertIsNotNone(agent.visitors.byMac(MS_MAC))
+        self.assertEqual(agent.counters["bri.unknown"], 1)
+
+    def test_otherLmapCannotRevoke(self) -> None:
+        agent = makeAgent()
+        register(self, agent, makeProfile(localAddress=MS_ADDR))
+        authenticate(agent, makeProfile(nai=NAI2, lmapAddress=LMAP2), mac=MS2_MAC)
+        actions = agent.messageReceived(self.bri(9, mh.MobileNodeIdentifier(NAI)), LMAP2, T0)
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual(bra.status, 128)
+        self.assertIsNotNone(agent.visitors.byNai(NAI))
+
+    def test_unknownSourceDropped(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        self.assertEqual(
+            agent.messageReceived(self.bri(9, mh.MobileNodeIdentifier(NAI)), STRANGER, T0), []
+        )
+        self.assertEqual(agent.counters["bri.unknown-source"], 1)
+        self.assertIsNotNone(agent.visitors.byNai(NAI))
+
+    def test_global(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        profile2 = makeProfile(nai=NAI2, localAddress=OTHER_ADDR)
+        register(self, agent, profile2, mac=MS2_MAC)
+        actions = agent.messageReceived(self.bri(10, globalRevocation=True), LMAP, T0)
+        self.assertEqual(len(only(actions, RemoveTunnel)), 2)
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual((bra.status, bra.globalRevocation), (0, True))
+        self.assertEqual(len(agent.visitors), 0)
+
+    def test_revocationStopsDeregistration(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)
+        actions = agent.messageReceived(self.bri(11, mh.MobileNodeIdentifier(NAI)), LMAP, T0 + 1)
+        bra = only(actions, SendMessage)[0].message
+        assert isinstance(bra, mh.BindingRevocationAck)
+        self.assertEqual(bra.status, 0)
+        self.assertEqual(agent.describe(), [])
+        self.assertIsNone(agent.nextDeadline())
+
+    def test_heartbeat(self) -> None:
+        agent = makeAgent()
+        actions = agent.messageReceived(mh.Heartbeat(42), LMAP, T0)
+        self.assertEqual(actions, [SendMessage(mh.Heartbeat(42, response=True), LMAP)])
+        self.assertEqual(agent.messageReceived(mh.Heartbeat(43), STRANGER, T0), [])
+        self.assertEqual(agent.messageReceived(mh.Heartbeat(44, response=True), LMAP, T0), [])
+        self.assertEqual(agent.counters["heartbeat.refused"], 1)
+        self.assertEqual(agent.counters["heartbeat.response"], 1)
+
+    def test_otherMessages(self) -> None:
+        agent = makeAgent()
+        self.assertEqual(agent.messageReceived(mh.BindingUpdate(1, 10), LMAP, T0), [])
+        self.assertEqual(agent.counters["ignored.binding-update"], 1)
+        self.assertEqual(events(agent.messageReceived(mh.BindingError(2), LMAP, T0)),
+                         ["binding-error.received"])
+        self.assertEqual(agent.malformed(mh.BadChecksum("x"), LMAP, T0), [])
+        self.assertEqual(agent.malformed(mh.UnknownMessageType(99), LMAP, T0), [])
+        self.assertEqual(agent.counters["malformed.bad-checksum"], 1)
+        self.assertEqual(agent.counters["malformed.unknown-mh-type"], 1)
+
+
+class LeavingTests(SynchronousTestCase):
+    def test_detachDeregisters(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        actions = agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 10)
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
+        bu = onlyPbu(self, actions)
+        self.assertEqual(bu.lifetime, 0)
+        self.assertTrue(bu.proxy)
+        self.assertEqual(bu.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        self.assertEqual(events(actions), ["visitor.detached"])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertEqual(len(agent.visitors), 0)
+        # Retransmitted until acknowledged; the listing shows it meanwhile.
+        (entry,) = agent.describe()
+        self.assertEqual(entry["state"], "deregistering")
+        bu2 = onlyPbu(self, agent.tick(T0 + 11))
+        self.assertEqual(bu2.lifetime, 0)
+        self.assertEqual(
+            agent.messageReceived(mh.ProxyBindingAck(0, bu2.sequence, 0), LMAP, T0 + 11), []
+        )
+        self.assertEqual(agent.counters["pba.deregistration"], 1)
+        self.assertIsNone(agent.nextDeadline())
+        self.assertEqual(agent.describe(), [])
+
+    def test_deregistrationGivesUp(self) -> None:
+        agent = makeAgent(maxRetries=1)
+        register(self, agent)
+        agent.detach(DetachEvent(IFACE, MS_MAC), T0)
+        onlyPbu(self, agent.tick(T0 + 1))
+        self.assertEqual(events(agent.tick(T0 + 3)), ["deregistration.given-up"])
+        self.assertIsNone(agent.nextDeadline())
+
+    def test_detachWithoutBinding(self) -> None:
+        agent = makeAgent()
+        attach(agent)
+        actions = agent.detach(DetachEvent(IFACE, MS_MAC), T0)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["visitor.detached"])
+        self.assertEqual(len(agent.visitors), 0)
+        # The AAA answer that comes later finds nobody.
+        self.assertEqual(agent.authenticated(MS_MAC, makeProfile(), T0), [])
+
+    def test_detachWhileRegistering(self) -> None:
+        agent = makeAgent()
+        authenticate(agent)
+        # A confirmation may have moved the binding here: deregister by NAI.
+        bu = onlyPbu(self, agent.detach(DetachEvent(IFACE, MS_MAC), T0))
+        self.assertEqual(bu.lifetime, 0)
+        self.assertIsNone(bu.option(mh.LocalAddress))
+        self.assertIsNone(bu.option(mh.BindingCacheConfirmation))
+
+    def test_detachUnknownOrStale(self) -> None:
+        agent = makeAgent()
+        self.assertEqual(agent.detach(DetachEvent(IFACE, MS_MAC), T0), [])
+        register(self, agent)
+        self.assertEqual(agent.detach(DetachEvent(IFACE2, MS_MAC), T0), [])
+        self.assertEqual(agent.counters["detach.unknown"], 1)
+        self.assertEqual(agent.counters["detach.stale"], 1)
+        self.assertIsNotNone(agent.visitors.byMac(MS_MAC))
+
+    def test_linkDown(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        register(self, agent, makeProfile(nai=NAI2, localAddress=OTHER_ADDR), mac=MS2_MAC,
+                 interface=IFACE2)
+        attach(agent, mac="02:00:00:00:00:09")
+        actions = agent.linkDown(IFACE, T0 + 1)
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(events(actions)[-1], "link.down")
+        self.assertEqual([v.mac for v in agent.visitors], [MS2_MAC])
+
+    def test_reattachCancelsDeregistration(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)
+        attach(agent, now=T0 + 1.5)
+        bu = onlyPbu(self, agent.authenticated(MS_MAC, makeProfile(localAddress=MS_ADDR),
+                                               T0 + 1.5))
+        self.assertEqual(bu.lifetime, 3600)
+        self.assertEqual(agent.counters["deregistration.cancelled"], 1)
+        # Only the new registration is retransmitted.
+        retransmitted = onlyPbu(self, agent.tick(T0 + 2.5))
+        self.assertEqual(retransmitted.lifetime, 3600)
+        self.assertEqual(len(agent.describe()), 1)
+
+    def test_sessionTimeout(self) -> None:
+        agent = makeAgent()
+        register(self, agent, makeProfile(localAddress=MS_ADDR, sessionTimeout=600))
+        self.assertEqual(agent.nextDeadline(), T0 + 600)
+        actions = agent.tick(T0 + 600)
+        bu = onlyPbu(self, actions)
+        self.assertEqual(bu.lifetime, 0)
+        self.assertEqual(events(actions), ["visitor.session-ended"])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+
+    def test_stop(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        register(self, agent, makeProfile(nai=NAI2, localAddress=OTHER_ADDR), mac=MS2_MAC)
+        attach(agent, mac="02:00:00:00:00:09")
+        actions = agent.stop(T0 + 5)
+        self.assertEqual(
+            sorted(shape(actions)),
+            sorted([f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}",
+                    f"send BindingUpdate {LMAP}", f"remove {OTHER_ADDR} {IFACE}"]),
+        )
+        for send in only(actions, SendMessage):
+            assert isinstance(send.message, mh.BindingUpdate)
+            self.assertEqual(send.message.lifetime, 0)
+        self.assertEqual(events(actions), ["mpa.stopped"])
+        self.assertEqual(len(agent.visitors), 0)
+        self.assertIsNone(agent.nextDeadline())
+        self.assertEqual(agent.tick(T0 + 10000), [])
+
+
+class MoveAndReplaceTests(SynchronousTestCase):
+    def test_moveToAnotherAccessLink(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        actions = agent.frameReceived(IFACE2, udpFrame(MS_ADDR), T0 + 1)
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}", f"add {MS_ADDR} {IFACE2}",
+                                          f"frame RouterAdvertisement {IFACE2}"])
+        self.assertEqual(visitor.interface, IFACE2)
+        self.assertEqual(visitor.tunnel, tunnel(interface=IFACE2))
+
+    def test_otherNaiOnSameMac(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        actions = agent.attach(AttachEvent(IFACE, MS_MAC, NAI2), T0 + 1)
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}",
+                                          f"remove {MS_ADDR} {IFACE}", f"authenticate {MS_MAC}"])
+
+    def test_sameNaiFromAnotherMac(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        attach(agent, mac=MS2_MAC)
+        actions = agent.authenticated(MS2_MAC, makeProfile(localAddress=MS_ADDR), T0 + 1)
+        self.assertEqual(shape(actions)[0], f"remove {MS_ADDR} {IFACE}")
+        self.assertIn("visitor.replaced", events(actions))
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        visitor = agent.visitors.byNai(NAI)
+        assert visitor is not None
+        self.assertEqual(visitor.mac, MS2_MAC)
+
+
+class ListingTests(SynchronousTestCase):
+    def test_describe(self) -> None:
+        agent = makeAgent()
+        register(self, agent, makeProfile(localAddress=MS_ADDR, dhcpServer="2001:db8:d::1"))
+        attach(agent, mac=MS2_MAC, now=T0 + 1)
+        listing = agent.describe()
+        self.assertEqual([e["mac"] for e in listing], [MS_MAC, MS2_MAC])
+        entry = listing[0]
+        for value in entry.values():
+            self.assertIsInstance(value, str)
+        self.assertEqual(entry["nai"], NAI.decode())
+        self.assertEqual(entry["state"], "registered")
+        self.assertEqual(entry["localAddress"], MS_ADDR)
+        self.assertEqual(entry["localNetworkPrefix"], str(LNP))
+        self.assertEqual(entry["lmapAddress"], LMAP)
+        self.assertEqual(entry["virtualLmapMac"], VMAC)
+        self.assertEqual(entry["virtualLmapLinkLocal"], VLL)
+        self.assertEqual(entry["tunnelSource"], MPA)
+        self.assertEqual(entry["tunnelDestination"], LMAP)
+        self.assertEqual(entry["lifetime"], "3600")
+        self.assertEqual(entry["dhcpServer"], "2001:db8:d::1")
+        self.assertEqual(entry["expires"], f"{T0 + 3600:.3f}")
+        self.assertEqual(entry["pendingKind"], "-")
+        self.assertEqual(entry["interface"], IFACE)
+        self.assertEqual(listing[1]["state"], "authenticating")
+        self.assertEqual(listing[1]["nai"], "-")
+        self.assertEqual(agent.visitors.describe(), listing)
+
+
+class WireTests(SynchronousTestCase):
+    """Every message the agent sends encodes, and decodes to itself, under both profiles."""
+
+    def scenario(self, profile: mh.WireProfile) -> list[SendMessage]:
+        agent = makeAgent(profile=profile)
+        sent: list[SendMessage] = []
+
+        def keep(actions: list[Action]) -> list[Action]:
+            sent.extend(only(actions, SendMessage))
+            return actions
+
+        missing = profile.bindingCacheEntryMissing
+        bu = onlyPbu(self, keep(authenticate(agent)))
+        keep(agent.messageReceived(pba(bu.sequence, status=missing, lifetime=0), LMAP, T0))
+        bu = onlyPbu(self, keep(agent.frameReceived(IFACE, dadProbe(MS_ADDR), T0)))
+        keep(agent.tick(T0 + 1))
+        keep(agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 1))
+        keep(agent.tick(T0 + 2700))
+        keep(authenticate(agent, makeProfile(nai=NAI2, localNetworkPrefix=None), mac=MS2_MAC))
+        second = sent[-1].message
+        assert isinstance(second, mh.BindingUpdate)
+        keep(agent.messageReceived(pba(second.sequence, status=missing, lifetime=0), LMAP, T0))
+        keep(agent.messageReceived(mh.Heartbeat(5), LMAP, T0))
+        keep(agent.messageReceived(
+            mh.BindingRevocationIndication(3, 4, (mh.MobileNodeIdentifier(b"nobody"),),
+                                           proxy=True), LMAP, T0))
+        keep(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 2701))
+        keep(agent.stop(T0 + 2702))
+        return sent
+
+    def check(self, profile: mh.WireProfile) -> None:
+        sent = self.scenario(profile)
+        kinds = set()
+        for send in sent:
+            data = mh.encode(send.message, profile)
+            self.assertEqual(len(data) % 8, 0)
+            self.assertEqual(mh.decode(data, profile), send.message)
+            message = send.message
+            if isinstance(message, mh.BindingUpdate):
+                confirmation = message.option(mh.BindingCacheConfirmation) is not None
+                local = message.option(mh.LocalAddress)
+                kinds.add(("bcc" if confirmation else "loa" if local else "nai-only",
+                           message.lifetime == 0))
+            else:
+                kinds.add((type(message).__name__, False))
+        self.assertTrue(
+            {("bcc", False), ("loa", False), ("loa", True), ("nai-only", True),
+             ("Heartbeat", False), ("BindingRevocationAck", False)} <= kinds,
+            kinds,
+        )
+
+    def test_draft(self) -> None:
+        self.check(mh.DRAFT)
+
+    def test_rfc5213(self) -> None:
+        self.check(mh.RFC5213)
+
+
+class VisitorListTests(SynchronousTestCase):
+    def test_indexes(self) -> None:
+        from lmm.mpa.visitor import VisitorList
+
+        visitors = VisitorList()
+        entry = VisitorEntry(MS_MAC, IFACE, T0, T0)
+        visitors.add(entry)
+        visitors.setNai(entry, NAI)
+        visitors.setAddress(entry, MS_ADDR)
+        visitors.setLmap(entry, LMAP)
+        self.assertIs(visitors.byNai(NAI), entry)
+        self.assertIs(visitors.byAddress(MS_ADDR), entry)
+        self.assertEqual(visitors.byLmap(LMAP), [entry])
+        self.assertTrue(visitors.knowsLmap(LMAP))
+        visitors.setAddress(entry, OTHER_ADDR)
+        self.assertIsNone(visitors.byAddress(MS_ADDR))
+        self.assertIs(visitors.byAddress(OTHER_ADDR), entry)
+        # A new entry for the same MAC replaces the old one everywhere.
+        newer = replace(entry, noted=set())
+        visitors.add(newer)
+        self.assertIs(visitors.byNai(NAI), newer)
+        self.assertEqual(visitors.entries(), [newer])
+        self.assertTrue(visitors.remove(newer))
+        self.assertFalse(visitors.remove(newer))
+        self.assertIsNone(visitors.byNai(NAI))
+        self.assertIsNone(visitors.byAddress(OTHER_ADDR))
+        self.assertFalse(visitors.knowsLmap(LMAP))
+        self.assertEqual(len(visitors), 0)
