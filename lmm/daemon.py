@@ -15,6 +15,9 @@ from lmm import config, mh
 from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import ITunnelDataPlane
+from lmm.journal import LOG_SETTINGS
+
+__all__ = ["LOG_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS", "DaemonOptions"]
 
 _OPTION_TYPE = config.integer(2, 255)
 _REJECT_STATUS = config.integer(128, 255)

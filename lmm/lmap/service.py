@@ -7,11 +7,11 @@ module only carries the actions out, in order.
 from __future__ import annotations
 
 import ipaddress
-from enum import IntEnum
 from typing import Any, Iterable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -19,26 +19,12 @@ from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.backends import findBackend
 from lmm.interfaces import ITunnelDataPlane
+from lmm.journal import Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
 
 log = Logger(namespace="lmm.lmap")
-
-
-def formatNote(note: Note) -> str:
-    """C{event key=value ...}, status codes with their names, for grep and for people."""
-    parts = [note.event]
-    for key, value in note.fields.items():
-        if isinstance(value, IntEnum):
-            value = f"{int(value)}({value.name})"
-        parts.append(f"{key}={value}")
-    return " ".join(parts)
-
-
-def logNote(logger: Logger, note: Note) -> None:
-    # The fields also travel as structured event keys, for JSON log observers.
-    logger.info("{line}", line=formatNote(note), lmmEvent=note.event, lmmFields=note.fields)
 
 
 class _Signaling(MobilityHeaderProtocol):
@@ -62,6 +48,8 @@ class LMAPService(Service):
         profile: mh.WireProfile,
         reactor: Any = None,
         socket: Any = None,
+        logLevel: str = "info",
+        summaryInterval: float = 60.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -77,6 +65,9 @@ class LMAPService(Service):
         self._timer: Any = None
         self._timerAt: float | None = None
         self._limiter = LogLimiter(reactor.seconds)
+        self.journal = Journal("lmm.lmap", logLevel, reactor.seconds)
+        self.summaryInterval = summaryInterval
+        self._summary: Any = None
 
     # --- life cycle ---------------------------------------------------------
 
@@ -87,9 +78,18 @@ class LMAPService(Service):
         log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
                  "{backend} tunnels)", address=self.address, profile=self.profile.name,
                  backend=getattr(self.dataPlane, "name", type(self.dataPlane).__name__))
+        if self.summaryInterval:
+            self._summary = LoopingCall(self.logSummary)
+            self._summary.clock = self.reactor
+            self._summary.start(self.summaryInterval, now=False)
+
+    def logSummary(self) -> None:
+        self.journal.summary(self.anchor.counters, bindings=len(self.anchor.store))
 
     def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)
+        if self._summary is not None and self._summary.running:
+            self._summary.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -154,7 +154,7 @@ class LMAPService(Service):
                 if isinstance(result, Deferred):
                     result.addErrback(self._logFailure, "removing tunnel binding")
             elif isinstance(action, Note):
-                logNote(log, action)
+                self.journal.note(action)
 
     def _tunnelFailed(self, failure: Failure, binding: Any, rest: list[object]) -> None:
         log.failure("could not set up the tunnel for {binding}; its PBA is not sent",
@@ -184,4 +184,6 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile) -> LMAPServ
         revocationTimeout=values["revocation.timeout"],
         revocationRetries=values["revocation.max_retries"],
     )
-    return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor)
+    return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor,
+                       logLevel=values["log.level"],
+                       summaryInterval=values["log.summary_interval"])

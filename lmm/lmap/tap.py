@@ -6,7 +6,7 @@ from twisted.application.service import MultiService
 
 from lmm import config
 from lmm.config import ConfigError, Setting
-from lmm.daemon import TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
+from lmm.daemon import LOG_SETTINGS, TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
 
 SETTINGS = [
     Setting("lmap.address", config.ipv6Address,
@@ -23,6 +23,7 @@ SETTINGS = [
             help="Binding Revocation Indication retransmissions before giving up"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
+    *LOG_SETTINGS,
 ]
 
 

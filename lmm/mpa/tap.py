@@ -6,7 +6,7 @@ from twisted.application.service import MultiService
 
 from lmm import config
 from lmm.config import Setting
-from lmm.daemon import TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
+from lmm.daemon import LOG_SETTINGS, TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
 
 SETTINGS = [
     Setting("mpa.address", config.ipv6Address,
@@ -25,6 +25,7 @@ SETTINGS = [
             help="MTU advertised to Mobile Stations (room for the tunnel header)"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
+    *LOG_SETTINGS,
 ]
 
 

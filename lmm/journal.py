@@ -1,0 +1,98 @@
+"""
+Turning the state machines' L{Note}s into log lines an operator can live with.
+
+A million bindings must not mean a million log lines: events that happen once
+per binding (created, deregistered, expired, refused) are logged at debug level,
+which C{log.level = "debug"} shows; at the default level the daemon writes a
+summary of its counters instead, every C{log.summary_interval} seconds. The
+first refusal of each kind in a second is still logged at info, so a
+misconfigured MPA shows up at once.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, Callable, Mapping, cast
+
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogPublisher,
+)
+
+from lmm import config
+from lmm.actions import Note
+from lmm.config import Setting
+from lmm.ratelimit import LogLimiter
+
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+          "error": LogLevel.error}
+
+LOG_SETTINGS = [
+    Setting("log.level", config.oneOf(*LEVELS), "info",
+            "lowest level logged: debug shows every binding event"),
+    Setting("log.summary_interval", config.number(0, 86400), 60.0,
+            "seconds between summaries of the counters (0: none)"),
+]
+
+# Once per binding or per message: debug, and counted.
+PER_BINDING = frozenset({
+    "binding.created", "binding.address-changed", "binding.deregistered", "binding.expired",
+    "registration.assign", "address.learned", "visitor.expired",
+})
+# Refusals: the first of each kind per second at info, the rest at debug.
+LIMITED = frozenset({"pbu.rejected", "binding-error.received"})
+
+
+def formatNote(note: Note) -> str:
+    """C{event key=value ...}, status codes with their names, for grep and for people."""
+    parts = [note.event]
+    for key, value in note.fields.items():
+        if isinstance(value, IntEnum):
+            value = f"{int(value)}({value.name})"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class Journal:
+    """Logs a daemon's Notes and the summaries of its counters."""
+
+    def __init__(self, namespace: str, level: str, clock: Callable[[], float]) -> None:
+        self.level = LEVELS[level]
+        predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
+        # (casts: mypy cannot see that these provide the zope interfaces)
+        observer = FilteringLogObserver(cast(Any, globalLogPublisher), [cast(Any, predicate)])
+        self.log = Logger(namespace=namespace, observer=cast(Any, observer))
+        self._debug = self.level <= LogLevel.debug
+        self._limiter = LogLimiter(clock)
+        self._last: dict[str, int] = {}
+
+    def note(self, note: Note) -> None:
+        event = note.event
+        if event in PER_BINDING:
+            level = LogLevel.debug
+        elif event in LIMITED:
+            key = f"{event}.{note.fields.get('status', '')}"
+            level = LogLevel.info if self._limiter.allow(key) else LogLevel.debug
+        else:
+            level = LogLevel.info
+        if level is LogLevel.debug and not self._debug:
+            return  # the cheap path: nothing built for a line nobody sees
+        # The fields also travel as event keys, for JSON log observers.
+        self.log.emit(level, "{line}", line=formatNote(note), lmmEvent=event,
+                      lmmFields=note.fields)
+
+    def summary(self, counters: Mapping[str, int], **state: Any) -> None:
+        """One line: the state given, and each counter's change since the last summary."""
+        changes = []
+        for key in sorted(counters):
+            delta = counters[key] - self._last.get(key, 0)
+            if delta:
+                changes.append(f"{key}=+{delta}")
+        self._last = dict(counters)
+        head = " ".join(f"{k}={v}" for k, v in state.items())
+        self.log.info("summary {head} {changes}", head=head,
+                      changes=" ".join(changes) or "(no change)", lmmState=state,
+                      lmmCounters=dict(counters))
