@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import string
-import tomllib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -236,13 +235,7 @@ def loadProfiles(path: str, requirePrefixOrAddress: bool = True) -> list[Profile
     Read a profile file; raise L{ConfigError} naming the file and the key,
     like C{profile[2].local_address} (profiles counted from 0).
     """
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(path, None, f"not valid TOML: {e}") from None
+    document = config.readToml(path)
     for key in document:
         if key != "profile":
             raise ConfigError(path, key, "unknown key; the file holds [[profile]] tables only")

@@ -175,16 +175,20 @@ def parseDocument(
     return values
 
 
-def load(path: str, settings: Sequence[Setting]) -> dict[str, Any]:
-    """Read and check the TOML file at C{path}."""
+def readToml(path: str) -> dict[str, Any]:
+    """The TOML document at C{path}; L{ConfigError} when it cannot be read or parsed."""
     try:
         with open(path, "rb") as f:
-            document = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, None, f"not valid TOML: {e}") from None
-    return parseDocument(path, document, settings)
+
+
+def load(path: str, settings: Sequence[Setting]) -> dict[str, Any]:
+    """Read and check the TOML file at C{path}."""
+    return parseDocument(path, readToml(path), settings)
 
 
 def describe(settings: Sequence[Setting]) -> str:
