@@ -37,13 +37,12 @@ LOG_SETTINGS = [
             "seconds between summaries of the counters (0: none)"),
 ]
 
-# Once per binding or per message: debug, and counted.
-PER_BINDING = frozenset({
+# The LMAP's events once per binding: debug, and counted.
+LMAP_PER_BINDING = frozenset({
     "binding.created", "binding.address-changed", "binding.deregistered", "binding.expired",
-    "registration.assign", "address.learned", "visitor.expired",
 })
-# Refusals: the first of each kind per second at info, the rest at debug.
-LIMITED = frozenset({"pbu.rejected", "binding-error.received"})
+# The LMAP's refusals: the first of each kind per second at info, the rest at debug.
+LMAP_LIMITED = frozenset({"pbu.rejected"})
 
 
 def formatNote(note: Note) -> str:
@@ -59,7 +58,22 @@ def formatNote(note: Note) -> str:
 class Journal:
     """Logs a daemon's Notes and the summaries of its counters."""
 
-    def __init__(self, namespace: str, level: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        level: str,
+        clock: Callable[[], float],
+        perBinding: frozenset[str],
+        limited: frozenset[str],
+    ) -> None:
+        """
+        @param perBinding: events that happen once per binding or visitor:
+            logged at debug only.
+        @param limited: refusals and failures: the first of each kind (and
+            status) per second at info, the rest at debug.
+        """
+        self.perBinding = perBinding
+        self.limited = limited
         self.level = LEVELS[level]
         predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
         # (casts: mypy cannot see that these provide the zope interfaces)
@@ -71,9 +85,9 @@ class Journal:
 
     def note(self, note: Note) -> None:
         event = note.event
-        if event in PER_BINDING:
+        if event in self.perBinding:
             level = LogLevel.debug
-        elif event in LIMITED:
+        elif event in self.limited:
             key = f"{event}.{note.fields.get('status', '')}"
             level = LogLevel.info if self._limiter.allow(key) else LogLevel.debug
         else:

@@ -19,7 +19,7 @@ from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.backends import findBackend
 from lmm.interfaces import ITunnelDataPlane
-from lmm.journal import Journal
+from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
@@ -65,7 +65,8 @@ class LMAPService(Service):
         self._timer: Any = None
         self._timerAt: float | None = None
         self._limiter = LogLimiter(reactor.seconds)
-        self.journal = Journal("lmm.lmap", logLevel, reactor.seconds)
+        self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
+                               LMAP_PER_BINDING, LMAP_LIMITED)
         self.summaryInterval = summaryInterval
         self._summary: Any = None
 

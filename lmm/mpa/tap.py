@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import sys
+
 from twisted.application.service import MultiService
 
 from lmm import config
-from lmm.config import Setting
-from lmm.daemon import LOG_SETTINGS, TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
+from lmm.config import ConfigError, Setting
+from lmm.daemon import (
+    LOG_SETTINGS,
+    TUNNEL_SETTINGS,
+    WIRE_SETTINGS,
+    DaemonOptions,
+    checkBackend,
+)
+from lmm.interfaces import IAttachDetector, IAuthenticator
+
+# Locally administered (the 02 bit) and inside IANA's documentation block
+# 00-00-5E-00-53-xx (RFC 7042): never a real NIC's. Every MPA of a domain must
+# advertise the same one, so that an MS keeps its default router's neighbor
+# entry across a handover.
+DEFAULT_VIRTUAL_LMAP_MAC = "02:00:5e:00:53:01"
+
+
+def unicastMac(value: object) -> str:
+    mac = config.macAddress(value)
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"expected a unicast MAC address, {mac} is a group address")
+    return mac
+
 
 SETTINGS = [
     Setting("mpa.address", config.ipv6Address,
@@ -15,14 +38,28 @@ SETTINGS = [
             help="the LMAP's address (when the profile names none)"),
     Setting("mpa.access_interfaces", config.listOf(config.string, minimum=1),
             help="the access links Mobile Stations attach to"),
+    Setting("mpa.virtual_lmap_mac", unicastMac, DEFAULT_VIRTUAL_LMAP_MAC,
+            help="the MS's default router's MAC, when the profile names none"),
     Setting("registration.lifetime", config.integer(4, 262140), 3600,
             help="registration lifetime asked for in Proxy Binding Updates, seconds"),
     Setting("registration.timeout", config.number(0.01, 60), 1.0,
             help="first Proxy Binding Update retransmission timeout, seconds"),
     Setting("registration.max_retries", config.integer(0, 10), 3,
             help="Proxy Binding Update retransmissions before giving up"),
+    Setting("registration.refresh_fraction", config.number(0.05, 0.95), 0.75,
+            help="a binding is refreshed when this fraction of its lifetime has passed"),
     Setting("ra.mtu", config.integer(1280, 65535), 1460,
             help="MTU advertised to Mobile Stations (room for the tunnel header)"),
+    Setting("aaa.backend", config.string, "file",
+            help="authentication backend by name: file or radius (docs/aaa.md)"),
+    Setting("aaa.options", config.table, {}, "the authentication backend's own settings",
+            table=True),
+    Setting("attach.backend", config.string, "packet",
+            help="attach detection backend by name: packet or explicit (docs/mpa.md)"),
+    Setting("attach.options", config.table, {}, "the attach detection backend's own settings",
+            table=True),
+    Setting("control.socket", config.string, None,
+            help="path of the control channel's UNIX socket (default: none)"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *LOG_SETTINGS,
@@ -34,7 +71,24 @@ class Options(DaemonOptions):
     settings = SETTINGS
     longdesc = "Runs an MPA: detects Mobile Stations, registers them with their LMAP."
 
+    def checkConfig(self, path: str) -> None:
+        values = self.configValues
+        checkBackend(path, "aaa.backend", IAuthenticator, values["aaa.backend"])
+        checkBackend(path, "attach.backend", IAttachDetector, values["attach.backend"])
+        if values["attach.backend"] == "explicit" and values["control.socket"] is None:
+            raise ConfigError(path, "control.socket", "the explicit attach backend hears of "
+                              "attaches on the control channel: set control.socket")
+
 
 def makeService(options: Options) -> MultiService:
-    # The MPA's services arrive with the MPA issue; the daemon starts empty until then.
-    return MultiService()
+    from lmm.mpa.service import makeMPAService
+
+    top = MultiService()
+    try:
+        service = makeMPAService(options.configValues, options.profile, options["config"])
+    except ConfigError as e:
+        # As for a bad key: one line and exit status 1, not a traceback.
+        sys.stderr.write(f"{options.daemonName}: configuration error: {e}\n")
+        raise SystemExit(1) from None
+    service.setServiceParent(top)
+    return top

@@ -1,13 +1,11 @@
 # lmm's own backends. Declaring one imports nothing heavy: see lmm.backends.
 from lmm.backends import Backend
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 
 recordingTunnel = Backend(
     "recording", ITunnelDataPlane, "lmm.tunnel:recordingBackend",
     "carries no packets, records what it is asked (tests, signaling benchmarks)",
 )
-
-from lmm.interfaces import IAuthenticator  # noqa: E402 (appended with the AAA backends)
 
 fileAuthenticator = Backend(
     "file", IAuthenticator, "lmm.aaa:fileBackend",
@@ -16,4 +14,13 @@ fileAuthenticator = Backend(
 radiusAuthenticator = Backend(
     "radius", IAuthenticator, "lmm.radius:radiusBackend",
     "RADIUS (PAP, Message-Authenticator) to servers in order; RFC 6572 profile attributes",
+)
+
+packetAttach = Backend(
+    "packet", IAttachDetector, "lmm.mpa.attach:packetBackend",
+    "AF_PACKET sockets on the access links: a frame from a new MAC is an attach",
+)
+explicitAttach = Backend(
+    "explicit", IAttachDetector, "lmm.mpa.attach:explicitBackend",
+    "AF_PACKET sockets on the access links; attaches reported on the control channel",
 )

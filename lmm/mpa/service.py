@@ -1,0 +1,437 @@
+"""
+The MPA's imperative shell: the Mobility Header socket, the access links (the
+attach detector), the authenticator, the tunnel data plane, the one timer and
+the control channel. Everything it decides comes from L{MobilityProxyAgent};
+this module feeds it and carries its actions out, in order (docs/mpa.md).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from typing import Any, Callable, Iterable, Mapping
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lmm import mh, nd
+from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.backends import findBackend
+from lmm.config import ConfigError
+from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
+from lmm.journal import Journal
+from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
+from lmm.mpa.attach import IAccessLinks, Within, readLinks
+from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
+from lmm.ratelimit import LogLimiter
+from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort, MobilityHeaderProtocol
+
+log = Logger(namespace="lmm.mpa")
+
+# Once per visitor: debug (the summary counts them). An MPA with thousands of
+# Mobile Stations would otherwise log an attach storm line by line.
+PER_VISITOR = frozenset({
+    "visitor.attached", "visitor.authenticated", "visitor.registered", "visitor.moved",
+    "visitor.detached", "visitor.revoked", "visitor.session-ended", "visitor.expired",
+    "visitor.awaiting-address", "visitor.replaced", "address.learned",
+    "registration.assign", "registration.resync",
+})
+# Refusals and failures: the first of each kind per second at info, the rest at debug.
+LIMITED = frozenset({
+    "visitor.rejected", "registration.rejected", "registration.given-up",
+    "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
+    "binding-error.received",
+})
+
+
+class _Signaling(MobilityHeaderProtocol):
+    def __init__(self, service: MPAService) -> None:
+        self.service = service
+
+    def datagramReceived(self, data: bytes, source: str) -> None:
+        self.service.datagramReceived(data, source)
+
+
+def _direct(f: Callable[[], Any]) -> Any:
+    return f()
+
+
+class MPAService(Service):
+    """
+    Runs a L{MobilityProxyAgent}: Mobility Header messages on a raw socket
+    bound to C{address}, frames and link state from C{detector} (an
+    L{IAccessLinks} provider), AAA through C{authenticator}, tunnels through
+    C{dataPlane}.
+
+    @param within: calls a function of no arguments in the network namespace
+        the MPA works in (its sockets and C{/proc/sys/net} files are made
+        there); None: this thread's. For tests that run the MPA in the test
+        process with its links in a namespace.
+    @param controlSocket: the path of the control channel's UNIX socket, or
+        None for none (L{lmm.mpa.control}).
+    """
+
+    name = "mpa"
+
+    def __init__(
+        self,
+        agent: MobilityProxyAgent,
+        detector: Any,
+        authenticator: Any,
+        dataPlane: Any,
+        profile: mh.WireProfile,
+        reactor: Any = None,
+        *,
+        within: Within | None = None,
+        socket: Any = None,
+        controlSocket: str | None = None,
+        logLevel: str = "info",
+        summaryInterval: float = 60.0,
+        describeBackends: str = "",
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        if not IAccessLinks.providedBy(detector):
+            raise TypeError(f"{detector!r} does not own the access links (IAccessLinks): the "
+                            "MPA needs their frames for home-link emulation")
+        self.agent = agent
+        self.detector = detector
+        self.authenticator = authenticator
+        self.dataPlane = dataPlane
+        self.address = agent.address
+        self.profile = profile
+        self.reactor = reactor
+        self.within: Within = within or _direct
+        self._socket = socket
+        self.controlSocket = controlSocket
+        self.describeBackends = describeBackends
+        self.port: MobilityHeaderPort | None = None
+        self.control: Any = None
+        self.counters: Counter[str] = Counter()
+        self._timer: Any = None
+        self._timerAt: float | None = None
+        self._limiter = LogLimiter(reactor.seconds)
+        self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, PER_VISITOR, LIMITED)
+        self.summaryInterval = summaryInterval
+        self._summary: Any = None
+
+    # --- life cycle ---------------------------------------------------------
+
+    def startService(self) -> None:
+        Service.startService(self)
+        try:
+            self._open()
+        except BaseException:
+            # Whatever did open is closed again: no half-started MPA.
+            Service.stopService(self)
+            self._close()
+            raise
+        if self.summaryInterval:
+            self._summary = LoopingCall(self.logSummary)
+            self._summary.clock = self.reactor
+            self._summary.start(self.summaryInterval, now=False)
+        log.info("MPA ready on {address}: access interfaces {interfaces}, default LMAP {lmap}, "
+                 "{profile} profile{backends}, control channel {control}",
+                 address=self.address, interfaces=", ".join(self.agent.accessInterfaces),
+                 lmap=self.agent.defaultLmap, profile=self.profile.name,
+                 backends=self.describeBackends, control=self.controlSocket or "off")
+
+    def _open(self) -> None:
+        self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
+                                self.within)
+        self.detector.start(self.attach, self.detach)
+        sock = self._socket
+        if sock is None and self.within is not _direct:
+            sock = self.within(_rawSocket)
+        self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, sock)
+        self.port.startListening()
+        if self.controlSocket is not None:
+            from lmm.mpa.control import listenControl
+
+            self.control = listenControl(self, self.controlSocket, self.reactor)
+
+    def _close(self) -> list[Deferred[Any]]:
+        waits: list[Deferred[Any]] = []
+        if self.control is not None:
+            waits.append(maybeDeferred(self.control.stopListening))
+            self.control = None
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
+        self.detector.stop()
+        return waits
+
+    def stopService(self) -> Deferred[Any]:
+        Service.stopService(self)
+        if self._summary is not None and self._summary.running:
+            self._summary.stop()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        # Deregistrations go out before the sockets close.
+        self.perform(self.agent.stop(self.reactor.seconds()))
+        waits = self._close()
+        for what in (self.authenticator, self.dataPlane):
+            d = maybeDeferred(what.stop)
+            d.addErrback(self._logFailure, f"stopping {what!r}")
+            waits.append(d)
+        return DeferredList(waits)
+
+    def logSummary(self) -> None:
+        self.journal.summary(self.allCounters(), visitors=len(self.agent.visitors))
+
+    # --- input --------------------------------------------------------------
+
+    def attach(self, event: AttachEvent) -> None:
+        """An attach detector (or the control channel) reports an attach."""
+        self._run(self.agent.attach(event, self.reactor.seconds()))
+
+    def detach(self, event: DetachEvent) -> None:
+        """An attach detector (or the control channel) reports a detach."""
+        self._run(self.agent.detach(event, self.reactor.seconds()))
+
+    def linkDown(self, interface: str) -> None:
+        self._run(self.agent.linkDown(interface, self.reactor.seconds()))
+
+    def frameReceived(self, interface: str, data: bytes) -> None:
+        now = self.reactor.seconds()
+        agent = self.agent
+        try:
+            frame = nd.decodeFrame(data)
+        except nd.NDError as e:
+            if self._limiter.allow("nd." + e.reason):
+                log.warn("dropped a malformed frame on {interface}: {error} ({reason}, {count} "
+                         "so far)", interface=interface, error=str(e), reason=e.reason,
+                         count=agent.counters["frame-error." + e.reason] + 1)
+            self._run(agent.frameError(interface, e, now))
+            return
+        if not self.detector.attachOnFrames:
+            visitor = agent.visitors.byMac(frame.ethernet.source)
+            if visitor is None or (visitor.state is VisitorState.REJECTED
+                                   and visitor.holdUntil is not None
+                                   and visitor.holdUntil <= now):
+                # Only the access point says who attaches.
+                self.counters["frame.unattached"] += 1
+                return
+        self._run(agent.frameReceived(interface, frame, now))
+
+    def datagramReceived(self, data: bytes, source: str) -> None:
+        now = self.reactor.seconds()
+        try:
+            message = mh.decode(data, self.profile)
+        except mh.MobilityHeaderError as e:
+            if self._limiter.allow("mh." + e.reason):
+                log.warn("dropped a malformed Mobility Header from {source}: {error} "
+                         "({reason}, {count} so far)", source=source, error=str(e),
+                         reason=e.reason, count=self.agent.counters["malformed." + e.reason] + 1)
+            self._run(self.agent.malformed(e, source, now))
+            return
+        self._run(self.agent.messageReceived(message, source, now))
+
+    def _run(self, actions: list[Any]) -> None:
+        if actions:
+            self.perform(actions)
+        self._schedule()
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timerAt = None
+        self.perform(self.agent.tick(self.reactor.seconds()))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.running:
+            return
+        deadline = self.agent.nextDeadline()
+        if deadline is None or (self._timerAt is not None and self._timerAt <= deadline):
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timerAt = deadline
+        self._timer = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()),
+                                             self._tick)
+
+    # --- AAA ----------------------------------------------------------------
+
+    def _authenticate(self, request: AccessRequest) -> None:
+        self.counters["aaa.requested"] += 1
+        d = maybeDeferred(self.authenticator.authenticate, request)
+        d.addCallbacks(self._accepted, self._refused, callbackArgs=(request,),
+                       errbackArgs=(request,))
+        d.addErrback(self._logFailure, f"handling the AAA answer for {request.mac}")
+
+    def _accepted(self, profile: Profile, request: AccessRequest) -> None:
+        if not self.running:
+            return
+        self._run(self.agent.authenticated(request.mac, profile, self.reactor.seconds()))
+
+    def _refused(self, failure: Failure, request: AccessRequest) -> None:
+        if not self.running:
+            return
+        error = failure.value
+        assert error is not None
+        if not isinstance(error, (AccessRejected, AAAUnavailable)):
+            # A broken backend: the agent treats it as "no AAA answered".
+            log.failure("the authenticator failed on {mac}", failure, mac=request.mac)
+        self._run(self.agent.authenticationFailed(request.mac, error, self.reactor.seconds()))
+
+    # --- output -------------------------------------------------------------
+
+    def perform(self, actions: Iterable[object]) -> None:
+        """
+        Carry out actions in order; an asynchronous tunnel change holds back
+        what follows it. Authentications start after the list is done: a
+        backend that answers at once (the file) then feeds the agent after
+        this event's actions, not in the middle of them.
+        """
+        requests: list[AccessRequest] = []
+        remaining = iter(actions)
+        for action in remaining:
+            kind = type(action)
+            if kind is SendFrame:
+                assert isinstance(action, SendFrame)
+                if not self.detector.sendFrame(action.interface, action.frame):
+                    self.counters["frame.not-sent"] += 1
+            elif kind is SendMessage:
+                assert isinstance(action, SendMessage)
+                self.send(action.message, action.destination)
+            elif kind is Authenticate:
+                assert isinstance(action, Authenticate)
+                requests.append(action.request)
+            elif kind is AddTunnel:
+                assert isinstance(action, AddTunnel)
+                result = self.dataPlane.addBinding(action.binding)
+                if isinstance(result, Deferred):
+                    rest = list(remaining)
+                    result.addCallbacks(lambda _, rest=rest: self.perform(rest),
+                                        self._tunnelFailed, errbackArgs=(action.binding,))
+                    break
+            elif kind is RemoveTunnel:
+                assert isinstance(action, RemoveTunnel)
+                result = self.dataPlane.removeBinding(action.binding)
+                if isinstance(result, Deferred):
+                    result.addErrback(self._logFailure, "removing a tunnel binding")
+            elif kind is Note:
+                assert isinstance(action, Note)
+                self.journal.note(action)
+        for request in requests:
+            self._authenticate(request)
+
+    def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
+        self.counters["tunnel.add-failed"] += 1
+        log.failure("could not set up the tunnel for {binding}", failure, binding=binding)
+
+    def _logFailure(self, failure: Failure, what: str) -> None:
+        log.failure("{what} failed", failure, what=what)
+
+    def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        if self.port is None:
+            return
+        try:
+            self.port.send(mh.encode(message, self.profile), destination)
+        except OSError as e:
+            self.counters["mh.send-failed"] += 1
+            if self._limiter.allow("mh.send"):
+                log.warn("cannot send a Mobility Header to {destination}: {error}",
+                         destination=destination, error=e)
+
+    # --- for the control channel ---------------------------------------------
+
+    def allCounters(self) -> dict[str, int]:
+        """The agent's, the access links' and the service's counters."""
+        merged: Counter[str] = Counter(self.agent.counters)
+        merged.update(self.detector.counters)
+        merged.update(self.counters)
+        return dict(merged)
+
+    def describeVisitors(self) -> list[dict[str, str]]:
+        return self.agent.describe()
+
+    def describeLinks(self) -> list[dict[str, str]]:
+        return list(self.detector.describe())
+
+
+def _rawSocket() -> Any:
+    import socket
+
+    return socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_MH)
+
+
+# --- building it from the configuration ----------------------------------------------
+
+
+def _backendError(e: Exception, path: str, key: str) -> ConfigError:
+    """A backend's complaint about its own table, as an error of the daemon's file."""
+    if isinstance(e, ConfigError):
+        if e.path and os.path.isfile(e.path):
+            return e  # it names a file of its own (a profile file) and the key there
+        where = f"{key}.{e.key}" if e.key else key
+        message = e.message if e.path.endswith(" settings") else f"{e.path}: {e.message}"
+        return ConfigError(path, where, message)
+    return ConfigError(path, key, str(e))
+
+
+def buildBackend(interface: Any, name: str, settings: Mapping[str, Any], reactor: Any,
+                 path: str, key: str) -> Any:
+    """Build backend C{name}; a bad C{settings} table gives a L{ConfigError}
+    naming the daemon's file C{path} and C{key} (C{"aaa.options"})."""
+    try:
+        return findBackend(interface, name).build(settings, reactor)
+    except (ConfigError, ValueError) as e:
+        raise _backendError(e, path, key) from None
+
+
+def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -> MPAService:
+    """The MPA service as configured (values from L{lmm.mpa.tap.SETTINGS});
+    L{ConfigError} naming C{path} for a backend table it cannot use."""
+    from twisted.internet import reactor
+
+    dataPlane = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
+                             reactor, path, "tunnel.options")
+    authenticator = buildBackend(IAuthenticator, values["aaa.backend"], values["aaa.options"],
+                                 reactor, path, "aaa.options")
+    detector = buildBackend(IAttachDetector, values["attach.backend"], values["attach.options"],
+                            reactor, path, "attach.options")
+    if not IAccessLinks.providedBy(detector):
+        raise ConfigError(path, "attach.backend",
+                          f"{values['attach.backend']!r} does not own the access links "
+                          "(IAccessLinks), which the MPA needs")
+    interfaces = values["mpa.access_interfaces"]
+    try:
+        links = readLinks()
+    except OSError as e:
+        log.warn("cannot read the interfaces' MACs: {error}", error=e)
+        links = {}
+    macs: dict[str, str] = {}
+    for name in interfaces:
+        mac = links[name].mac if name in links else None
+        if mac is not None:
+            macs[name] = mac
+    agent = MobilityProxyAgent(
+        address=values["mpa.address"],
+        defaultLmap=values["mpa.lmap"],
+        accessInterfaces=interfaces,
+        interfaceMacs=macs,
+        lifetime=values["registration.lifetime"],
+        retransmitTimeout=values["registration.timeout"],
+        maxRetries=values["registration.max_retries"],
+        raMtu=values["ra.mtu"],
+        profile=profile,
+        defaultVirtualLmapMac=values["mpa.virtual_lmap_mac"],
+        refreshFraction=values["registration.refresh_fraction"],
+        # A restarted MPA does not start where the LMAP last saw it (RFC 6275 9.5.1).
+        initialSequence=random.randrange(0x10000),
+    )
+    backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
+                f"{values['tunnel.backend']} tunnels")
+    return MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
+                      controlSocket=values["control.socket"], logLevel=values["log.level"],
+                      summaryInterval=values["log.summary_interval"],
+                      describeBackends=backends)
