@@ -38,7 +38,7 @@ WIRE_SETTINGS = [
 
 TUNNEL_SETTINGS = [
     Setting("tunnel.backend", config.string, "recording",
-            "tunnel data plane backend, by name (docs/backends.md)"),
+            "tunnel data plane backend, by name (docs/dataplane.md)"),
     Setting("tunnel.options", config.table, {}, "the backend's own settings", table=True),
 ]
 

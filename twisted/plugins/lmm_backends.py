@@ -24,3 +24,21 @@ explicitAttach = Backend(
     "explicit", IAttachDetector, "lmm.mpa.attach:explicitBackend",
     "AF_PACKET sockets on the access links; attaches reported on the control channel",
 )
+
+# The RFC 2473 tunnel data planes (lmm.dataplane, docs/dataplane.md).
+seg6Tunnel = Backend(
+    "seg6", ITunnelDataPlane, "lmm.dataplane.seg6:seg6Backend",
+    "kernel SRv6 as IPv6-in-IPv6 (encap.red, End.DT6); needs CONFIG_IPV6_SEG6_LWTUNNEL",
+)
+ip6tnlTunnel = Backend(
+    "ip6tnl", ITunnelDataPlane, "lmm.dataplane.ip6tnl:ip6tnlBackend",
+    "kernel ip6tnl devices (ip6ip6), one per peer; needs CONFIG_IPV6_TUNNEL",
+)
+userspaceTunnel = Backend(
+    "userspace", ITunnelDataPlane, "lmm.dataplane.userspace:userspaceBackend",
+    "a TUN device and a raw protocol-41 socket in the daemon; any kernel with TUN",
+)
+autoTunnel = Backend(
+    "auto", ITunnelDataPlane, "lmm.dataplane:autoBackend",
+    "seg6 where the kernel has it, else userspace",
+)

@@ -1,0 +1,415 @@
+"""
+RFC 2473 in the daemon: the C{userspace} backend, for kernels with neither
+seg6 nor ip6tnl. Needs TUN (C{/dev/net/tun}) and raw IPv6 sockets.
+
+The kernel routes what enters the tunnel into a TUN device (C{interface},
+"lmmtun0", MTU C{mtu}); the backend reads each packet, finds its binding (by
+destination at the LMAP, by source at the MPA) and sends it to the peer on a
+raw socket of protocol 41 bound to the tunnel end: the kernel puts the outer
+header in front (source the tunnel end, next header 41, hop limit
+C{hop_limit}). What the raw socket receives is the inner packet (the kernel
+strips the outer header); if it comes from the peer its inner addresses name,
+the backend writes it to the TUN device and the kernel routes it on. A
+protocol-41 packet that no raw socket reads draws a Parameter Problem, so
+the socket stays open as long as the backend runs.
+
+Routes and rules (protocol 0x4e by default): at the LMAP C{MOBILE/LEN dev
+lmmtun0 metric 78} in the main table; at the MPA, per peer a table (0x4e01...)
+with C{default dev lmmtun0}, per visitor C{pref 1078 from MOBILE iif ACCESS
+lookup that table} and C{MOBILE/128 dev ACCESS metric 78}. The TUN device and
+the routes through it go when the process does; the rules are found and
+removed by the next run.
+
+MTU: the TUN device's MTU is the tunnel's; the kernel answers a packet too big
+for it with a Packet Too Big.
+
+Checksums: a tunnel packet that crossed a veth or was merged by GRO reaches
+the raw socket with its inner TCP or UDP checksum left partial (the kernel
+keeps "to be completed" beside the packet, which a raw socket does not
+pass on), and merged ones longer than the MTU. The TUN device is opened with
+a virtio-net header (C{IFF_VNET_HDR}): a packet whose checksum field holds
+just the pseudo-header sum -- a partial one -- is written asking the kernel to
+complete it, and to segment it if it is a merged TCP packet over the MTU. A
+complete checksum is left alone (a corrupted packet is not made valid).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+from typing import Any, Callable, Mapping
+
+from twisted.internet.interfaces import IReadDescriptor
+from zope.interface import implementer
+
+from lmm import config
+from lmm.dataplane.common import (
+    AF_INET6,
+    IPPROTO_IPV6,
+    DataPlaneError,
+    KernelLacks,
+    NetlinkDataPlane,
+    Peer,
+    Tags,
+    commonSchema,
+    log,
+    normal,
+    packed,
+    readSettings,
+    tagsFrom,
+)
+from lmm.tunnel import ROLE_LMAP, TunnelBinding
+
+__all__ = ["DEFAULTS", "LACKS_TUN", "UserspaceDataPlane", "userspaceBackend"]
+
+DEFAULTS = Tags(protocol=0x4E, table=0x4E00, priority=1078, metric=78)
+
+LACKS_TUN = "kernel lacks TUN (CONFIG_TUN) or /dev/net/tun is missing: use the seg6 backend"
+
+_TUNSETIFF = 0x400454CA
+_IFF_TUN = 0x0001
+_IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+_SO_SNDBUFFORCE = 32
+_SO_RCVBUFFORCE = 33
+_BUFFER = 4 * 1024 * 1024
+_MAX_PACKET = 65536
+_AGAIN = (BlockingIOError, InterruptedError)
+
+# struct virtio_net_hdr (no mergeable buffers), in host byte order.
+_VNET = struct.Struct("=BBHHHH")
+_VNET_SIZE = _VNET.size
+_PLAIN = bytes(_VNET_SIZE)
+_NEEDS_CSUM = 1
+_GSO_TCPV6 = 4
+_CHECKSUM_FIELD = {6: 16, 17: 6}  # TCP, UDP: the checksum's offset in their header
+
+
+def completion(packet: bytes, mtu: int) -> tuple[bytes, bytes]:
+    """
+    The virtio-net header and the packet to write to the TUN device for a
+    decapsulated IPv6 packet: a partial TCP or UDP checksum (the field holds
+    the pseudo-header sum, RFC 8200 8.1) is left to the kernel to complete,
+    and a TCP packet over C{mtu} (GRO's) to segment; anything else is written
+    as it is.
+    """
+    field = _CHECKSUM_FIELD.get(packet[6]) if len(packet) > 47 else None
+    if field is None or len(packet) < 42 + field:
+        return _PLAIN, packet
+    length = len(packet) - 40
+    # One's complement sums are sums modulo 0xffff: 2**16 is 1 modulo 0xffff.
+    pseudo = (int.from_bytes(packet[8:40], "big") + length + packet[6]) % 0xFFFF
+    at = 40 + field
+    if (packet[at] << 8 | packet[at + 1]) % 0xFFFF != pseudo:
+        return _PLAIN, packet
+    if packet[6] == 6 and len(packet) > mtu:
+        header = (packet[52] >> 4) * 4
+        return _VNET.pack(_NEEDS_CSUM, _GSO_TCPV6, 40 + header, mtu - 40 - header, 40,
+                          field), packet
+    return _VNET.pack(_NEEDS_CSUM, 0, 0, 0, 40, field), packet
+
+
+@implementer(IReadDescriptor)
+class _Reader:
+    """Something the reactor reads for the backend: the TUN device or a peer's socket."""
+
+    def __init__(self, fd: int, read: Callable[[], None], name: str) -> None:
+        self.fd = fd
+        self.read = read
+        self.name = name
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:
+        self.read()
+
+    def logPrefix(self) -> str:
+        return self.name
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+
+class UserspaceDataPlane(NetlinkDataPlane):
+    """
+    The C{userspace} backend (see the module docstring).
+
+    Each peer has its raw socket, bound to the tunnel end and connected to
+    the peer: the kernel hands it only that peer's packets, and sending and
+    receiving need no address. A protocol-41 packet from a node that is no
+    peer finds no socket and draws the kernel's Parameter Problem.
+    """
+
+    name = "userspace"
+
+    def __init__(self, reactor: Any, netlink: Any, tags: Tags = DEFAULTS,
+                 interface: str = "lmmtun0", mtu: int = 1460, hopLimit: int = 64,
+                 batch: int = 256, leftovers: str = "clean", forwarding: bool = True) -> None:
+        super().__init__(reactor, netlink, tags, leftovers, forwarding)
+        self.interface = interface
+        self.mtu = mtu
+        self.hopLimit = hopLimit
+        self.batch = batch
+        self.tun = -1
+        self.tunIndex: int | None = None
+        self._tunReader: _Reader | None = None
+        self._peerSockets: dict[tuple[str, str], tuple[socket.socket, _Reader]] = {}
+        # Encapsulation: inner destination (LMAP) or source (MPA) -> the peer's socket.
+        self._toMobile: dict[bytes, socket.socket] = {}
+        self._fromVisitor: dict[bytes, socket.socket] = {}
+        self._toPrefix: list[tuple[int, int, socket.socket]] = []
+        # Decapsulation: the peer's socket each inner source (LMAP) or destination (MPA)
+        # may come in on.
+        self._fromMobileVia: dict[bytes, socket.socket] = {}
+        self._toVisitorVia: dict[bytes, socket.socket] = {}
+        self._fromPrefixVia: list[tuple[int, int, socket.socket]] = []
+        self.encapsulated = 0
+        self.decapsulated = 0
+        # Read from the TUN device for no binding (the kernel's two MLD reports when it
+        # comes up, packets for a binding just removed).
+        self.unrouted = 0
+        self.refused = 0  # from a peer, for a mobile address it does not serve
+        self.sendDrops = 0
+
+    # --- start and stop --------------------------------------------------------------
+
+    def probe(self) -> None:
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise KernelLacks(f"{LACKS_TUN} ({e})") from None
+        os.close(fd)
+
+    def adopt(self) -> None:
+        # The TUN device that carried a previous run's packets went with that process.
+        log.info("userspace backend: nothing to adopt (a previous run's TUN device and its "
+                 "routes went with it); cleaning what is left")
+        self.clean("a previous run")
+
+    def started(self) -> None:
+        assert self.namespace is not None
+        self.tun = self.namespace.call(self._openTun)
+        try:
+            self.namespace.sysctl(f"net.ipv6.conf.{self.interface}.addr_gen_mode", 1)
+            self.tunIndex = self.interfaceIndex(self.interface)
+            self.ipr.link("set", index=self.tunIndex, mtu=self.mtu, txqlen=1000, state="up")
+        except BaseException:
+            os.close(self.tun)
+            self.tun = -1
+            raise
+        self._tunReader = _Reader(self.tun, self._tunReadable, f"userspace {self.interface}")
+        self.reactor.addReader(self._tunReader)
+        log.info("userspace backend: TUN device {interface} (MTU {mtu}) up", mtu=self.mtu,
+                 interface=self.interface)
+
+    def _openTun(self) -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            request = struct.pack("16sH22x", self.interface.encode(),
+                                  _IFF_TUN | _IFF_NO_PI | _IFF_VNET_HDR)
+            fcntl.ioctl(fd, _TUNSETIFF, request)
+        except OSError as e:
+            os.close(fd)
+            raise DataPlaneError(f"userspace backend: cannot make TUN device "
+                                 f"{self.interface!r}: {e} (another backend's?)") from None
+        return fd
+
+    def close(self) -> None:
+        for key in list(self._peerSockets):
+            self._closeSocket(key)
+        if self._tunReader is not None:
+            self.reactor.removeReader(self._tunReader)
+            self._tunReader = None
+        if self.tun >= 0:
+            os.close(self.tun)  # the device goes, and every route through it
+            self.tun = -1
+        super().close()
+
+    def statistics(self) -> dict[str, int]:
+        return {"encapsulated": self.encapsulated, "decapsulated": self.decapsulated,
+                "unrouted": self.unrouted, "refused": self.refused,
+                "sendDrops": self.sendDrops}
+
+    # --- peers ----------------------------------------------------------------------
+
+    def openPeer(self, peer: Peer) -> None:
+        if self.tunIndex is None:
+            raise DataPlaneError("userspace backend: no TUN device")
+        assert self.namespace is not None
+        sock = self.namespace.call(socket.socket, AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
+        try:
+            sock.bind((peer.local, 0))
+            sock.connect((peer.remote, 0))
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, self.hopLimit)
+            for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                                 (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER)
+        except OSError as e:
+            sock.close()
+            raise DataPlaneError(f"userspace backend: cannot tunnel from {peer.local} to "
+                                 f"{peer.remote}: {e}") from None
+        reader = _Reader(sock.fileno(), lambda: self._rawReadable(sock),
+                         f"userspace {peer.remote}")
+        self._peerSockets[(peer.local, peer.remote)] = (sock, reader)
+        self.reactor.addReader(reader)
+        peer.route = {"oif": self.tunIndex}
+
+    def closePeer(self, peer: Peer) -> None:
+        self._closeSocket((peer.local, peer.remote))
+
+    def _closeSocket(self, key: tuple[str, str]) -> None:
+        found = self._peerSockets.pop(key, None)
+        if found is not None:
+            sock, reader = found
+            self.reactor.removeReader(reader)
+            sock.close()
+
+    def installed(self, binding: TunnelBinding, peer: Peer) -> None:
+        sock = self._peerSockets[(peer.local, peer.remote)][0]
+        mobile = packed(binding.mobileAddress)
+        if binding.role != ROLE_LMAP:
+            self._fromVisitor[mobile] = sock
+            self._toVisitorVia[mobile] = sock
+        elif binding.prefixLength == 128:
+            self._toMobile[mobile] = sock
+            self._fromMobileVia[mobile] = sock
+        else:
+            network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
+                                                strict=False).network_address)
+            length = binding.prefixLength
+            self._toPrefix.append((network, length, sock))
+            self._fromPrefixVia.append((network, length, sock))
+            # Longest prefix first.
+            self._toPrefix.sort(key=lambda entry: -entry[1])
+            self._fromPrefixVia.sort(key=lambda entry: -entry[1])
+
+    def uninstalled(self, binding: TunnelBinding) -> None:
+        # Packets the kernel queued before the routes went (a swap, a handover) still
+        # travel: make before break holds for what is in flight too.
+        if self.tun >= 0:
+            self._tunReadable()
+        found = self._peerSockets.get((normal(binding.localEndpoint),
+                                       normal(binding.remoteEndpoint)))
+        if found is not None:
+            self._rawReadable(found[0])
+        mobile = packed(binding.mobileAddress)
+        if binding.role != ROLE_LMAP:
+            self._fromVisitor.pop(mobile, None)
+            self._toVisitorVia.pop(mobile, None)
+        elif binding.prefixLength == 128:
+            self._toMobile.pop(mobile, None)
+            self._fromMobileVia.pop(mobile, None)
+        else:
+            network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
+                                                strict=False).network_address)
+            key = (network, binding.prefixLength)
+            self._toPrefix = [e for e in self._toPrefix if (e[0], e[1]) != key]
+            self._fromPrefixVia = [e for e in self._fromPrefixVia if (e[0], e[1]) != key]
+
+    # --- packets ---------------------------------------------------------------------
+
+    def _tunReadable(self) -> None:
+        """Encapsulate: TUN device -> the binding's peer."""
+        read, fd = os.read, self.tun
+        toMobile, fromVisitor = self._toMobile, self._fromVisitor
+        sent = unrouted = 0
+        for _ in range(self.batch):
+            try:
+                # A virtio-net header, all zero (no offloads asked), then the packet.
+                packet = read(fd, _VNET_SIZE + _MAX_PACKET)
+            except _AGAIN:
+                break
+            except OSError as e:
+                log.warn("userspace backend: reading {interface} failed: {error}",
+                         interface=self.interface, error=e)
+                break
+            sock = toMobile.get(packet[34:50]) or fromVisitor.get(packet[18:34])
+            if sock is None:
+                sock = self._prefixMatch(self._toPrefix, packet[34:50])
+                if sock is None:
+                    unrouted += 1
+                    continue
+            try:
+                sock.send(memoryview(packet)[_VNET_SIZE:])
+            except OSError as e:
+                if not isinstance(e, _AGAIN) and e.errno != errno.ENOBUFS:
+                    log.debug("userspace backend: sending failed: {error}", error=e)
+                self.sendDrops += 1
+            else:
+                sent += 1
+        self.encapsulated += sent
+        self.unrouted += unrouted
+
+    @staticmethod
+    def _prefixMatch(prefixes: list[tuple[int, int, socket.socket]], address: bytes
+                     ) -> socket.socket | None:
+        if not prefixes or len(address) < 16:
+            return None
+        value = int.from_bytes(address, "big")
+        for network, length, sock in prefixes:
+            if value >> (128 - length) == network >> (128 - length):
+                return sock
+        return None
+
+    def _rawReadable(self, sock: socket.socket) -> None:
+        """Decapsulate: one peer's socket -> TUN device, for the mobile addresses it serves."""
+        recv, writev, fd, mtu = sock.recv, os.writev, self.tun, self.mtu
+        fromMobileVia, toVisitorVia = self._fromMobileVia, self._toVisitorVia
+        written = refused = 0
+        for _ in range(self.batch):
+            try:
+                packet = recv(_MAX_PACKET)
+            except _AGAIN:
+                break
+            except OSError as e:
+                log.warn("userspace backend: receiving failed: {error}", error=e)
+                break
+            if len(packet) >= 40 and packet[0] >> 4 == 6 and (
+                    fromMobileVia.get(packet[8:24]) is sock
+                    or toVisitorVia.get(packet[24:40]) is sock
+                    or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock):
+                try:
+                    writev(fd, completion(packet, mtu))
+                except OSError:
+                    self.sendDrops += 1
+                else:
+                    written += 1
+            else:
+                refused += 1
+        self.decapsulated += written
+        self.refused += refused
+
+
+def userspaceBackend(settings: Mapping[str, Any], reactor: Any) -> UserspaceDataPlane:
+    """
+    The C{userspace} backend, started in the calling thread's network namespace.
+
+    Settings: those of every backend (docs/dataplane.md) and C{interface}
+    (the TUN device, "lmmtun0"), C{mtu} (1460), C{hop_limit} (64) and
+    C{batch} (packets handled per wake-up and direction, 256).
+    """
+    schema = commonSchema(DEFAULTS)
+    schema["interface"] = (config.string, "lmmtun0")
+    schema["mtu"] = (config.integer(1280, 65535), 1460)
+    schema["hop_limit"] = (config.integer(1, 255), 64)
+    schema["batch"] = (config.integer(1, 100000), 256)
+    values = readSettings("userspace", settings, schema)
+    if len(values["interface"]) > 15:
+        raise ValueError("userspace backend: tunnel.options.interface: at most 15 characters")
+    from pyroute2 import IPRoute
+
+    plane = UserspaceDataPlane(reactor, IPRoute(), tagsFrom(values), values["interface"],
+                               values["mtu"], values["hop_limit"], values["batch"],
+                               values["leftovers"], values["forwarding"])
+    plane.start()
+    return plane
+
