@@ -1,34 +1,102 @@
 """
 lmm-lab: a PMIPv6 domain of network namespaces on one Linux machine.
 
-The lab issue builds it; until then `lmm-lab demo` says what is missing rather
-than pretending.
+  lmm-lab demo [--topology FILE]   build the topology, attach an MS, hand it over
+                                   while it pings, print and draw the timeline
+  lmm-lab down [--all]             remove what lab runs left (namespaces, processes)
+
+docs/lab.md explains the demo, its timeline and the topology file.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from typing import Any
 
-MISSING = """\
-lmm-lab demo is not built yet. It needs, by issue:
-  - the MPA (attach detection, AAA, home-link emulation, proxy registration)
-  - address configuration (DHCPv6 relay, SLAAC, manual)
-  - the kernel and userspace tunnel data planes
-  - the lab itself (topology, scenarios, timeline)
-What runs today: twistd lmm-lmap and twistd lmm-mpa with --config (samples in etc/),
-and the test suite (./run tests).
-"""
+from lmm.lab import demo
+from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, TopologyError, down, loadTopology
+from lmm.testing import freeradius
+from lmm.testing.netns import netnsUnavailableReason
+
+
+def runDemo(topologyPath: str, out: Any = sys.stdout) -> int:
+    """The demo, start to end; its exit status."""
+    try:
+        topology = loadTopology(topologyPath)
+    except TopologyError as e:
+        out.write(f"lmm-lab: {e}\n")
+        return 2
+    reason = netnsUnavailableReason()
+    if reason is not None:
+        out.write(f"lmm-lab: cannot run the lab here: {reason}\n")
+        return 2
+    if topology.aaa == "radius" and freeradius.missingReason() is not None:
+        out.write(f"lmm-lab: the topology asks for RADIUS: {freeradius.missingReason()}\n")
+        return 2
+    lab = Lab(topology, out=out)
+    out.write(f"lmm-lab: run folder {lab.runDir} (configurations, logs, captures)\n")
+    result: demo.Result | None = None
+    failure: str | None = None
+    try:
+        lab.start()
+        result = demo.runDemo(lab, out)
+    except KeyboardInterrupt:
+        failure = "interrupted"
+    except Exception as e:
+        failure = f"{type(e).__name__}: {e}"
+        with open(lab.path("failure.txt"), "w") as f:
+            traceback.print_exc(file=f)
+    finally:
+        problems = lab.stop()
+    timeline = None
+    if lab.changes:
+        timeline = demo.buildTimeline(lab, result)
+    if timeline is not None:
+        out.write("\nTimeline (ms from the MS's link coming up; (+ms) from the phase's start)\n")
+        out.write(timeline.text() + "\n")
+        svg = demo.writePicture(lab, timeline)
+        out.write(f"\nPicture: {svg}\n")
+    if result is not None and timeline is not None:
+        result.problems += demo.checkPings(timeline)
+    if problems:
+        out.write("while stopping: " + "; ".join(problems) + "\n")
+    if failure is not None:
+        out.write(f"\nlmm-lab demo FAILED: {failure}\nEverything was removed; the logs are in "
+                  f"{lab.runDir}\n")
+        return 1
+    assert result is not None
+    if result.problems:
+        out.write("\nlmm-lab demo FAILED:\n" + "".join(f"  - {p}\n" for p in result.problems)
+                  + f"The logs are in {lab.runDir}\n")
+        return 1
+    out.write(f"\nOK: the MS kept {result.address} across "
+              f"{len(topology.handovers)} handover(s) and its pings got through after each. "
+              f"Logs: {lab.runDir}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lmm-lab", description=__doc__)
-    parser.add_argument("command", choices=["demo", "down"])
+    parser = argparse.ArgumentParser(prog="lmm-lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demoParser = commands.add_parser("demo", help="run the demo")
+    demoParser.add_argument("--topology", default=DEFAULT_TOPOLOGY,
+                            help="topology file (default: etc/lab/demo.toml)")
+    downParser = commands.add_parser("down", help="remove what lab runs left")
+    downParser.add_argument("--all", action="store_true",
+                            help="also the namespaces of lab runs still running")
     args = parser.parse_args(argv)
     if args.command == "down":
+        reason = netnsUnavailableReason()
+        if reason is not None:
+            sys.stdout.write(f"lmm-lab: nothing to do: {reason}\n")
+            return 0
+        removed = down(everything=args.all)
+        sys.stdout.write(f"lmm-lab down: removed {removed} namespace(s)\n")
         return 0
-    sys.stdout.write(MISSING)
-    return 3
+    return runDemo(args.topology)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+"""
+The lab's scenarios: an MS attaches, configures its address by SLAAC and
+pings the CN; while it pings, it hands over along the topology's path; then
+the timeline of the run is printed and drawn. The tests run the same code
+with shorter dwell times.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmm.lab import timeline as tl
+from lmm.lab.topology import Lab, Station
+from lmm.testing.netns import waitFor
+
+
+class ScenarioFailed(Exception):
+    """The MS did not get what the scenario expects; the message says what."""
+
+
+@dataclass
+class Result:
+    """What a run of L{runDemo} showed."""
+
+    address: str | None = None
+    problems: list[str] = field(default_factory=list)
+    timeline: tl.Timeline | None = None
+    svgPath: str | None = None
+    addresses: list[str | None] = field(default_factory=list)  # after each handover
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def attach(lab: Lab, station: Station, timeout: float = 15.0) -> tuple[str, float]:
+    """Wait for the MS's SLAAC address and its registration; (address, when usable)."""
+    address = waitFor(lambda: lab.configuredAddress(station), timeout, 0.01,
+                      what=f"{station.spec.name}'s SLAAC address")
+    assert address is not None
+    usable = time.time()
+    expected = lab.expectedAddress(station)
+    if address != expected:
+        raise ScenarioFailed(f"{station.spec.name} configured {address}, not {expected}")
+    waitFor(lambda: lab.registered(station.spec.attach, station.spec.mac), 5, 0.01,
+            what=f"{station.spec.attach}'s registration of {station.spec.name}")
+    return address, usable
+
+
+def ping(lab: Lab, station: Station, count: int, interval: float, output: str,
+         ) -> subprocess.Popen[bytes]:
+    """C{ping -D} from the MS to the CN, its output in C{output}."""
+    argv = ["ping", "-n", "-D", "-i", f"{interval:g}", "-c", str(count), "-W", "1",
+            lab.topology.cn]
+    with open(output, "wb") as out:
+        return station.namespace.popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def handOver(lab: Lab, station: Station, to: str) -> tuple[float, float]:
+    """Move the MS to C{to}'s base station; wait until C{to} registered it and the
+    MPA it left dropped it. When the link started moving, and when it was up again."""
+    before = [spec.name for spec in lab.topology.mpas
+              if lab.baseStations[spec.name] == station.baseStation]
+    moved = lab.move(station, to)
+    waitFor(lambda: lab.registered(to, station.spec.mac), 5, 0.005,
+            what=f"{to}'s registration of {station.spec.name}")
+    for name in before:
+        if name != to:
+            waitFor(lambda n=name: not any(v["mac"] == station.spec.mac  # type: ignore[misc]
+                                           for v in lab.visitors(n)), 5, 0.01,
+                    what=f"{name} to drop {station.spec.name} (revocation)")
+    return moved
+
+
+def runDemo(lab: Lab, out: Any = None, pings: bool = True) -> Result:
+    """
+    The demo on a started L{Lab}: the first MS of the topology attaches,
+    pings, hands over along C{topology.handovers}. Raises L{ScenarioFailed}
+    (or L{TimeoutError}) when a step does not happen; the timeline is then
+    still built by L{buildTimeline} from what was recorded.
+    """
+    topology = lab.topology
+    spec = next(s for s in topology.stations if s.accept)
+    result = Result()
+
+    def say(text: str) -> None:
+        if out is not None:
+            out.write(text + "\n")
+            out.flush()
+
+    lab.changes, lab.linkUp = [], []
+    origin = time.time()
+    lab.origin = origin
+    station = lab.attach(spec)
+    lab.changes.append((origin, f"{spec.name} link up on {spec.attach}'s base station"))
+    lab.linkUp.append(None)
+    say(f"{spec.name} ({spec.mac}) attached to {spec.attach}'s base station; waiting for SLAAC")
+    address, usable = attach(lab, station)
+    result.address = address
+    lab.extraEvents.append(tl.Event(usable, "lab", f"address usable: {address}"))
+    say(f"{spec.name} configured {address} in {(usable - origin) * 1000:.0f} ms; "
+        f"{spec.attach} registered it")
+    dwell, interval = topology.dwell, topology.pingInterval
+    # More than enough: ping is stopped at the end.
+    count = 2 * math.ceil(dwell * (len(topology.handovers) + 1) / interval)
+    pingOutput = lab.path("ping.txt")
+    lab.pingOutput, lab.pingInterval = pingOutput, interval
+    if pings:
+        say(f"pinging the CN {topology.cn} every {interval * 1000:g} ms, "
+            f"handing over to {' then '.join(topology.handovers) or 'nowhere'}")
+        process = ping(lab, station, count, interval, pingOutput)
+    time.sleep(dwell)
+    for to in topology.handovers:
+        moved, up = handOver(lab, station, to)
+        lab.changes.append((moved, f"handover to {to}"))
+        lab.linkUp.append(up)
+        lab.extraEvents.append(tl.Event(up, "lab", f"link up on {to}'s base station"))
+        kept = lab.configuredAddress(station)
+        result.addresses.append(kept)
+        say(f"handed over to {to}: registered in {(time.time() - moved) * 1000:.0f} ms "
+            f"(including polling), address {'kept' if kept == address else f'now {kept}'}")
+        if kept != address:
+            result.problems.append(f"after the handover to {to} the MS has {kept}, "
+                                   f"not {address}")
+        time.sleep(max(0.0, moved + dwell - time.time()))
+    if pings:
+        # ping keeps its pace only roughly: stop it at the end of the last dwell
+        # (SIGINT: it prints its summary), then give the last replies a moment.
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            result.problems.append("ping did not end")
+    lab.end = time.time()
+    return result
+
+
+def buildTimeline(lab: Lab, result: Result | None = None) -> tl.Timeline | None:
+    """The timeline of what L{runDemo} recorded (call after L{Lab.stop}: the captures
+    are complete then)."""
+    changes = getattr(lab, "changes", [])
+    if not changes:
+        return None
+    topology = lab.topology
+    names = {topology.lmap: "lmap", **{m.address: m.name for m in topology.mpas}}
+    station = next(iter(lab.stations.values()), None)
+    address = result.address if result is not None else None
+    events = list(lab.extraEvents)
+    events += tl.backboneEvents(lab.backbonePcap, names, address)
+    if station is not None:
+        events += tl.stationEvents(lab.path(f"{station.spec.name}.pcap"), address)
+        keys = [station.spec.mac, station.spec.nai]
+        for name in ["lmap", *[m.name for m in topology.mpas]]:
+            events += tl.logEvents(lab.path(f"{name}.log"), name, keys)
+    for when, title in changes[1:]:
+        events.append(tl.Event(when, "lab", f"link down, moving ({title})"))
+    ping = None
+    pingOutput = getattr(lab, "pingOutput", None)
+    if pingOutput and os.path.exists(pingOutput):
+        with open(pingOutput, errors="replace") as f:
+            ping = tl.parsePing(f.read(), lab.pingInterval)
+    # What the daemons sent as they stopped is not part of the scenario.
+    end = getattr(lab, "end", None) or float("inf")
+    events = [e for e in events if e.when <= end]
+    return tl.Timeline.build(changes[0][0], changes, events, ping, lab.linkUp)
+
+
+def checkPings(timeline: tl.Timeline) -> list[str]:
+    """Pings got through after each handover."""
+    problems = []
+    if timeline.ping is None or not timeline.ping.replies:
+        return ["no echo reply at all from the CN"]
+    for phase in timeline.phases[1:]:
+        if phase.outage is None:
+            problems.append(f"no echo reply after the {phase.title}")
+    return problems
+
+
+def writePicture(lab: Lab, timeline: tl.Timeline) -> str:
+    path = lab.path("timeline.svg")
+    with open(path, "w") as f:
+        f.write(timeline.svg(f"lmm-lab: {os.path.basename(lab.topology.path)}, "
+                             f"{lab.topology.tunnel} tunnels, {lab.aaa} AAA"))
+    return path

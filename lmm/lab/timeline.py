@@ -1,0 +1,418 @@
+"""
+The lab's timeline: events from the backbone capture (Mobility Header
+messages, the first tunnelled packet through an MPA), from the MS's own
+capture (Router Advertisements), from the daemons' logs (attach detected,
+Access-Accept, registration, revocation) and from the ping, put on one clock
+(the wall clock: tcpdump, ping -D and the daemons' logs all use it), printed
+and drawn as an SVG picture.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Sequence
+from xml.sax.saxutils import escape
+
+from lmm import mh
+
+__all__ = ["Event", "Phase", "PingRecord", "Timeline", "readPcap"]
+
+
+@dataclass(order=True)
+class Event:
+    """Something that happened, C{when} in seconds since the epoch."""
+
+    when: float
+    source: str = field(compare=False)  # "wire", "ms", "lab", "ping", or a daemon's name
+    label: str = field(compare=False)
+
+
+@dataclass
+class PingRecord:
+    """The echo requests of one ping run: what came back, and when each was sent."""
+
+    interval: float
+    replies: dict[int, tuple[float, float]] = field(default_factory=dict)  # seq: (sent, rtt)
+    transmitted: int = 0
+
+    def sentAt(self, sequence: int) -> float | None:
+        """When request C{sequence} was sent: measured if it came back, else
+        interpolated between its neighbours that did."""
+        if sequence in self.replies:
+            return self.replies[sequence][0]
+        below = [s for s in self.replies if s < sequence]
+        above = [s for s in self.replies if s > sequence]
+        if below and above:
+            a, b = max(below), min(above)
+            ta, tb = self.replies[a][0], self.replies[b][0]
+            return ta + (tb - ta) * (sequence - a) / (b - a)
+        if below:
+            a = max(below)
+            return self.replies[a][0] + (sequence - a) * self.interval
+        if above:
+            b = min(above)
+            return self.replies[b][0] - (b - sequence) * self.interval
+        return None
+
+    def lost(self) -> list[int]:
+        return [s for s in range(1, self.transmitted + 1) if s not in self.replies]
+
+
+_PING_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms")
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+def parsePing(text: str, interval: float) -> PingRecord:
+    """C{ping -D -n} output."""
+    record = PingRecord(interval)
+    for line in text.splitlines():
+        match = _PING_REPLY.match(line)
+        if match:
+            received, sequence, rtt = float(match[1]), int(match[2]), float(match[3]) / 1000
+            record.replies.setdefault(sequence, (received - rtt, rtt))
+            continue
+        summary = _PING_SUMMARY.search(line)
+        if summary:
+            record.transmitted = int(summary[1])
+    if not record.transmitted and record.replies:
+        record.transmitted = max(record.replies)
+    return record
+
+
+# --- captures ---------------------------------------------------------------------------
+
+
+def readPcap(path: str) -> list[tuple[float, bytes]]:
+    """The packets of a pcap file (a partial last one is left out)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    if len(data) < 24:
+        return []
+    magic = struct.unpack_from("<I", data)[0]
+    order = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    nano = struct.unpack_from(order + "I", data)[0] == 0xA1B23C4D
+    packets = []
+    offset = 24
+    while offset + 16 <= len(data):
+        seconds, fraction, length, _ = struct.unpack_from(order + "IIII", data, offset)
+        offset += 16
+        if offset + length > len(data):
+            break
+        packets.append((seconds + fraction / (1e9 if nano else 1e6),
+                        data[offset:offset + length]))
+        offset += length
+    return packets
+
+
+def _ntop(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+_MH_NAMES = {
+    mh.BindingUpdate: "PBU",
+    mh.BindingAck: "PBA",
+    mh.BindingRevocationIndication: "BRI",
+    mh.BindingRevocationAck: "BRA",
+}
+
+
+def backboneEvents(path: str, names: dict[str, str], mobile: str | None) -> list[Event]:
+    """
+    Mobility Header messages on the backbone, and each first tunnelled packet
+    of C{mobile} from an MPA after a gap (its first through a new MPA).
+    C{names} maps addresses to node names.
+    """
+    events = []
+    lastTunnel: dict[str, float] = {}
+    current: str | None = None
+    for when, frame in readPcap(path):
+        if len(frame) < 54 or frame[12:14] != b"\x86\xdd":
+            continue
+        nextHeader = frame[20]
+        source, destination = _ntop(frame[22:38]), _ntop(frame[38:54])
+        a, b = names.get(source, source), names.get(destination, destination)
+        if nextHeader == mh.IPPROTO_MH:
+            try:
+                message = mh.decode(frame[54:])
+            except mh.MobilityHeaderError as e:
+                events.append(Event(when, "wire", f"undecodable Mobility Header {a}→{b}: {e}"))
+                continue
+            kind = _MH_NAMES.get(type(message), type(message).__name__)
+            detail = f" seq={message.sequence}" if hasattr(message, "sequence") else ""
+            if hasattr(message, "status"):
+                detail += f" status={int(message.status)}"
+            if isinstance(message, mh.BindingUpdate):
+                detail += f" lifetime={message.lifetime}"
+                if message.option(mh.BindingCacheConfirmation) is not None:
+                    detail += " (BCC)"
+                elif message.option(mh.LocalAddress) is not None:
+                    detail += " (LoA)"
+            events.append(Event(when, "wire", f"{kind} {a}→{b}{detail}"))
+        elif nextHeader == 41 and len(frame) >= 94 and mobile is not None:
+            innerSource = _ntop(frame[62:78])
+            if innerSource != mobile:
+                continue
+            if current != source:
+                events.append(Event(when, "wire", f"first MS packet tunnelled {a}→{b}"))
+                current = source
+            lastTunnel[source] = when
+    return events
+
+
+def stationEvents(path: str, address: str | None) -> list[Event]:
+    """What the MS saw and sent on its link: RS, RA, DAD of its address."""
+    events = []
+    for when, frame in readPcap(path):
+        if len(frame) < 58 or frame[12:14] != b"\x86\xdd" or frame[20] != 58:
+            continue
+        kind = frame[54]
+        source = _ntop(frame[22:38])
+        if kind == 133:
+            events.append(Event(when, "ms", "RS sent"))
+        elif kind == 134:
+            events.append(Event(when, "ms", f"RA received from {source}"))
+        elif kind == 135 and source == "::" and len(frame) >= 78:
+            target = _ntop(frame[62:78])
+            if target == address:
+                events.append(Event(when, "ms", f"DAD probe for {target}"))
+    return events
+
+
+# --- daemon logs --------------------------------------------------------------------------
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d{4}) \[[^]]*\] (.*)$")
+
+
+def logEvents(path: str, daemon: str, keys: Sequence[str]) -> list[Event]:
+    """The lines of a daemon's log about the MS (any of C{keys} in the line)."""
+    patterns = [
+        ("visitor.attached ", "attach detected"),
+        ("access accepted:", "Access-Accept"),
+        ("access rejected:", "Access-Reject"),
+        ("visitor.registered ", "registered, tunnel up"),
+        ("visitor.revoked ", "visitor revoked (BRI)"),
+        ("binding.created ", "binding created"),
+        ("binding.handover ", "binding moved"),
+    ]
+    events = []
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return []
+    for line in lines:
+        match = _LOG_LINE.match(line.rstrip("\n"))
+        if match is None:
+            continue
+        text = match[2]
+        if not any(key in text for key in keys):
+            continue
+        for prefix, label in patterns:
+            if text.startswith(prefix):
+                when = datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                events.append(Event(when, daemon, label))
+    return events
+
+
+# --- the timeline ------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """From a link change (the attach, a handover) to the next."""
+
+    title: str
+    start: float
+    events: list[Event] = field(default_factory=list)
+    lost: int = 0
+    sent: int = 0
+    outage: float | None = None  # from the link change to the first reply to a later request
+    linkUp: float | None = None  # when the link was back (a handover); requests sent
+                                 # before went through the old MPA
+
+
+@dataclass
+class Timeline:
+    """Every event of a run, grouped by phase."""
+
+    origin: float
+    phases: list[Phase]
+    ping: PingRecord | None = None
+    pingStart: float | None = None
+
+    @classmethod
+    def build(cls, origin: float, changes: Sequence[tuple[float, str]],
+              events: Iterable[Event], ping: PingRecord | None,
+              linkUp: Sequence[float | None] = ()) -> Timeline:
+        """C{changes}: (time, title) of the attach and each handover, in order;
+        C{linkUp}: when each one's link was up again, if known."""
+        phases = [Phase(title, when) for when, title in changes]
+        for phase, up in zip(phases, linkUp):
+            phase.linkUp = up
+        for event in sorted(events):
+            phase = phases[0]
+            for candidate in phases:
+                if candidate.start <= event.when + 0.0005:
+                    phase = candidate
+            phase.events.append(event)
+        timeline = cls(origin, phases, ping)
+        if ping is not None:
+            timeline.countLosses()
+        return timeline
+
+    def countLosses(self) -> None:
+        ping = self.ping
+        assert ping is not None
+        starts = [p.start for p in self.phases]
+        for sequence in range(1, ping.transmitted + 1):
+            sent = ping.sentAt(sequence)
+            if sent is None:
+                continue
+            index = max([i for i, s in enumerate(starts) if s <= sent] or [0])
+            phase = self.phases[index]
+            phase.sent += 1
+            if sequence not in ping.replies:
+                phase.lost += 1
+            elif phase.outage is None and sent >= (phase.linkUp or phase.start):
+                phase.outage = sent + ping.replies[sequence][1] - phase.start
+                phase.events.append(Event(sent + ping.replies[sequence][1], "ping",
+                                          f"first echo reply (request #{sequence})"))
+        for phase in self.phases:
+            phase.events.sort()
+
+    def relative(self, when: float) -> str:
+        return f"{(when - self.origin) * 1000:9.1f} ms"
+
+    def text(self) -> str:
+        lines = []
+        for phase in self.phases:
+            lines.append(f"{self.relative(phase.start)}  == {phase.title}")
+            for event in phase.events:
+                delta = (event.when - phase.start) * 1000
+                lines.append(f"{self.relative(event.when)}  (+{delta:7.1f})  "
+                             f"{event.source:<5} {event.label}")
+            if phase.sent:
+                outage = (f", first reply {phase.outage * 1000:.1f} ms after the link change"
+                          if phase.outage is not None else ", no reply")
+                lines.append(f"{'':12}  pings: {phase.sent} sent, {phase.lost} lost{outage}")
+        return "\n".join(lines)
+
+    # --- the picture --------------------------------------------------------------------
+
+    def svg(self, title: str) -> str:
+        """The run as an SVG picture: RTTs and losses over the whole run, then one
+        strip per phase with its signaling events (milliseconds from its start)."""
+        width, left, right = 1100, 70, 30
+        plotW = width - left - right
+        parts: list[str] = []
+        y = 40
+        parts.append(f'<text x="{left}" y="24" font-size="16" font-weight="bold">'
+                     f"{escape(title)}</text>")
+        # Whole run: RTT series and losses.
+        end = max([e.when for p in self.phases for e in p.events] + [p.start for p in self.phases])
+        if self.ping is not None and self.ping.replies:
+            end = max(end, max(s + r for s, r in self.ping.replies.values()))
+        span = max(end - self.origin, 0.001)
+
+        def x(when: float) -> float:
+            return left + plotW * (when - self.origin) / span
+
+        plotH = 180
+        top = y + 10
+        rtts = [r for _, r in (self.ping.replies.values() if self.ping else [])]
+        maxRtt = max(rtts + [0.001]) * 1.15
+        parts.append(f'<text x="{left}" y="{top - 4}" font-size="12">ping RTT (ms) to the CN, '
+                     f"and lost requests (red); dashed: link changes</text>")
+        parts.append(f'<rect x="{left}" y="{top}" width="{plotW}" height="{plotH}" '
+                     f'fill="none" stroke="#888"/>')
+        for i in range(5):
+            value = maxRtt * i / 4
+            yy = top + plotH - plotH * i / 4
+            parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="10" '
+                         f'text-anchor="end">{value * 1000:.2f}</text>')
+        ticks = _ticks(span)
+        for t in ticks:
+            xx = left + plotW * t / span
+            parts.append(f'<line x1="{xx:.1f}" y1="{top + plotH}" x2="{xx:.1f}" '
+                         f'y2="{top + plotH + 4}" stroke="#444"/>')
+            parts.append(f'<text x="{xx:.1f}" y="{top + plotH + 16}" font-size="10" '
+                         f'text-anchor="middle">{t:g} s</text>')
+        if self.ping is not None:
+            for sent, rtt in self.ping.replies.values():
+                parts.append(f'<circle cx="{x(sent):.1f}" '
+                             f'cy="{top + plotH - plotH * rtt / maxRtt:.1f}" r="1.3" '
+                             f'fill="#1f5fbf"/>')
+            for sequence in self.ping.lost():
+                lostAt = self.ping.sentAt(sequence)
+                if lostAt is not None:
+                    parts.append(f'<line x1="{x(lostAt):.1f}" y1="{top + plotH - 12}" '
+                                 f'x2="{x(lostAt):.1f}" y2="{top + plotH}" stroke="#d00" '
+                                 f'stroke-width="1.5"/>')
+        for phase in self.phases:
+            parts.append(f'<line x1="{x(phase.start):.1f}" y1="{top}" x2="{x(phase.start):.1f}" '
+                         f'y2="{top + plotH}" stroke="#555" stroke-dasharray="4,3"/>')
+            parts.append(f'<text x="{x(phase.start) + 3:.1f}" y="{top + 12}" font-size="10">'
+                         f"{escape(phase.title)}</text>")
+        y = top + plotH + 40
+        # One strip per phase.
+        rows = 6
+        colours = {"wire": "#7b2d8e", "ms": "#1b7837", "ping": "#1f5fbf", "lab": "#000"}
+        for phase in self.phases:
+            events = phase.events
+            last = max([e.when for e in events] + [phase.start + 0.005])
+            stripSpan = (last - phase.start) * 1.1 + 0.002
+
+            def sx(when: float, start: float = phase.start, s: float = stripSpan) -> float:
+                return left + plotW * (when - start + 0.001) / s
+
+            lost = f"; {phase.lost} of {phase.sent} pings lost" if phase.sent else ""
+            parts.append(f'<text x="{left}" y="{y}" font-size="13" font-weight="bold">'
+                         f"{escape(phase.title)} at {(phase.start - self.origin) * 1000:.1f} ms"
+                         f"{escape(lost)}</text>")
+            axisY = y + 20 + rows * 14
+            parts.append(f'<line x1="{left}" y1="{axisY}" x2="{left + plotW}" y2="{axisY}" '
+                         f'stroke="#444"/>')
+            for t in _ticks(stripSpan * 1000):
+                xx = sx(phase.start + t / 1000)
+                if xx <= left + plotW:
+                    parts.append(f'<text x="{xx:.1f}" y="{axisY + 14}" font-size="10" '
+                                 f'text-anchor="middle">+{t:g} ms</text>')
+            for i, event in enumerate(events):
+                xx = sx(event.when)
+                row = i % rows
+                ty = y + 16 + row * 14
+                colour = colours.get(event.source, "#b35806")
+                parts.append(f'<line x1="{xx:.1f}" y1="{ty + 2}" x2="{xx:.1f}" y2="{axisY}" '
+                             f'stroke="{colour}" stroke-width="0.8" stroke-opacity="0.6"/>')
+                parts.append(f'<circle cx="{xx:.1f}" cy="{axisY}" r="2.5" fill="{colour}"/>')
+                anchor = "end" if xx > left + plotW * 0.7 else "start"
+                parts.append(f'<text x="{xx + (-3 if anchor == "end" else 3):.1f}" y="{ty}" '
+                             f'font-size="10" fill="{colour}" text-anchor="{anchor}">'
+                             f"{escape(event.source)}: {escape(event.label)} "
+                             f"(+{(event.when - phase.start) * 1000:.1f})</text>")
+            y = axisY + 40
+        height = y
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
+                f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+                f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
+                f'<rect width="{width}" height="{height}" fill="white"/>\n'
+                + "\n".join(parts) + "\n</svg>\n")
+
+
+def _ticks(span: float) -> list[float]:
+    """Round tick values from 0 to C{span}, about 10 of them."""
+    steps = [1, 2, 5]
+    magnitude = 10.0 ** int(f"{span / 10:e}".split("e")[1]) if span > 0 else 1.0
+    step = magnitude
+    for step in (s * magnitude for s in steps + [10]):
+        if span / step <= 10:
+            break
+    count = int(span / step) + 1
+    return [round(i * step, 6) for i in range(count)]
