@@ -64,10 +64,23 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     address is made. A registered (or registering) visitor's other
     addresses are never registered from its traffic: the LMAP binds one
     address per NAI, and a host using a temporary address beside its stable
-    one would make the binding flap. DHCPv6 client messages are counted
-    and left to the relay, which reports the address a Reply assigned with
-    L{MobilityProxyAgent.dhcpAddressAssigned}.
- 7. Registration. A Proxy Binding Update carries the Mobile Node Identifier
+    one would make the binding flap.
+ 7. DHCPv6 (draft 6.3, figure 9). A DHCPv6 client message (UDP 546 to 547)
+    from an authenticated visitor, to All_DHCP_Relay_Agents_and_Servers
+    (ff02::1:2), becomes a L{RelayDHCPv6} action for the MPA's relay, with
+    the visitor's LNP and DHCPv6 server (the profile's, else
+    C{defaultDhcpServer}); none known: counted, not relayed. Nothing from a
+    visitor being authenticated or rejected is relayed, and a message to
+    another address (a client unicasting to its server) is the data plane's.
+    The relay reports what the server's Reply did:
+    L{MobilityProxyAgent.dhcpAddressAssigned} registers the address as a
+    DAD-learned one is (a visitor registered with another address keeps it
+    unless its profile says C{dhcpv6}: one address per NAI at the LMAP);
+    L{MobilityProxyAgent.dhcpAddressReleased} (Release, Decline, the server
+    withdrawing it) deregisters the registered address (a PBU with lifetime
+    0), removes its tunnel, and the visitor waits for an address again,
+    still attached and authenticated.
+ 8. Registration. A Proxy Binding Update carries the Mobile Node Identifier
     (NAI) and a Local Address option (the address, the LNP length) or the
     Binding Cache Confirmation option, A and P set, lifetime C{lifetime}.
     Sequence numbers come from one 16-bit counter per MPA (start at
@@ -79,7 +92,7 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     After C{maxRetries} retransmissions and one more interval the MPA gives
     up: the visitor shows the failure and the registration is tried again
     after C{retryInterval} (a refresh: half-way to the binding's expiry).
- 8. Acknowledgement. A Proxy Binding Acknowledgement is matched by sequence
+ 9. Acknowledgement. A Proxy Binding Acknowledgement is matched by sequence
     number and must come from the visitor's LMAP (and name its NAI, if it
     names one). Accepted: the Local Address is the acknowledgement's Local
     Address option, else the one asked for; the LNP, when the profile had
@@ -99,7 +112,7 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     one, else waits in AWAITING_ADDRESS; the registration is retried after
     C{retryInterval}. An acknowledgement matching nothing is counted and
     dropped.
- 9. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
+ 10. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
     known LMAP (C{defaultLmap} or the LMAP of a visitor) names the visitor by
     its Mobile Node Identifier, else by its Local Address; with G set, every
     visitor registered with that LMAP. The visitor is removed and its tunnel
@@ -108,7 +121,7 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     BINDING_DOES_NOT_EXIST. Indications and heartbeats from other sources
     are dropped (the MPA is no reflector); heartbeat requests from known
     LMAPs are answered (RFC 5847).
- 10. Leaving. A detach, a link going down, or the end of the AAA
+ 11. Leaving. A detach, a link going down, or the end of the AAA
     Session-Timeout deregisters a visitor that has (or may have) a binding:
     a PBU with lifetime 0, the NAI and the Local Address; the tunnel is
     removed and the visitor leaves the list at once. The deregistration is
@@ -116,8 +129,10 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     outside the list) and is cancelled when the same NAI registers here
     again. A binding whose lifetime runs out unrefreshed is removed with its
     tunnel. L{MobilityProxyAgent.stop} deregisters everyone once and removes
-    every tunnel.
- 11. A visitor that shows up on another access link of this MPA moves: its
+    every tunnel. Whenever a visitor leaves the list, for whatever reason,
+    C{departed} (if set) is called with its MAC: the service has the DHCPv6
+    relay forget it.
+ 12. A visitor that shows up on another access link of this MPA moves: its
     tunnel is moved to the new link, an RA goes out there, no PBU is needed.
     A visitor whose link reports another NAI leaves and attaches again. A
     second visitor authenticated with the NAI of a first replaces it (its
@@ -141,6 +156,7 @@ from typing import Any
 from lmm import nd
 from lmm.aaa import AAAUnavailable, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
@@ -192,7 +208,22 @@ class SendFrame:
     frame: bytes
 
 
-Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFrame
+@dataclass(frozen=True, slots=True)
+class RelayDHCPv6:
+    """Relay the DHCPv6 client message C{payload} (the UDP payload to port
+    547) that visitor C{mac} sent from C{clientAddress} on access link
+    C{interface}, to C{server}, tagged with its Local Network Prefix
+    C{prefix}: what L{lmm.mpa.relay.RelayAgent.fromClient} takes."""
+
+    mac: str
+    interface: str
+    clientAddress: str
+    payload: bytes
+    prefix: IPv6Network | None
+    server: str
+
+
+Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFrame | RelayDHCPv6
 
 
 # --- helpers ----------------------------------------------------------------
@@ -277,7 +308,12 @@ class MobilityProxyAgent:
         C{address.learned.<dad|packet|dhcpv6|candidate>}, C{learn.held} (a
         failed address waits for its retry), C{packet.address-not-allowed},
         C{packet.outside-prefix}, C{packet.other-address}, C{dhcpv6.client},
-        C{dhcpv6.no-visitor}, C{dhcpv6.bad-address}, C{dhcpv6.outside-prefix},
+        C{dhcpv6.relayed}, C{dhcpv6.no-server}, C{dhcpv6.not-to-relays},
+        C{dhcpv6.unauthenticated}, C{dhcpv6.no-visitor}, C{dhcpv6.bad-address},
+        C{dhcpv6.outside-prefix}, C{dhcpv6.other-address} (a visitor
+        registered with another address, not in C{dhcpv6} mode),
+        C{dhcpv6.released-other} (a release of an address not registered),
+        C{address.released},
         C{frame.own}, C{frame.bad-mac}, C{frame.unknown-interface},
         C{frame.rejected}, C{frame-error.<reason>}, C{pbu.sent},
         C{pbu.retransmitted}, C{pbu.given-up}, C{pbu.deregistration},
@@ -313,6 +349,7 @@ class MobilityProxyAgent:
         routerLifetime: int = 1800,
         maxAuthenticating: int = 256,
         initialSequence: int = 0,
+        defaultDhcpServer: str | None = None,
     ) -> None:
         if not LIFETIME_UNIT <= lifetime <= MAX_LIFETIME:
             raise ValueError(f"lifetime {lifetime} is not in {LIFETIME_UNIT}..{MAX_LIFETIME}")
@@ -351,6 +388,11 @@ class MobilityProxyAgent:
         self.retryInterval = retryInterval
         self.routerLifetime = routerLifetime
         self.maxAuthenticating = maxAuthenticating
+        self.defaultDhcpServer = (
+            None if defaultDhcpServer is None else _canonical(defaultDhcpServer)
+        )
+        # Called with a visitor's MAC when it leaves the Visitor List.
+        self.departed: Callable[[str], None] | None = None
         self._maxInterval = max(_MAX_BINDACK_TIMEOUT, retransmitTimeout)
 
         self.visitors = VisitorList()
@@ -461,6 +503,9 @@ class MobilityProxyAgent:
         if visitor.interface != interface:
             self._move(visitor, interface, now, actions)
         if state is _AUTHENTICATING:
+            if frame.isDHCPv6:
+                # Not yet: the client retransmits (RFC 8415 15).
+                counters["dhcpv6.unauthenticated"] += 1
             self._observe(visitor, frame)
             return actions
         ip = frame.ip
@@ -478,9 +523,10 @@ class MobilityProxyAgent:
             else:
                 self._neighborSolicitation(visitor, source, message.target, actions)
         elif frame.isDHCPv6:
-            # The relay (another component) carries it; the address comes back
-            # through dhcpAddressAssigned.
+            # The relay carries it; the address comes back through
+            # dhcpAddressAssigned.
             counters["dhcpv6.client"] += 1
+            self._relayDHCPv6(visitor, interface, frame, actions)
         if source == visitor.localAddress or source == nd.UNSPECIFIED:
             return actions
         if nd.isLinkLocal(source):
@@ -494,6 +540,27 @@ class MobilityProxyAgent:
         self.counters["frame-error." + error.reason] += 1
         return []
 
+    def _relayDHCPv6(
+        self, visitor: VisitorEntry, interface: str, frame: nd.Frame, actions: list[Action]
+    ) -> None:
+        ip = frame.ip
+        payload = frame.udpPayload
+        assert ip is not None and payload is not None
+        counters = self.counters
+        if ip.destination != ALL_DHCP_RELAY_AGENTS_AND_SERVERS:
+            # A client unicasting to its server: the data plane's traffic.
+            counters["dhcpv6.not-to-relays"] += 1
+            return
+        server = visitor.dhcpServer or self.defaultDhcpServer
+        if server is None:
+            counters["dhcpv6.no-server"] += 1
+            return
+        counters["dhcpv6.relayed"] += 1
+        actions.append(
+            RelayDHCPv6(visitor.mac, interface, ip.source, payload, visitor.localNetworkPrefix,
+                        server)
+        )
+
     def dhcpAddressAssigned(self, mac: str, address: str, now: float) -> list[Action]:
         """The DHCPv6 relay saw a Reply assign C{address} to the visitor with
         C{mac}: register it, as a DAD-learned address is."""
@@ -505,6 +572,17 @@ class MobilityProxyAgent:
             address = _canonical(address)
         except (OSError, ValueError):
             self.counters["dhcpv6.bad-address"] += 1
+            return []
+        current = self._boundAddress(visitor) or visitor.localAddress
+        profile = visitor.profile
+        if (
+            current is not None
+            and current != address
+            and (profile is None or profile.addressMode != "dhcpv6")
+        ):
+            # One address per NAI at the LMAP: a stateful address beside the
+            # one the profile's method gave does not move the binding.
+            self.counters["dhcpv6.other-address"] += 1
             return []
         prefix = visitor.localNetworkPrefix
         actions: list[Action] = []
@@ -520,6 +598,68 @@ class MobilityProxyAgent:
             return actions
         self._learn(visitor, address, "dhcpv6", now, actions)
         return actions
+
+    def dhcpAddressReleased(self, mac: str, address: str, now: float) -> list[Action]:
+        """The DHCPv6 relay saw the visitor with C{mac} give up C{address} (its
+        Release or Decline, or the server withdrawing it). If that is the
+        address registered (or being registered) for it, the binding is
+        deregistered and its tunnel removed; the visitor stays, authenticated,
+        waiting for an address."""
+        visitor = self.visitors.byMac(mac.lower())
+        if visitor is None or not visitor.authenticated:
+            self.counters["dhcpv6.no-visitor"] += 1
+            return []
+        try:
+            address = _canonical(address)
+        except (OSError, ValueError):
+            self.counters["dhcpv6.bad-address"] += 1
+            return []
+        if address != self._boundAddress(visitor) and address != visitor.localAddress:
+            self.counters["dhcpv6.released-other"] += 1
+            return []
+        actions: list[Action] = []
+        self._releaseAddress(visitor, address, now, actions)
+        return actions
+
+    def _releaseAddress(
+        self, visitor: VisitorEntry, address: str, now: float, actions: list[Action]
+    ) -> None:
+        """Deregister C{address} and keep the visitor, AWAITING_ADDRESS. The
+        deregistration runs in an entry of its own, as a departed visitor's
+        does, so that a new registration of the visitor cancels it."""
+        deregister = self._mayHaveBinding(visitor)
+        self._dropPending(visitor)
+        if deregister:
+            self._cancelDeregistration(visitor.nai)
+            entry = replace(visitor, state=_DEREGISTERING, pending=None, tunnel=None,
+                            deadline=None, noted=set())
+            request = RegistrationRequest(False, address, self._prefixLength(visitor))
+            sequence = self._nextSequence()
+            timeout = self.retransmitTimeout
+            entry.pending = PendingRegistration(
+                request, sequence, [sequence], timeout, now + timeout, now, 0
+            )
+            self._outstanding[sequence] = entry
+            self._leaving[entry.nai] = entry
+            self.counters["pbu.deregistration"] += 1
+            actions.append(self._pbu(entry, request, sequence, 0))
+            self._reschedule(entry)
+        if visitor.tunnel is not None:
+            actions.append(RemoveTunnel(visitor.tunnel))
+            visitor.tunnel = None
+        self.visitors.setAddress(visitor, None)
+        visitor.state = _AWAITING
+        visitor.registeredAt = visitor.expires = visitor.refreshAt = visitor.retryAt = None
+        visitor.lifetime = 0
+        visitor.lastRequest = None
+        visitor.failure = None
+        self._reschedule(visitor)
+        self.counters["address.released"] += 1
+        actions.append(
+            Note("address.released", {"mac": visitor.mac, "nai": visitor.naiText,
+                                      "address": address, "source": "dhcpv6",
+                                      "deregistered": deregister})
+        )
 
     # --- AAA ----------------------------------------------------------------
 
@@ -792,10 +932,13 @@ class MobilityProxyAgent:
 
     def _removeVisitor(self, visitor: VisitorEntry) -> None:
         """Take C{visitor} out of the list and forget its PBU in flight."""
-        if self.visitors.remove(visitor) and visitor.state is _AUTHENTICATING:
+        removed = self.visitors.remove(visitor)
+        if removed and visitor.state is _AUTHENTICATING:
             self._authenticating -= 1
         self._dropPending(visitor)
         visitor.deadline = None
+        if removed and self.departed is not None:
+            self.departed(visitor.mac)
 
     # --- home-link emulation ------------------------------------------------
 
@@ -980,8 +1123,11 @@ class MobilityProxyAgent:
         actions: list[Action],
         refresh: bool = False,
     ) -> None:
-        """Send a PBU for C{request}; it replaces any in flight."""
+        """Send a PBU for C{request}; it replaces any in flight, and a
+        deregistration of the same NAI still in flight (a released address)."""
         self._dropPending(visitor)
+        if visitor.nai in self._leaving:
+            self._cancelDeregistration(visitor.nai)
         sequence = self._nextSequence()
         timeout = self.retransmitTimeout
         visitor.pending = PendingRegistration(

@@ -1,8 +1,10 @@
 """
 The MPA's imperative shell: the Mobility Header socket, the access links (the
-attach detector), the authenticator, the tunnel data plane, the one timer and
-the control channel. Everything it decides comes from L{MobilityProxyAgent};
-this module feeds it and carries its actions out, in order (docs/mpa.md).
+attach detector), the authenticator, the tunnel data plane, the DHCPv6 relay,
+the one timer and the control channel. Everything it decides comes from
+L{MobilityProxyAgent} and the relay's L{lmm.mpa.relay.RelayAgent}; this module
+feeds them and carries their actions out, in order (docs/mpa.md,
+docs/dhcpv6.md).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from lmm.backends import findBackend
 from lmm.config import ConfigError
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import Journal
-from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
+from lmm.mpa.agent import Authenticate, MobilityProxyAgent, RelayDHCPv6, SendFrame
 from lmm.mpa.attach import IAccessLinks, Within, readLinks
+from lmm.mpa.dhcprelay import DHCPv6Relay, clientFrame
+from lmm.mpa.relay import AddressAssigned, AddressReleased, SendToClient, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort, MobilityHeaderProtocol
@@ -38,14 +42,15 @@ log = Logger(namespace="lmm.mpa")
 PER_VISITOR = frozenset({
     "visitor.attached", "visitor.authenticated", "visitor.registered", "visitor.moved",
     "visitor.detached", "visitor.revoked", "visitor.session-ended", "visitor.expired",
-    "visitor.awaiting-address", "visitor.replaced", "address.learned",
+    "visitor.awaiting-address", "visitor.replaced", "address.learned", "address.released",
     "registration.assign", "registration.resync",
 })
 # Refusals and failures: the first of each kind per second at info, the rest at debug.
 LIMITED = frozenset({
     "visitor.rejected", "registration.rejected", "registration.given-up",
     "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
-    "binding-error.received",
+    "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
+    "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source",
 })
 
 
@@ -74,6 +79,8 @@ class MPAService(Service):
         process with its links in a namespace.
     @param controlSocket: the path of the control channel's UNIX socket, or
         None for none (L{lmm.mpa.control}).
+    @param relay: the DHCPv6 relay (an L{lmm.interfaces.IDHCPv6Relay}, such
+        as L{DHCPv6Relay}), or None: DHCPv6 messages are not relayed.
     """
 
     name = "mpa"
@@ -93,6 +100,7 @@ class MPAService(Service):
         logLevel: str = "info",
         summaryInterval: float = 60.0,
         describeBackends: str = "",
+        relay: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -113,6 +121,7 @@ class MPAService(Service):
         self.controlSocket = controlSocket
         self.describeBackends = describeBackends
         self.port: MobilityHeaderPort | None = None
+        self.relay = relay
         self.control: Any = None
         self.counters: Counter[str] = Counter()
         self._timer: Any = None
@@ -137,11 +146,15 @@ class MPAService(Service):
             self._summary = LoopingCall(self.logSummary)
             self._summary.clock = self.reactor
             self._summary.start(self.summaryInterval, now=False)
+        if self.relay is None:
+            dhcp = "off"
+        else:
+            dhcp = f"default server {self.agent.defaultDhcpServer or 'none (profiles only)'}"
         log.info("MPA ready on {address}: access interfaces {interfaces}, default LMAP {lmap}, "
-                 "{profile} profile{backends}, control channel {control}",
+                 "{profile} profile{backends}, DHCPv6 relay {dhcp}, control channel {control}",
                  address=self.address, interfaces=", ".join(self.agent.accessInterfaces),
                  lmap=self.agent.defaultLmap, profile=self.profile.name,
-                 backends=self.describeBackends, control=self.controlSocket or "off")
+                 backends=self.describeBackends, dhcp=dhcp, control=self.controlSocket or "off")
 
     def _open(self) -> None:
         self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
@@ -152,6 +165,10 @@ class MPAService(Service):
             sock = self.within(_rawSocket)
         self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, sock)
         self.port.startListening()
+        if self.relay is not None:
+            self.relay.start(self._relayed, None if self.within is _direct else self.within)
+            # A visitor that leaves, whatever the reason, is forgotten by the relay.
+            self.agent.departed = self.relay.forget
         if self.controlSocket is not None:
             from lmm.mpa.control import listenControl
 
@@ -165,6 +182,9 @@ class MPAService(Service):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+        if self.relay is not None:
+            self.agent.departed = None
+            waits.append(maybeDeferred(self.relay.stop))
         self.detector.stop()
         return waits
 
@@ -243,13 +263,25 @@ class MPAService(Service):
     def _tick(self) -> None:
         self._timer = None
         self._timerAt = None
-        self.perform(self.agent.tick(self.reactor.seconds()))
+        now = self.reactor.seconds()
+        self.perform(self.agent.tick(now))
+        if self.relay is not None:
+            self.performRelay(self.relay.tick(now))
         self._schedule()
+
+    def _nextDeadline(self) -> float | None:
+        """The agent's and the relay's, whichever comes first."""
+        deadline = self.agent.nextDeadline()
+        if self.relay is not None:
+            other = self.relay.nextDeadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
 
     def _schedule(self) -> None:
         if not self.running:
             return
-        deadline = self.agent.nextDeadline()
+        deadline = self._nextDeadline()
         if deadline is None or (self._timerAt is not None and self._timerAt <= deadline):
             return
         if self._timer is not None and self._timer.active():
@@ -318,11 +350,76 @@ class MPAService(Service):
                 result = self.dataPlane.removeBinding(action.binding)
                 if isinstance(result, Deferred):
                     result.addErrback(self._logFailure, "removing a tunnel binding")
+            elif kind is RelayDHCPv6:
+                assert isinstance(action, RelayDHCPv6)
+                self._relayFromClient(action)
             elif kind is Note:
                 assert isinstance(action, Note)
                 self.journal.note(action)
         for request in requests:
             self._authenticate(request)
+
+    # --- DHCPv6 ---------------------------------------------------------------
+
+    def _relayFromClient(self, action: RelayDHCPv6) -> None:
+        relay = self.relay
+        if relay is None:
+            self.counters["dhcpv6.relay-off"] += 1
+            return
+        self.performRelay(relay.fromClient(
+            action.mac, action.interface, action.clientAddress, action.payload, action.prefix,
+            action.server, self.reactor.seconds()))
+
+    def _relayed(self, actions: list[Any]) -> None:
+        """What the relay made of a server's datagram."""
+        if not self.running:
+            return
+        self.performRelay(actions)
+        self._schedule()
+
+    def performRelay(self, actions: Iterable[object]) -> None:
+        """Carry out the relay's actions in order; the agent's answers to
+        assigned and released addresses are carried out as they come."""
+        relay = self.relay
+        agent = self.agent
+        for action in actions:
+            kind = type(action)
+            if kind is SendToServer:
+                assert isinstance(action, SendToServer) and relay is not None
+                relay.sendToServer(action.server, action.payload)
+            elif kind is SendToClient:
+                assert isinstance(action, SendToClient)
+                self._sendToClient(action)
+            elif kind is AddressAssigned:
+                assert isinstance(action, AddressAssigned)
+                self.perform(agent.dhcpAddressAssigned(action.visitorKey, action.address,
+                                                       self.reactor.seconds()))
+            elif kind is AddressReleased:
+                assert isinstance(action, AddressReleased)
+                self.perform(agent.dhcpAddressReleased(action.visitorKey, action.address,
+                                                       self.reactor.seconds()))
+            elif kind is Note:
+                assert isinstance(action, Note)
+                self.journal.note(action)
+
+    def _sendToClient(self, action: SendToClient) -> None:
+        """The server's answer, as a frame from the MS's default router (the
+        virtual LMAP) on the link the visitor is on now."""
+        visitor = self.agent.visitors.byMac(action.visitorKey)
+        if visitor is None or not visitor.authenticated:
+            # It left (or was refused) since it asked.
+            self.counters["dhcpv6.client-gone"] += 1
+            return
+        try:
+            frame = clientFrame(visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal,
+                                action.clientAddress, action.payload)
+        except (OSError, ValueError):
+            self.counters["dhcpv6.client-bad-frame"] += 1
+            return
+        if self.detector.sendFrame(visitor.interface, frame):
+            self.counters["dhcpv6.to-client"] += 1
+        else:
+            self.counters["frame.not-sent"] += 1
 
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
         self.counters["tunnel.add-failed"] += 1
@@ -349,6 +446,8 @@ class MPAService(Service):
         merged: Counter[str] = Counter(self.agent.counters)
         merged.update(self.detector.counters)
         merged.update(self.counters)
+        if self.relay is not None:
+            merged.update(self.relay.allCounters())
         return dict(merged)
 
     def describeVisitors(self) -> list[dict[str, str]]:
@@ -428,10 +527,15 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -
         refreshFraction=values["registration.refresh_fraction"],
         # A restarted MPA does not start where the LMAP last saw it (RFC 6275 9.5.1).
         initialSequence=random.randrange(0x10000),
+        defaultDhcpServer=values["dhcp.server"],
     )
+    relay = None
+    if values["dhcp.enabled"]:
+        relay = DHCPv6Relay(values["mpa.address"], reactor,
+                            answerTimeout=values["dhcp.answer_timeout"])
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
                 f"{values['tunnel.backend']} tunnels")
     return MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       controlSocket=values["control.socket"], logLevel=values["log.level"],
                       summaryInterval=values["log.summary_interval"],
-                      describeBackends=backends)
+                      describeBackends=backends, relay=relay)

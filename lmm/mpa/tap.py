@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 
 from twisted.application.service import MultiService
@@ -29,6 +30,14 @@ def unicastMac(value: object) -> str:
     if int(mac[:2], 16) & 1:
         raise ValueError(f"expected a unicast MAC address, {mac} is a group address")
     return mac
+
+
+def dhcpServer(value: object) -> str:
+    address = config.ipv6Address(value)
+    parsed = ipaddress.IPv6Address(address)
+    if parsed.is_unspecified or parsed.is_link_local:
+        raise ValueError(f"expected a global unicast or multicast address, not {address}")
+    return address
 
 
 SETTINGS = [
@@ -60,6 +69,12 @@ SETTINGS = [
             table=True),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
+    Setting("dhcp.enabled", config.boolean, True,
+            help="relay Mobile Stations' DHCPv6 messages (UDP port 547 on mpa.address)"),
+    Setting("dhcp.server", dhcpServer, None,
+            help="the DHCPv6 server when the MS profile names none (default: none)"),
+    Setting("dhcp.answer_timeout", config.number(0.1, 600), 5.0,
+            help="seconds after which a request the server did not answer is logged"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *LOG_SETTINGS,
