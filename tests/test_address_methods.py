@@ -17,11 +17,9 @@ The daemons run with the seg6 data plane when lmm.dataplane.seg6 is there and
 the kernel has seg6 (else the recording one, and no ping is tried). Handovers
 move an MS's port from bs1 to bs2, as tests/test_mpa_integration.py does.
 
-The MPA's kernel must take the frames the MSs send to their default router,
-the virtual LMAP MAC, which is not the access interface's own MAC (the kernel
-drops them as PACKET_OTHERHOST, even in promiscuous mode). Nothing in the
-daemons sets that up yet; L{acceptVirtualMac} does it here with one nftables
-rule per access interface (netdev ingress: C{meta pkttype set host}).
+The MPA gives its access interfaces the virtual LMAP MAC (lmm.mpa.attach), so
+its kernel takes the frames the MSs send to their default router as its own:
+the pings below prove it, nothing in the test does it for the daemons.
 """
 
 from __future__ import annotations
@@ -69,19 +67,6 @@ DHCLIENT = "/usr/sbin/dhclient"
 log = Logger(namespace="tests.test_address_methods")
 
 _indexes = iter(range(5000, 6000, 2))
-
-
-def acceptVirtualMac(namespace: Namespace, interface: str, mac: str = VMAC) -> None:
-    """Make the kernel in C{namespace} take frames to C{mac} on C{interface}
-    as its own (see the module docstring)."""
-    namespace.run(["nft", "-f", "-"], input=f"""
-table netdev lmm_vmac_{interface} {{
-  chain ingress {{
-    type filter hook ingress device "{interface}" priority 0;
-    ether daddr {mac} meta pkttype set host
-  }}
-}}
-""")
 
 
 _seg6: list[str | None] = []
@@ -182,7 +167,6 @@ class AddressMethodTests(NetnsTestMixin, SynchronousTestCase):
         for i, ns in enumerate(self.mpaNs):
             accessIf, port = link(ns, air, None, None)
             self.access.append(accessIf)
-            acceptVirtualMac(ns, accessIf)
             air.ip("link", "add", f"bs{i + 1}", "type", "bridge", "stp_state", "0",
                    "mcast_snooping", "0")
             air.ipBatch([f"link set {port} master bs{i + 1}", f"link set bs{i + 1} up"])

@@ -331,10 +331,8 @@ class Lab:
         self.air.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
         self.air.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
         for i, spec in enumerate(topology.mpas):
+            # The MPA gives its access interface the virtual LMAP MAC itself.
             accessIf, port = link(self.mpaNs[spec.name], self.air, None, None)
-            # The MS sends to the virtual LMAP MAC: the MPA's kernel must take those
-            # frames as its own to route them into the tunnel (docs/lab.md).
-            self.mpaNs[spec.name].ip("link", "set", accessIf, "address", VIRTUAL_LMAP_MAC)
             self.access[spec.name] = accessIf
             bs = self.baseStations[spec.name] = f"bs{i + 1}"
             self.air.ip("link", "add", bs, "type", "bridge", "stp_state", "0",

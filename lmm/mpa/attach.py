@@ -36,7 +36,12 @@ C{configure_interfaces = false}), and why: C{accept_ra = 0}, C{autoconf = 0},
 C{accept_redirects = 0} (C{net.ipv6.conf.IF}): the MPA must not configure
 itself from Router Advertisements on a link where it is the one advertising
 (the kernel then sends no Router Solicitation there either), nor follow
-redirects there. It does not set C{forwarding} (the data plane's business)
+redirects there. And it gives the interface the virtual LMAP MAC
+(C{mpa.virtual_lmap_mac}) as its address: the MS sends everything to that
+MAC, and a kernel drops a frame for another host's MAC before IPv6 sees it,
+promiscuous mode or not, so without it nothing from the MS reaches the
+tunnel. (The interface is briefly set down for it if the driver cannot change
+a live address.) It does not set C{forwarding} (the data plane's business)
 and starts no router advertisement daemon: the kernel never sends RAs by
 itself, and the only RAs on an access link are the agent's unicast ones.
 """
@@ -112,7 +117,7 @@ class IAccessLinks(IAttachDetector):
     )
     counters = Attribute("Event counts (a collections.Counter), for the control channel.")
 
-    def configure(interfaces, frameReceived, linkDown, within):  # type: ignore[no-untyped-def]
+    def configure(interfaces, frameReceived, linkDown, within, virtualMac):  # type: ignore[no-untyped-def]
         """
         Say what to watch and where to deliver, before L{start}.
 
@@ -124,6 +129,8 @@ class IAccessLinks(IAttachDetector):
             namespace the links are in and returns its result (sockets and
             C{/proc/sys/net} files opened there stay there); None for this
             thread's.
+        @param virtualMac: the virtual LMAP MAC the access interfaces must
+            take frames for as their own, or None.
         """
 
     def sendFrame(interface, frame):  # type: ignore[no-untyped-def]
@@ -514,8 +521,10 @@ class PacketAttachDetector:
         frameReceived: Callable[[str, bytes], None],
         linkDown: Callable[[str], None],
         within: Within | None = None,
+        virtualMac: str | None = None,
     ) -> None:
         self.links = {name: _Link(name) for name in interfaces}
+        self.virtualMac = virtualMac
         self.frameReceived = frameReceived
         self.linkDown = linkDown
         self.within = within or _direct
@@ -677,6 +686,40 @@ class PacketAttachDetector:
                 self.within(partial(_write, path, value))
             except OSError as e:
                 log.warn("cannot set {path} to {value}: {error}", path=path, value=value, error=e)
+        if self.virtualMac is not None:
+            try:
+                if self.within(partial(claimMac, name, self.virtualMac)):
+                    log.info("access interface {interface} now has the virtual LMAP MAC {mac}",
+                             interface=name, mac=self.virtualMac)
+            except Exception as e:
+                self.counters["access.mac-failed"] += 1
+                log.error("cannot give {interface} the virtual LMAP MAC {mac}: {error}; frames "
+                          "from Mobile Stations will not reach the tunnel",
+                          interface=name, mac=self.virtualMac, error=e)
+
+
+def claimMac(interface: str, mac: str) -> bool:
+    """Give C{interface} the address C{mac}; False when it already had it."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=interface)
+        if not found:
+            raise OSError(errno.ENODEV, f"no interface {interface}")
+        index = found[0]
+        if ipr.get_links(index)[0].get_attr("IFLA_ADDRESS") == mac:
+            return False
+        try:
+            ipr.link("set", index=index, address=mac)
+        except NetlinkError as e:
+            if e.code != errno.EBUSY:
+                raise
+            # Drivers without live address change want the link down for it.
+            ipr.link("set", index=index, state="down")
+            ipr.link("set", index=index, address=mac)
+            ipr.link("set", index=index, state="up")
+    return True
 
 
 class ExplicitAttachDetector(PacketAttachDetector):

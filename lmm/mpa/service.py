@@ -158,7 +158,7 @@ class MPAService(Service):
 
     def _open(self) -> None:
         self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
-                                self.within)
+                                self.within, virtualMac=self.agent.defaultVirtualLmapMac)
         self.detector.start(self.attach, self.detach)
         sock = self._socket
         if sock is None and self.within is not _direct:
