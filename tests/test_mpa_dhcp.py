@@ -399,7 +399,9 @@ class DHCPServiceMixin(NetnsTestMixin):
 
     def ask(self, command: str) -> dict[str, Any]:
         try:
-            return execute(self.service, command.split())
+            answer = execute(self.service, command.split())
+            assert isinstance(answer, dict)  # only tunnel answers later
+            return answer
         except CommandError as e:
             return {"ok": False, "error": str(e)}
 

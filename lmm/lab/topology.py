@@ -343,6 +343,7 @@ class Lab:
             "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
                      "mpas": [topology.backbonePrefix]},
             "revocation": {"timeout": 0.3, "max_retries": 3},
+            "control": {"socket": self.controlPath("lmap")},
             "tunnel": {"backend": topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
         })
@@ -535,9 +536,9 @@ class Lab:
             os.unlink(self.path(STATE_FILE))
         except OSError:
             pass
-        for spec in self.topology.mpas:
+        for name in ["lmap"] + [spec.name for spec in self.topology.mpas]:
             try:
-                os.unlink(self.controlPath(spec.name))
+                os.unlink(self.controlPath(name))
             except OSError:
                 pass
         return problems

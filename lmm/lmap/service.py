@@ -10,7 +10,7 @@ import ipaddress
 from typing import Any, Iterable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.backends import findBackend
+from lmm.dataplane.swapping import SwappableDataPlane
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
@@ -35,8 +36,13 @@ class _Signaling(MobilityHeaderProtocol):
         self.service.datagramReceived(data, source)
 
 
-class LMAPService(Service):
-    """Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket."""
+class LMAPService(SwappableDataPlane, Service):
+    """
+    Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket.
+
+    @param controlSocket: the path of the control channel's UNIX socket, or
+        None for none (L{lmm.lmap.control}).
+    """
 
     name = "lmap"
 
@@ -50,6 +56,7 @@ class LMAPService(Service):
         socket: Any = None,
         logLevel: str = "info",
         summaryInterval: float = 60.0,
+        controlSocket: str | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -62,6 +69,8 @@ class LMAPService(Service):
         self.reactor = reactor
         self._socket = socket
         self.port: MobilityHeaderPort | None = None
+        self.controlSocket = controlSocket
+        self.control: Any = None
         self._timer: Any = None
         self._timerAt: float | None = None
         self._limiter = LogLimiter(reactor.seconds)
@@ -76,6 +85,10 @@ class LMAPService(Service):
         Service.startService(self)
         self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, self._socket)
         self.port.startListening()
+        if self.controlSocket is not None:
+            from lmm.lmap.control import listenControl
+
+            self.control = listenControl(self, self.controlSocket, self.reactor)
         log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
                  "{backend} tunnels)", address=self.address, profile=self.profile.name,
                  backend=getattr(self.dataPlane, "name", type(self.dataPlane).__name__))
@@ -98,7 +111,11 @@ class LMAPService(Service):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
-        return maybeDeferred(self.dataPlane.stop)
+        waits = [self.stopRetired(), maybeDeferred(self.dataPlane.stop)]
+        if self.control is not None:
+            waits.append(maybeDeferred(self.control.stopListening))
+            self.control = None
+        return DeferredList(waits).addCallback(lambda _: None)
 
     # --- input --------------------------------------------------------------
 
@@ -164,6 +181,16 @@ class LMAPService(Service):
     def _logFailure(self, failure: Failure, what: str) -> None:
         log.failure("{what} failed", failure, what=what)
 
+    # --- for the control channel ---------------------------------------------
+
+    def describeBindings(self) -> list[dict[str, Any]]:
+        """The Binding Cache, one dict per entry."""
+        return [{"nai": entry.nai.decode("utf-8", "replace"),
+                 "localAddress": f"{entry.localAddress}/{entry.prefixLength}",
+                 "careOfAddress": entry.careOfAddress, "lifetime": entry.lifetime,
+                 "expires": entry.expires}
+                for entry in sorted(self.anchor.store, key=lambda e: e.nai)]
+
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         if self.port is None:
             return
@@ -187,4 +214,5 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile) -> LMAPServ
     )
     return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
-                       summaryInterval=values["log.summary_interval"])
+                       summaryInterval=values["log.summary_interval"],
+                       controlSocket=values["control.socket"])

@@ -21,6 +21,8 @@ SETTINGS = [
             help="first Binding Revocation Indication retransmission timeout, seconds"),
     Setting("revocation.max_retries", config.integer(0, 10), 3,
             help="Binding Revocation Indication retransmissions before giving up"),
+    Setting("control.socket", config.string, None,
+            help="path of the control channel's UNIX socket (default: none)"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *LOG_SETTINGS,

@@ -7,29 +7,23 @@ command per line, one line of JSON per answer.
     links                    the access interfaces and their state
     attach IF MAC [NAI]      an access point reports an attach (the explicit backend's input)
     detach IF MAC            ... and a detach
+    tunnel BACKEND           swap the tunnel backend (default options), make before break
     help                     the commands
 
-An answer is C{{"ok": true, ...}} or C{{"ok": false, "error": "..."}}. From a
-shell: C{python -m lmm.mpa.control SOCKET visitors} prints a table (C{--json}
-prints the answer as it came).
+The line protocol, the client and the command line tool are L{lmm.control}'s;
+C{python -m lmm.mpa.control SOCKET visitors} is C{python -m lmm.control}.
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
-import time
 from typing import Any, Callable
 
-from twisted.internet.protocol import Factory
-from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
+from twisted.internet.defer import Deferred
 
-from lmm import config
+from lmm import config, control
+from lmm.control import CommandError, ask, formatAnswer, table  # noqa: F401 (the old names)
 from lmm.mpa.visitor import AttachEvent, DetachEvent
-
-log = Logger(namespace="lmm.mpa.control")
 
 HELP = {
     "visitors": "the Visitor List",
@@ -37,12 +31,9 @@ HELP = {
     "links": "the access interfaces",
     "attach IF MAC [NAI]": "report an attach",
     "detach IF MAC": "report a detach",
+    "tunnel BACKEND": "swap the tunnel backend",
     "help": "this",
 }
-
-
-class CommandError(Exception):
-    pass
 
 
 def _interface(service: Any, name: str) -> str:
@@ -59,7 +50,7 @@ def _mac(text: str) -> str:
         raise CommandError(str(e)) from None
 
 
-def execute(service: Any, words: list[str]) -> dict[str, Any]:
+def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
     """Run one command on an L{lmm.mpa.service.MPAService}; the answer."""
     if not words:
         raise CommandError("empty command; try help")
@@ -91,133 +82,21 @@ def execute(service: Any, words: list[str]) -> dict[str, Any]:
         detachEvent = DetachEvent(_interface(service, args[0]), _mac(args[1]))
         getattr(service.detector, "detach", service.detach)(detachEvent)
         return {"ok": True}
+    if command == "tunnel":
+        arity(1, 1, "tunnel BACKEND")
+        return service.swapDataPlane(args[0], {}).addCallback(lambda r: {"ok": True, **r})
     if command == "help":
         return {"ok": True, "commands": HELP}
     raise CommandError(f"unknown command {command!r}; try help")
 
 
-class ControlProtocol(LineOnlyReceiver):
-    delimiter = b"\n"
-    MAX_LENGTH = 4096
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            words = line.decode("utf-8").split()
-            answer = execute(self.service, words)
-        except (CommandError, UnicodeDecodeError) as e:
-            answer = {"ok": False, "error": str(e)}
-        except Exception as e:
-            log.failure("control command {line!r} failed", line=line)
-            answer = {"ok": False, "error": f"internal error: {e}"}
-        self.sendLine(json.dumps(answer).encode("utf-8"))
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.sendLine(json.dumps({"ok": False, "error": "line too long"}).encode("utf-8"))
-        if self.transport is not None:
-            self.transport.loseConnection()  # type: ignore[misc]
-
-
-class ControlFactory(Factory):
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def buildProtocol(self, addr: Any) -> ControlProtocol:
-        return ControlProtocol(self.service)
-
-
 def listenControl(service: Any, path: str, reactor: Any) -> Any:
-    """Listen on C{path} (mode 0600; a stale socket of a dead MPA is replaced,
-    a live MPA's is not: C{wantPID} keeps a lock file beside it)."""
-    port = reactor.listenUNIX(path, ControlFactory(service), mode=0o600, wantPID=True)
-    log.info("control channel on {path}", path=path)
-    return port
-
-
-# --- the client -------------------------------------------------------------------
-
-
-def ask(path: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Send one command to the MPA listening on C{path}; its answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(command.encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data)
-    return answer
-
-
-VISITOR_COLUMNS = (
-    ("MAC", "mac"), ("IF", "interface"), ("NAI", "nai"), ("STATE", "state"),
-    ("LOCAL ADDRESS", "localAddress"), ("LMAP", "lmapAddress"), ("STATUS", "lastStatus"),
-    ("EXPIRES", "expires"), ("PENDING", "pendingKind"), ("FAILURE", "failure"),
-)
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                     for row in rows)
-
-
-def _inSeconds(value: str, now: float) -> str:
-    try:
-        return f"{float(value) - now:.0f}s"
-    except ValueError:
-        return value
-
-
-def formatAnswer(command: str, answer: dict[str, Any]) -> str:
-    if "visitors" in answer:
-        now = answer.get("now", time.time())
-        rows = [[title for title, _ in VISITOR_COLUMNS]]
-        for visitor in answer["visitors"]:
-            row = [visitor.get(key, "-") for _, key in VISITOR_COLUMNS]
-            row[7] = _inSeconds(row[7], now)
-            rows.append(row)
-        return table(rows) + f"\n{len(answer['visitors'])} visitor(s)"
-    if "counters" in answer:
-        counters = answer["counters"]
-        return "\n".join(f"{key} {value}" for key, value in counters.items()) or "(none)"
-    if "links" in answer:
-        keys = ("interface", "index", "state", "mac", "socket")
-        return table([[k.upper() for k in keys]]
-                     + [[link.get(k, "-") for k in keys] for link in answer["links"]])
-    if "commands" in answer:
-        return "\n".join(f"{usage:22} {text}" for usage, text in answer["commands"].items())
-    return "ok"
+    """The MPA's control channel on C{path}."""
+    return control.listenControl(lambda words: execute(service, words), path, reactor)
 
 
 def main(argv: list[str]) -> int:
-    args = list(argv)
-    raw = "--json" in args
-    if raw:
-        args.remove("--json")
-    if len(args) < 2:
-        sys.stderr.write("usage: python -m lmm.mpa.control [--json] SOCKET COMMAND [ARGS...]\n"
-                         "commands: " + ", ".join(HELP) + "\n")
-        return 2
-    path, command = args[0], " ".join(args[1:])
-    try:
-        answer = ask(path, command)
-    except (OSError, ValueError) as e:
-        sys.stderr.write(f"{path}: {e}\n")
-        return 1
-    if raw:
-        print(json.dumps(answer, indent=2))
-    elif answer.get("ok"):
-        print(formatAnswer(command, answer))
-    else:
-        sys.stderr.write(f"error: {answer.get('error')}\n")
-    return 0 if answer.get("ok") else 1
+    return control.main(argv, "python -m lmm.mpa.control")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.backends import findBackend
 from lmm.config import ConfigError
+from lmm.dataplane.swapping import SwappableDataPlane
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import Journal
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, RelayDHCPv6, SendFrame
@@ -66,7 +67,7 @@ def _direct(f: Callable[[], Any]) -> Any:
     return f()
 
 
-class MPAService(Service):
+class MPAService(SwappableDataPlane, Service):
     """
     Runs a L{MobilityProxyAgent}: Mobility Header messages on a raw socket
     bound to C{address}, frames and link state from C{detector} (an
@@ -130,6 +131,10 @@ class MPAService(Service):
         self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, PER_VISITOR, LIMITED)
         self.summaryInterval = summaryInterval
         self._summary: Any = None
+
+    def buildWithin(self, build: Callable[[], Any]) -> Any:
+        # A swapped-in backend makes its sockets and routes where the MPA works.
+        return self.within(build)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -198,6 +203,7 @@ class MPAService(Service):
         # Deregistrations go out before the sockets close.
         self.perform(self.agent.stop(self.reactor.seconds()))
         waits = self._close()
+        waits.append(self.stopRetired())
         for what in (self.authenticator, self.dataPlane):
             d = maybeDeferred(what.stop)
             d.addErrback(self._logFailure, f"stopping {what!r}")

@@ -1,0 +1,197 @@
+"""
+The daemons' control channel: a UNIX stream socket (C{control.socket}), one
+command per line, one line of JSON per answer, C{{"ok": true, ...}} or
+C{{"ok": false, "error": "..."}}. Each daemon supplies its commands (an
+L{Execute}: the words of a line to an answer, or a Deferred of one):
+L{lmm.mpa.control} and L{lmm.lmap.control}.
+
+From a shell: C{python -m lmm.control SOCKET COMMAND [ARGS...]} prints the
+answer as a table (C{--json}: as it came); C{help} lists a daemon's commands.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+log = Logger(namespace="lmm.control")
+
+#: A daemon's commands: the words of one line to the answer (or a Deferred of it).
+Execute = Callable[[list[str]], Any]
+
+#: Seconds the command line tool waits for an answer (a swap can take a while).
+CLI_TIMEOUT = 60.0
+
+
+class CommandError(Exception):
+    """A command the daemon cannot run; the message goes back as the error."""
+
+
+def arity(args: list[str], low: int, high: int, usage: str) -> None:
+    if not low <= len(args) <= high:
+        raise CommandError(f"usage: {usage}")
+
+
+class ControlProtocol(LineOnlyReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 4096
+
+    def __init__(self, execute: Execute) -> None:
+        self.execute = execute
+        # Answers go out in the order of the commands, even when one takes a while.
+        self._last: Deferred[None] = succeed(None)
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            words = line.decode("utf-8").split()
+        except UnicodeDecodeError as e:
+            answer: Deferred[dict[str, Any]] = succeed({"ok": False, "error": str(e)})
+        else:
+            answer = maybeDeferred(self.execute, words)
+        answer.addErrback(self._failed, line)
+        self._last.addCallback(lambda _: answer).addCallback(self._send)
+
+    def _failed(self, failure: Failure, line: bytes) -> dict[str, Any]:
+        error = failure.value
+        if isinstance(error, CommandError):
+            return {"ok": False, "error": str(error)}
+        log.failure("control command {line!r} failed", failure, line=line)
+        return {"ok": False, "error": f"internal error: {error}"}
+
+    def _send(self, answer: dict[str, Any]) -> None:
+        self.sendLine(json.dumps(answer).encode("utf-8"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._send({"ok": False, "error": "line too long"})
+        if self.transport is not None:
+            self.transport.loseConnection()  # type: ignore[misc]
+
+
+class ControlFactory(Factory):
+    def __init__(self, execute: Execute) -> None:
+        self.execute = execute
+
+    def buildProtocol(self, addr: Any) -> ControlProtocol:
+        return ControlProtocol(self.execute)
+
+
+def listenControl(execute: Execute, path: str, reactor: Any) -> Any:
+    """Listen on C{path} (mode 0600; a stale socket of a dead daemon is replaced,
+    a live daemon's is not: C{wantPID} keeps a lock file beside it)."""
+    port = reactor.listenUNIX(path, ControlFactory(execute), mode=0o600, wantPID=True)
+    log.info("control channel on {path}", path=path)
+    return port
+
+
+# --- the client -------------------------------------------------------------------
+
+
+def ask(path: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Send one command to the daemon listening on C{path}; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(command.encode("utf-8") + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+VISITOR_COLUMNS = (
+    ("MAC", "mac"), ("IF", "interface"), ("NAI", "nai"), ("STATE", "state"),
+    ("LOCAL ADDRESS", "localAddress"), ("LMAP", "lmapAddress"), ("STATUS", "lastStatus"),
+    ("EXPIRES", "expires"), ("PENDING", "pendingKind"), ("FAILURE", "failure"),
+)
+BINDING_COLUMNS = (
+    ("NAI", "nai"), ("LOCAL ADDRESS", "localAddress"), ("CARE-OF", "careOfAddress"),
+    ("LIFETIME", "lifetime"), ("EXPIRES", "expires"),
+)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def _inSeconds(value: str, now: float) -> str:
+    try:
+        return f"{float(value) - now:.0f}s"
+    except ValueError:
+        return value
+
+
+def _rows(columns: tuple[tuple[str, str], ...], entries: list[dict[str, Any]],
+          now: float) -> str:
+    rows = [[title for title, _ in columns]]
+    for entry in entries:
+        row = [str(entry.get(key, "-")) for _, key in columns]
+        for i, (_, key) in enumerate(columns):
+            if key == "expires":
+                row[i] = _inSeconds(row[i], now)
+        rows.append(row)
+    return table(rows)
+
+
+def formatAnswer(command: str, answer: dict[str, Any]) -> str:
+    now = answer.get("now", time.time())
+    if "visitors" in answer:
+        return (_rows(VISITOR_COLUMNS, answer["visitors"], now)
+                + f"\n{len(answer['visitors'])} visitor(s)")
+    if "bindings" in answer:
+        return (_rows(BINDING_COLUMNS, answer["bindings"], now)
+                + f"\n{len(answer['bindings'])} binding(s)")
+    if "counters" in answer:
+        counters = answer["counters"]
+        return "\n".join(f"{key} {value}" for key, value in counters.items()) or "(none)"
+    if "links" in answer:
+        keys = ("interface", "index", "state", "mac", "socket")
+        return table([[k.upper() for k in keys]]
+                     + [[link.get(k, "-") for k in keys] for link in answer["links"]])
+    if "backend" in answer:
+        return f"tunnel backend now {answer['backend']}: {answer.get('moved', 0)} binding(s) moved"
+    if "commands" in answer:
+        return "\n".join(f"{usage:22} {text}" for usage, text in answer["commands"].items())
+    return "ok"
+
+
+def main(argv: list[str], program: str = "python -m lmm.control") -> int:
+    args = list(argv)
+    raw = "--json" in args
+    if raw:
+        args.remove("--json")
+    if len(args) < 2:
+        sys.stderr.write(f"usage: {program} [--json] SOCKET COMMAND [ARGS...]\n"
+                         "(the command help lists the daemon's commands)\n")
+        return 2
+    path, command = args[0], " ".join(args[1:])
+    try:
+        answer = ask(path, command, CLI_TIMEOUT)
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"{path}: {e}\n")
+        return 1
+    if raw:
+        print(json.dumps(answer, indent=2))
+    elif answer.get("ok"):
+        print(formatAnswer(command, answer))
+    else:
+        sys.stderr.write(f"error: {answer.get('error')}\n")
+    return 0 if answer.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,188 @@
+"""
+Swapping a running daemon's tunnel backend, make before break
+(docs/dataplane.md, "Swapping while the daemons run").
+
+While a swap runs, the service's C{dataPlane} is a L{_Held} stand-in that
+queues the tunnel changes the daemon makes (a registration, a handover, an
+expiry): they are applied, in order, to whichever backend carries the
+bindings once the swap is over -- the new one, or the old one after a roll
+back. A queued addition's Deferred fires only then, so the daemon still
+sends its answer (the PBA, the RA) once the tunnel is up. Queueing, rather
+than applying each change to both backends, means no binding can be added
+to the new backend twice or after its removal, whatever the order in which
+the two backends answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lmm.backends import findBackend
+from lmm.control import CommandError
+from lmm.dataplane import swap
+from lmm.interfaces import ITunnelDataPlane
+from lmm.tunnel import TunnelBinding
+
+log = Logger(namespace="lmm.dataplane.swapping")
+
+#: Seconds the old backend keeps running after a swap, for packets in flight.
+GRACE = 1.0
+
+
+class SwapError(CommandError):
+    """A swap could not be done; the message says why. The old backend stays."""
+
+
+class _Held:
+    """The service's data plane while a swap runs: tunnel changes wait for its end."""
+
+    def __init__(self, old: Any) -> None:
+        self.old = old
+        self.name = getattr(old, "name", "?")
+        self.queue: list[tuple[str, TunnelBinding, Deferred[None] | None]] = []
+        self.new: Any = None
+
+    def addBinding(self, binding: TunnelBinding) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        self.queue.append(("add", binding, done))
+        return done
+
+    def removeBinding(self, binding: TunnelBinding) -> None:
+        self.queue.append(("remove", binding, None))
+
+    def bindings(self) -> list[TunnelBinding]:
+        return list(self.old.bindings())
+
+    def stop(self) -> Deferred[Any]:
+        # The daemon stops in the middle of a swap: both backends go.
+        d = maybeDeferred(self.old.stop)
+        if self.new is not None:
+            new = self.new
+            d.addBoth(lambda _: maybeDeferred(new.stop))
+        return d
+
+    async def drain(self, plane: Any) -> None:
+        """Apply what was queued to C{plane}, in order."""
+        while self.queue:
+            kind, binding, done = self.queue.pop(0)
+            if kind == "remove":
+                result = maybeDeferred(plane.removeBinding, binding)
+                result.addErrback(_removeFailed, binding)
+                continue
+            assert done is not None
+            try:
+                await maybeDeferred(plane.addBinding, binding)
+            except Exception:
+                done.errback(Failure())
+            else:
+                done.callback(None)
+
+
+def _removeFailed(failure: Failure, binding: TunnelBinding) -> None:
+    log.failure("removing {binding} after a swap", failure, binding=binding)
+
+
+class SwappableDataPlane:
+    """
+    For a service with a C{dataPlane} and a C{reactor}: L{swapDataPlane}
+    replaces the data plane while the service runs; L{stopRetired} stops the
+    old ones still in their grace period (call it from C{stopService}).
+    """
+
+    dataPlane: Any
+    reactor: Any
+    _retired: list[tuple[Any, Any]]
+
+    def buildWithin(self, build: Callable[[], Any]) -> Any:
+        """Call C{build} where the service makes its sockets (its namespace)."""
+        return build()
+
+    def swapDataPlane(self, name: str, options: Mapping[str, Any],
+                      grace: float = GRACE) -> Deferred[dict[str, Any]]:
+        """
+        Build backend C{name} with C{options}, move every binding to it, make
+        before break, and make it the service's data plane; the old one is
+        stopped C{grace} seconds later. A backend that cannot be built, or
+        that cannot carry every binding, leaves the old one in place: the
+        Deferred fails with L{SwapError}. Else it fires with
+        C{{"backend": name, "moved": n}}.
+        """
+        return Deferred.fromCoroutine(self._swap(name, dict(options), grace))
+
+    async def _swap(self, name: str, options: dict[str, Any], grace: float) -> dict[str, Any]:
+        old = self.dataPlane
+        if isinstance(old, _Held):
+            raise SwapError("a swap is already running")
+        oldName = getattr(old, "name", type(old).__name__)
+        if name == oldName:
+            # Two instances of one backend would share its routes' tags.
+            raise SwapError(f"the tunnel backend is {name} already")
+        try:
+            factory = findBackend(ITunnelDataPlane, name)
+            new = self.buildWithin(lambda: factory.build(options, self.reactor))
+        except Exception as e:
+            log.warn("tunnel backend swap to {name} refused: {error}; {old} stays",
+                     name=name, error=e, old=oldName)
+            raise SwapError(f"cannot build the {name} tunnel backend: {e}") from None
+        held = self.dataPlane = _Held(old)
+        held.new = new
+        bindings = list(old.bindings())
+        failure: Exception | None
+        try:
+            moved = await swap(bindings, old, new)
+        except Exception as e:
+            moved, failure = [], e
+        else:
+            failure = None
+        if failure is None and len(moved) == len(bindings):
+            self.dataPlane = new
+            await held.drain(new)
+            self._retire(old, grace)
+            log.info("tunnel backend swapped from {old} to {new}: {count} binding(s) moved",
+                     old=oldName, new=name, count=len(moved))
+            return {"backend": name, "moved": len(moved)}
+        # Roll back, make before break again: the moved ones back on the old backend
+        # before they leave the new one.
+        for binding in moved:
+            try:
+                await maybeDeferred(old.addBinding, binding)
+            except Exception:
+                log.failure("swap roll back: {binding} could not go back to {old}",
+                            Failure(), binding=binding, old=oldName)
+        for binding in moved:
+            new.removeBinding(binding)
+        self.dataPlane = old
+        await held.drain(old)
+        try:
+            await maybeDeferred(new.stop)
+        except Exception:
+            log.failure("stopping the {name} backend after a failed swap", Failure(), name=name)
+        why = (f"{failure}" if failure is not None
+               else f"it could carry only {len(moved)} of {len(bindings)} binding(s)")
+        log.warn("tunnel backend swap to {name} rolled back ({why}); {old} stays",
+                 name=name, why=why, old=oldName)
+        raise SwapError(f"swap to {name} rolled back: {why}; {oldName} stays")
+
+    def _retire(self, old: Any, grace: float) -> None:
+        retired = self.__dict__.setdefault("_retired", [])
+
+        def stop() -> None:
+            retired[:] = [(o, c) for o, c in retired if o is not old]
+            d = maybeDeferred(old.stop)
+            d.addErrback(lambda f: log.failure("stopping the retired {name} backend", f,
+                                               name=getattr(old, "name", old)))
+
+        retired.append((old, self.reactor.callLater(grace, stop)))
+
+    def stopRetired(self) -> Deferred[Any]:
+        """Stop at once the old backends still in their grace period."""
+        waits = []
+        for old, call in self.__dict__.pop("_retired", []):
+            if call.active():
+                call.cancel()
+            waits.append(maybeDeferred(old.stop))
+        return DeferredList(waits)

@@ -1,0 +1,50 @@
+"""
+The LMAP's control channel (C{control.socket}; the protocol, the client and
+C{python -m lmm.control} are L{lmm.control}'s):
+
+    bindings                 the Binding Cache: NAI, Local Address, care-of, lifetime, expires
+    counters                 the anchor's counters
+    tunnel BACKEND           swap the tunnel backend (default options), make before break
+    help                     the commands
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from lmm import control
+from lmm.control import CommandError, arity
+
+HELP = {
+    "bindings": "the Binding Cache",
+    "counters": "every counter",
+    "tunnel BACKEND": "swap the tunnel backend",
+    "help": "this",
+}
+
+
+def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
+    """Run one command on an L{lmm.lmap.service.LMAPService}; the answer."""
+    if not words:
+        raise CommandError("empty command; try help")
+    command, args = words[0].lower(), words[1:]
+    if command == "bindings":
+        arity(args, 0, 0, "bindings")
+        return {"ok": True, "now": service.reactor.seconds(),
+                "bindings": service.describeBindings()}
+    if command == "counters":
+        arity(args, 0, 0, "counters")
+        return {"ok": True, "counters": dict(sorted(service.anchor.counters.items()))}
+    if command == "tunnel":
+        arity(args, 1, 1, "tunnel BACKEND")
+        return service.swapDataPlane(args[0], {}).addCallback(lambda r: {"ok": True, **r})
+    if command == "help":
+        return {"ok": True, "commands": HELP}
+    raise CommandError(f"unknown command {command!r}; try help")
+
+
+def listenControl(service: Any, path: str, reactor: Any) -> Any:
+    """The LMAP's control channel on C{path}."""
+    return control.listenControl(lambda words: execute(service, words), path, reactor)
