@@ -820,8 +820,10 @@ def pingCounts(output: str) -> tuple[int, int]:
 
 
 def tcpTransfer(server: Namespace, address: str, client: Namespace, size: int = 1 << 20,
-                timeout: float = 30) -> int:
-    """Send C{size} bytes over TCP from C{client} to C{address} in C{server}; bytes received."""
+                timeout: float = 30, pace: float = 0.0) -> int:
+    """Send C{size} bytes over TCP from C{client} to C{address} in C{server}; bytes
+    received. With C{pace}, in 64 KiB pieces that many seconds apart (a stream
+    that lasts across a handover)."""
     listener = socketIn(server, socket.AF_INET6, socket.SOCK_STREAM)
     sender = socketIn(client, socket.AF_INET6, socket.SOCK_STREAM)
     received = [0]
@@ -845,7 +847,12 @@ def tcpTransfer(server: Namespace, address: str, client: Namespace, size: int = 
         server_.start()
         sender.settimeout(timeout)
         sender.connect((address, port))
-        sender.sendall(os.urandom(size))
+        if pace:
+            for _ in range(0, size, 1 << 16):
+                sender.sendall(os.urandom(1 << 16))
+                time.sleep(pace)
+        else:
+            sender.sendall(os.urandom(size))
         sender.shutdown(socket.SHUT_WR)
         server_.join(timeout)
         return received[0]
@@ -1008,6 +1015,9 @@ class _BackendTests(LabMixin):
         atMpa1.addBinding(mpaBinding(access))
         capture = self.capture(lmap, hub.name)
         pinging = Deferred.fromCoroutine(self.ping(cn, MS, 150, 0.02))
+        # TCP both ways, 1 MiB each over about 2.4 s: both streams span the move.
+        upstream = threads.deferToThread(tcpTransfer, cn, CN, ms, 1 << 20, 30, 0.15)
+        downstream = threads.deferToThread(tcpTransfer, ms, MS, cn, 1 << 20, 30, 0.15)
         await threads.deferToThread(time.sleep, 1.0)
         # The MS's link moves: its far end leaves MPA1 for MPA2.
         atMpa1.removeBinding(mpaBinding(access))
@@ -1019,6 +1029,8 @@ class _BackendTests(LabMixin):
         atLmap.removeBinding(lmapBinding())
         atLmap.addBinding(lmapBinding(mpa=MPA2))
         sent, received = await pinging
+        self.assertEqual(await upstream, 1 << 20, "MS to CN over TCP across the handover")
+        self.assertEqual(await downstream, 1 << 20, "CN to MS over TCP across the handover")
         self.assertEqual(sent, 150)
         log.info("{kind} handover: {lost} of {sent} pings lost", kind=self.kind,
                  lost=sent - received, sent=sent)
