@@ -157,10 +157,11 @@ _CLONE_NEWNET = 0x40000000
 _libc: Any = None
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at C{fd}."""
+    native = getattr(os, "setns", None)  # Python 3.12
+    if native is not None:
+        native(fd, _CLONE_NEWNET)
         return
     global _libc
     if _libc is None:
@@ -192,12 +193,12 @@ class NetworkNamespace:
             return f(*args, **kwargs)
         home = os.open(self._SELF, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(self.fd)
+            setns(self.fd)
             try:
                 return f(*args, **kwargs)
             finally:
                 try:
-                    _setns(home)
+                    setns(home)
                 except OSError as e:
                     raise RuntimeError(f"cannot return to the thread's network namespace: {e}"
                                        ) from e

@@ -24,7 +24,6 @@ distinct indexes.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import secrets
 import shutil
@@ -40,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+
+from lmm.dataplane.common import setns
 
 __all__ = [
     "RUN_TAG",
@@ -67,7 +68,6 @@ T = TypeVar("T")
 RUN_TAG = f"lmm{os.getpid() % 100000}{secrets.token_hex(2)[:3]}"
 
 _NETNS_DIR = "/run/netns"
-_CLONE_NEWNET = 0x40000000
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _IFNAMSIZ = 15
 
@@ -170,22 +170,6 @@ def leftovers(tag: str = RUN_TAG) -> list[str]:
 
 # --- switching namespaces ---------------------------------------------------------
 
-_libc: Any = None
-
-
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
 def _path(namespace: Namespace | str) -> str:
     if isinstance(namespace, Namespace):
         return namespace.path
@@ -204,14 +188,14 @@ def callIn(namespace: Namespace | str, f: Callable[..., T], *args: Any, **kwargs
     try:
         target = os.open(_path(namespace), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(target)
+            setns(target)
         finally:
             os.close(target)
         try:
             return f(*args, **kwargs)
         finally:
             try:
-                _setns(home)
+                setns(home)
             except OSError as e:
                 # The thread would go on in the test namespace: no later result is trustworthy.
                 raise RuntimeError(f"cannot return to the original network namespace: {e}") from e
