@@ -24,6 +24,7 @@ from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
+from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.lmap")
 
@@ -71,8 +72,7 @@ class LMAPService(SwappableDataPlane, Service):
         self.port: MobilityHeaderPort | None = None
         self.controlSocket = controlSocket
         self.control: Any = None
-        self._timer: Any = None
-        self._timerAt: float | None = None
+        self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
                                LMAP_PER_BINDING, LMAP_LIMITED)
@@ -104,9 +104,7 @@ class LMAPService(SwappableDataPlane, Service):
         Service.stopService(self)
         if self._summary is not None and self._summary.running:
             self._summary.stop()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         self.perform(self.anchor.stop(self.reactor.seconds()))
         if self.port is not None:
             self.port.stopListening()
@@ -136,20 +134,11 @@ class LMAPService(SwappableDataPlane, Service):
         self._schedule()
 
     def _tick(self) -> None:
-        self._timer = None
-        self._timerAt = None
         self.perform(self.anchor.tick(self.reactor.seconds()))
         self._schedule()
 
     def _schedule(self) -> None:
-        deadline = self.anchor.nextDeadline()
-        if deadline is None or (self._timerAt is not None and self._timerAt <= deadline):
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timerAt = deadline
-        self._timer = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()),
-                                             self._tick)
+        self._timer.schedule(self.anchor.nextDeadline())
 
     # --- output -------------------------------------------------------------
 

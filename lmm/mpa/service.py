@@ -35,6 +35,7 @@ from lmm.mpa.relay import AddressAssigned, AddressReleased, SendToClient, SendTo
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort, MobilityHeaderProtocol
+from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.mpa")
 
@@ -125,8 +126,7 @@ class MPAService(SwappableDataPlane, Service):
         self.relay = relay
         self.control: Any = None
         self.counters: Counter[str] = Counter()
-        self._timer: Any = None
-        self._timerAt: float | None = None
+        self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, PER_VISITOR, LIMITED)
         self.summaryInterval = summaryInterval
@@ -197,9 +197,7 @@ class MPAService(SwappableDataPlane, Service):
         Service.stopService(self)
         if self._summary is not None and self._summary.running:
             self._summary.stop()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         # Deregistrations go out before the sockets close.
         self.perform(self.agent.stop(self.reactor.seconds()))
         waits = self._close()
@@ -267,8 +265,6 @@ class MPAService(SwappableDataPlane, Service):
         self._schedule()
 
     def _tick(self) -> None:
-        self._timer = None
-        self._timerAt = None
         now = self.reactor.seconds()
         self.perform(self.agent.tick(now))
         if self.relay is not None:
@@ -287,14 +283,7 @@ class MPAService(SwappableDataPlane, Service):
     def _schedule(self) -> None:
         if not self.running:
             return
-        deadline = self._nextDeadline()
-        if deadline is None or (self._timerAt is not None and self._timerAt <= deadline):
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timerAt = deadline
-        self._timer = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()),
-                                             self._tick)
+        self._timer.schedule(self._nextDeadline())
 
     # --- AAA ----------------------------------------------------------------
 
