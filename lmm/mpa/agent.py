@@ -561,18 +561,26 @@ class MobilityProxyAgent:
                         server)
         )
 
-    def dhcpAddressAssigned(self, mac: str, address: str, now: float) -> list[Action]:
-        """The DHCPv6 relay saw a Reply assign C{address} to the visitor with
-        C{mac}: register it, as a DAD-learned address is."""
+    def _dhcpVisitor(self, mac: str, address: str) -> tuple[VisitorEntry, str] | None:
+        """The authenticated visitor with C{mac} and C{address} made canonical,
+        for the relay's reports; None (counted) when either is not usable."""
         visitor = self.visitors.byMac(mac.lower())
         if visitor is None or not visitor.authenticated:
             self.counters["dhcpv6.no-visitor"] += 1
-            return []
+            return None
         try:
-            address = _canonical(address)
+            return visitor, _canonical(address)
         except (OSError, ValueError):
             self.counters["dhcpv6.bad-address"] += 1
+            return None
+
+    def dhcpAddressAssigned(self, mac: str, address: str, now: float) -> list[Action]:
+        """The DHCPv6 relay saw a Reply assign C{address} to the visitor with
+        C{mac}: register it, as a DAD-learned address is."""
+        found = self._dhcpVisitor(mac, address)
+        if found is None:
             return []
+        visitor, address = found
         current = self._boundAddress(visitor) or visitor.localAddress
         profile = visitor.profile
         if (
@@ -605,15 +613,10 @@ class MobilityProxyAgent:
         address registered (or being registered) for it, the binding is
         deregistered and its tunnel removed; the visitor stays, authenticated,
         waiting for an address."""
-        visitor = self.visitors.byMac(mac.lower())
-        if visitor is None or not visitor.authenticated:
-            self.counters["dhcpv6.no-visitor"] += 1
+        found = self._dhcpVisitor(mac, address)
+        if found is None:
             return []
-        try:
-            address = _canonical(address)
-        except (OSError, ValueError):
-            self.counters["dhcpv6.bad-address"] += 1
-            return []
+        visitor, address = found
         if address != self._boundAddress(visitor) and address != visitor.localAddress:
             self.counters["dhcpv6.released-other"] += 1
             return []
