@@ -94,6 +94,9 @@ class Topology:
     handovers: list[str] = field(default_factory=list)
     dwell: float = 1.5
     pingInterval: float = 0.01
+    # The base stations tell their MPA of an association (as a WLAN controller
+    # would); without, the MPA detects the MS by its first frame.
+    associationReports: bool = True
 
     def mpa(self, name: str) -> MPASpec:
         for spec in self.mpas:
@@ -150,7 +153,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         raise TopologyError(f"{path}: {e}") from None
     _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "demo"}, "")
     lab = data.get("lab", {})
-    _unknown(path, lab, {"tunnel", "aaa"}, "lab.")
+    _unknown(path, lab, {"tunnel", "aaa", "association_reports"}, "lab.")
     aaa = _get(path, lab, "aaa", str, "lab.", "auto")
     if aaa not in ("auto", "radius", "file"):
         raise TopologyError(f"{path}: lab.aaa: expected auto, radius or file, got {aaa!r}")
@@ -202,6 +205,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         handovers=handovers,
         dwell=_get(path, demo, "dwell", float, "demo.", 1.5),
         pingInterval=_get(path, demo, "ping_interval", float, "demo.", 0.01),
+        associationReports=_get(path, lab, "association_reports", bool, "lab.", True),
     )
 
 
@@ -456,7 +460,15 @@ class Lab:
         self.capture(ms, "ms0", self.path(f"{spec.name}.pcap"), "icmp6 and ip6[40] > 132")
         self.air.ipBatch([f"link set {port} master {station.baseStation}",
                           f"link set {port} up"])
+        self.associated(station, spec.attach)
         return station
+
+    def associated(self, station: Station, mpa: str) -> None:
+        """The base station of C{mpa} reports the MS's association, when the topology
+        says base stations do: an attach trigger from the access network, as a
+        WLAN controller gives (the MPA's control channel, C{attach IF MAC})."""
+        if self.topology.associationReports:
+            self.ask(mpa, f"attach {self.access[mpa]} {station.spec.mac}")
 
     def move(self, station: Station, mpa: str) -> tuple[float, float]:
         """Hand the MS over to C{mpa}: its link goes down, joins that base station,
@@ -466,8 +478,28 @@ class Lab:
         self.air.ipBatch([f"link set {station.port} down", f"link set {station.port} nomaster",
                           f"link set {station.port} master {bs}",
                           f"link set {station.port} up"])
+        up = time.time()
         station.baseStation = bs
-        return when, time.time()
+        # No disassociation report to the MPA left: it learns of the move from the
+        # LMAP's revocation (a report could deregister the binding the new MPA is
+        # taking over).
+        self.associated(station, mpa)
+        return when, up
+
+    def leave(self, station: Station) -> None:
+        """The MS leaves the domain: its link goes down, and its base station (when
+        base stations report) tells the MPA it served."""
+        mpa = self.servingMpa(station)
+        self.air.ip("link", "set", station.port, "down")
+        if self.topology.associationReports and mpa is not None:
+            self.ask(mpa, f"detach {self.access[mpa]} {station.spec.mac}")
+
+    def servingMpa(self, station: Station) -> str | None:
+        """The MPA whose base station the MS's link is on."""
+        for name, bs in self.baseStations.items():
+            if bs == station.baseStation:
+                return name
+        return None
 
     def globalAddresses(self, station: Station) -> list[dict[str, Any]]:
         out = json.loads(station.namespace.ip("-j", "-6", "addr", "show", "dev", "ms0",
