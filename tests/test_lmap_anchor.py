@@ -772,6 +772,168 @@ class HandoverTests(SynchronousTestCase):
         self.assertEqual(entry.careOfAddress, MPA2)
 
 
+class TunnelFailureTests(SynchronousTestCase):
+    """L{LocalMobilityAnchor.tunnelFailed}: the data plane refused a binding's tunnel."""
+
+    error = RuntimeError("no room for another tunnel")
+
+    def setUp(self) -> None:
+        self.anchor = makeAnchor()
+
+    def tunnel(self, mpa: str, address: str = ADDRESS) -> TunnelBinding:
+        return TunnelBinding(address, 128, LMAP, mpa, ROLE_LMAP)
+
+    def assertRefused(self, actions: list[Action], sequence: int, mpa: str) -> None:
+        """The first message is a PBA with 130 and lifetime 0 to C{mpa}, and it
+        survives the wire."""
+        first = sends(actions)[0]
+        self.assertEqual(first.destination, mpa)
+        self.assertEqual(
+            first.message, mh.ProxyBindingAck(Status.INSUFFICIENT_RESOURCES, sequence, 0)
+        )
+        decoded = mh.decode(mh.encode(first.message, mh.DRAFT), mh.DRAFT)
+        assert isinstance(decoded, mh.BindingAck)
+        self.assertEqual((decoded.status, decoded.sequence, decoded.lifetime, decoded.proxy),
+                         (130, sequence, 0, True))
+
+    def test_newBinding(self) -> None:
+        """A new binding whose tunnel failed: the entry is gone, the MPA gets 130
+        with lifetime 0, and it is counted and noted."""
+        self.anchor.receive(pbu(17), MPA1, T0)
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA1), self.error, T0 + 0.1)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertRefused(actions, 17, MPA1)
+        self.assertIsNone(self.anchor.store.get(NAI))
+        self.assertIsNone(self.anchor.store.getByAddress(ADDRESS))
+        self.assertEqual(len(self.anchor.store), 0)
+        self.assertEqual(self.anchor.counters["binding.tunnel-failed"], 1)
+        [note] = notes(actions)
+        self.assertEqual(note.event, "binding.tunnel-failed")
+        self.assertEqual(
+            note.fields,
+            {"nai": NAI.decode(), "address": ADDRESS, "careOf": MPA1,
+             "status": Status.INSUFFICIENT_RESOURCES, "sequence": 17, "previous": None,
+             "error": "no room for another tunnel", "stale": False},
+        )
+        # Its expiry is dropped when it comes up, with nothing to remove.
+        self.assertEqual(self.anchor.tick(T0 + 3600), [])
+
+    def test_answeredWithoutAFlag(self) -> None:
+        """A rejection is answered whatever the A flag (RFC 6275 9.5.1)."""
+        self.anchor.receive(pbu(3, ack=False), MPA1, T0)
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA1), self.error, T0)
+        self.assertRefused(actions, 3, MPA1)
+
+    def test_registerAgain(self) -> None:
+        """After the failure, a later PBU for the same NAI is a new binding,
+        with the same assigned address."""
+        first = onlyAck(self, self.anchor.receive(pbu(1, address="::"), MPA1, T0))
+        assigned = first.option(mh.LocalAddress)
+        assert assigned is not None
+        self.anchor.tunnelFailed(self.tunnel(MPA1, assigned.address), self.error, T0)
+        actions = self.anchor.receive(pbu(2, address="::"), MPA1, T0 + 1)
+        self.assertEqual(shape(actions),
+                         [f"add {assigned.address} {MPA1}", f"send BindingAck {MPA1}"])
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.sequence, ack.lifetime), (0, 2, 3600))
+        self.assertEqual(ack.option(mh.LocalAddress), assigned)
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual((entry.careOfAddress, entry.sequence, entry.created), (MPA1, 2, T0 + 1))
+        self.assertEqual(self.anchor.counters["binding.created"], 2)
+
+    def test_handover(self) -> None:
+        """A handover whose new tunnel failed: the entry goes too (the previous
+        MPA's tunnel was removed already), the new MPA gets 130, and the
+        revocation held back with the PBA is sent to the previous MPA."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        moved = self.anchor.receive(pbu(1), MPA2, T0 + 10)
+        self.assertEqual(shape(moved)[:2], [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}"])
+        bri = sends(moved)[1]
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA2), self.error, T0 + 10.1)
+        self.assertEqual(
+            shape(actions),
+            [f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
+        )
+        self.assertRefused(actions, 1, MPA2)
+        self.assertEqual(sends(actions)[1], bri)
+        self.assertIsNone(self.anchor.store.get(NAI))
+        [note] = notes(actions)
+        self.assertEqual((note.fields["careOf"], note.fields["previous"]), (MPA2, MPA1))
+        self.assertEqual(self.anchor.counters["binding.tunnel-failed"], 1)
+        # It is retransmitted, and acknowledged, as any revocation.
+        self.assertEqual(self.anchor.tick(T0 + 11), [bri])
+        sequence = bri.message.sequence  # type: ignore[attr-defined]
+        self.anchor.receive(mh.BindingRevocationAck(sequence, 0, proxy=True), MPA1, T0 + 11.1)
+        self.assertEqual(self.anchor.counters["bri.acknowledged"], 1)
+        # The new MPA asks again for the binding to confirm: there is none; a
+        # registration naming the address is a new binding.
+        again = self.anchor.receive(pbu(2, address=None, confirm=True), MPA2, T0 + 12)
+        self.assertEqual(onlyAck(self, again).status, mh.DRAFT.bindingCacheEntryMissing)
+        again = self.anchor.receive(pbu(3), MPA2, T0 + 13)
+        self.assertEqual(shape(again), [f"add {ADDRESS} {MPA2}", f"send BindingAck {MPA2}"])
+
+    def test_handoverRevocationAlreadyRetransmitted(self) -> None:
+        """A failure reported after the revocation's first retransmission: the
+        previous MPA has had a copy, none is added."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        self.anchor.receive(pbu(1), MPA2, T0 + 10)
+        self.assertEqual(len(self.anchor.tick(T0 + 11)), 1)
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA2), self.error, T0 + 11.5)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA2}"])
+        self.assertIsNone(notes(actions)[0].fields["previous"])
+
+    def test_handoverWithNewAddress(self) -> None:
+        """Neither the old address nor the new one stays bound."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        self.anchor.receive(pbu(1, address="2001:db8:1::20"), MPA2, T0 + 10)
+        actions = self.anchor.tunnelFailed(
+            self.tunnel(MPA2, "2001:db8:1::20"), self.error, T0 + 10)
+        self.assertEqual(
+            shape(actions),
+            [f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
+        )
+        self.assertEqual(len(self.anchor.store), 0)
+        self.assertIsNone(self.anchor.store.getByAddress(ADDRESS))
+        self.assertIsNone(self.anchor.store.getByAddress("2001:db8:1::20"))
+
+    def test_addressChange(self) -> None:
+        """A new address at the same MPA: the entry goes, no revocation."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        changed = self.anchor.receive(pbu(2, address="2001:db8:1::20"), MPA1, T0 + 10)
+        self.assertEqual(shape(changed)[:2],
+                         [f"remove {ADDRESS} {MPA1}", f"add 2001:db8:1::20 {MPA1}"])
+        actions = self.anchor.tunnelFailed(
+            self.tunnel(MPA1, "2001:db8:1::20"), self.error, T0 + 10)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertRefused(actions, 2, MPA1)
+        self.assertEqual(len(self.anchor.store), 0)
+
+    def test_stale(self) -> None:
+        """A tunnel that is no longer the entry's (handed over since, or
+        deregistered): nothing changes, nothing is sent, it is counted."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        self.anchor.receive(pbu(1), MPA2, T0 + 10)
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA1), self.error, T0 + 10.5)
+        self.assertEqual(shape(actions), [])
+        [note] = notes(actions)
+        self.assertEqual((note.event, note.fields["stale"]), ("binding.tunnel-failed", True))
+        entry = self.anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(entry.careOfAddress, MPA2)
+        self.anchor.receive(pbu(2, lifetime=0), MPA2, T0 + 11)
+        self.assertEqual(shape(self.anchor.tunnelFailed(self.tunnel(MPA2), self.error, T0 + 11)),
+                         [])
+        self.assertEqual(self.anchor.counters["binding.tunnel-failed.stale"], 2)
+        self.assertEqual(self.anchor.counters["binding.tunnel-failed"], 0)
+
+    def test_errorWithoutText(self) -> None:
+        """An error with no message is named by its type."""
+        self.anchor.receive(pbu(1), MPA1, T0)
+        actions = self.anchor.tunnelFailed(self.tunnel(MPA1), OSError(), T0)
+        self.assertEqual(notes(actions)[0].fields["error"], "OSError")
+
+
 class ExpiryTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.anchor = makeAnchor()

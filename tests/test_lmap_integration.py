@@ -1,7 +1,8 @@
 """
 A running twistd lmm-lmap in its own namespace, driven over real raw Mobility
 Header sockets by a small MPA-side client in another namespace; what comes back
-is decoded by lmm and by scapy.
+is decoded by lmm and by scapy. And the LMAP service, anchor and all, with a
+fake clock and port, over a tunnel backend that refuses bindings.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ import os
 import signal
 import socket
 import time
+from ipaddress import IPv6Network
+from typing import Any, cast
 
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from lmm import mh
+from lmm.dataplane.common import DataPlaneError
+from lmm.lmap.anchor import LocalMobilityAnchor
+from lmm.lmap.service import LMAPService
 from lmm.testing.daemons import Daemon, writeConfig
 from lmm.testing.netns import NetnsTestMixin, link
+from lmm.tunnel import RecordingDataPlane, TunnelBinding
 
 LMAP = "fd00:135::1"
 MPA1 = "fd00:135::2"
@@ -183,3 +192,147 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         log = self.daemon.log()
         self.assertIn("malformed Mobility Header", log)
         self.assertIn("truncated", log)
+
+
+class RefusingPlane(RecordingDataPlane):
+    """
+    A recording backend that cannot carry tunnels to the MPAs in C{refused}. It
+    says so as C{how} asks: C{"raise"} from C{addBinding}, C{"failed"} with a
+    Deferred that has failed already (as lmm.dataplane's backends do), or
+    C{"later"} with one that the test fails (or fires) from C{waiting}.
+    """
+
+    name = "refusing"
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.refused: set[str] = set()
+        self.waiting: list[tuple[Deferred[None], TunnelBinding]] = []
+
+    def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:  # type: ignore[override]
+        if binding.remoteEndpoint not in self.refused:
+            super().addBinding(binding)
+            return None
+        error = DataPlaneError(f"cannot reach {binding.remoteEndpoint}")
+        if self.how == "raise":
+            raise error
+        if self.how == "failed":
+            return fail(error)
+        d: Deferred[None] = Deferred()
+        self.waiting.append((d, binding))
+        return d
+
+
+class RecordingPort:
+    """The service's Mobility Header port, keeping what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, str]] = []
+
+    def send(self, data: bytes, destination: str) -> None:
+        self.sent.append((data, destination))
+
+
+class TunnelFailureServiceTests(SynchronousTestCase):
+    """A binding whose tunnel the backend refuses: the held-back PBA with status
+    0 is never sent, the anchor's PBA with 130 is, and the entry is gone."""
+
+    def makeService(self, how: str) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        anchor = LocalMobilityAnchor(LMAP, [IPv6Network(LNP)], [IPv6Network("fd00:135::/64")],
+                                     maxLifetime=3600, profile=mh.DRAFT,
+                                     revocationTimeout=1.0, revocationRetries=3)
+        self.plane = RefusingPlane(how)
+        self.service = LMAPService(anchor, self.plane, LMAP, mh.DRAFT, self.clock,
+                                   summaryInterval=0)
+        self.port = RecordingPort()
+        self.service.port = cast(Any, self.port)
+
+    def register(self, source: str, sequence: int, nai: bytes = b"ms1@lmm.test") -> None:
+        message = pbu(sequence, nai, mh.LocalAddress("2001:db8:1::5", 64))
+        self.service.datagramReceived(mh.encode(message, mh.DRAFT), source)
+
+    def sent(self) -> list[tuple[mh.Message, str]]:
+        """What went out since the last call, decoded by lmm."""
+        sent = [(mh.decode(data, mh.DRAFT), destination) for data, destination in self.port.sent]
+        self.port.sent.clear()
+        return sent
+
+    def assertRefused(self, sent: tuple[mh.Message, str], sequence: int, mpa: str) -> None:
+        ack, destination = sent
+        self.assertEqual(destination, mpa)
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.sequence, ack.lifetime, ack.proxy),
+                         (mh.Status.INSUFFICIENT_RESOURCES, sequence, 0, True))
+
+    def assertRefusedNew(self, how: str) -> None:
+        self.makeService(how)
+        self.plane.refused.add(MPA1)
+        self.register(MPA1, 7)
+        [sent] = self.sent()
+        self.assertRefused(sent, 7, MPA1)
+        self.assertEqual(self.service.describeBindings(), [])
+        self.assertEqual(list(self.plane.bindings()), [])
+        self.assertEqual(self.service.anchor.counters["binding.tunnel-failed"], 1)
+        # Once the backend can carry it, the next PBU is a new binding.
+        self.plane.refused.clear()
+        self.register(MPA1, 8)
+        [(ack, destination)] = self.sent()
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.sequence, destination), (0, 8, MPA1))
+        self.assertEqual(len(list(self.plane.bindings())), 1)
+
+    def test_addBindingRaises(self) -> None:
+        self.assertRefusedNew("raise")
+
+    def test_addBindingFailedDeferred(self) -> None:
+        self.assertRefusedNew("failed")
+
+    def test_deferredFailsLater(self) -> None:
+        """Nothing is sent while the tunnel is pending; its failure sends the 130."""
+        self.makeService("later")
+        self.plane.refused.add(MPA1)
+        self.register(MPA1, 7)
+        self.assertEqual(self.sent(), [])
+        self.assertEqual(len(self.service.describeBindings()), 1)
+        [(d, _)] = self.plane.waiting
+        d.errback(DataPlaneError("gave up"))
+        [sent] = self.sent()
+        self.assertRefused(sent, 7, MPA1)
+        self.assertEqual(self.service.describeBindings(), [])
+
+    def test_deferredFiresLater(self) -> None:
+        """The contrast: a tunnel that comes up sends the held-back PBA with 0."""
+        self.makeService("later")
+        self.plane.refused.add(MPA1)
+        self.register(MPA1, 7)
+        [(d, _)] = self.plane.waiting
+        d.callback(None)
+        [(ack, destination)] = self.sent()
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual((ack.status, ack.sequence, destination), (0, 7, MPA1))
+        self.assertEqual(len(self.service.describeBindings()), 1)
+
+    def test_handoverRefused(self) -> None:
+        """A handover to an MPA the backend cannot reach: the new MPA gets 130 (and
+        never 0), the previous one its revocation, and no tunnel is left."""
+        for how in ("raise", "later"):
+            self.makeService(how)
+            self.register(MPA1, 10)
+            [(ack, _)] = self.sent()
+            self.assertEqual(ack.status, 0)  # type: ignore[union-attr]
+            self.plane.refused.add(MPA2)
+            self.register(MPA2, 1)
+            for d, _ in self.plane.waiting:
+                d.errback(DataPlaneError("gave up"))
+            refused, revocation = self.sent()
+            self.assertRefused(refused, 1, MPA2)
+            bri, destination = revocation
+            assert isinstance(bri, mh.BindingRevocationIndication)
+            self.assertEqual(destination, MPA1)
+            self.assertEqual(bri.option(mh.MobileNodeIdentifier),
+                             mh.MobileNodeIdentifier(b"ms1@lmm.test"))
+            self.assertEqual(self.service.describeBindings(), [])
+            self.assertEqual(list(self.plane.bindings()), [])

@@ -68,6 +68,22 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     Revocation sequence numbers are one LMAP-wide 16-bit counter.
  9. A reply is sent when the BU has the A flag set, or when it is rejected
     (RFC 6275 9.5.1); MPAs set A.
+10. A tunnel the data plane could not install (L{LocalMobilityAnchor.tunnelFailed};
+    the service dropped what followed the L{AddTunnel}, the PBA included):
+    the entry whose tunnel it is goes, and the MPA is answered with
+    INSUFFICIENT_RESOURCES (130), lifetime 0, the entry's sequence number --
+    sent whatever the A flag, as a rejection is. On a handover or a new
+    address the registration replaced is not restored: its tunnel was
+    removed before the new one was tried (and a backend replaces a binding
+    for the same address), so a restored entry would name a tunnel the data
+    plane does not carry, and carrying it again would mean one more change
+    asked of a data plane that has just failed, for an MS that has left that
+    MPA. The previous MPA's revocation (rule 8) stands: its binding is gone
+    either way; the copy held back with the PBA is sent now. The MS is not
+    served until the MPA registers again: that is a new binding, and an
+    assigned address comes out the same (the NAI hash). A failure whose
+    tunnel is no longer the entry's (a deregistration, handover or expiry
+    came in between) changes nothing and answers nothing.
 
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
@@ -197,19 +213,22 @@ class _Prefix:
 class _Revocation:
     """A Binding Revocation Indication waiting for its acknowledgement."""
 
-    __slots__ = ("message", "destination", "nai", "retransmissions", "interval", "due")
+    __slots__ = ("message", "destination", "nai", "issued", "retransmissions", "interval", "due")
 
     def __init__(
         self,
         message: BindingRevocationIndication,
         destination: str,
         nai: bytes,
+        issued: float,
         interval: float,
         due: float,
     ) -> None:
         self.message = message
         self.destination = destination
         self.nai = nai
+        # The handover's time: tells which revocation a failed tunnel held back.
+        self.issued = issued
         self.retransmissions = 0
         self.interval = interval
         self.due = due
@@ -238,7 +257,10 @@ class LocalMobilityAnchor:
         previous MPA; C{.unknown}, no entry), C{binding.expired}, C{bri.sent},
         C{bri.retransmitted}, C{bri.acknowledged}, C{bra.status.<status>} (not
         success), C{bri.given-up}, C{bri.cancelled} (the MS came back),
-        C{bra.unmatched}, C{heartbeat.answered}, C{heartbeat.response},
+        C{bra.unmatched}, C{binding.tunnel-failed} (the data plane could not
+        install a binding's tunnel; the PBU was counted as accepted, and a new
+        binding as created, before that) and C{.stale} (the tunnel was no
+        longer the binding's), C{heartbeat.answered}, C{heartbeat.response},
         C{heartbeat.refused} (not an MPA), C{ignored.<message type>},
         C{malformed.<reason>}, C{binding-error.sent},
         C{binding-error.rate-limited}, C{expiry-heap.compacted}.
@@ -324,6 +346,63 @@ class LocalMobilityAnchor:
         self.counters["binding-error.sent"] += 1
         # No Home Address option came with it: the Home Address field is "::".
         return [SendMessage(BindingError(BindingErrorStatus.UNRECOGNIZED_MH_TYPE), source)]
+
+    def tunnelFailed(
+        self, binding: TunnelBinding, error: BaseException, now: float
+    ) -> list[Action]:
+        """
+        The data plane could not install C{binding}, asked for by an
+        L{AddTunnel}: its C{addBinding} raised C{error}, or its Deferred failed
+        with it. The service has dropped what followed the AddTunnel (the PBA
+        with status 0, a handover's revocation); these actions replace them.
+
+        Rule 10 of the module docstring: the entry whose tunnel it is goes,
+        also after a handover or an address change (the binding it replaced
+        had its tunnel removed already; restoring the entry would name a
+        tunnel nobody carries), and its MPA gets INSUFFICIENT_RESOURCES (130)
+        with lifetime 0. A handover's held-back revocation is sent, since the
+        previous MPA's binding is gone either way.
+
+        The answer goes to the entry's care-of address, the tunnel's far end:
+        the cache does not keep a PBU's source, which differs from it only
+        when the PBU carried an Alternate Care-of Address.
+        """
+        counters = self.counters
+        reason = str(error) or type(error).__name__
+        entry = self.store.getByAddress(binding.mobileAddress)
+        if entry is None or entry.tunnel != binding:
+            # Superseded (deregistered, handed over, expired): nothing of it
+            # is left to undo, and its PBU is no longer the one to answer.
+            counters["binding.tunnel-failed.stale"] += 1
+            return [
+                Note(
+                    "binding.tunnel-failed",
+                    {"nai": None, "address": binding.mobileAddress,
+                     "careOf": binding.remoteEndpoint, "error": reason, "stale": True},
+                )
+            ]
+        nai = entry.nai
+        careOf = entry.careOfAddress
+        self.store.remove(nai)
+        counters["binding.tunnel-failed"] += 1
+        status = Status.INSUFFICIENT_RESOURCES
+        actions: list[Action] = [
+            SendMessage(BindingAck(status, entry.sequence, 0, (), proxy=True), careOf)
+        ]
+        previous: str | None = None
+        revocation = self._heldBackRevocation(entry)
+        if revocation is not None:
+            previous = revocation.destination
+            actions.append(SendMessage(revocation.message, previous))
+        actions.append(
+            Note(
+                "binding.tunnel-failed",
+                {"nai": _naiText(nai), "address": entry.localAddress, "careOf": careOf,
+                 "status": status, "sequence": entry.sequence, "previous": previous,
+                 "error": reason, "stale": False},
+            )
+        )
+        return actions
 
     def tick(self, now: float) -> list[Action]:
         """Do everything due by C{now}: binding expiry, revocation retransmission."""
@@ -796,12 +875,28 @@ class LocalMobilityAnchor:
         due = now + self.revocationTimeout
         key = (mpa, sequence)
         self._revocations[key] = _Revocation(
-            message, mpa, mnid.identifier, self.revocationTimeout, due
+            message, mpa, mnid.identifier, now, self.revocationTimeout, due
         )
         self._revocationsByVisitor[mpa, mnid.identifier] = sequence
         _heappush(self._revocationTimes, (due, mpa, sequence))
         self.counters["bri.sent"] += 1
         return SendMessage(message, mpa)
+
+    def _heldBackRevocation(self, entry: BindingCacheEntry) -> _Revocation | None:
+        """The revocation queued by the handover that gave C{entry} its tunnel,
+        if none of its copies has gone out (the first waited behind the tunnel)."""
+        nai = entry.nai
+        for (mpa, other), sequence in self._revocationsByVisitor.items():
+            if other != nai:
+                continue
+            revocation = self._revocations.get((mpa, sequence))
+            if (
+                revocation is not None
+                and revocation.issued == entry.updated
+                and revocation.retransmissions == 0
+            ):
+                return revocation
+        return None
 
     def _cancelRevocation(self, mpa: str, nai: bytes) -> None:
         """The MS registers at C{mpa} again: stop revoking its binding there."""

@@ -144,17 +144,24 @@ class LMAPService(SwappableDataPlane, Service):
 
     def perform(self, actions: Iterable[object]) -> None:
         """Carry out actions in order; an asynchronous tunnel change holds back
-        what follows it (the tunnel is up before the PBA leaves)."""
+        what follows it (the tunnel is up before the PBA leaves). When a tunnel
+        cannot be added, what follows it is dropped (it was the answer to a
+        registration that did not happen) and the anchor's answer to the
+        failure is carried out instead."""
         remaining = iter(actions)
         for action in remaining:
             if isinstance(action, SendMessage):
                 self.send(action.message, action.destination)
             elif isinstance(action, AddTunnel):
-                result = self.dataPlane.addBinding(action.binding)
+                try:
+                    result = self.dataPlane.addBinding(action.binding)
+                except Exception:
+                    self._tunnelFailed(Failure(), action.binding)
+                    return
                 if isinstance(result, Deferred):
                     rest = list(remaining)
                     result.addCallbacks(lambda _, rest=rest: self.perform(rest),
-                                        self._tunnelFailed, errbackArgs=(action.binding, rest))
+                                        self._tunnelFailed, errbackArgs=(action.binding,))
                     return
             elif isinstance(action, RemoveTunnel):
                 result = self.dataPlane.removeBinding(action.binding)
@@ -163,9 +170,13 @@ class LMAPService(SwappableDataPlane, Service):
             elif isinstance(action, Note):
                 self.journal.note(action)
 
-    def _tunnelFailed(self, failure: Failure, binding: Any, rest: list[object]) -> None:
-        log.failure("could not set up the tunnel for {binding}; its PBA is not sent",
-                    failure, binding=binding)
+    def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
+        # The anchor's Note logs it, the error's text included: no traceback
+        # per refused binding.
+        error = failure.value
+        assert error is not None
+        self.perform(self.anchor.tunnelFailed(binding, error, self.reactor.seconds()))
+        self._schedule()
 
     def _logFailure(self, failure: Failure, what: str) -> None:
         log.failure("{what} failed", failure, what=what)
