@@ -7,8 +7,12 @@ A PMIPv6 domain of network namespaces, built from a topology file.
                      access link to its base station
     air namespace:   one bridge per MPA, its "base station"; an MS's link is
                      a port of one of them
-    MS namespaces:   plain Linux hosts (kernel SLAAC), no lmm code
+    MS namespaces:   plain Linux hosts, no lmm code: kernel SLAAC, the stock
+                     DHCPv6 client (dhclient -6), or an address the lab
+                     configures by hand (ip addr add, with DAD)
     CN namespace:    a plain host, default route via the LMAP
+    Kea namespace:   Kea DHCPv6 on the backbone, when an MS uses DHCPv6 (or
+                     the topology has a [kea] table); the MPAs relay to it
 
 A handover moves the MS's port from one base station to another, down and up:
 the MS sees its link go down and up, nothing else (the approach of
@@ -35,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmm import nd
-from lmm.aaa import DEFAULT_NAI_TEMPLATE, naiFromMac
+from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
 from lmm.lab.logger import LOG_VARIABLE
 from lmm.mpa.control import ask
 from lmm.mpa.tap import DEFAULT_VIRTUAL_LMAP_MAC
-from lmm.testing import freeradius
+from lmm.testing import freeradius, kea
 from lmm.testing.daemons import TWISTD, Daemon, tomlValue
 from lmm.testing.netns import RUN_TAG, Namespace, callIn, link, waitFor
 
@@ -68,14 +72,39 @@ class MPASpec:
 
 @dataclass
 class MSSpec:
+    """
+    One MS. C{addressMethod}: how it gets its address (C{slaac}, C{dhcpv6},
+    C{manual}), also its profile's address mode. C{localAddress}: a manual
+    MS's address, also given to it by its profile (else the lab picks one
+    from its MAC, L{manualAddress}, and the MPA learns it from the MS's DAD).
+    C{sessionTimeout}: seconds of access its profile grants (AAA
+    Session-Timeout), None for no limit.
+    """
+
     name: str
     mac: str
     attach: str
     accept: bool = True
+    addressMethod: str = "slaac"
+    localAddress: str | None = None
+    sessionTimeout: int | None = None
 
     @property
     def nai(self) -> str:
         return naiFromMac(DEFAULT_NAI_TEMPLATE, self.mac).decode()
+
+
+@dataclass
+class KeaSpec:
+    """The lab's DHCPv6 server: its backbone address, its pool in the LNP
+    (C{"first-last"}) and the timers it gives clients (seconds)."""
+
+    address: str
+    pool: str
+    renewTimer: int = 1000
+    rebindTimer: int = 2000
+    preferredLifetime: int = 3000
+    validLifetime: int = 4000
 
 
 @dataclass
@@ -97,6 +126,13 @@ class Topology:
     # The base stations tell their MPA of an association (as a WLAN controller
     # would); without, the MPA detects the MS by its first frame.
     associationReports: bool = True
+    # Kea's settings; None: the defaults (L{defaultKea}) when an MS needs it.
+    kea: KeaSpec | None = None
+    # Settings given to the daemons over the lab's own, as dotted names
+    # ({"lmap.max_lifetime": 4}, {"registration.lifetime": 4}): the MPAs' apply
+    # to every MPA.
+    lmapOverrides: dict[str, Any] = field(default_factory=dict)
+    mpaOverrides: dict[str, Any] = field(default_factory=dict)
 
     def mpa(self, name: str) -> MPASpec:
         for spec in self.mpas:
@@ -107,6 +143,32 @@ class Topology:
     @property
     def backbonePrefix(self) -> str:
         return str(ipaddress.IPv6Network(self.lmap + "/64", strict=False))
+
+    def keaSpec(self) -> KeaSpec | None:
+        """The Kea the lab runs: the topology's, else the defaults when an MS
+        uses DHCPv6; None: no Kea."""
+        if self.kea is not None:
+            return self.kea
+        if any(s.addressMethod == "dhcpv6" for s in self.stations):
+            return defaultKea(self.backbonePrefix, self.prefix)
+        return None
+
+
+def defaultKea(backbonePrefix: str, prefix: str) -> KeaSpec:
+    """Kea at ::53 of the backbone, handing out ::1000-::1fff of the LNP."""
+    backbone = ipaddress.IPv6Network(backbonePrefix)
+    lnp = ipaddress.IPv6Network(prefix)
+    return KeaSpec(str(backbone.network_address + 0x53),
+                   f"{lnp.network_address + 0x1000}-{lnp.network_address + 0x1fff}")
+
+
+def manualAddress(prefix: str, mac: str) -> str:
+    """The address the lab gives a manual MS that its topology names none:
+    C{::a:} and the last four octets of its MAC, in the LNP (not the SLAAC
+    address, so that the two methods cannot be mistaken for each other)."""
+    network = ipaddress.IPv6Network(prefix)
+    low = int(mac.replace(":", "")[4:], 16)
+    return str(network.network_address + ((0xA << 32) | low))
 
 
 def randomMac() -> str:
@@ -142,6 +204,30 @@ def _unknown(path: str, table: dict[str, Any], known: set[str], where: str) -> N
                             f"(known: {', '.join(sorted(known))})")
 
 
+def _flatten(path: str, table: Any, where: str, prefix: str = "") -> dict[str, Any]:
+    """{"registration": {"lifetime": 4}} -> {"registration.lifetime": 4}."""
+    if not isinstance(table, dict):
+        raise TopologyError(f"{path}: {where}: expected a table of the daemon's settings, "
+                            f"got {table!r}")
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            flat.update(_flatten(path, value, where, name + "."))
+        elif "." not in name:
+            raise TopologyError(f"{path}: {where}.{name}: expected TABLE.KEY, as in the "
+                                f"daemon's configuration file")
+        else:
+            flat[name] = value
+    return flat
+
+
+def _inPrefix(path: str, address: str, prefix: str, key: str) -> str:
+    if ipaddress.IPv6Address(address) not in ipaddress.IPv6Network(prefix):
+        raise TopologyError(f"{path}: {key}: {address} is outside {prefix}")
+    return address
+
+
 def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     """Read and check a topology file; L{TopologyError} names what is wrong."""
     try:
@@ -151,7 +237,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         raise TopologyError(f"{path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise TopologyError(f"{path}: {e}") from None
-    _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "demo"}, "")
+    _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "kea", "overrides", "demo"}, "")
     lab = data.get("lab", {})
     _unknown(path, lab, {"tunnel", "aaa", "association_reports"}, "lab.")
     aaa = _get(path, lab, "aaa", str, "lab.", "auto")
@@ -159,6 +245,8 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         raise TopologyError(f"{path}: lab.aaa: expected auto, radius or file, got {aaa!r}")
     lmap = _get(path, data, "lmap", dict, "")
     _unknown(path, lmap, {"address", "local_network_prefix"}, "lmap.")
+    lmapAddress = _address(path, _get(path, lmap, "address", str, "lmap."), "lmap.address")
+    backbonePrefix = str(ipaddress.IPv6Network(lmapAddress + "/64", strict=False))
     prefix = _get(path, lmap, "local_network_prefix", str, "lmap.")
     try:
         prefix = str(ipaddress.IPv6Network(prefix))
@@ -179,13 +267,58 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     stations = []
     for i, table in enumerate(_get(path, data, "ms", list, "")):
         where = f"ms[{i}]."
-        _unknown(path, table, {"name", "mac", "attach", "accept"}, where)
+        _unknown(path, table, {"name", "mac", "attach", "accept", "address", "local_address",
+                               "session_timeout"}, where)
         attach = _get(path, table, "attach", str, where, names[0])
         if attach not in names:
             raise TopologyError(f"{path}: {where}attach: no MPA named {attach!r}")
         mac = _get(path, table, "mac", str, where, "") or randomMac()
+        method = _get(path, table, "address", str, where, "slaac")
+        if method not in ADDRESS_MODES:
+            raise TopologyError(f"{path}: {where}address: expected one of "
+                                f"{', '.join(ADDRESS_MODES)}, got {method!r}")
+        localAddress = None
+        if "local_address" in table:
+            if method != "manual":
+                raise TopologyError(f"{path}: {where}local_address: only for an MS whose "
+                                    f"address is manual")
+            localAddress = _inPrefix(path, _address(path, _get(path, table, "local_address",
+                                                               str, where),
+                                                    where + "local_address"),
+                                     prefix, where + "local_address")
+        sessionTimeout = _get(path, table, "session_timeout", int, where, 0) or None
+        if sessionTimeout is not None and sessionTimeout < 1:
+            raise TopologyError(f"{path}: {where}session_timeout: at least 1 second")
         stations.append(MSSpec(_get(path, table, "name", str, where), mac.lower(), attach,
-                               _get(path, table, "accept", bool, where, True)))
+                               _get(path, table, "accept", bool, where, True), method,
+                               localAddress, sessionTimeout))
+    keaSpec = None
+    if "kea" in data:
+        table = _get(path, data, "kea", dict, "")
+        _unknown(path, table, {"address", "pool", "renew_timer", "rebind_timer",
+                               "preferred_lifetime", "valid_lifetime"}, "kea.")
+        default = defaultKea(backbonePrefix, prefix)
+        address = _inPrefix(path, _address(path, _get(path, table, "address", str, "kea.",
+                                                      default.address), "kea.address"),
+                            backbonePrefix, "kea.address")
+        if address in [lmapAddress] + [m.address for m in mpas]:
+            raise TopologyError(f"{path}: kea.address: {address} is taken by the LMAP or an MPA")
+        pool = _get(path, table, "pool", str, "kea.", default.pool)
+        bounds = pool.split("-")
+        if len(bounds) != 2:
+            raise TopologyError(f"{path}: kea.pool: expected FIRST-LAST, got {pool!r}")
+        first, last = (_inPrefix(path, _address(path, b.strip(), "kea.pool"), prefix,
+                                 "kea.pool") for b in bounds)
+        if ipaddress.IPv6Address(first) > ipaddress.IPv6Address(last):
+            raise TopologyError(f"{path}: kea.pool: {first} comes after {last}")
+        timers = [_get(path, table, key, int, "kea.", getattr(default, attribute))
+                  for key, attribute in (("renew_timer", "renewTimer"),
+                                         ("rebind_timer", "rebindTimer"),
+                                         ("preferred_lifetime", "preferredLifetime"),
+                                         ("valid_lifetime", "validLifetime"))]
+        keaSpec = KeaSpec(address, f"{first}-{last}", *timers)
+    overrides = _get(path, data, "overrides", dict, "", {}) if "overrides" in data else {}
+    _unknown(path, overrides, {"lmap", "mpa"}, "overrides.")
     demo = data.get("demo", {})
     _unknown(path, demo, {"path", "dwell", "ping_interval"}, "demo.")
     handovers = _get(path, demo, "path", list, "demo.", [])
@@ -196,7 +329,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         path=path,
         tunnel=_get(path, lab, "tunnel", str, "lab.", "seg6"),
         aaa=aaa,
-        lmap=_address(path, _get(path, lmap, "address", str, "lmap."), "lmap.address"),
+        lmap=lmapAddress,
         prefix=prefix,
         cn=_address(path, _get(path, cn, "address", str, "cn."), "cn.address"),
         cnGateway=_address(path, _get(path, cn, "gateway", str, "cn."), "cn.gateway"),
@@ -206,6 +339,9 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         dwell=_get(path, demo, "dwell", float, "demo.", 1.5),
         pingInterval=_get(path, demo, "ping_interval", float, "demo.", 0.01),
         associationReports=_get(path, lab, "association_reports", bool, "lab.", True),
+        kea=keaSpec,
+        lmapOverrides=_flatten(path, overrides.get("lmap", {}), "overrides.lmap"),
+        mpaOverrides=_flatten(path, overrides.get("mpa", {}), "overrides.mpa"),
     )
 
 
@@ -215,6 +351,16 @@ def _toml(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return tomlValue(value)
+
+
+def applyOverrides(tables: dict[str, dict[str, Any]], overrides: dict[str, Any],
+                   ) -> dict[str, dict[str, Any]]:
+    """C{tables} with each dotted setting of C{overrides} set: C{"a.b.key"} is
+    C{key} of the table C{"a.b"}."""
+    for name, value in overrides.items():
+        table, _, key = name.rpartition(".")
+        tables.setdefault(table, {})[key] = value
+    return tables
 
 
 def writeConfig(path: str, tables: dict[str, dict[str, Any]]) -> str:
@@ -261,6 +407,11 @@ class Station:
     namespace: Namespace
     port: str
     baseStation: str
+    # How far its address configuration went (L{Lab.waitUsable}): its DHCPv6
+    # client, whether the lab configured its manual address, the usable address.
+    client: kea.DHCPClient | None = None
+    configured: bool = False
+    address: str | None = None
 
 
 class Lab:
@@ -277,6 +428,9 @@ class Lab:
         self.namespaces: list[Namespace] = []
         self.daemons: dict[str, Daemon] = {}
         self.radius: dict[str, freeradius.FreeRADIUS] = {}
+        self.kea: kea.Kea | None = None
+        self.keaSpec = topology.keaSpec()
+        self.stopped: list[str] | None = None  # what L{stop} found, once it ran
         self.captures: list[subprocess.Popen[bytes]] = []
         self.stations: dict[str, Station] = {}
         self.access: dict[str, str] = {}
@@ -324,7 +478,11 @@ class Lab:
         self.mpaNs = {spec.name: self.namespace(spec.name) for spec in topology.mpas}
         self.cnNs = self.namespace("cn")
         self.air = self.namespace("air")
-        backboneMembers = [(self.mpaNs[s.name], s.address) for s in topology.mpas]
+        backboneMembers: list[tuple[Namespace, str | None]] = [
+            (self.mpaNs[s.name], s.address) for s in topology.mpas]
+        if self.keaSpec is not None:
+            self.keaNs = self.namespace("kea")
+            backboneMembers.append((self.keaNs, self.keaSpec.address))
         from lmm.testing.netns import bridge
 
         backbone = bridge(self.lmapNs, backboneMembers, address=topology.lmap)
@@ -343,16 +501,18 @@ class Lab:
                         "mcast_snooping", "0")
             self.air.ipBatch([f"link set {port} master {bs}", f"link set {bs} up"])
         self.startCaptures()
-        lmapConfig = writeConfig(self.path("lmap.toml"), {
+        lmapConfig = writeConfig(self.path("lmap.toml"), applyOverrides({
             "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
                      "mpas": [topology.backbonePrefix]},
             "revocation": {"timeout": 0.3, "max_retries": 3},
             "control": {"socket": self.controlPath("lmap")},
             "tunnel": {"backend": topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
-        })
+        }, topology.lmapOverrides))
         self.startDaemon("lmap", self.lmapNs, "lmm-lmap", lmapConfig,
                          "listening for Proxy Binding Updates")
+        if self.keaSpec is not None:
+            self.startKea(self.keaSpec, backbone.interfaces[len(topology.mpas)])
         if self.aaa == "radius":
             self.say(f"AAA: FreeRADIUS ({freeradius.FREERADIUS}), one in each MPA's namespace")
         else:
@@ -375,32 +535,47 @@ class Lab:
         return self
 
     def radiusUsers(self) -> str:
+        """The FreeRADIUS users entries: the same profiles as L{writeProfiles}."""
         lines = []
         for spec in self.topology.stations:
             if spec.accept:
+                replies = [f"PMIP6-Home-LMA-IPv6-Address = {self.topology.lmap}",
+                           f"PMIP6-Home-HN-Prefix = {self.topology.prefix}",
+                           f"LMM-Address-Mode = {spec.addressMethod}",
+                           "LMM-MS-May-Choose-Address = yes"]
+                if spec.localAddress is not None:
+                    replies.append(f"Framed-IPv6-Address = {spec.localAddress}")
+                if spec.sessionTimeout is not None:
+                    replies.append(f"Session-Timeout = {spec.sessionTimeout}")
                 lines.append(f'{spec.nai}\tCleartext-Password := "{spec.mac.replace(":", "")}"\n'
-                             f"\tPMIP6-Home-LMA-IPv6-Address = {self.topology.lmap},\n"
-                             f"\tPMIP6-Home-HN-Prefix = {self.topology.prefix},\n"
-                             f"\tLMM-Address-Mode = slaac\n")
+                             + "".join(f"\t{reply},\n" for reply in replies[:-1])
+                             + f"\t{replies[-1]}\n")
             else:
                 lines.append(f"{spec.nai}\tAuth-Type := Reject\n"
                              f'\tReply-Message = "{spec.name} is barred in this lab"\n')
         return "".join(lines)
 
     def writeProfiles(self) -> str:
+        """The profile file (lmm.aaa): an MS with no profile is rejected."""
         path = self.path("profiles.toml")
         with open(path, "w") as f:
             for spec in self.topology.stations:
-                if spec.accept:  # an MS with no profile is rejected
-                    f.write(f'[[profile]]\nnai = "{spec.nai}"\nmac = "{spec.mac}"\n'
-                            f'lmap_address = "{self.topology.lmap}"\n'
-                            f'local_network_prefix = "{self.topology.prefix}"\n'
-                            f'address_mode = "slaac"\nmay_choose_address = true\n\n')
+                if not spec.accept:
+                    continue
+                f.write(f'[[profile]]\nnai = "{spec.nai}"\nmac = "{spec.mac}"\n'
+                        f'lmap_address = "{self.topology.lmap}"\n'
+                        f'local_network_prefix = "{self.topology.prefix}"\n'
+                        f'address_mode = "{spec.addressMethod}"\nmay_choose_address = true\n')
+                if spec.localAddress is not None:
+                    f.write(f'local_address = "{spec.localAddress}"\n')
+                if spec.sessionTimeout is not None:
+                    f.write(f"session_timeout = {spec.sessionTimeout}\n")
+                f.write("\n")
         return path
 
     def mpaConfig(self, spec: MPASpec, aaa: dict[str, Any], aaaOptions: dict[str, Any]) -> str:
         path = self.path(f"{spec.name}.toml")
-        writeConfig(path, {
+        tables: dict[str, dict[str, Any]] = {
             "mpa": {"address": spec.address, "lmap": self.topology.lmap,
                     "access_interfaces": [self.access[spec.name]]},
             "registration": {"timeout": 0.5},
@@ -409,8 +584,21 @@ class Lab:
             "control": {"socket": self.controlPath(spec.name)},
             "tunnel": {"backend": self.topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
-        })
+        }
+        if self.keaSpec is not None:
+            tables["dhcp"] = {"server": self.keaSpec.address}
+        writeConfig(path, applyOverrides(tables, self.topology.mpaOverrides))
         return path
+
+    def startKea(self, spec: KeaSpec, interface: str) -> None:
+        """Kea DHCPv6 in its namespace on the backbone, one subnet: the LNP."""
+        self.kea = kea.start(self.keaNs, interface, spec.address,
+                             subnets=[kea.Subnet(self.topology.prefix, spec.pool, 1)],
+                             parent=self.runDir, renewTimer=spec.renewTimer,
+                             rebindTimer=spec.rebindTimer,
+                             preferredLifetime=spec.preferredLifetime,
+                             validLifetime=spec.validLifetime)
+        self.say(f"DHCPv6: Kea ({kea.KEA_DHCP6}) at {spec.address}, pool {spec.pool}")
 
     def controlPath(self, name: str) -> str:
         return self.path(f"{name}.sock")
@@ -513,8 +701,118 @@ class Lab:
                 return str(address["local"])
         return None
 
-    def expectedAddress(self, station: Station) -> str:
-        return nd.addressFromMac(self.topology.prefix.split("/")[0], station.spec.mac)
+    def expectedAddress(self, station: Station) -> str | None:
+        """The address the MS should end up with: its SLAAC address (from its MAC),
+        its manual address; for DHCPv6, what its client was given (None before)."""
+        spec = station.spec
+        if spec.addressMethod == "dhcpv6":
+            return None if station.client is None else station.client.address()
+        if spec.addressMethod == "manual":
+            return spec.localAddress or manualAddress(self.topology.prefix, spec.mac)
+        return nd.addressFromMac(self.topology.prefix.split("/")[0], spec.mac)
+
+    def linkLocalReady(self, station: Station) -> bool:
+        """Whether the MS's link-local address is usable (DAD done)."""
+        out = json.loads(station.namespace.ip("-j", "-6", "addr", "show", "dev", "ms0",
+                                              "scope", "link"))
+        return any("local" in a and not a.get("tentative") and not a.get("dadfailed")
+                   for iface in out for a in iface.get("addr_info", []))
+
+    def usable(self, station: Station, address: str) -> bool:
+        """Whether the MS has C{address}, DAD done."""
+        return any(a["local"] == address and not a.get("tentative") and not a.get("dadfailed")
+                   for a in self.globalAddresses(station))
+
+    def configure(self, station: Station) -> str | None:
+        """
+        One step of the MS's address configuration, as its method has it; its
+        usable address once it has one (then also C{station.address}), else None.
+        SLAAC: the kernel does it all. Manual: once the link-local address is
+        usable, C{ip addr add ADDRESS/64} (with DAD, as an administrator would).
+        DHCPv6: once the link-local address is usable (dhclient exits without
+        one), the stock client, C{dhclient -6}; its files and output in
+        C{dhclient-NAME/} of the run folder.
+        """
+        spec = station.spec
+        if spec.addressMethod == "manual" and not station.configured:
+            if not self.linkLocalReady(station):
+                return None
+            address = self.expectedAddress(station)
+            station.namespace.ip("address", "add", f"{address}/64", "dev", "ms0")
+            station.configured = True
+        elif spec.addressMethod == "dhcpv6" and station.client is None:
+            if not self.linkLocalReady(station):
+                return None
+            station.client = kea.startClient(station.namespace, "ms0",
+                                             self.path(f"dhclient-{spec.name}"))
+        if station.client is not None and not station.client.running():
+            raise RuntimeError(f"{spec.name}'s dhclient exited: "
+                               + station.client.output()[-500:])
+        expected = self.expectedAddress(station)
+        if expected is None or not self.usable(station, expected):
+            return None
+        station.address = expected
+        return expected
+
+    def waitUsable(self, *stations: Station, timeout: float = 20.0) -> list[str]:
+        """
+        Wait until each MS has its address, usable (not tentative), whatever its
+        method (L{configure}: the lab does a manual MS's or starts a DHCPv6
+        client's part); the addresses, in order. Several MSs configure at the
+        same time. L{TimeoutError} names those that did not and what they have.
+        """
+        pending = list(stations)
+
+        def step() -> bool:
+            for station in list(pending):
+                if self.configure(station) is not None:
+                    pending.remove(station)
+            return not pending
+
+        try:
+            waitFor(step, timeout, 0.01)
+        except TimeoutError:
+            raise TimeoutError("no usable address after {:g} s: {}".format(timeout, "; ".join(
+                f"{s.spec.name} ({s.spec.addressMethod}) has "
+                + (", ".join(f"{a['local']}{' tentative' if a.get('tentative') else ''}"
+                             for a in self.globalAddresses(s)) or "no global address")
+                for s in pending))) from None
+        return [str(station.address) for station in stations]
+
+    def ping(self, station: Station, count: int = 3, interval: float = 0.2,
+             destination: str | None = None) -> tuple[int, int]:
+        """(sent, received) of a ping from the MS (to the CN by default)."""
+        result = station.namespace.run(
+            ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1",
+             destination or self.topology.cn], check=False, timeout=30 + count * interval)
+        sent = re.search(r"(\d+) packets transmitted", result.stdout)
+        received = re.search(r"(\d+) received", result.stdout)
+        return (int(sent.group(1)) if sent else 0, int(received.group(1)) if received else 0)
+
+    def bindings(self) -> list[dict[str, Any]]:
+        """The LMAP's Binding Cache (its control channel's C{bindings})."""
+        return list(ask(self.controlPath("lmap"), "bindings").get("bindings", []))
+
+    def lmapCounters(self) -> dict[str, int]:
+        return dict(ask(self.controlPath("lmap"), "counters").get("counters", {}))
+
+    def kernelState(self, name: str) -> str:
+        """The routes of every table and the rules of the namespace of C{name}
+        (C{lmap} or an MPA): where the tunnels of the data plane are."""
+        ns = self.lmapNs if name == "lmap" else self.mpaNs[name]
+        return (ns.ip("-6", "route", "show", "table", "all") + ns.ip("-6", "rule", "show"))
+
+    def tunnelState(self, address: str) -> dict[str, list[str]]:
+        """Each line of L{kernelState} of the LMAP and of every MPA that names
+        C{address} (a route or a rule for it), by node; only nodes with some."""
+        pattern = re.compile(r"(?<![0-9a-f:])" + re.escape(address) + r"(?![0-9a-f:])")
+        found = {}
+        for name in ["lmap", *[spec.name for spec in self.topology.mpas]]:
+            lines = [line for line in self.kernelState(name).splitlines()
+                     if pattern.search(line)]
+            if lines:
+                found[name] = lines
+        return found
 
     def ask(self, mpa: str, command: str) -> dict[str, Any]:
         return ask(self.controlPath(mpa), command)
@@ -534,9 +832,20 @@ class Lab:
     # Removal
 
     def stop(self) -> list[str]:
-        """Stop the daemons, the captures, FreeRADIUS; delete the namespaces. What went
-        wrong on the way (nothing stops the rest from being removed)."""
-        problems = []
+        """Stop the daemons, the captures, FreeRADIUS, Kea, the DHCPv6 clients; delete
+        the namespaces. What went wrong on the way (nothing stops the rest from being
+        removed). Every log stays in the run folder. A second call only says again
+        what the first found."""
+        if self.stopped is not None:
+            return list(self.stopped)
+        problems: list[str] = []
+        self.stopped = problems
+        for station in self.stations.values():
+            if station.client is not None:
+                try:
+                    station.client.stop()
+                except Exception as e:
+                    problems.append(f"stopping {station.spec.name}'s dhclient: {e}")
         for name, daemon in self.daemons.items():
             try:
                 status = daemon.stop()
@@ -559,6 +868,25 @@ class Lab:
             except OSError:
                 pass
             server.stop()
+        if self.kea is not None:
+            if self.kea.running():  # its last words in the copy of its log
+                self.kea.process.terminate()
+                try:
+                    self.kea.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            for source, target in ((self.kea.logPath, "kea-dhcp6.log"),
+                                   (self.kea.directory / "kea.out", "kea-dhcp6.out"),
+                                   (self.kea.leasePath, "kea-leases6.csv"),
+                                   (self.kea.configPath, "kea-dhcp6.conf")):
+                try:
+                    shutil.copy(source, self.path(target))
+                except OSError:
+                    pass
+            try:
+                self.kea.stop()
+            except Exception as e:
+                problems.append(f"stopping Kea: {e}")
         for ns in reversed(self.namespaces):
             try:
                 ns.delete()

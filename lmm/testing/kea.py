@@ -280,3 +280,115 @@ def startFor(testCase: Any, namespace: Namespace, interface: str, address: str,
     server = start(namespace, interface, address, **kwargs)
     testCase.addCleanup(server.stop)
     return server
+
+
+# --- the stock DHCPv6 client -----------------------------------------------------------
+
+DHCLIENT = "/usr/sbin/dhclient"
+
+# dhclient's script: configure the address as dhclient-script does, and write
+# down what happened; never touch the machine's /etc/resolv.conf.
+DHCLIENT_SCRIPT = """#!/bin/sh
+{ echo "reason=$reason"; echo "new_ip6_address=$new_ip6_address"; echo "time=$(date +%%s.%%N)";
+  echo ---; } >> %(events)s
+case "$reason" in
+  BOUND6|RENEW6|REBIND6)
+    [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" \\
+        dev "$interface" valid_lft "$new_max_life" preferred_lft "$new_preferred_life" ;;
+  RELEASE6|EXPIRE6|STOP6)
+    [ -n "$old_ip6_address" ] && ip -6 addr del "$old_ip6_address/$old_ip6_prefixlen" \\
+        dev "$interface" ;;
+esac
+exit 0
+"""
+
+
+def dhclientMissingReason() -> str | None:
+    """Why the stock DHCPv6 client cannot run here, or None."""
+    if not os.access(DHCLIENT, os.X_OK):
+        return f"{DHCLIENT} is not installed (Debian: apt-get install isc-dhcp-client)"
+    return None
+
+
+@dataclass
+class DHCPClient:
+    """
+    An unmodified ISC C{dhclient -6} on one interface of a namespace, with
+    private files in C{directory} (configuration, leases, pid, its script, the
+    script's record of events, its output). L{stop} ends it; the files stay.
+    """
+
+    namespace: Namespace
+    interface: str
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def eventsPath(self) -> Path:
+        return self.directory / "events"
+
+    @property
+    def outputPath(self) -> Path:
+        return self.directory / "dhclient.out"
+
+    def events(self) -> list[dict[str, str]]:
+        """What the script was called for, oldest first: C{reason},
+        C{new_ip6_address}, C{time} (seconds, the wall clock)."""
+        try:
+            text = self.eventsPath.read_text()
+        except OSError:
+            return []
+        return [dict(line.split("=", 1) for line in block.strip().splitlines() if "=" in line)
+                for block in text.split("---") if block.strip()]
+
+    def address(self) -> str | None:
+        """The address of the latest lease (BOUND6, RENEW6, REBIND6), or None."""
+        for event in reversed(self.events()):
+            if event.get("reason") in ("BOUND6", "RENEW6", "REBIND6") \
+                    and event.get("new_ip6_address"):
+                return event["new_ip6_address"]
+        return None
+
+    def output(self) -> str:
+        try:
+            return self.outputPath.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """End the client (SIGTERM, SIGKILL after 5 s): no Release is sent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def startClient(namespace: Namespace, interface: str, directory: Path | str) -> DHCPClient:
+    """
+    Start C{dhclient -6 -d} on C{interface} of C{namespace}, its files in
+    C{directory} (created). The interface needs a usable (not tentative)
+    link-local address, or dhclient exits at once. The caller stops it
+    (L{DHCPClient.stop}); deleting the namespace also does.
+    """
+    reason = dhclientMissingReason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "script"
+    script.write_text(DHCLIENT_SCRIPT % {"events": directory / "events"})
+    script.chmod(0o755)
+    (directory / "dhclient.conf").write_text("")
+    argv = [DHCLIENT, "-6", "-d", "-v", "-cf", str(directory / "dhclient.conf"),
+            "-lf", str(directory / "leases"), "-pf", str(directory / "pid"),
+            "-sf", str(script), interface]
+    with open(directory / "dhclient.out", "ab") as out:
+        process = namespace.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, preexec_fn=_dieWithParent)
+    return DHCPClient(namespace, interface, directory, process)
