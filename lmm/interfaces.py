@@ -102,6 +102,15 @@ class ITunnelDataPlane(Interface):
 
     name = Attribute("The backend's name (str).")
 
+    def prepare(localEndpoint):
+        """
+        Get ready to be a tunnel end at C{localEndpoint} (this node's address),
+        before any binding: the first binding then adds only its own routes,
+        and the first handover to this node is as quick as the others. Called
+        once at start; a failure is logged, not raised (the first binding
+        tries again and reports it).
+        """
+
     def addBinding(binding):
         """
         Make the data plane carry C{binding} (an L{lmm.tunnel.TunnelBinding}).

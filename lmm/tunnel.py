@@ -47,6 +47,10 @@ class RecordingDataPlane:
         self.added = 0
         self.removed = 0
         self.stopped = False
+        self.prepared: list[str] = []
+
+    def prepare(self, localEndpoint: str) -> None:
+        self.prepared.append(localEndpoint)
 
     def addBinding(self, binding: TunnelBinding) -> None:
         self._bindings[binding.mobileAddress, binding.prefixLength] = binding

@@ -328,17 +328,40 @@ class AttachTests(SynchronousTestCase):
         self.assertEqual(agent.counters["aaa.late"], 3)
 
 
+def answered(
+    case: SynchronousTestCase,
+    agent: MobilityProxyAgent,
+    profile: Profile | None = None,
+    status: int = 0,
+    interface: str = IFACE,
+) -> list[Action]:
+    """Authenticate an MS, then the LMAP's answer to its first PBU: what the
+    answer made the agent do (a roaming MS's binding, status 0, by default)."""
+    bu = onlyPbu(case, authenticate(agent, profile, interface=interface))
+    local = bu.option(mh.LocalAddress)
+    address = MS_ADDR if local is None or local.address == "::" else local.address
+    if status:
+        return agent.messageReceived(pba(bu.sequence, status=status, lifetime=0), LMAP, T0)
+    return agent.messageReceived(pba(bu.sequence, address=address), LMAP, T0)
+
+
 class UnsolicitedAdvertisementTests(SynchronousTestCase):
     def advertisement(self, actions: list[Action]) -> tuple[str, nd.Frame]:
         frames = sentFrames(actions)
         self.assertEqual(len(frames), 1)
         return frames[0]
 
-    def test_raThenPbu(self) -> None:
+    def test_pbuThenTunnelThenRa(self) -> None:
         agent = makeAgent()
         actions = authenticate(agent, makeProfile(localAddress=MS_ADDR))
-        self.assertEqual(shape(actions), [f"frame RouterAdvertisement {IFACE}",
-                                          f"send BindingUpdate {LMAP}"])
+        # RFC 5213 6.9.1.1: nothing on the access link before the LMAP answers.
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}"])
+        self.assertEqual(agent.counters["ra.unsolicited"], 0)
+        bu = onlyPbu(self, actions)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        # The tunnel first: the MS's first packets have somewhere to go.
+        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}",
+                                          f"frame RouterAdvertisement {IFACE}"])
         interface, frame = self.advertisement(actions)
         self.assertEqual(interface, IFACE)
         self.assertEqual(frame.ethernet.destination, MS_MAC)
@@ -358,13 +381,53 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
         self.assertEqual(ra.sourceLinkLayerAddress, VMAC)
         self.assertEqual(ra.routerLifetime, 1800)
         self.assertEqual(agent.counters["ra.unsolicited"], 1)
+        # Later PBAs (refreshes) advertise nothing new.
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None and visitor.refreshAt is not None
+        bu = onlyPbu(self, agent.tick(visitor.refreshAt))
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        self.assertEqual(sentFrames(actions), [])
+
+    def test_newMsAdvertisedOnEntryMissing(self) -> None:
+        agent = makeAgent()
+        # A new MS: the LMAP has no binding to confirm; it needs the prefix now.
+        actions = answered(self, agent, status=141)
+        self.assertEqual(shape(actions)[0], f"frame RouterAdvertisement {IFACE}")
+        _, frame = self.advertisement(actions)
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        self.assertEqual(ra.prefixes[0].prefix, "2001:db8:1::")
+
+    def test_rejectedGetsNoAdvertisement(self) -> None:
+        agent = makeAgent()
+        self.assertEqual(sentFrames(answered(self, agent, status=129)), [])
+        self.assertEqual(agent.counters["ra.unsolicited"], 0)
+
+    def test_heldUntilTheLmapAnswers(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        # A handed-over MS resolves its router and solicits: no answer yet, so that
+        # its packets wait in its own neighbour queue.
+        self.assertEqual(agent.frameReceived(IFACE, routerSolicitation(), T0), [])
+        self.assertEqual(agent.frameReceived(IFACE, neighborSolicitation(VLL), T0), [])
+        self.assertEqual(agent.counters["rs.held"], 1)
+        self.assertEqual(agent.counters["ns.held"], 1)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        # One RA answers both, to the link-local address the RS showed.
+        _, frame = self.advertisement(actions)
+        assert frame.ip is not None
+        self.assertEqual(frame.ip.destination, MS_LL)
+        self.assertEqual(len(sentFrames(agent.frameReceived(IFACE, routerSolicitation(), T0))),
+                         1)
+        self.assertEqual(len(sentFrames(
+            agent.frameReceived(IFACE, neighborSolicitation(VLL), T0))), 1)
 
     def test_toLinkLocalWhenSeen(self) -> None:
         agent = makeAgent()
         attach(agent)
         # An MLD report or RS while the AAA server answers shows its link-local address.
         agent.frameReceived(IFACE, routerSolicitation(), T0)
-        actions = agent.authenticated(MS_MAC, makeProfile(), T0)
+        actions = answered(self, agent)
         _, frame = self.advertisement(actions)
         assert frame.ip is not None
         self.assertEqual(frame.ip.destination, MS_LL)
@@ -377,7 +440,7 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
             ("manual", (False, False, False)),
         ]:
             agent = makeAgent()
-            _, frame = self.advertisement(authenticate(agent, makeProfile(addressMode=mode)))
+            _, frame = self.advertisement(answered(self, agent, makeProfile(addressMode=mode)))
             ra = frame.message
             assert isinstance(ra, nd.RouterAdvertisement)
             (pio,) = ra.prefixes
@@ -388,18 +451,19 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
         agent = makeAgent()
         mac = "02:00:5e:00:53:99"
         actions = authenticate(agent, makeProfile(virtualLmapMac=mac, lmapAddress=LMAP2))
+        bu = onlyPbu(self, actions, LMAP2)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP2, T0)
         _, frame = self.advertisement(actions)
         assert frame.ip is not None
         self.assertEqual(frame.ethernet.source, mac)
         self.assertEqual(frame.ip.source, nd.linkLocalFromMac(mac))
-        onlyPbu(self, actions, LMAP2)
         # Its frames are the MPA's own from now on.
         self.assertEqual(agent.frameReceived(IFACE, udpFrame(MS_ADDR, srcMac=mac), T0), [])
 
     def test_profileVirtualLinkLocal(self) -> None:
         agent = makeAgent()
         _, frame = self.advertisement(
-            authenticate(agent, makeProfile(virtualLmapLinkLocal="fe80::1"))
+            answered(self, agent, makeProfile(virtualLmapLinkLocal="fe80::1"))
         )
         assert frame.ip is not None
         self.assertEqual(frame.ip.source, "fe80::1")
@@ -407,17 +471,23 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
 
     def test_interfaceMacFallback(self) -> None:
         agent = makeAgent(defaultVirtualLmapMac=None)
-        _, frame = self.advertisement(authenticate(agent, interface=IFACE2))
+        _, frame = self.advertisement(answered(self, agent, interface=IFACE2))
         assert frame.ip is not None
         self.assertEqual(frame.ethernet.source, IFACE2_MAC)
         self.assertEqual(frame.ip.source, nd.linkLocalFromMac(IFACE2_MAC))
 
     def test_noPrefixKnown(self) -> None:
         agent = makeAgent()
-        _, frame = self.advertisement(authenticate(agent, makeProfile(localNetworkPrefix=None)))
+        # No prefix to advertise, nothing to confirm: the LMAP assigns, then the RA.
+        actions = answered(self, agent, makeProfile(localNetworkPrefix=None), status=141)
+        self.assertEqual(sentFrames(actions), [])
+        bu = onlyPbu(self, actions)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
+        _, frame = self.advertisement(actions)
         ra = frame.message
         assert isinstance(ra, nd.RouterAdvertisement)
-        self.assertEqual(ra.prefixes, ())
+        self.assertEqual(ra.prefixes[0].prefix, "2001:db8:1::")
+        self.assertEqual(agent.counters["ra.unsolicited"], 1)
 
     def test_againstScapy(self) -> None:
         try:
@@ -430,7 +500,7 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
         except ImportError:  # pragma: no cover
             raise self.skipTest("scapy is not installed") from None
         agent = makeAgent()
-        actions = authenticate(agent)
+        actions = answered(self, agent)
         packet = Ether(only(actions, SendFrame)[0].frame)
         self.assertEqual(packet.dst, MS_MAC)
         self.assertEqual(packet[ICMPv6ND_RA].routerlifetime, 1800)
@@ -493,8 +563,9 @@ class RegistrationTests(SynchronousTestCase):
         agent = makeAgent()
         bu = onlyPbu(self, authenticate(agent))
         actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0)
-        # The address is the PBA's; the RA with the prefix went out at attach.
-        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}"])
+        # The address is the PBA's; the tunnel, then the RA with the prefix.
+        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}",
+                                          f"frame RouterAdvertisement {IFACE}"])
         visitor = agent.visitors.byAddress(MS_ADDR)
         assert visitor is not None
         self.assertEqual(visitor.localAddress, MS_ADDR)

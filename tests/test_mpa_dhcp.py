@@ -444,11 +444,12 @@ class DHCPServiceMixin(NetnsTestMixin):
     async def attach(self, mac: str = MS_MAC) -> nd.RouterAdvertisement:
         """The MS attaches (RS); the LMAP has no binding for it (141)."""
         self.station.send(nd.buildRouterSolicitation(mac, nd.linkLocalFromMac(mac)))
-        frames = await waitForDeferred(lambda: self.station.advertisementsTo(mac),
-                                       what=f"an RA to {mac}")
         confirm = await self.lmap.next(mh.BindingUpdate)
         self.assertIsNotNone(confirm.option(mh.BindingCacheConfirmation))
         self.lmap.send(mh.ProxyBindingAck(141, confirm.sequence, 0))
+        # The RA answers the RS once the LMAP answered.
+        frames = await waitForDeferred(lambda: self.station.advertisementsTo(mac),
+                                       what=f"an RA to {mac}")
         await waitForDeferred(lambda: (self.visitor(mac) or {}).get("state")
                               == "awaiting-address")
         ra = frames[0].message

@@ -193,14 +193,21 @@ class MPAServiceTestsMixin(NetnsTestMixin):
                                        what=f"an RA to {mac}")
         return frames[0]
 
+    async def newMs(self, mac: str = MS_MAC) -> nd.Frame:
+        """The fake LMAP has no binding to confirm (141): the MPA advertises the home
+        link (the RA it sends)."""
+        confirm = await self.lmap.next(mh.BindingUpdate)
+        self.assertIsNotNone(confirm.option(mh.BindingCacheConfirmation))
+        # Nothing on the access link before the LMAP's answer.
+        self.assertEqual(self.station.advertisementsTo(mac), [])
+        self.lmap.send(mh.ProxyBindingAck(141, confirm.sequence, 0))
+        return await self.advertisement(mac)
+
     async def register(self) -> mh.BindingUpdate:
         """The MS attaches with an RS, probes its address; the fake LMAP says
         141 to the confirmation and 0 to the address."""
         self.rs()
-        await self.advertisement()
-        confirm = await self.lmap.next(mh.BindingUpdate)
-        self.assertIsNotNone(confirm.option(mh.BindingCacheConfirmation))
-        self.lmap.send(mh.ProxyBindingAck(141, confirm.sequence, 0))
+        await self.newMs()
         self.dad()
         pbu = await self.lmap.next(mh.BindingUpdate)
         self.assertEqual(pbu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDRESS, 64))
@@ -225,6 +232,12 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
                 f"/proc/sys/net/ipv6/conf/{self.access}/{key}").read().strip())
             self.assertEqual(value, "0", key)
         self.rs()
+        confirm = await self.lmap.next(mh.BindingUpdate)
+        self.assertTrue(confirm.proxy)
+        self.assertEqual(confirm.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
+        # The RS waits for the LMAP's answer (RFC 5213 6.9.1.1).
+        self.assertEqual(self.station.advertisementsTo(MS_MAC), [])
+        self.lmap.send(mh.ProxyBindingAck(141, confirm.sequence, 0))
         ra = await self.advertisement()
         # Unicast to the MS's MAC and link-local address, from the virtual LMAP.
         assert ra.ip is not None and isinstance(ra.message, nd.RouterAdvertisement)
@@ -234,10 +247,6 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
                          (nd.PrefixInformation("2001:db8:4d::", 64, onLink=False,
                                                autonomous=True),))
         self.assertEqual(ra.message.mtu, 1460)
-        confirm = await self.lmap.next(mh.BindingUpdate)
-        self.assertTrue(confirm.proxy)
-        self.assertEqual(confirm.option(mh.MobileNodeIdentifier), mh.MobileNodeIdentifier(NAI))
-        self.lmap.send(mh.ProxyBindingAck(141, confirm.sequence, 0))
         await waitForDeferred(lambda: self.visitors()[0]["state"] == "awaiting-address")
         self.dad()
         pbu = await self.lmap.next(mh.BindingUpdate)
@@ -301,7 +310,9 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertEqual(self.ask("links")["links"][0]["socket"], "open")
         late = Station(self.socketIn(self.peerNs, socket.AF_PACKET, socket.SOCK_RAW, 0), "late1")
         late.send(nd.buildRouterSolicitation(MS_MAC, MS_LL))
-        await waitForDeferred(lambda: late.advertisementsTo(MS_MAC), what="an RA on late0")
+        # Its frame was read on late0: the MS is registering.
+        await self.lmap.next(mh.BindingUpdate)
+        await waitForDeferred(lambda: self.visitors()[0]["interface"] == "late0")
         self.mpaNs.ip("link", "set", "late0", "netns", self.peerNs.name)
         await waitForDeferred(lambda: self.ask("links")["links"][0]["state"] == "absent")
         # The visitor was registering (a PBU in flight): it leaves with a deregistration.
@@ -338,7 +349,7 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertIn("visitors", self.ask("help")["commands"])
         # With the packet detector an explicit report works too.
         self.assertTrue(self.ask(f"attach {self.access} {MS_MAC}")["ok"])
-        ra = await self.advertisement()
+        ra = await self.newMs()
         assert ra.ip is not None
         self.assertEqual(ra.ip.destination, nd.ALL_NODES)  # no link-local address known yet
         self.assertTrue(self.ask(f"detach {self.access} {MS_MAC}")["ok"])
@@ -354,7 +365,7 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         answer = await deferToThread(ask, self.controlPath, "attach")
         self.assertIn("usage", answer["error"])
         self.rs()
-        await self.advertisement()
+        await self.lmap.next(mh.BindingUpdate)
         # The command-line client prints tables.
         env = dict(os.environ, PYTHONPATH=TOP)
         out = await getProcessOutput(sys.executable, ["-m", "lmm.mpa.control", self.controlPath,
@@ -396,7 +407,7 @@ class ExplicitDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertEqual(self.visitors(), [])
         self.assertEqual(self.station.advertisementsTo(MS_MAC), [])
         self.assertTrue(self.ask(f"attach {self.access} {MS_MAC} ms@lmm.test")["ok"])
-        await self.advertisement()
+        await self.newMs()
         [visitor] = self.visitors()
         self.assertEqual(visitor["nai"], "ms@lmm.test")
         # Now its frames count: its RS is answered.

@@ -366,6 +366,16 @@ class NetlinkDataPlane:
 
     # --- ITunnelDataPlane -------------------------------------------------------------
 
+    def prepare(self, localEndpoint: str) -> None:
+        if self.stopped:
+            return
+        try:
+            self.openLocal(normal(localEndpoint))
+        except Exception as e:
+            log.warn("{backend} backend: could not prepare the tunnel end {address} yet "
+                     "({error}); the first binding will", backend=self.name,
+                     address=localEndpoint, error=e)
+
     def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:
         """Install C{binding} at once; a failed Deferred (L{DataPlaneError}) if it cannot
         be, with nothing of it left in the kernel."""

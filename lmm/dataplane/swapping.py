@@ -54,6 +54,10 @@ class _Held:
     def removeBinding(self, binding: TunnelBinding) -> None:
         self.queue.append(("remove", binding, None))
 
+    def prepare(self, localEndpoint: str) -> None:
+        # The bindings the swap moves open the new backend's tunnel end.
+        self.old.prepare(localEndpoint)
+
     def bindings(self) -> list[TunnelBinding]:
         return list(self.old.bindings())
 

@@ -32,13 +32,21 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     profile's, else C{defaultVirtualLmapMac}, else the access interface's own
     MAC) and link-local address (the profile's, else the EUI-64 link-local
     address of the virtual MAC), the Local Network Prefix, the Local Address,
-    the DHCPv6 server. An unsolicited Router Advertisement goes out at once,
-    to the MS's MAC and to its link-local address if a frame showed it, else
-    to ff02::1: a host whose link went down and up sends no RS. Then the
-    registration: a Local Address in the profile is registered with a Local
-    Address option; else an address the MS was seen probing with DAD while it
-    authenticated (or using, when it may choose its address); else a Binding
-    Cache Confirmation asks the LMAP for the address of a roaming MS.
+    the DHCPv6 server. Then the registration: a Local Address in the profile
+    is registered with a Local Address option; else an address the MS was
+    seen probing with DAD while it authenticated (or using, when it may choose
+    its address); else a Binding Cache Confirmation asks the LMAP for the
+    address of a roaming MS. The home link is advertised when the LMAP
+    answers (as RFC 5213 6.9.1.1 has it): an unsolicited Router Advertisement
+    once the registration is accepted and its tunnel is up, or once the LMAP
+    says it has no binding to confirm (a new MS, which needs the prefix to
+    make its address); none when it rejects. It goes to the MS's MAC and to
+    its link-local address if a frame showed it, else to ff02::1: a host
+    whose link went down and up sends no RS. Until then an RS gets no answer
+    and a Neighbor Solicitation for the virtual LMAP link-local address (or
+    the LMAP's) no NA: a handed-over MS keeps its first packets in its own
+    neighbour queue, and sends them when the RA resolves its router, rather
+    than sending them to an MPA that has no tunnel for them yet.
  4. Router Advertisements carry the LNP with L=0 (the LMAP is the default
     router for everything), A=1 only for C{slaac}, M=1 and O=1 for
     C{dhcpv6} (C{manual}: A=M=O=0, so that a manually configured MS makes no
@@ -303,7 +311,7 @@ class MobilityProxyAgent:
         C{visitor.replaced}, C{visitor.detached}, C{visitor.revoked},
         C{visitor.session-ended}, C{detach.unknown}, C{detach.stale} (the MS
         is on another link now), C{link.down}, C{ra.unsolicited},
-        C{ra.solicited}, C{na.sent}, C{dad.defended}, C{dad.link-local},
+        C{ra.solicited}, C{rs.held}, C{ns.held}, C{na.sent}, C{dad.defended}, C{dad.link-local},
         C{dad.outside-prefix}, C{dad.no-prefix}, C{ns.own}, C{ns.other-host},
         C{address.learned.<dad|packet|dhcpv6|candidate>}, C{learn.held} (a
         failed address waits for its retry), C{packet.address-not-allowed},
@@ -713,10 +721,6 @@ class MobilityProxyAgent:
         if profile.localAddress:
             visitors.setAddress(visitor, _canonical(profile.localAddress))
 
-        # The MS may send no RS (a link flap): advertise its home link now.
-        actions.append(self._advertisement(visitor, visitor.linkLocalAddress or nd.ALL_NODES))
-        self.counters["ra.unsolicited"] += 1
-
         prefix = visitor.localNetworkPrefix
         prefixLength = 128 if prefix is None else prefix.prefixlen
         candidate = self._usableCandidate(visitor)
@@ -974,7 +978,17 @@ class MobilityProxyAgent:
         )
         return SendFrame(visitor.interface, frame)
 
+    def _advertiseHomeLink(self, visitor: VisitorEntry, actions: list[Action]) -> None:
+        """The unsolicited RA (rule 3): the MS may send no RS (a link flap)."""
+        visitor.advertised = True
+        actions.append(self._advertisement(visitor, visitor.linkLocalAddress or nd.ALL_NODES))
+        self.counters["ra.unsolicited"] += 1
+
     def _solicited(self, visitor: VisitorEntry, source: str, actions: list[Action]) -> None:
+        if not visitor.advertised:
+            # The RA that follows the LMAP's answer answers this RS too.
+            self.counters["rs.held"] += 1
+            return
         # Draft 8.2: to the RS's source, or all-nodes from ::; always to the MS's MAC.
         destination = nd.ALL_NODES if source == nd.UNSPECIFIED else source
         actions.append(self._advertisement(visitor, destination))
@@ -1030,6 +1044,10 @@ class MobilityProxyAgent:
         ):
             # Another host's link-local address: that host answers.
             self.counters["ns.other-host"] += 1
+            return
+        if not visitor.advertised:
+            # The MS's packets wait in its neighbour queue for the RA (rule 3).
+            self.counters["ns.held"] += 1
             return
         actions.append(
             SendFrame(
@@ -1404,12 +1422,9 @@ class MobilityProxyAgent:
                 actions.append(RemoveTunnel(previous))
             actions.append(AddTunnel(tunnel))
             visitor.tunnel = tunnel
-        if learnedPrefix:
-            # The first RA had no prefix to give: now there is one.
-            actions.append(
-                self._advertisement(visitor, visitor.linkLocalAddress or nd.ALL_NODES)
-            )
-            counters["ra.unsolicited"] += 1
+        if learnedPrefix or not visitor.advertised:
+            # After AddTunnel: what the MS sends on it has somewhere to go.
+            self._advertiseHomeLink(visitor, actions)
         if first or tunnel != previous:
             actions.append(
                 Note(
@@ -1438,6 +1453,9 @@ class MobilityProxyAgent:
             )
             return
         visitor.state = _AWAITING
+        if not visitor.advertised:
+            # A new MS: it makes its address from the prefix.
+            self._advertiseHomeLink(visitor, actions)
         actions.append(
             Note("visitor.awaiting-address", {"nai": visitor.naiText, "mac": visitor.mac,
                                               "prefix": str(visitor.localNetworkPrefix)})

@@ -162,6 +162,7 @@ class MPAService(SwappableDataPlane, Service):
                  backends=self.describeBackends, dhcp=dhcp, control=self.controlSocket or "off")
 
     def _open(self) -> None:
+        self.dataPlane.prepare(self.address)
         self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
                                 self.within, virtualMac=self.agent.defaultVirtualLmapMac)
         self.detector.start(self.attach, self.detach)

@@ -136,6 +136,8 @@ class VisitorEntry:
     @ivar retryAt: when a failed registration is tried again.
     @ivar holdUntil: when a rejected visitor's entry is dropped (the next frame
         then authenticates it again).
+    @ivar advertised: whether the unsolicited RA of the MS's home link went out
+        (it waits for the LMAP's first answer).
     @ivar sessionExpires: when the AAA server's Session-Timeout ends the access.
     @ivar deadline: the earliest of the times above: when the agent next has
         something to do for this visitor.
@@ -171,6 +173,7 @@ class VisitorEntry:
     refreshAt: float | None = None
     retryAt: float | None = None
     holdUntil: float | None = None
+    advertised: bool = False
     sessionExpires: float | None = None
     deadline: float | None = None
     noted: set[str] = field(default_factory=set, repr=False)
