@@ -19,7 +19,8 @@ from xml.sax.saxutils import escape
 
 from lmm import mh
 
-__all__ = ["Event", "Phase", "PingRecord", "Timeline", "readPcap"]
+__all__ = ["Event", "Phase", "PingRecord", "Timeline", "packRows", "readPcap", "textBox",
+           "textWidth"]
 
 
 @dataclass(order=True)
@@ -355,14 +356,18 @@ class Timeline:
                     parts.append(f'<line x1="{x(lostAt):.1f}" y1="{top + plotH - 12}" '
                                  f'x2="{x(lostAt):.1f}" y2="{top + plotH}" stroke="#d00" '
                                  f'stroke-width="1.5"/>')
-        for phase in self.phases:
+        # Phase titles next to their dashed line, one row below the other when they
+        # would overlap.
+        titleRows = packRows([(x(p.start) + 3, x(p.start) + 3 + textWidth(p.title, 10), None)
+                              for p in self.phases])
+        for phase, row in zip(self.phases, titleRows):
             parts.append(f'<line x1="{x(phase.start):.1f}" y1="{top}" x2="{x(phase.start):.1f}" '
                          f'y2="{top + plotH}" stroke="#555" stroke-dasharray="4,3"/>')
-            parts.append(f'<text x="{x(phase.start) + 3:.1f}" y="{top + 12}" font-size="10">'
-                         f"{escape(phase.title)}</text>")
+            parts.append(f'<text x="{x(phase.start) + 3:.1f}" y="{top + 12 + row * 13}" '
+                         f'font-size="10">{escape(phase.title)}</text>')
         y = top + plotH + 40
-        # One strip per phase.
-        rows = 6
+        # One strip per phase: each label in a row of its own where it would overlap
+        # another (rows from the top; a leader line from the label down to its mark).
         colours = {"wire": "#7b2d8e", "ms": "#1b7837", "ping": "#1f5fbf", "lab": "#000"}
         for phase in self.phases:
             events = phase.events
@@ -376,6 +381,21 @@ class Timeline:
             parts.append(f'<text x="{left}" y="{y}" font-size="13" font-weight="bold">'
                          f"{escape(phase.title)} at {(phase.start - self.origin) * 1000:.1f} ms"
                          f"{escape(lost)}</text>")
+            labels = []
+            for event in events:
+                xx = sx(event.when)
+                text = (f"{event.source}: {event.label} "
+                        f"(+{(event.when - phase.start) * 1000:.1f})")
+                # To the right of the mark, or to its left where it would leave the picture.
+                anchor = "start" if xx + 3 + textWidth(text, 10) <= width - 4 else "end"
+                tx = xx + 3 if anchor == "start" else xx - 3
+                labels.append((event, xx, tx, anchor, text))
+            spans = []
+            for _, xx, tx, anchor, text in labels:
+                x0, _, x1, _ = textBox(tx, 0, 10, text, anchor)
+                spans.append((x0, x1, xx))
+            rowOf = packRows(spans)
+            rows = max(rowOf, default=0) + 1
             axisY = y + 20 + rows * 14
             parts.append(f'<line x1="{left}" y1="{axisY}" x2="{left + plotW}" y2="{axisY}" '
                          f'stroke="#444"/>')
@@ -384,19 +404,14 @@ class Timeline:
                 if xx <= left + plotW:
                     parts.append(f'<text x="{xx:.1f}" y="{axisY + 14}" font-size="10" '
                                  f'text-anchor="middle">+{t:g} ms</text>')
-            for i, event in enumerate(events):
-                xx = sx(event.when)
-                row = i % rows
+            for (event, xx, tx, anchor, text), row in zip(labels, rowOf):
                 ty = y + 16 + row * 14
                 colour = colours.get(event.source, "#b35806")
                 parts.append(f'<line x1="{xx:.1f}" y1="{ty + 2}" x2="{xx:.1f}" y2="{axisY}" '
                              f'stroke="{colour}" stroke-width="0.8" stroke-opacity="0.6"/>')
                 parts.append(f'<circle cx="{xx:.1f}" cy="{axisY}" r="2.5" fill="{colour}"/>')
-                anchor = "end" if xx > left + plotW * 0.7 else "start"
-                parts.append(f'<text x="{xx + (-3 if anchor == "end" else 3):.1f}" y="{ty}" '
-                             f'font-size="10" fill="{colour}" text-anchor="{anchor}">'
-                             f"{escape(event.source)}: {escape(event.label)} "
-                             f"(+{(event.when - phase.start) * 1000:.1f})</text>")
+                parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="10" fill="{colour}" '
+                             f'text-anchor="{anchor}">{escape(text)}</text>')
             y = axisY + 40
         height = y
         return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -404,6 +419,91 @@ class Timeline:
                 f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
                 f'<rect width="{width}" height="{height}" fill="white"/>\n'
                 + "\n".join(parts) + "\n</svg>\n")
+
+
+# --- label layout ---------------------------------------------------------------------------
+
+# Advance widths in ems, on the generous side of DejaVu Sans (the usual "sans-serif"
+# on Linux; Helvetica and Arial are narrower), so that estimated boxes hold the
+# rendered text.
+_CHAR_WIDTHS = {
+    **dict.fromkeys("ijlI.,:;'|!`", 0.32),
+    **dict.fromkeys(" /\\", 0.36),
+    **dict.fromkeys("ftrJ()[]{}-", 0.43),
+    **dict.fromkeys("=+<>#~*^&→←", 0.86),
+    **dict.fromkeys("mwMW%@", 1.0),
+}
+_ASCENT, _DESCENT = 0.95, 0.25  # of the font size, above and below the baseline
+
+
+def textWidth(text: str, size: float, bold: bool = False) -> float:
+    """The estimated width in pixels of C{text} in the picture's sans-serif at
+    C{size} pixels (an upper estimate rather than a lower one)."""
+    ems = sum(_CHAR_WIDTHS.get(c, 0.78 if c.isupper() else 0.65) for c in text)
+    return ems * size * (1.1 if bold else 1.0)
+
+
+def textBox(x: float, y: float, size: float, text: str, anchor: str = "start",
+            bold: bool = False) -> tuple[float, float, float, float]:
+    """The estimated bounding box (left, top, right, bottom) of an SVG C{<text>} at
+    C{x}, C{y} (its baseline) with C{text-anchor} C{anchor}."""
+    w = textWidth(text, size, bold)
+    x0 = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
+    return x0, y - _ASCENT * size, x0 + w, y + _DESCENT * size
+
+
+def packRows(spans: Sequence[tuple[float, float, float | None]],
+             gap: float = 6.0) -> list[int]:
+    """
+    Rows (0 at the top) for labels: C{(left, right, leader)} spans, C{leader} the
+    x of a vertical line from the label down past the rows below it (to the axis),
+    or C{None}. Labels in a row are at least C{gap} pixels apart. A label whose
+    span a leader passes under is packed before that leader's label, and each
+    label goes in the first row where it fits and its leader crosses no label
+    below: then no leader crosses a label, unless two labels each cover the
+    other's leader. As many rows are used as needed, and no more: labels that do
+    not overlap all get row 0.
+    """
+    count = len(spans)
+    # over[i]: the labels whose leaders pass under label i (i goes above them).
+    over = [[j for j, (_, _, leader) in enumerate(spans)
+             if j != i and leader is not None and x0 - 2 <= leader <= x1 + 2]
+            for i, (x0, x1, _) in enumerate(spans)]
+    waiting = [0] * count
+    for i in range(count):
+        for j in over[i]:
+            waiting[j] += 1
+    order: list[int] = []
+    placed = [False] * count
+    while len(order) < count:
+        # The first in the given order that no unplaced label must go above (if
+        # there is none, labels cover each other's leaders: the first unplaced).
+        i = next((i for i in range(count) if not placed[i] and waiting[i] == 0),
+                 next(i for i in range(count) if not placed[i]))
+        placed[i] = True
+        order.append(i)
+        for j in over[i]:
+            waiting[j] -= 1
+
+    rows: list[list[tuple[float, float]]] = []
+    result = [0] * count
+    for i in order:
+        x0, x1, leader = spans[i]
+
+        def fits(r: int, x0: float = x0, x1: float = x1) -> bool:
+            return r >= len(rows) or all(x1 + gap <= a or b + gap <= x0 for a, b in rows[r])
+
+        def clear(r: int, leader: float | None = leader) -> bool:
+            return leader is None or not any(a - 2 <= leader <= b + 2
+                                             for below in rows[r + 1:] for a, b in below)
+
+        # A new row at the bottom always does.
+        row = next(r for r in range(len(rows) + 1) if fits(r) and clear(r))
+        if row == len(rows):
+            rows.append([])
+        rows[row].append((x0, x1))
+        result[i] = row
+    return result
 
 
 def _ticks(span: float) -> list[float]:
