@@ -54,12 +54,19 @@ def attach(lab: Lab, station: Station, timeout: float = 15.0) -> tuple[str, floa
 
 
 def ping(lab: Lab, station: Station, count: int, interval: float, output: str,
-         ) -> subprocess.Popen[bytes]:
-    """C{ping -D} from the MS to the CN, its output in C{output}."""
-    argv = ["ping", "-n", "-D", "-i", f"{interval:g}", "-c", str(count), "-W", "1",
-            lab.topology.cn]
+         fromCn: bool = False) -> subprocess.Popen[bytes]:
+    """Echo requests every C{interval} seconds from the MS to the CN (or from the
+    CN to the MS), on an exact schedule (L{lmm.lab.pinger}: iputils ping spaces
+    "10 ms" 16 ms apart here); output as C{ping -D} prints it, in C{output}."""
+    if fromCn:
+        namespace, destination = lab.cnNs, lab.configuredAddress(station) or ""
+    else:
+        namespace, destination = station.namespace, lab.topology.cn
     with open(output, "wb") as out:
-        return station.namespace.popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        return namespace.popenPython("from lmm.lab.pinger import main; import sys; "
+                                     "sys.exit(main(sys.argv[1:]))",
+                                     destination, repr(interval), str(count),
+                                     stdout=out, stderr=subprocess.STDOUT)
 
 
 def handOver(lab: Lab, station: Station, to: str) -> tuple[float, float]:
@@ -78,10 +85,10 @@ def handOver(lab: Lab, station: Station, to: str) -> tuple[float, float]:
     return moved
 
 
-def runDemo(lab: Lab, out: Any = None, pings: bool = True) -> Result:
+def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = False) -> Result:
     """
     The demo on a started L{Lab}: the first MS of the topology attaches,
-    pings, hands over along C{topology.handovers}. Raises L{ScenarioFailed}
+    pings (or is pinged by the CN), hands over along C{topology.handovers}. Raises L{ScenarioFailed}
     (or L{TimeoutError}) when a step does not happen; the timeline is then
     still built by L{buildTimeline} from what was recorded.
     """
@@ -112,9 +119,11 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True) -> Result:
     pingOutput = lab.path("ping.txt")
     lab.pingOutput, lab.pingInterval = pingOutput, interval
     if pings:
-        say(f"pinging the CN {topology.cn} every {interval * 1000:g} ms, "
+        who = (f"the CN pinging {address}" if pingFromCn
+               else f"pinging the CN {topology.cn}")
+        say(f"{who} every {interval * 1000:g} ms, "
             f"handing over to {' then '.join(topology.handovers) or 'nowhere'}")
-        process = ping(lab, station, count, interval, pingOutput)
+        process = ping(lab, station, count, interval, pingOutput, pingFromCn)
     time.sleep(dwell)
     for to in topology.handovers:
         moved, up = handOver(lab, station, to)

@@ -83,6 +83,7 @@ class LMAPService(SwappableDataPlane, Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        self.dataPlane.prepare(self.address)
         self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, self._socket)
         self.port.startListening()
         if self.controlSocket is not None:
