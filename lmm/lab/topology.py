@@ -286,9 +286,12 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
                                                                str, where),
                                                     where + "local_address"),
                                      prefix, where + "local_address")
-        sessionTimeout = _get(path, table, "session_timeout", int, where, 0) or None
-        if sessionTimeout is not None and sessionTimeout < 1:
-            raise TopologyError(f"{path}: {where}session_timeout: at least 1 second")
+        sessionTimeout = None
+        if "session_timeout" in table:
+            sessionTimeout = _get(path, table, "session_timeout", int, where)
+            if isinstance(sessionTimeout, bool) or sessionTimeout < 1:
+                raise TopologyError(f"{path}: {where}session_timeout: expected whole "
+                                    f"seconds, at least 1, got {sessionTimeout!r}")
         stations.append(MSSpec(_get(path, table, "name", str, where), mac.lower(), attach,
                                _get(path, table, "accept", bool, where, True), method,
                                localAddress, sessionTimeout))
