@@ -42,7 +42,7 @@ LMAP_PER_BINDING = frozenset({
     "binding.created", "binding.address-changed", "binding.deregistered", "binding.expired",
 })
 # The LMAP's refusals: the first of each kind per second at info, the rest at debug.
-LMAP_LIMITED = frozenset({"pbu.rejected"})
+LMAP_LIMITED = frozenset({"pbu.rejected", "binding.tunnel-failed"})
 
 
 def formatNote(note: Note) -> str:
