@@ -171,7 +171,8 @@ class TopologyTests(SynchronousTestCase):
     def test_profiles(self) -> None:
         """Both AAA backends get each MS's method, address and session timeout."""
         topology = loadTopology(METHODS_TOPOLOGY)
-        stations = topology.stations + [MSSpec("s", randomMac(), "mpa1", sessionTimeout=3),
+        stations = topology.stations + [MSSpec("s", randomMac(), "mpa1", sessionTimeout=3,
+                                               mayChooseAddress=False),
                                         MSSpec("no", randomMac(), "mpa1", accept=False)]
         runDir = os.path.abspath(self.mktemp())
         os.makedirs(runDir)
@@ -183,11 +184,12 @@ class TopologyTests(SynchronousTestCase):
                          ["slaac", "dhcpv6", "manual", "slaac"])
         self.assertEqual(fields[2]["localAddress"], "2001:db8:4d52::a:3")
         self.assertEqual(fields[3]["sessionTimeout"], 3)
-        self.assertTrue(all(f["mayChooseAddress"] for f in fields))
+        self.assertEqual([f["mayChooseAddress"] for f in fields], [True, True, True, False])
         users = lab.radiusUsers()
         for line in ("LMM-Address-Mode = dhcpv6", "LMM-Address-Mode = manual",
                      "Framed-IPv6-Address = 2001:db8:4d52::a:3", "Session-Timeout = 3",
-                     "LMM-MS-May-Choose-Address = yes", "Auth-Type := Reject"):
+                     "LMM-MS-May-Choose-Address = yes", "LMM-MS-May-Choose-Address = no",
+                     "Auth-Type := Reject"):
             self.assertIn(line, users)
 
 
@@ -196,12 +198,15 @@ class LabTestCase(SynchronousTestCase):
     Tests that run labs. L{makeLab} starts one, stopped by the cleanups
     whatever happens. When the test fails (an assertion, a timeout, an
     error in the lab), every lab's run folder stays, with C{failure.txt}
-    (the traceback), and the failure names it; a passing test removes them.
+    (the traceback, and the MSs' addresses and routes, the visitors and the
+    bindings at that moment), and the failure names it; a passing test
+    removes them.
     """
 
     def setUp(self) -> None:
         self.failed = False  # then the run folders are kept
         self.runDirs: list[str] = []
+        self.labs: list[Lab] = []
         reason = netnsUnavailableReason()
         if reason is not None:
             raise SkipTest(reason)
@@ -225,6 +230,9 @@ class LabTestCase(SynchronousTestCase):
                 for runDir in self.runDirs:
                     with open(os.path.join(runDir, "failure.txt"), "w") as f:
                         f.write(text)
+                        for lab in self.labs:
+                            if lab.runDir == runDir and lab.stopped is None:
+                                f.write("\nThe lab at the failure:\n" + lab.snapshot())
                 # (trial prints this exception's traceback only, not its cause's)
                 raise self.failureException(
                     f"{type(e).__name__}: {e}\nthe logs of every daemon are in "
@@ -237,6 +245,7 @@ class LabTestCase(SynchronousTestCase):
         runDir = tempfile.mkdtemp(prefix="lmm-lab-test-")
         self.runDirs.append(runDir)
         lab = Lab(topology, runDir=runDir)
+        self.labs.append(lab)
         self.addCleanup(self.stopLab, lab)
         lab.start()
         return lab

@@ -78,7 +78,8 @@ class MSSpec:
     MS's address, also given to it by its profile (else the lab picks one
     from its MAC, L{manualAddress}, and the MPA learns it from the MS's DAD).
     C{sessionTimeout}: seconds of access its profile grants (AAA
-    Session-Timeout), None for no limit.
+    Session-Timeout), None for no limit. C{mayChooseAddress}: its profile lets
+    the MPA register an address learned from its packets.
     """
 
     name: str
@@ -88,6 +89,7 @@ class MSSpec:
     addressMethod: str = "slaac"
     localAddress: str | None = None
     sessionTimeout: int | None = None
+    mayChooseAddress: bool = True
 
     @property
     def nai(self) -> str:
@@ -268,7 +270,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     for i, table in enumerate(_get(path, data, "ms", list, "")):
         where = f"ms[{i}]."
         _unknown(path, table, {"name", "mac", "attach", "accept", "address", "local_address",
-                               "session_timeout"}, where)
+                               "session_timeout", "may_choose_address"}, where)
         attach = _get(path, table, "attach", str, where, names[0])
         if attach not in names:
             raise TopologyError(f"{path}: {where}attach: no MPA named {attach!r}")
@@ -294,7 +296,8 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
                                     f"seconds, at least 1, got {sessionTimeout!r}")
         stations.append(MSSpec(_get(path, table, "name", str, where), mac.lower(), attach,
                                _get(path, table, "accept", bool, where, True), method,
-                               localAddress, sessionTimeout))
+                               localAddress, sessionTimeout,
+                               _get(path, table, "may_choose_address", bool, where, True)))
     keaSpec = None
     if "kea" in data:
         table = _get(path, data, "kea", dict, "")
@@ -545,7 +548,8 @@ class Lab:
                 replies = [f"PMIP6-Home-LMA-IPv6-Address = {self.topology.lmap}",
                            f"PMIP6-Home-HN-Prefix = {self.topology.prefix}",
                            f"LMM-Address-Mode = {spec.addressMethod}",
-                           "LMM-MS-May-Choose-Address = yes"]
+                           "LMM-MS-May-Choose-Address = "
+                           + ("yes" if spec.mayChooseAddress else "no")]
                 if spec.localAddress is not None:
                     replies.append(f"Framed-IPv6-Address = {spec.localAddress}")
                 if spec.sessionTimeout is not None:
@@ -568,7 +572,8 @@ class Lab:
                 f.write(f'[[profile]]\nnai = "{spec.nai}"\nmac = "{spec.mac}"\n'
                         f'lmap_address = "{self.topology.lmap}"\n'
                         f'local_network_prefix = "{self.topology.prefix}"\n'
-                        f'address_mode = "{spec.addressMethod}"\nmay_choose_address = true\n')
+                        f'address_mode = "{spec.addressMethod}"\n'
+                        f"may_choose_address = {tomlValue(spec.mayChooseAddress)}\n")
                 if spec.localAddress is not None:
                     f.write(f'local_address = "{spec.localAddress}"\n')
                 if spec.sessionTimeout is not None:
@@ -791,6 +796,31 @@ class Lab:
         sent = re.search(r"(\d+) packets transmitted", result.stdout)
         received = re.search(r"(\d+) received", result.stdout)
         return (int(sent.group(1)) if sent else 0, int(received.group(1)) if received else 0)
+
+    def snapshot(self) -> str:
+        """What the lab looks like now, for a failure report: each MS's addresses
+        and routes, each MPA's visitors, the LMAP's bindings (best effort)."""
+        parts = []
+        for name, station in self.stations.items():
+            try:
+                parts.append(f"--- {name} ({station.spec.addressMethod}, {station.spec.mac}, "
+                             f"on {self.servingMpa(station)}'s base station)\n"
+                             + station.namespace.ip("-6", "addr", "show", "dev", "ms0")
+                             + station.namespace.ip("-6", "route"))
+                if station.client is not None:
+                    parts.append(f"--- {name}'s dhclient:\n" + station.client.output()[-1500:])
+            except Exception as e:
+                parts.append(f"--- {name}: {e}")
+        for spec in self.topology.mpas:
+            try:
+                parts.append(f"--- {spec.name} visitors: {json.dumps(self.visitors(spec.name))}")
+            except Exception as e:
+                parts.append(f"--- {spec.name}: {e}")
+        try:
+            parts.append(f"--- LMAP bindings: {json.dumps(self.bindings())}")
+        except Exception as e:
+            parts.append(f"--- LMAP: {e}")
+        return "\n".join(parts) + "\n"
 
     def bindings(self) -> list[dict[str, Any]]:
         """The LMAP's Binding Cache (its control channel's C{bindings})."""
