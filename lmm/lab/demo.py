@@ -40,14 +40,13 @@ class Result:
 
 
 def attach(lab: Lab, station: Station, timeout: float = 15.0) -> tuple[str, float]:
-    """Wait for the MS's SLAAC address and its registration; (address, when usable)."""
-    address = waitFor(lambda: lab.configuredAddress(station), timeout, 0.01,
-                      what=f"{station.spec.name}'s SLAAC address")
-    assert address is not None
+    """Wait for the MS's address (by its method: SLAAC, DHCPv6, manual) and its
+    registration; (address, when usable)."""
+    (address,) = lab.waitUsable(station, timeout=timeout)
     usable = time.time()
-    expected = lab.expectedAddress(station)
-    if address != expected:
-        raise ScenarioFailed(f"{station.spec.name} configured {address}, not {expected}")
+    configured = lab.configuredAddress(station)
+    if configured != address:
+        raise ScenarioFailed(f"{station.spec.name} configured {configured}, not {address}")
     waitFor(lambda: lab.registered(station.spec.attach, station.spec.mac), 5, 0.01,
             what=f"{station.spec.attach}'s registration of {station.spec.name}")
     return address, usable
@@ -107,7 +106,8 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = Fa
     station = lab.attach(spec)
     lab.changes.append((origin, f"{spec.name} link up on {spec.attach}'s base station"))
     lab.linkUp.append(None)
-    say(f"{spec.name} ({spec.mac}) attached to {spec.attach}'s base station; waiting for SLAAC")
+    say(f"{spec.name} ({spec.mac}) attached to {spec.attach}'s base station; waiting for "
+        f"its address ({spec.addressMethod})")
     address, usable = attach(lab, station)
     result.address = address
     lab.extraEvents.append(tl.Event(usable, "lab", f"address usable: {address}"))
