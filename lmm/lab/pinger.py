@@ -39,7 +39,8 @@ def _stop(signum: int, frame: Any) -> None:
 
 def run(destination: str, interval: float, count: int, wait: float = 1.0,
         out: Any = sys.stdout) -> int:
-    """Probe C{destination}; the number of replies."""
+    """Probe C{destination}; the number of replies. L{Stop} raised while it runs
+    (L{main}'s signal handlers) ends it early, with the summary."""
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     # Only echo replies (ICMP6_FILTER, type 1 of level IPPROTO_ICMPV6): block
     # all 256 types but 129.
@@ -51,8 +52,6 @@ def run(destination: str, interval: float, count: int, wait: float = 1.0,
     sent: dict[int, float] = {}
     received = 0
     transmitted = 0
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
     out.write(f"PING {destination} {PAYLOAD} data bytes\n")
     out.flush()
     start = time.time()
@@ -115,6 +114,9 @@ def main(argv: list[str]) -> int:
         return 2
     destination, interval, count = argv[0], float(argv[1]), int(argv[2])
     wait = float(argv[3]) if len(argv) == 4 else 1.0
+    # Stopped like ping: the summary still comes.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     run(destination, interval, count, wait)
     return 0
 
