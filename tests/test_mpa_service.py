@@ -17,13 +17,17 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutput
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lmm import mh, nd
-from lmm.aaa import ProfileFileAuthenticator
-from lmm.mpa.agent import MobilityProxyAgent
+from lmm.aaa import AccessRequest, ProfileFileAuthenticator
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.dataplane.common import DataPlaneError
+from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import (
     ETH_P_ALL,
     ExplicitAttachDetector,
@@ -34,7 +38,8 @@ from lmm.mpa.attach import (
 from lmm.mpa.control import CommandError, ask, execute
 from lmm.mpa.service import MPAService
 from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
-from lmm.tunnel import RecordingDataPlane
+from lmm.tunnel import ROLE_MPA, RecordingDataPlane, TunnelBinding
+from tests.test_lmap_integration import RefusingPlane
 
 MPA = "fd00:4d50::2"
 LMAP = "fd00:4d50::1"
@@ -417,6 +422,77 @@ class ExplicitDetectorTests(MPAServiceTestsMixin, TestCase):
         assert ra.ip is not None
         self.assertEqual(ra.ip.destination, MS_LL)
         self.assertEqual(self.counters()["explicit.attach"], 1)
+
+
+class _Authenticator:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def authenticate(self, request: AccessRequest) -> Deferred[Any]:
+        self.log.append(f"auth {request.mac}")
+        return Deferred()
+
+
+class PerformTests(SynchronousTestCase):
+    """L{MPAService.perform}: the shared action loop (L{lmm.service.ActionPerformer})
+    with the MPA's own kinds, on a service that is not started."""
+
+    def makeService(self, how: str) -> MPAService:
+        agent = MobilityProxyAgent(
+            address=MPA, defaultLmap=LMAP, accessInterfaces=["eth1"], interfaceMacs={},
+            lifetime=600, retransmitTimeout=0.3, maxRetries=2, raMtu=1460, profile=mh.DRAFT,
+            defaultVirtualLmapMac=VMAC, refreshFraction=0.75)
+        self.order: list[str] = []
+        detector = ExplicitAttachDetector(Clock())
+        self.plane = RefusingPlane(how)
+        self.plane.refused.add(LMAP)
+        service = MPAService(agent, detector, _Authenticator(self.order), self.plane, mh.DRAFT,
+                             Clock(), summaryInterval=0)
+        service.send = self.send  # type: ignore[method-assign]
+        detector.sendFrame = self.sendFrame  # type: ignore[method-assign]
+        return service
+
+    def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        self.order.append(f"send {destination}")
+
+    def sendFrame(self, interface: str, frame: bytes) -> bool:
+        self.order.append(f"frame {interface}")
+        return True
+
+    def actions(self) -> list[object]:
+        binding = TunnelBinding(MS_ADDRESS, 128, MPA, LMAP, ROLE_MPA, "eth1")
+        return [Authenticate(AccessRequest(STRANGER_MAC, "eth1")), AddTunnel(binding),
+                SendFrame("eth1", b"ra"), Authenticate(AccessRequest(MS_MAC, "eth1")),
+                SendMessage(mh.ProxyBindingAck(0, 1, 60), LMAP), RemoveTunnel(binding),
+                Note("test.note", {})]
+
+    def test_heldBack(self) -> None:
+        """What follows a pending tunnel waits for it; authentications start after
+        the part of the list that ran."""
+        service = self.makeService("later")
+        service.perform(self.actions())
+        self.assertEqual(self.order, [f"auth {STRANGER_MAC}"])
+        self.plane.waiting.pop()[0].callback(None)
+        self.assertEqual(self.order, [f"auth {STRANGER_MAC}", "frame eth1", f"send {LMAP}",
+                                      f"auth {MS_MAC}"])
+        self.assertEqual(self.plane.bindings(), [])  # added, then removed
+
+    def test_failedLater(self) -> None:
+        """A tunnel that fails: counted, logged, what waited for it dropped."""
+        service = self.makeService("later")
+        service.perform(self.actions())
+        self.plane.waiting.pop()[0].errback(DataPlaneError("gave up"))
+        self.assertEqual(self.order, [f"auth {STRANGER_MAC}"])
+        self.assertEqual(service.counters["tunnel.add-failed"], 1)
+        self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)
+
+    def test_addBindingRaises(self) -> None:
+        """A backend that raises is taken as one whose Deferred failed (as at the LMAP)."""
+        service = self.makeService("raise")
+        service.perform(self.actions())
+        self.assertEqual(self.order, [f"auth {STRANGER_MAC}"])
+        self.assertEqual(service.counters["tunnel.add-failed"], 1)
+        self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)
 
 
 class NetlinkTests(NetnsTestMixin, SynchronousTestCase):

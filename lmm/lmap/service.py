@@ -7,7 +7,7 @@ module only carries the actions out, in order.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -16,36 +16,35 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.backends import findBackend
 from lmm.dataplane.swapping import SwappableDataPlane
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
-from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
+from lmm.rawsock import MobilityHeaderPort
+from lmm.service import ActionPerformer, Signaling
 from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.lmap")
 
 
-class _Signaling(MobilityHeaderProtocol):
-    def __init__(self, service: LMAPService) -> None:
-        self.service = service
-
-    def datagramReceived(self, data: bytes, source: str) -> None:
-        self.service.datagramReceived(data, source)
-
-
-class LMAPService(SwappableDataPlane, Service):
+class LMAPService(ActionPerformer, SwappableDataPlane, Service):
     """
-    Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket.
+    Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket. Its
+    actions are carried out by L{ActionPerformer.perform}: an asynchronous
+    tunnel addition holds back what follows it (the tunnel is up before the
+    PBA leaves); when a tunnel cannot be added, what follows it is dropped
+    (it was the answer to a registration that did not happen) and the
+    anchor's answer to the failure (L{LocalMobilityAnchor.tunnelFailed}) is
+    carried out instead.
 
     @param controlSocket: the path of the control channel's UNIX socket, or
         None for none (L{lmm.lmap.control}).
     """
 
     name = "lmap"
+    log = log
 
     def __init__(
         self,
@@ -84,7 +83,7 @@ class LMAPService(SwappableDataPlane, Service):
     def startService(self) -> None:
         Service.startService(self)
         self.dataPlane.prepare(self.address)
-        self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, self._socket)
+        self.port = MobilityHeaderPort(Signaling(self), self.address, self.reactor, self._socket)
         self.port.startListening()
         if self.controlSocket is not None:
             from lmm.lmap.control import listenControl
@@ -141,35 +140,7 @@ class LMAPService(SwappableDataPlane, Service):
     def _schedule(self) -> None:
         self._timer.schedule(self.anchor.nextDeadline())
 
-    # --- output -------------------------------------------------------------
-
-    def perform(self, actions: Iterable[object]) -> None:
-        """Carry out actions in order; an asynchronous tunnel change holds back
-        what follows it (the tunnel is up before the PBA leaves). When a tunnel
-        cannot be added, what follows it is dropped (it was the answer to a
-        registration that did not happen) and the anchor's answer to the
-        failure is carried out instead."""
-        remaining = iter(actions)
-        for action in remaining:
-            if isinstance(action, SendMessage):
-                self.send(action.message, action.destination)
-            elif isinstance(action, AddTunnel):
-                try:
-                    result = self.dataPlane.addBinding(action.binding)
-                except Exception:
-                    self._tunnelFailed(Failure(), action.binding)
-                    return
-                if isinstance(result, Deferred):
-                    rest = list(remaining)
-                    result.addCallbacks(lambda _, rest=rest: self.perform(rest),
-                                        self._tunnelFailed, errbackArgs=(action.binding,))
-                    return
-            elif isinstance(action, RemoveTunnel):
-                result = self.dataPlane.removeBinding(action.binding)
-                if isinstance(result, Deferred):
-                    result.addErrback(self._logFailure, "removing tunnel binding")
-            elif isinstance(action, Note):
-                self.journal.note(action)
+    # --- output (ActionPerformer.perform carries the actions out) ---------------
 
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
         # The anchor's Note logs it, the error's text included: no traceback
@@ -178,9 +149,6 @@ class LMAPService(SwappableDataPlane, Service):
         assert error is not None
         self.perform(self.anchor.tunnelFailed(binding, error, self.reactor.seconds()))
         self._schedule()
-
-    def _logFailure(self, failure: Failure, what: str) -> None:
-        log.failure("{what} failed", failure, what=what)
 
     # --- for the control channel ---------------------------------------------
 

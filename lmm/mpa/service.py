@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.actions import Note
 from lmm.backends import findBackend
 from lmm.config import ConfigError
 from lmm.dataplane.swapping import SwappableDataPlane
@@ -34,7 +34,8 @@ from lmm.mpa.dhcprelay import DHCPv6Relay, clientFrame
 from lmm.mpa.relay import AddressAssigned, AddressReleased, SendToClient, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
 from lmm.ratelimit import LogLimiter
-from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort, MobilityHeaderProtocol
+from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort
+from lmm.service import ActionPerformer, Signaling
 from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.mpa")
@@ -56,19 +57,11 @@ LIMITED = frozenset({
 })
 
 
-class _Signaling(MobilityHeaderProtocol):
-    def __init__(self, service: MPAService) -> None:
-        self.service = service
-
-    def datagramReceived(self, data: bytes, source: str) -> None:
-        self.service.datagramReceived(data, source)
-
-
 def _direct(f: Callable[[], Any]) -> Any:
     return f()
 
 
-class MPAService(SwappableDataPlane, Service):
+class MPAService(ActionPerformer, SwappableDataPlane, Service):
     """
     Runs a L{MobilityProxyAgent}: Mobility Header messages on a raw socket
     bound to C{address}, frames and link state from C{detector} (an
@@ -86,6 +79,7 @@ class MPAService(SwappableDataPlane, Service):
     """
 
     name = "mpa"
+    log = log
 
     def __init__(
         self,
@@ -169,7 +163,7 @@ class MPAService(SwappableDataPlane, Service):
         sock = self._socket
         if sock is None and self.within is not _direct:
             sock = self.within(_rawSocket)
-        self.port = MobilityHeaderPort(_Signaling(self), self.address, self.reactor, sock)
+        self.port = MobilityHeaderPort(Signaling(self), self.address, self.reactor, sock)
         self.port.startListening()
         if self.relay is not None:
             self.relay.start(self._relayed, None if self.within is _direct else self.within)
@@ -314,46 +308,25 @@ class MPAService(SwappableDataPlane, Service):
 
     def perform(self, actions: Iterable[object]) -> None:
         """
-        Carry out actions in order; an asynchronous tunnel change holds back
-        what follows it. Authentications start after the list is done: a
-        backend that answers at once (the file) then feeds the agent after
-        this event's actions, not in the middle of them.
+        Carry out actions in order (L{ActionPerformer.performActions}: an
+        asynchronous tunnel change holds back what follows it), the MPA's own
+        kinds here. Authentications start after the list is done: a backend
+        that answers at once (the file) then feeds the agent after this
+        event's actions, not in the middle of them.
         """
         requests: list[AccessRequest] = []
-        remaining = iter(actions)
-        for action in remaining:
-            kind = type(action)
-            if kind is SendFrame:
-                assert isinstance(action, SendFrame)
-                if not self.detector.sendFrame(action.interface, action.frame):
-                    self.counters["frame.not-sent"] += 1
-            elif kind is SendMessage:
-                assert isinstance(action, SendMessage)
-                self.send(action.message, action.destination)
-            elif kind is Authenticate:
-                assert isinstance(action, Authenticate)
-                requests.append(action.request)
-            elif kind is AddTunnel:
-                assert isinstance(action, AddTunnel)
-                result = self.dataPlane.addBinding(action.binding)
-                if isinstance(result, Deferred):
-                    rest = list(remaining)
-                    result.addCallbacks(lambda _, rest=rest: self.perform(rest),
-                                        self._tunnelFailed, errbackArgs=(action.binding,))
-                    break
-            elif kind is RemoveTunnel:
-                assert isinstance(action, RemoveTunnel)
-                result = self.dataPlane.removeBinding(action.binding)
-                if isinstance(result, Deferred):
-                    result.addErrback(self._logFailure, "removing a tunnel binding")
-            elif kind is RelayDHCPv6:
-                assert isinstance(action, RelayDHCPv6)
-                self._relayFromClient(action)
-            elif kind is Note:
-                assert isinstance(action, Note)
-                self.journal.note(action)
+        self.performActions(actions, lambda action: self._performOwn(action, requests))
         for request in requests:
             self._authenticate(request)
+
+    def _performOwn(self, action: object, requests: list[AccessRequest]) -> None:
+        if isinstance(action, SendFrame):
+            if not self.detector.sendFrame(action.interface, action.frame):
+                self.counters["frame.not-sent"] += 1
+        elif isinstance(action, Authenticate):
+            requests.append(action.request)
+        elif isinstance(action, RelayDHCPv6):
+            self._relayFromClient(action)
 
     # --- DHCPv6 ---------------------------------------------------------------
 
@@ -420,9 +393,6 @@ class MPAService(SwappableDataPlane, Service):
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
         self.counters["tunnel.add-failed"] += 1
         log.failure("could not set up the tunnel for {binding}", failure, binding=binding)
-
-    def _logFailure(self, failure: Failure, what: str) -> None:
-        log.failure("{what} failed", failure, what=what)
 
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         if self.port is None:
