@@ -702,6 +702,11 @@ class Lab:
                                               "scope", "global"))
         return [a for iface in out for a in iface.get("addr_info", []) if "local" in a]
 
+    def defaultRoutes(self, station: Station) -> list[dict[str, Any]]:
+        """The MS's IPv6 default routes, as C{ip -j} gives them (C{gateway},
+        C{dev}, ...): one via its router's link-local address once an RA came."""
+        return list(json.loads(station.namespace.ip("-j", "-6", "route", "show", "default")))
+
     def configuredAddress(self, station: Station) -> str | None:
         """The MS's global address once DAD is done (not tentative)."""
         for address in self.globalAddresses(station):
