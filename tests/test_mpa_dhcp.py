@@ -647,24 +647,6 @@ class DHCPServiceTests(DHCPServiceMixin, TestCase):
         self.assertFalse(any(k.startswith("relay.") for k in self.counters()))
 
 
-DHCLIENT = "/usr/sbin/dhclient"
-
-# dhclient's script: configure the address as dhclient-script does, and write
-# down what happened; never touch the machine's /etc/resolv.conf.
-_SCRIPT = """#!/bin/sh
-{ echo "reason=$reason"; echo "new_ip6_address=$new_ip6_address"; echo ---; } >> %(events)s
-case "$reason" in
-  BOUND6|RENEW6|REBIND6)
-    [ -n "$new_ip6_address" ] && ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" \\
-        dev "$interface" valid_lft "$new_max_life" preferred_lft "$new_preferred_life" ;;
-  RELEASE6|EXPIRE6|STOP6)
-    [ -n "$old_ip6_address" ] && ip -6 addr del "$old_ip6_address/$old_ip6_prefixlen" \\
-        dev "$interface" ;;
-esac
-exit 0
-"""
-
-
 class AutoLMAP:
     """A fake LMAP that answers by itself: no binding to confirm (141), yes to
     any Local Address, yes to deregistrations."""
@@ -691,20 +673,18 @@ class AutoLMAP:
 
 
 class DhclientTests(DHCPServiceMixin, TestCase):
-    """An unmodified ISC dhclient -6 on an MS's link, the service in between."""
+    """An unmodified ISC dhclient -6 on an MS's link (L{kea.startClient}), the
+    service in between."""
 
     def setUp(self) -> None:
-        if not os.access(DHCLIENT, os.X_OK):
-            raise SkipTest(f"{DHCLIENT} is not installed (apt-get install isc-dhcp-client)")
+        reason = kea.dhclientMissingReason()
+        if reason is not None:
+            raise SkipTest(reason)
         super().setUp()
         self.ms = self.makeNamespace("ms")
         self.msAccess, self.msLink = link(self.mpaNs, self.ms, None, None)
         self.directory = Path(tempfile.mkdtemp(prefix="lmm-dhclient-"))
         self.addCleanup(shutil.rmtree, self.directory, True)
-        script = self.directory / "script"
-        script.write_text(_SCRIPT % {"events": self.directory / "events"})
-        script.chmod(0o755)
-        (self.directory / "dhclient.conf").write_text("")
         with open(self.authenticator.path, "a") as f:
             f.write(f'\n[[profile]]\nnai = "real@lmm.test"\nmac = "{self.msMac()}"\n'
                     f'local_network_prefix = "{LNP}"\naddress_mode = "dhcpv6"\n')
@@ -721,34 +701,15 @@ class DhclientTests(DHCPServiceMixin, TestCase):
         [info] = json.loads(self.ms.ip("-j", "link", "show", self.msLink))
         return str(info["address"])
 
-    def dhclient(self, *extra: str) -> subprocess.Popen[bytes]:
-        d = self.directory
-        argv = [DHCLIENT, "-6", "-d", "-v", "-cf", str(d / "dhclient.conf"),
-                "-lf", str(d / "leases"), "-pf", str(d / "pid"), "-sf", str(d / "script"),
-                *extra, self.msLink]
-        with open(d / "dhclient.out", "ab") as out:
-            process = self.ms.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
+    def dhclient(self, *options: str) -> kea.DHCPClient:
+        """dhclient -6 with C{options}, its files in the test's directory
+        (shared by every client of the test), stopped when the test ends."""
+        client = kea.startClient(self.ms, self.msLink, self.directory, options)
+        self.addCleanup(client.stop)
+        return client
 
-        def stop() -> None:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(5)
-
-        self.addCleanup(stop)
-        return process
-
-    def events_(self) -> list[dict[str, str]]:
-        try:
-            text = (self.directory / "events").read_text()
-        except OSError:
-            return []
-        return [dict(line.split("=", 1) for line in block.strip().splitlines() if "=" in line)
-                for block in text.split("---") if block.strip()]
-
-    def explain(self) -> str:
-        out = (self.directory / "dhclient.out").read_text(errors="replace")
-        return (f"counters {self.counters()}\ndhclient:\n{out[-2000:]}\nKea:\n"
+    def explain(self, client: kea.DHCPClient) -> str:
+        return (f"counters {self.counters()}\ndhclient:\n{client.output()[-2000:]}\nKea:\n"
                 + "\n".join(self.kea.log().splitlines()[-20:]))
 
     async def test_dhclientGetsAnAddressRegistered(self) -> None:
@@ -756,10 +717,10 @@ class DhclientTests(DHCPServiceMixin, TestCase):
         mac = self.msMac()
         client = self.dhclient()
         await waitForDeferred(
-            lambda: [e for e in self.events_() if e.get("reason") == "BOUND6"]
-            or client.poll() is not None, 20, 0.05, what="dhclient bound")
-        bound = [e for e in self.events_() if e.get("reason") == "BOUND6"]
-        self.assertTrue(bound, self.explain())
+            lambda: [e for e in client.events() if e.get("reason") == "BOUND6"]
+            or not client.running(), 20, 0.05, what="dhclient bound")
+        bound = [e for e in client.events() if e.get("reason") == "BOUND6"]
+        self.assertTrue(bound, self.explain(client))
         address = bound[0]["new_ip6_address"]
         self.assertTrue(inPool(address), address)
         visitor = await waitForDeferred(
@@ -769,9 +730,9 @@ class DhclientTests(DHCPServiceMixin, TestCase):
         self.assertEqual(self.counters()["address.learned.dhcpv6"], 1)
         # dhclient -r: the Release goes through, the binding is deregistered.
         releaser = self.dhclient("-r")
-        await waitForDeferred(lambda: releaser.poll() is not None
+        await waitForDeferred(lambda: not releaser.running()
                               and self.counters().get("address.released"), 15,
-                              what=f"the release; {self.explain()}")
+                              what=f"the release; {self.explain(releaser)}")
         await waitForDeferred(lambda: [m for m in self.auto.seen
                                        if m.lifetime == 0 and m.option(mh.LocalAddress)
                                        == mh.LocalAddress(address, 64)],

@@ -14,10 +14,8 @@ starts its own server; that takes about 0.1 s.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lmm
+from lmm.testing.processes import dieWithParent, end, readText
 
 FREERADIUS = "/usr/sbin/freeradius"
 SECRET = b"lmm-testing-secret"
@@ -140,15 +139,6 @@ def freeUDPPort() -> int:
     raise RuntimeError("no UDP port free on both 127.0.0.1 and ::1")
 
 
-def _dieWithParent() -> None:
-    # Runs in the child: SIGTERM it if the test runner dies, even by SIGKILL,
-    # so that no FreeRADIUS outlives its test (Linux only; best effort).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 @dataclass
 class FreeRADIUS:
     """A running FreeRADIUS; L{stop} ends it and removes its directory."""
@@ -167,19 +157,10 @@ class FreeRADIUS:
         return [{"address": address, "port": self.port, "secret": self.secret.decode()}]
 
     def log(self) -> str:
-        try:
-            return self.logPath.read_text(errors="replace")
-        except OSError:
-            return ""
+        return readText(self.logPath)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -216,7 +197,7 @@ def start(usersFile: Path | str | None = None, extraUsers: str = "",
             process = subprocess.Popen(
                 [FREERADIUS, "-X", "-d", str(directory)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_dieWithParent)
+                start_new_session=True, preexec_fn=dieWithParent)
         server = FreeRADIUS(directory, port, secret, process)
         deadline = time.monotonic() + readyTimeout
         try:

@@ -18,11 +18,9 @@ sleeping. Its log (debug level, with every packet) is L{Kea.logPath}.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lmm.testing.netns import Namespace, callIn
+from lmm.testing.processes import dieWithParent, end, readText
 
 KEA_DHCP6 = "/usr/sbin/kea-dhcp6"
 
@@ -121,15 +120,6 @@ def config(
     return {"Dhcp6": dhcp6}
 
 
-def _dieWithParent() -> None:
-    # Runs in the child: SIGTERM it if the test runner dies, even by SIGKILL,
-    # so that no Kea outlives its test (Linux only; best effort).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def _boundUDP(address: str, port: int) -> bool:
     """Whether a UDP socket of the calling thread's namespace is bound to
     C{address}, C{port} (read from /proc: no process to start)."""
@@ -167,21 +157,12 @@ class Kea:
 
     def log(self) -> str:
         """Kea's own log, and what it printed before its loggers were set up."""
-        parts = []
-        for path in (self.directory / "kea.out", self.logPath):
-            try:
-                parts.append(path.read_text(errors="replace"))
-            except OSError:
-                pass
-        return "".join(parts)
+        return readText(self.directory / "kea.out") + readText(self.logPath)
 
     def leases(self) -> list[dict[str, str]]:
         """The lease file's rows (address, duid, valid_lifetime, expire, ...);
         a released lease stays as a row with valid_lifetime 0."""
-        try:
-            lines = self.leasePath.read_text().splitlines()
-        except OSError:
-            return []
+        lines = readText(self.leasePath).splitlines()
         if not lines:
             return []
         header = lines[0].split(",")
@@ -195,13 +176,7 @@ class Kea:
         if self.stopped:
             return
         self.stopped = True
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -244,7 +219,7 @@ def start(
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_dieWithParent,
+                preexec_fn=dieWithParent,
             )
         server = Kea(directory, namespace, interface, address, tuple(subnets), process)
         deadline = time.monotonic() + readyTimeout
@@ -334,10 +309,7 @@ class DHCPClient:
     def events(self) -> list[dict[str, str]]:
         """What the script was called for, oldest first: C{reason},
         C{new_ip6_address}, C{time} (seconds, the wall clock)."""
-        try:
-            text = self.eventsPath.read_text()
-        except OSError:
-            return []
+        text = readText(self.eventsPath)
         return [dict(line.split("=", 1) for line in block.strip().splitlines() if "=" in line)
                 for block in text.split("---") if block.strip()]
 
@@ -350,31 +322,26 @@ class DHCPClient:
         return None
 
     def output(self) -> str:
-        try:
-            return self.outputPath.read_text(errors="replace")
-        except OSError:
-            return ""
+        return readText(self.outputPath)
 
     def running(self) -> bool:
         return self.process.poll() is None
 
     def stop(self) -> None:
         """End the client (SIGTERM, SIGKILL after 5 s): no Release is sent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end(self.process)
 
 
-def startClient(namespace: Namespace, interface: str, directory: Path | str) -> DHCPClient:
+def startClient(namespace: Namespace, interface: str, directory: Path | str,
+                options: Sequence[str] = ()) -> DHCPClient:
     """
     Start C{dhclient -6 -d} on C{interface} of C{namespace}, its files in
     C{directory} (created). The interface needs a usable (not tentative)
     link-local address, or dhclient exits at once. The caller stops it
-    (L{DHCPClient.stop}); deleting the namespace also does.
+    (L{DHCPClient.stop}); deleting the namespace also does. C{options}: more
+    of dhclient's, before the interface (C{["-r"]}: release the lease in
+    C{directory} and exit); a second client on the same C{directory} shares
+    the first one's lease, events and output files.
     """
     reason = dhclientMissingReason()
     if reason is not None:
@@ -387,8 +354,8 @@ def startClient(namespace: Namespace, interface: str, directory: Path | str) -> 
     (directory / "dhclient.conf").write_text("")
     argv = [DHCLIENT, "-6", "-d", "-v", "-cf", str(directory / "dhclient.conf"),
             "-lf", str(directory / "leases"), "-pf", str(directory / "pid"),
-            "-sf", str(script), interface]
+            "-sf", str(script), *options, interface]
     with open(directory / "dhclient.out", "ab") as out:
         process = namespace.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, preexec_fn=_dieWithParent)
+                                  stderr=subprocess.STDOUT, preexec_fn=dieWithParent)
     return DHCPClient(namespace, interface, directory, process)
