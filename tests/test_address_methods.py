@@ -147,12 +147,6 @@ class AddressMethodTests(LabTestCase):
         entry = self.visitor(i, station)
         return None if entry is None else entry["state"]
 
-    def defaultRoutes(self, station: Station) -> list[dict[str, Any]]:
-        import json
-
-        return json.loads(  # type: ignore[no-any-return]
-            station.namespace.ip("-j", "-6", "route", "show", "default"))
-
     def logEvents(self, name: str, event: str, key: str, value: str) -> list[dict[str, str]]:
         """The C{event} lines (debug level) of daemon C{name} whose C{key} is
         C{value}, as fields."""
@@ -264,7 +258,7 @@ class AddressMethodTests(LabTestCase):
         station = lab.attach(spec)
         # The RA arrived (the default route is its), and the host made no
         # address from it: the prefix is not autonomous.
-        self.wait(lambda: self.defaultRoutes(station), 10, "the RA's default route")
+        self.wait(lambda: self.lab.defaultRoutes(station), 10, "the RA's default route")
         self.wait(lambda: lab.linkLocalReady(station), 10, "the MS's link-local address")
         self.assertEqual(lab.globalAddresses(station), [])
         ra = self.wait(lambda: self.routerAdvertisements(station)[:1], 3,
@@ -339,7 +333,7 @@ class AddressMethodTests(LabTestCase):
                       "the MS waiting for an address")
         for station in stations.values():
             # The RA made no address: the host waits for its administrator.
-            self.wait(partial(self.defaultRoutes, station), 10, "the RA's default route")
+            self.wait(partial(self.lab.defaultRoutes, station), 10, "the RA's default route")
             self.assertEqual(lab.globalAddresses(station), [])
         # The administrators, by hand (not Lab.waitUsable: two of them skip DAD).
         for mac, station in stations.items():
