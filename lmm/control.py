@@ -12,10 +12,13 @@ answer as a table (C{--json}: as it came); C{help} lists a daemon's commands.
 from __future__ import annotations
 
 import json
+import math
+import re
 import socket
 import sys
 import time
-from typing import Any, Callable
+import tomllib
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.protocol import Factory
@@ -39,6 +42,95 @@ class CommandError(Exception):
 def arity(args: list[str], low: int, high: int, usage: str) -> None:
     if not low <= len(args) <= high:
         raise CommandError(f"usage: {usage}")
+
+
+# --- the tunnel command, both daemons' ------------------------------------------
+
+TUNNEL_USAGE = "tunnel BACKEND [KEY=VALUE ...]"
+TUNNEL_HELP = ("swap the tunnel backend, make before break; options as in [tunnel.options] "
+               "(default: the file's for the file's backend); not kept after a restart")
+
+_ITEM = re.compile(r"([A-Za-z0-9_-]+)=(.*)", re.DOTALL)
+# What a TOML string needs quotes for; a value without any of it that is no TOML
+# value is a bare word, taken as a string (the shell eats the quotes of adopt="x").
+_NOT_BARE = re.compile(r"[\s\"'\[\]{},=#]")
+
+
+def _readValue(text: str) -> Any:
+    """The TOML value C{text}, or a bare word as a string; ValueError if neither."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError as e:
+        if text and _NOT_BARE.search(text) is None:
+            return text
+        raise ValueError(str(e)) from None
+
+
+def _complete(text: str) -> bool:
+    try:
+        _readValue(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parseOptions(words: list[str]) -> dict[str, Any]:
+    """
+    C{KEY=VALUE} words to options; each value is read as a TOML value
+    (C{priority=80}, C{leftovers="adopt"}, C{relay_too_big=false}), and a bare
+    word that is none (C{leftovers=adopt}) as a string. The line was split at
+    spaces: a value that is not complete yet (a quoted string or an array
+    with spaces in it) goes on in the next word. L{CommandError} says what is
+    wrong, naming the key.
+    """
+    items: list[list[str]] = []
+    for word in words:
+        if items and not _complete(items[-1][1]):
+            items[-1][1] += " " + word
+            continue
+        match = _ITEM.fullmatch(word)
+        if match is None:
+            raise CommandError(f"tunnel: expected KEY=VALUE (no spaces around =), got {word!r}; "
+                               f"usage: {TUNNEL_USAGE}")
+        items.append([match.group(1), match.group(2)])
+    options: dict[str, Any] = {}
+    for key, text in items:
+        if key in options:
+            raise CommandError(f"tunnel option {key}: given twice")
+        if not text:
+            raise CommandError(f"tunnel option {key}: no value (KEY=VALUE, no spaces around =)")
+        try:
+            options[key] = _readValue(text)
+        except ValueError as e:
+            raise CommandError(f"tunnel option {key}: {text} is not a TOML value ({e})") from None
+    return options
+
+
+def tomlValue(value: Any) -> str:
+    """C{value} as TOML writes it (for answers and hints: what to put in the file)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(tomlValue(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {tomlValue(v)}" for k, v in value.items()) + "}"
+    return str(value)  # dates and times: their isoformat, as TOML writes them
+
+
+def tunnelCommand(service: Any, args: list[str]) -> Deferred[dict[str, Any]]:
+    """C{tunnel BACKEND [KEY=VALUE ...]} on a service with
+    L{lmm.dataplane.swapping.SwappableDataPlane.swapTunnel}."""
+    if not args:
+        raise CommandError(f"usage: {TUNNEL_USAGE}")
+    options = parseOptions(args[1:])
+    d: Deferred[dict[str, Any]] = service.swapTunnel(args[0], options)
+    return d.addCallback(lambda result: {"ok": True, **result})
 
 
 class ControlProtocol(LineOnlyReceiver):
@@ -68,7 +160,8 @@ class ControlProtocol(LineOnlyReceiver):
         return {"ok": False, "error": f"internal error: {error}"}
 
     def _send(self, answer: dict[str, Any]) -> None:
-        self.sendLine(json.dumps(answer).encode("utf-8"))
+        # default=str: a TOML date given as a tunnel option goes back as text.
+        self.sendLine(json.dumps(answer, default=str).encode("utf-8"))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._send({"ok": False, "error": "line too long"})
@@ -163,9 +256,20 @@ def formatAnswer(command: str, answer: dict[str, Any]) -> str:
         return table([[k.upper() for k in keys]]
                      + [[link.get(k, "-") for k in keys] for link in answer["links"]])
     if "backend" in answer:
-        return f"tunnel backend now {answer['backend']}: {answer.get('moved', 0)} binding(s) moved"
+        options = answer.get("options") or {}
+        used = (" (" + ", ".join(f"{k}={tomlValue(v)}" for k, v in options.items()) + ")"
+                if options else "")
+        text = (f"tunnel backend now {answer['backend']}{used}: {answer.get('moved', 0)} "
+                "binding(s) moved")
+        if answer.get("persistent"):
+            return text + "\nas the configuration file says: kept after a restart"
+        if answer.get("hint"):
+            return text + "\n" + answer["hint"]
+        return text
     if "commands" in answer:
-        return "\n".join(f"{usage:22} {text}" for usage, text in answer["commands"].items())
+        commands = answer["commands"]
+        width = max(map(len, commands), default=0)
+        return "\n".join(f"{usage:{width}}  {text}" for usage, text in commands.items())
     return "ok"
 
 

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutput
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lmm import mh, nd
 from lmm.aaa import AccessRequest, ProfileFileAuthenticator
@@ -359,6 +359,32 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertEqual(ra.ip.destination, nd.ALL_NODES)  # no link-local address known yet
         self.assertTrue(self.ask(f"detach {self.access} {MS_MAC}")["ok"])
         await waitForDeferred(lambda: not self.visitors())
+
+    async def test_tunnelSwapWithOptions(self) -> None:
+        """C{tunnel userspace priority=900 ...}: the visitor's tunnel moves to the
+        userspace backend built in the MPA's namespace with those options; the
+        answer says a restart does not keep it."""
+        if not os.path.exists("/dev/net/tun"):
+            raise SkipTest("no /dev/net/tun: the userspace backend cannot run")
+        self.startMPA()
+        await self.register()
+        self.assertIn("usage", self.ask("tunnel")["error"])
+        refused = execute(self.service, ["tunnel", "userspace", "priority=1"])
+        assert isinstance(refused, Deferred)
+        self.assertIn("tunnel.options.priority", str(self.failureResultOf(refused).value))
+        self.assertIs(self.service.dataPlane, self.dataPlane)
+        swapped = execute(self.service, ["tunnel", "userspace", "priority=900",
+                                         'interface="lmmswap1"'])
+        assert isinstance(swapped, Deferred)
+        answer = await swapped
+        self.assertEqual({k: answer[k] for k in ("backend", "moved", "options", "persistent")},
+                         {"backend": "userspace", "moved": 1, "persistent": False,
+                          "options": {"priority": 900, "interface": "lmmswap1"}})
+        self.assertIn('set tunnel.backend = "userspace"', answer["hint"])
+        rules = self.mpaNs.ip("-6", "rule", "show")
+        self.assertIn(f"900:\tfrom {MS_ADDRESS} iif {self.access}", rules)
+        self.assertIn("lmmswap1", self.mpaNs.ip("link", "show", "lmmswap1"))
+        self.assertEqual(self.dataPlane.bindings(), [])  # the recording one gave it up
 
     async def test_controlSocket(self) -> None:
         self.startMPA()

@@ -1,16 +1,20 @@
 """
 Swapping a running daemon's tunnel backend (L{lmm.dataplane.swapping}, the
-C{tunnel BACKEND} command of both control channels).
+C{tunnel BACKEND [KEY=VALUE ...]} command of both control channels).
 
-The unit tests drive L{LMAPService.swapDataPlane} with recording data planes
-and a fake clock. The end-to-end test runs the lab (lmm.lab: twistd lmm-lmap,
-one twistd lmm-mpa on seg6, a Linux MS attached by SLAAC, a CN) and swaps the
-LMAP then the MPA to userspace and back while the MS pings the CN every
-10 ms.
+The unit tests drive L{LMAPService.swapDataPlane} and the C{tunnel} command
+with recording data planes and a fake clock; the options' parsing and the
+real backends' refusal of bad options need no kernel. A namespace test swaps
+an LMAP's seg6 backend to userspace with options and back to the file's
+options, on the real kernel. The end-to-end test runs the lab (lmm.lab:
+twistd lmm-lmap, one twistd lmm-mpa on seg6, a Linux MS attached by SLAAC, a
+CN) and swaps the LMAP then the MPA to userspace (with options) and back
+while the MS pings the CN every 10 ms.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,22 +26,26 @@ from dataclasses import replace
 from ipaddress import IPv6Network
 from typing import Any, Mapping
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.test.proto_helpers import StringTransport
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lmm import mh
-from lmm.control import ask
+from lmm.backends import findBackend
+from lmm.control import CommandError, ControlProtocol, ask, formatAnswer, parseOptions
 from lmm.dataplane import swapping
-from lmm.dataplane.swapping import SwapError
+from lmm.dataplane.swapping import SwapError, TunnelConfig
 from lmm.lab import demo
 from lmm.lab import timeline as tl
 from lmm.lab.topology import Lab, MSSpec, loadTopology, randomMac
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.control import execute
 from lmm.lmap.service import LMAPService
-from lmm.testing.netns import netnsUnavailableReason
+from lmm.testing.netns import callIn, netnsUnavailableReason
 from lmm.tunnel import ROLE_LMAP, RecordingDataPlane, TunnelBinding
+from tests.test_dataplane import CN, LMAP, MS, LabMixin, lmapBinding, mpaBinding
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,13 +89,15 @@ class Slow(RecordingDataPlane):
 class Factory:
     def __init__(self, plane: Any) -> None:
         self.plane = plane
+        self.settings: list[Mapping[str, Any]] = []
 
     def build(self, settings: Mapping[str, Any], reactor: Any) -> Any:
+        self.settings.append(settings)
         return self.plane
 
 
-class SwapServiceTests(SynchronousTestCase):
-    """L{lmm.dataplane.swapping} on an LMAP service that is not started."""
+class _NotStarted(SynchronousTestCase):
+    """An LMAP service that is not started, its recording backend carrying two bindings."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -100,8 +110,16 @@ class SwapServiceTests(SynchronousTestCase):
         for n in (1, 2):
             self.old.addBinding(binding(n))
 
-    def useBackend(self, plane: Any) -> None:
-        self.patch(swapping, "findBackend", lambda interface, name: Factory(plane))
+    def useBackend(self, plane: Any) -> Factory:
+        """Swaps to C{plane}'s name build C{plane}; other names, lmm's backends."""
+        factory = Factory(plane)
+        self.patch(swapping, "findBackend", lambda interface, name: (
+            factory if name == plane.name else findBackend(interface, name)))
+        return factory
+
+
+class SwapServiceTests(_NotStarted):
+    """L{lmm.dataplane.swapping} on an LMAP service that is not started."""
 
     def test_unknownBackend(self) -> None:
         """An unknown name: a clear error naming the known ones; the old backend stays."""
@@ -181,6 +199,232 @@ class SwapServiceTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+def swapCommand(service: Any, words: list[str]) -> Deferred[dict[str, Any]]:
+    """The LMAP's control channel runs C{words}, a C{tunnel} command: its answer."""
+    answer = execute(service, words)
+    assert isinstance(answer, Deferred)
+    return answer
+
+
+class OptionParsingTests(SynchronousTestCase):
+    """L{parseOptions}: the C{KEY=VALUE} words of the C{tunnel} command."""
+
+    def test_tomlValues(self) -> None:
+        self.assertEqual(parseOptions(["priority=80", 'leftovers="adopt"', "relay_too_big=false",
+                                       "rate=1.5"]),
+                         {"priority": 80, "leftovers": "adopt", "relay_too_big": False,
+                          "rate": 1.5})
+        self.assertEqual(parseOptions([]), {})
+
+    def test_bareWords(self) -> None:
+        """The shell eats the quotes of leftovers="adopt": a bare word is a string."""
+        self.assertEqual(parseOptions(["leftovers=adopt", "interface=lmm-tun1"]),
+                         {"leftovers": "adopt", "interface": "lmm-tun1"})
+        # ... but what TOML reads as another type stays that type.
+        self.assertEqual(parseOptions(["forwarding=true", "table=0x4f00"]),
+                         {"forwarding": True, "table": 0x4F00})
+
+    def test_spaces(self) -> None:
+        """The line is split at spaces: a value not complete yet goes on in the next word."""
+        self.assertEqual(parseOptions(['name="a', 'b=c"', "list=[1,", "2]", "n=3"]),
+                         {"name": "a b=c", "list": [1, 2], "n": 3})
+
+    def test_errors(self) -> None:
+        """Each error names what is wrong; the key when there is one."""
+        for words, expected in (
+            (["priority"], "expected KEY=VALUE"),
+            (["priority", "=", "80"], "expected KEY=VALUE"),
+            (["tunnel.options.priority=80"], "expected KEY=VALUE"),
+            (["priority=80", "metric"], "got 'metric'"),
+            (["priority="], "tunnel option priority: no value"),
+            (["priority=1", "priority=2"], "tunnel option priority: given twice"),
+            (["segs=[1,"], "tunnel option segs: [1, is not a TOML value"),
+            (['leftovers="adopt'], "tunnel option leftovers"),
+        ):
+            with self.assertRaises(CommandError, msg=words) as caught:
+                parseOptions(words)
+            self.assertIn(expected, str(caught.exception), words)
+
+
+class TunnelCommandTests(_NotStarted):
+    """The C{tunnel BACKEND [KEY=VALUE ...]} command on an LMAP service that is not
+    started: the options given, the file's, and what the answer says of a restart."""
+
+    def other(self) -> tuple[RecordingDataPlane, Factory]:
+        new = RecordingDataPlane()
+        new.name = "other"
+        return new, self.useBackend(new)
+
+    def tunnel(self, line: str) -> dict[str, Any]:
+        return self.successResultOf(swapCommand(self.service, line.split()))
+
+    def refused(self, line: str) -> str:
+        return str(self.failureResultOf(swapCommand(self.service, line.split()), SwapError).value)
+
+    def test_options(self) -> None:
+        """The options go to the backend's factory; the answer says the swap is not
+        kept after a restart, and what to set in the file to keep it."""
+        new, factory = self.other()
+        answer = self.tunnel('tunnel other priority=80 leftovers="adopt" relay_too_big=false')
+        options = {"priority": 80, "leftovers": "adopt", "relay_too_big": False}
+        self.assertEqual(factory.settings, [options])
+        self.assertEqual({k: answer[k] for k in ("ok", "backend", "moved", "options",
+                                                 "persistent")},
+                         {"ok": True, "backend": "other", "moved": 2, "options": options,
+                          "persistent": False})
+        self.assertEqual(answer["hint"],
+                         'not kept after a restart: set tunnel.backend = "other" and '
+                         'tunnel.options = {priority = 80, leftovers = "adopt", '
+                         'relay_too_big = false} in the configuration file to keep it')
+        self.assertIs(self.service.dataPlane, new)
+
+    def test_badOptions(self) -> None:
+        """lmm's backends check the options as they check [tunnel.options]: the error
+        names the key, and nothing changes."""
+        for line, expected in (
+            ("tunnel userspace nosuch=1", "unknown key tunnel.options.nosuch"),
+            ("tunnel userspace mtu=99", "tunnel.options.mtu: expected 1280..65535, got 99"),
+            ("tunnel userspace interface=lmmtun0123456789", "tunnel.options.interface"),
+            ("tunnel seg6 relay_too_big=no", "tunnel.options.relay_too_big: expected true or "
+                                             "false, got 'no'"),
+            ("tunnel seg6 decap_priority=2000", "tunnel.options.decap_priority"),
+        ):
+            message = self.refused(line)
+            self.assertIn(expected, message, line)
+            self.assertIn("nothing changed, recording stays", message)
+            self.assertIs(self.service.dataPlane, self.old)
+            self.assertEqual(len(list(self.old.bindings())), 2)
+        # A line that is no KEY=VALUE is refused before any backend is looked for.
+        self.assertRaises(CommandError, execute, self.service, ["tunnel", "userspace", "mtu"])
+        self.assertRaises(CommandError, execute, self.service, ["tunnel"])
+        self.assertIs(self.service.dataPlane, self.old)
+
+    def test_auto(self) -> None:
+        """auto could build the backend in use: a swap names the one it wants."""
+        self.assertIn("name the one to swap to", self.refused("tunnel auto"))
+        self.assertIs(self.service.dataPlane, self.old)
+
+    def test_fileOptions(self) -> None:
+        """Without options, the file's backend gets the file's [tunnel.options] (what a
+        restart would build: persistent) and another backend none; options given
+        override the file's one key each."""
+        self.service.tunnelConfig = TunnelConfig("recording", {"history": 7}, "recording",
+                                                 "/etc/lmm/lmap.toml")
+        new, factory = self.other()
+        answer = self.tunnel("tunnel other")
+        self.assertEqual(factory.settings, [{}])
+        self.assertEqual((answer["options"], answer["persistent"]), ({}, False))
+        self.assertEqual(answer["hint"], 'not kept after a restart: set tunnel.backend = "other" '
+                                         'and tunnel.options = {} in /etc/lmm/lmap.toml to keep it')
+        # Back to the file's backend (the real recording backend): the file's options.
+        answer = self.tunnel("tunnel recording")
+        self.assertEqual((answer["options"], answer["persistent"]), ({"history": 7}, True))
+        self.assertNotIn("hint", answer)
+        plane = self.service.dataPlane
+        self.assertIsInstance(plane, RecordingDataPlane)
+        self.assertEqual(plane.history.maxlen, 7)
+        self.assertEqual(len(list(plane.bindings())), 2)
+        # Options given override the file's.
+        self.tunnel("tunnel other")
+        answer = self.tunnel("tunnel recording history=9")
+        self.assertEqual((answer["options"], answer["persistent"]), ({"history": 9}, False))
+        self.assertEqual(self.service.dataPlane.history.maxlen, 9)
+        self.assertEqual(answer["hint"], 'not kept after a restart: set tunnel.backend = '
+                                         '"recording" and tunnel.options = {history = 9} in '
+                                         '/etc/lmm/lmap.toml to keep it')
+        # Given as the file has them: a restart builds the same.
+        self.tunnel("tunnel other")
+        self.assertTrue(self.tunnel("tunnel recording history=7")["persistent"])
+
+    def test_autoInTheFile(self) -> None:
+        """A file that says auto: its options go to the backend auto picked."""
+        self.service.tunnelConfig = TunnelConfig("auto", {"history": 5}, "recording", None)
+        self.other()
+        self.tunnel("tunnel other")
+        answer = self.tunnel("tunnel recording")
+        self.assertEqual((answer["options"], answer["persistent"]), ({"history": 5}, True))
+
+    def test_controlLine(self) -> None:
+        """Over the control channel's line protocol: the JSON answers."""
+        self.other()
+        transport = StringTransport()
+        protocol = ControlProtocol(lambda words: execute(self.service, words))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b'tunnel userspace mtu=99\ntunnel other name="a b" n=[1, 2]\n')
+        refused, done = (json.loads(line) for line in transport.value().splitlines())
+        self.assertEqual(refused["ok"], False)
+        self.assertIn("tunnel.options.mtu", refused["error"])
+        self.assertEqual((done["ok"], done["options"], done["persistent"]),
+                         (True, {"name": "a b", "n": [1, 2]}, False))
+
+    def test_formatAnswer(self) -> None:
+        """The command line tool's text: the options used and whether a restart keeps it."""
+        answer = {"ok": True, "backend": "userspace", "moved": 3,
+                  "options": {"priority": 80, "leftovers": "adopt"}, "persistent": False,
+                  "hint": "not kept after a restart: set ..."}
+        self.assertEqual(formatAnswer("tunnel", answer),
+                         'tunnel backend now userspace (priority=80, leftovers="adopt"): 3 '
+                         "binding(s) moved\nnot kept after a restart: set ...")
+        answer = {"ok": True, "backend": "seg6", "moved": 0, "options": {}, "persistent": True}
+        self.assertEqual(formatAnswer("tunnel", answer),
+                         "tunnel backend now seg6: 0 binding(s) moved\n"
+                         "as the configuration file says: kept after a restart")
+        commands = execute(self.service, ["help"])
+        assert isinstance(commands, dict)
+        text = formatAnswer("help", commands)
+        self.assertIn("tunnel BACKEND [KEY=VALUE ...]  swap the tunnel backend", text)
+        self.assertIn("not kept after a restart", text)
+
+
+class SwapOptionsOnTheKernelTests(LabMixin, TestCase):
+    """An LMAP service on seg6 (as its file says: metric 777) in a namespace swaps to
+    userspace with options, then back to seg6 with the file's: each time the
+    routes show the options, and the MS reaches the CN."""
+
+    def setUp(self) -> None:
+        if not os.path.exists("/dev/net/tun"):
+            raise SkipTest("no /dev/net/tun: the userspace backend cannot run")
+
+    def route(self, lab: Any) -> str:
+        return lab.lmap.ip("-6", "route", "show", MS).strip()
+
+    async def test_optionsTakeEffect(self) -> None:
+        lab = self.makeLab()
+        atLmap = self.makePlane(lab.lmap, "seg6", metric=777)
+        atMpa = self.makePlane(lab.mpa, "seg6")
+        atLmap.addBinding(lmapBinding())
+        atMpa.addBinding(mpaBinding(lab.access))
+        anchor = LocalMobilityAnchor(address=LMAP, prefixes=[IPv6Network("2001:db8:1::/64")],
+                                     mpas=[], maxLifetime=3600, profile=mh.DRAFT,
+                                     revocationTimeout=1.0, revocationRetries=3)
+        service = LMAPService(anchor, atLmap, LMAP, mh.DRAFT, reactor, summaryInterval=0,
+                              tunnelConfig=TunnelConfig("seg6", {"metric": 777}, "seg6",
+                                                        "/etc/lmm/lmap.toml"))
+        service.buildWithin = lambda build: callIn(lab.lmap, build)  # type: ignore[method-assign]
+        self.addCleanup(lambda: service.dataPlane.stop())
+        self.addCleanup(service.stopRetired)
+        self.assertIn("metric 777", self.route(lab))
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+
+        answer = await swapCommand(service, ["tunnel", "userspace", "interface=lmmswap0",
+                                             "metric=555", "hop_limit=9"])
+        self.assertEqual((answer["moved"], answer["persistent"]), (1, False))
+        route = self.route(lab)
+        self.assertIn("dev lmmswap0", route)
+        self.assertIn("metric 555", route)
+        self.assertNotIn("seg6", route)
+        self.assertEqual(service.dataPlane.hopLimit, 9)
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+
+        answer = await swapCommand(service, ["tunnel", "seg6"])
+        self.assertEqual((answer["moved"], answer["options"], answer["persistent"]),
+                         (1, {"metric": 777}, True))
+        route = self.route(lab)
+        self.assertIn("encap seg6", route)
+        self.assertIn("metric 777", route)
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+
+
 def _problem() -> str | None:
     reason = netnsUnavailableReason()
     if reason is not None:
@@ -198,7 +442,10 @@ def _problem() -> str | None:
 class SwapUnderPingTests(SynchronousTestCase):
     """The daemons swap backends while a Linux MS pings a CN."""
 
-    SWAPS = (("lmap", "userspace"), ("mpa1", "userspace"), ("lmap", "seg6"), ("mpa1", "seg6"))
+    # To userspace with options (the LMAP's route metric, the MPA's rule priority), back
+    # to seg6 as the files say (no options).
+    SWAPS = (("lmap", "userspace", "metric=555"), ("mpa1", "userspace", "priority=1090"),
+             ("lmap", "seg6", ""), ("mpa1", "seg6", ""))
     DWELL = 0.6
 
     def setUp(self) -> None:
@@ -233,6 +480,24 @@ class SwapUnderPingTests(SynchronousTestCase):
             self.failed = True
             raise
 
+    def checkAnswer(self, lab: Lab, daemon: str, backend: str, options: str,
+                    answer: dict[str, Any]) -> None:
+        """Moved, with the options asked for; kept after a restart only when back to
+        what the daemon's file says (seg6, no options), else a hint naming the file."""
+        key, _, value = options.partition("=")
+        given = {key: int(value)} if options else {}
+        self.assertEqual({k: answer.get(k) for k in ("ok", "backend", "moved", "options",
+                                                     "persistent")},
+                         {"ok": True, "backend": backend, "moved": 1, "options": given,
+                          "persistent": backend == "seg6"}, f"{daemon} to {backend}: {answer}")
+        if backend == "seg6":
+            self.assertNotIn("hint", answer)
+            return
+        self.assertIn(f'set tunnel.backend = "userspace" and tunnel.options = {{{key} = {value}}}',
+                      answer["hint"])
+        if daemon != "lmap":  # lmm.lmap.tap does not hand its file's path to the service yet
+            self.assertIn(lab.path(f"{daemon}.toml"), answer["hint"])
+
     def runSwaps(self, lab: Lab, spec: MSSpec) -> None:
         lab.start()
         station = lab.attach(spec)
@@ -247,27 +512,28 @@ class SwapUnderPingTests(SynchronousTestCase):
             origin = time.time()
             changes = [(origin, "seg6 everywhere")]
             time.sleep(self.DWELL)
-            for daemon, backend in self.SWAPS:
+            for daemon, backend, options in self.SWAPS:
                 when = time.time()
-                answer = ask(lab.controlPath(daemon), f"tunnel {backend}", timeout=30)
-                self.assertEqual(answer, {"ok": True, "backend": backend, "moved": 1},
-                                 f"{daemon} to {backend}")
+                answer = ask(lab.controlPath(daemon), f"tunnel {backend} {options}", timeout=30)
+                self.checkAnswer(lab, daemon, backend, options, answer)
                 changes.append((when, f"{daemon} to {backend}"))
                 if daemon == "lmap":
                     routes = self.lmapRoutes(lab, address)
                     if backend == "userspace":
                         self.assertFalse(any("seg6" in r for r in routes), routes)
-                        self.assertTrue(any("dev lmmtun0" in r for r in routes), routes)
+                        self.assertTrue(any("dev lmmtun0" in r and "metric 555" in r
+                                            for r in routes), routes)
                     else:
                         self.assertTrue(any("encap seg6" in r for r in routes), routes)
                 else:
-                    # The visitor's rule: seg6's pref 1076, userspace's 1078; the old one
-                    # goes as soon as the new one is in.
+                    # The visitor's rule: seg6's pref 1076, userspace's 1090 as asked (its
+                    # default is 1078); the old one goes as soon as the new one is in.
                     rules = lab.mpaNs[daemon].ip("-6", "rule", "show")
-                    wanted, gone = ("1078:", "1076:") if backend == "userspace" \
-                        else ("1076:", "1078:")
+                    wanted, gone = ("1090:", "1076:") if backend == "userspace" \
+                        else ("1076:", "1090:")
                     self.assertIn(wanted, rules)
                     self.assertNotIn(gone, rules)
+                    self.assertNotIn("1078:", rules)
                 time.sleep(max(0.0, when + self.DWELL - time.time()))
             # Past the grace period: the old backends are gone, their routes with them.
             time.sleep(swapping.GRACE - self.DWELL + 0.2)

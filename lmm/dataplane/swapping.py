@@ -11,10 +11,18 @@ sends its answer (the PBA, the RA) once the tunnel is up. Queueing, rather
 than applying each change to both backends, means no binding can be added
 to the new backend twice or after its removal, whatever the order in which
 the two backends answer.
+
+A swap lasts until the daemon stops: its configuration file is not changed,
+and a restart builds the file's C{tunnel.backend} again. L{TunnelConfig}
+says what that file holds; L{SwappableDataPlane.swapTunnel} (the C{tunnel}
+command) uses it for the options' defaults and to say whether a swap would
+survive a restart.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -22,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm.backends import findBackend
-from lmm.control import CommandError
+from lmm.control import CommandError, tomlValue
 from lmm.dataplane import swap
 from lmm.interfaces import ITunnelDataPlane
 from lmm.tunnel import TunnelBinding
@@ -33,8 +41,47 @@ log = Logger(namespace="lmm.dataplane.swapping")
 GRACE = 1.0
 
 
+#: The backend that picks another when built: a swap names the one it wants.
+AUTO = "auto"
+
+
 class SwapError(CommandError):
     """A swap could not be done; the message says why. The old backend stays."""
+
+
+@dataclass(frozen=True)
+class TunnelConfig:
+    """
+    What the daemon's configuration file says of its tunnel: what a restart
+    brings back.
+
+    @ivar backend: C{tunnel.backend} as written (C{"auto"} too).
+    @ivar options: C{[tunnel.options]}.
+    @ivar built: the name of the backend built from it at start (for
+        C{"auto"}: the one it picked).
+    @ivar path: the file, or None when unknown.
+    """
+
+    backend: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    built: str | None = None
+    path: str | None = None
+
+    def names(self, backend: str) -> bool:
+        """Whether a restart would build C{backend}."""
+        return backend in (self.backend, self.built)
+
+
+def tunnelConfig(values: Mapping[str, Any], built: Any, path: str | None) -> TunnelConfig:
+    """The L{TunnelConfig} of a daemon's checked settings C{values}
+    (C{tunnel.backend}, C{tunnel.options}) and the backend C{built} from them."""
+    return TunnelConfig(values["tunnel.backend"], dict(values["tunnel.options"]),
+                        getattr(built, "name", None), os.path.abspath(path) if path else None)
+
+
+def formatOptions(options: Mapping[str, Any]) -> str:
+    """C{options} as a TOML inline table."""
+    return "{" + ", ".join(f"{key} = {tomlValue(value)}" for key, value in options.items()) + "}"
 
 
 class _Held:
@@ -86,6 +133,15 @@ class _Held:
                 done.callback(None)
 
 
+def _keepHint(name: str, options: Mapping[str, Any], config: TunnelConfig | None) -> str:
+    """What to write in the configuration file for a restart to keep this swap."""
+    what = f"tunnel.backend = {tomlValue(name)}"
+    if options != (dict(config.options) if config is not None else {}):
+        what += f" and tunnel.options = {formatOptions(options)}"
+    where = config.path if config is not None and config.path else "the configuration file"
+    return f"not kept after a restart: set {what} in {where} to keep it"
+
+
 def _removeFailed(failure: Failure, binding: TunnelBinding) -> None:
     log.failure("removing {binding} after a swap", failure, binding=binding)
 
@@ -100,10 +156,41 @@ class SwappableDataPlane:
     dataPlane: Any
     reactor: Any
     _retired: list[tuple[Any, Any]]
+    #: What the configuration file says (None: a service built without one).
+    tunnelConfig: TunnelConfig | None = None
 
     def buildWithin(self, build: Callable[[], Any]) -> Any:
         """Call C{build} where the service makes its sockets (its namespace)."""
         return build()
+
+    def swapTunnel(self, name: str, given: Mapping[str, Any],
+                   grace: float = GRACE) -> Deferred[dict[str, Any]]:
+        """
+        The C{tunnel BACKEND [KEY=VALUE ...]} command: L{swapDataPlane} to
+        C{name} with the options C{given} over the defaults a restart would
+        use -- the file's C{[tunnel.options]} when C{name} is the backend the
+        file names (or the one C{auto} picked), none for another backend (the
+        file's options were written for the file's backend). So swapping back
+        to the file's backend gives what a restart gives.
+
+        Fires with C{backend}, C{moved}, C{options} (those used),
+        C{persistent} (whether a restart brings back this backend with these
+        options; a swap itself never changes the file) and, when not,
+        C{hint}: what to set in the file to keep it.
+        """
+        config = self.tunnelConfig
+        options = dict(config.options) if config is not None and config.names(name) else {}
+        options.update(given)
+
+        def answer(result: dict[str, Any]) -> dict[str, Any]:
+            persistent = (config is not None and config.names(name)
+                          and options == dict(config.options))
+            result = {**result, "options": options, "persistent": persistent}
+            if not persistent:
+                result["hint"] = _keepHint(name, options, config)
+            return result
+
+        return self.swapDataPlane(name, options, grace).addCallback(answer)
 
     def swapDataPlane(self, name: str, options: Mapping[str, Any],
                       grace: float = GRACE) -> Deferred[dict[str, Any]]:
@@ -124,14 +211,20 @@ class SwappableDataPlane:
         oldName = getattr(old, "name", type(old).__name__)
         if name == oldName:
             # Two instances of one backend would share its routes' tags.
-            raise SwapError(f"the tunnel backend is {name} already")
+            raise SwapError(f"the tunnel backend is {name} already (to change its options, "
+                            "swap to another backend and back)")
+        if name == AUTO:
+            # It could build the backend in use: two instances again.
+            raise SwapError(f"{AUTO} picks a backend when the daemon starts; name the one to "
+                            f"swap to (seg6 or userspace; {oldName} now)")
         try:
             factory = findBackend(ITunnelDataPlane, name)
             new = self.buildWithin(lambda: factory.build(options, self.reactor))
         except Exception as e:
             log.warn("tunnel backend swap to {name} refused: {error}; {old} stays",
                      name=name, error=e, old=oldName)
-            raise SwapError(f"cannot build the {name} tunnel backend: {e}") from None
+            raise SwapError(f"cannot build the {name} tunnel backend: {e}; nothing changed, "
+                            f"{oldName} stays") from None
         held = self.dataPlane = _Held(old)
         held.new = new
         bindings = list(old.bindings())

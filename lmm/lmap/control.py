@@ -4,7 +4,13 @@ C{python -m lmm.control} are L{lmm.control}'s):
 
     bindings                 the Binding Cache: NAI, Local Address, care-of, lifetime, expires
     counters                 the anchor's counters
-    tunnel BACKEND           swap the tunnel backend (default options), make before break
+    tunnel BACKEND [KEY=VALUE ...]
+                             swap the tunnel backend, make before break, with these
+                             [tunnel.options] (values in TOML: priority=80,
+                             leftovers="adopt"); without, the file's [tunnel.options]
+                             if BACKEND is the file's tunnel.backend, else none. Not
+                             kept after a restart: the file is not changed (the
+                             answer's "persistent" and "hint"; docs/dataplane.md)
     help                     the commands
 """
 
@@ -20,7 +26,7 @@ from lmm.control import CommandError, arity
 HELP = {
     "bindings": "the Binding Cache",
     "counters": "every counter",
-    "tunnel BACKEND": "swap the tunnel backend",
+    control.TUNNEL_USAGE: control.TUNNEL_HELP,
     "help": "this",
 }
 
@@ -38,8 +44,7 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         arity(args, 0, 0, "counters")
         return {"ok": True, "counters": dict(sorted(service.anchor.counters.items()))}
     if command == "tunnel":
-        arity(args, 1, 1, "tunnel BACKEND")
-        return service.swapDataPlane(args[0], {}).addCallback(lambda r: {"ok": True, **r})
+        return control.tunnelCommand(service, args)
     if command == "help":
         return {"ok": True, "commands": HELP}
     raise CommandError(f"unknown command {command!r}; try help")

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from lmm import mh
 from lmm.backends import findBackend
-from lmm.dataplane.swapping import SwappableDataPlane
+from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
@@ -41,6 +41,8 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
 
     @param controlSocket: the path of the control channel's UNIX socket, or
         None for none (L{lmm.lmap.control}).
+    @param tunnelConfig: what the configuration file says of the tunnel
+        (for the control channel's C{tunnel} command), or None.
     """
 
     name = "lmap"
@@ -57,6 +59,7 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
         logLevel: str = "info",
         summaryInterval: float = 60.0,
         controlSocket: str | None = None,
+        tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -71,6 +74,7 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
         self.port: MobilityHeaderPort | None = None
         self.controlSocket = controlSocket
         self.control: Any = None
+        self.tunnelConfig = tunnelConfig
         self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
@@ -166,8 +170,10 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
         self.port.send(mh.encode(message, self.profile), destination)
 
 
-def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile) -> LMAPService:
-    """The LMAP service as configured (values from L{lmm.lmap.tap.SETTINGS})."""
+def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
+                    path: str | None = None) -> LMAPService:
+    """The LMAP service as configured (values from L{lmm.lmap.tap.SETTINGS}
+    read from the file C{path}, named in the tunnel command's answers)."""
     from twisted.internet import reactor
 
     dataPlane = findBackend(ITunnelDataPlane, values["tunnel.backend"]).build(
@@ -184,4 +190,5 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile) -> LMAPServ
     return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
                        summaryInterval=values["log.summary_interval"],
-                       controlSocket=values["control.socket"])
+                       controlSocket=values["control.socket"],
+                       tunnelConfig=tunnelConfig(values, dataPlane, path))

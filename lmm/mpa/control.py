@@ -7,7 +7,13 @@ command per line, one line of JSON per answer.
     links                    the access interfaces and their state
     attach IF MAC [NAI]      an access point reports an attach (the explicit backend's input)
     detach IF MAC            ... and a detach
-    tunnel BACKEND           swap the tunnel backend (default options), make before break
+    tunnel BACKEND [KEY=VALUE ...]
+                             swap the tunnel backend, make before break, with these
+                             [tunnel.options] (values in TOML: priority=80,
+                             leftovers="adopt"); without, the file's [tunnel.options]
+                             if BACKEND is the file's tunnel.backend, else none. Not
+                             kept after a restart: the file is not changed (the
+                             answer's "persistent" and "hint"; docs/dataplane.md)
     help                     the commands
 
 The line protocol, the client and the command line tool are L{lmm.control}'s;
@@ -31,7 +37,7 @@ HELP = {
     "links": "the access interfaces",
     "attach IF MAC [NAI]": "report an attach",
     "detach IF MAC": "report a detach",
-    "tunnel BACKEND": "swap the tunnel backend",
+    control.TUNNEL_USAGE: control.TUNNEL_HELP,
     "help": "this",
 }
 
@@ -83,8 +89,7 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         getattr(service.detector, "detach", service.detach)(detachEvent)
         return {"ok": True}
     if command == "tunnel":
-        arity(1, 1, "tunnel BACKEND")
-        return service.swapDataPlane(args[0], {}).addCallback(lambda r: {"ok": True, **r})
+        return control.tunnelCommand(service, args)
     if command == "help":
         return {"ok": True, "commands": HELP}
     raise CommandError(f"unknown command {command!r}; try help")

@@ -25,7 +25,7 @@ from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import Note
 from lmm.backends import findBackend
 from lmm.config import ConfigError
-from lmm.dataplane.swapping import SwappableDataPlane
+from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import Journal
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, RelayDHCPv6, SendFrame
@@ -76,6 +76,8 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         None for none (L{lmm.mpa.control}).
     @param relay: the DHCPv6 relay (an L{lmm.interfaces.IDHCPv6Relay}, such
         as L{DHCPv6Relay}), or None: DHCPv6 messages are not relayed.
+    @param tunnelConfig: what the configuration file says of the tunnel
+        (for the control channel's C{tunnel} command), or None.
     """
 
     name = "mpa"
@@ -97,6 +99,7 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         summaryInterval: float = 60.0,
         describeBackends: str = "",
         relay: Any = None,
+        tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -119,6 +122,7 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         self.port: MobilityHeaderPort | None = None
         self.relay = relay
         self.control: Any = None
+        self.tunnelConfig = tunnelConfig
         self.counters: Counter[str] = Counter()
         self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
@@ -504,4 +508,5 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -
     return MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       controlSocket=values["control.socket"], logLevel=values["log.level"],
                       summaryInterval=values["log.summary_interval"],
-                      describeBackends=backends, relay=relay)
+                      describeBackends=backends, relay=relay,
+                      tunnelConfig=tunnelConfig(values, dataPlane, path))
