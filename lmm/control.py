@@ -44,6 +44,24 @@ def arity(args: list[str], low: int, high: int, usage: str) -> None:
         raise CommandError(f"usage: {usage}")
 
 
+def split(words: list[str]) -> tuple[str, list[str]]:
+    """A command line's command (lower case) and its arguments."""
+    if not words:
+        raise CommandError("empty command; try help")
+    return words[0].lower(), words[1:]
+
+
+def common(service: Any, command: str, args: list[str],
+           commands: Mapping[str, str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
+    """The commands every daemon has (C{tunnel}, C{help}: C{commands}); a
+    daemon's L{Execute} ends with this, for what it does not know itself."""
+    if command == "tunnel":
+        return tunnelCommand(service, args)
+    if command == "help":
+        return {"ok": True, "commands": dict(commands)}
+    raise CommandError(f"unknown command {command!r}; try help")
+
+
 # --- the tunnel command, both daemons' ------------------------------------------
 
 TUNNEL_USAGE = "tunnel BACKEND [KEY=VALUE ...]"

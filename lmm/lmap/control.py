@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from lmm import control
-from lmm.control import CommandError, arity
+from lmm.control import arity
 
 HELP = {
     "bindings": "the Binding Cache",
@@ -33,9 +33,7 @@ HELP = {
 
 def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
     """Run one command on an L{lmm.lmap.service.LMAPService}; the answer."""
-    if not words:
-        raise CommandError("empty command; try help")
-    command, args = words[0].lower(), words[1:]
+    command, args = control.split(words)
     if command == "bindings":
         arity(args, 0, 0, "bindings")
         return {"ok": True, "now": service.reactor.seconds(),
@@ -43,11 +41,7 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
     if command == "counters":
         arity(args, 0, 0, "counters")
         return {"ok": True, "counters": dict(sorted(service.anchor.counters.items()))}
-    if command == "tunnel":
-        return control.tunnelCommand(service, args)
-    if command == "help":
-        return {"ok": True, "commands": HELP}
-    raise CommandError(f"unknown command {command!r}; try help")
+    return control.common(service, command, args, HELP)
 
 
 def listenControl(service: Any, path: str, reactor: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 
 from lmm import config, control
-from lmm.control import CommandError, ask, formatAnswer, table  # noqa: F401 (the old names)
+from lmm.control import CommandError, arity, ask, formatAnswer, table  # noqa: F401 (the old names)
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 
 HELP = {
@@ -58,41 +58,30 @@ def _mac(text: str) -> str:
 
 def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
     """Run one command on an L{lmm.mpa.service.MPAService}; the answer."""
-    if not words:
-        raise CommandError("empty command; try help")
-    command, args = words[0].lower(), words[1:]
-
-    def arity(low: int, high: int, usage: str) -> None:
-        if not low <= len(args) <= high:
-            raise CommandError(f"usage: {usage}")
-
+    command, args = control.split(words)
     if command == "visitors":
-        arity(0, 0, "visitors")
+        arity(args, 0, 0, "visitors")
         return {"ok": True, "now": service.reactor.seconds(),
                 "visitors": service.describeVisitors()}
     if command == "counters":
-        arity(0, 0, "counters")
+        arity(args, 0, 0, "counters")
         return {"ok": True, "counters": dict(sorted(service.allCounters().items()))}
     if command == "links":
-        arity(0, 0, "links")
+        arity(args, 0, 0, "links")
         return {"ok": True, "links": service.describeLinks()}
     if command == "attach":
-        arity(2, 3, "attach IF MAC [NAI]")
+        arity(args, 2, 3, "attach IF MAC [NAI]")
         nai = args[2].encode("utf-8") if len(args) == 3 else None
         event = AttachEvent(_interface(service, args[0]), _mac(args[1]), nai)
         report: Callable[[Any], None] = getattr(service.detector, "attach", service.attach)
         report(event)
         return {"ok": True}
     if command == "detach":
-        arity(2, 2, "detach IF MAC")
+        arity(args, 2, 2, "detach IF MAC")
         detachEvent = DetachEvent(_interface(service, args[0]), _mac(args[1]))
         getattr(service.detector, "detach", service.detach)(detachEvent)
         return {"ok": True}
-    if command == "tunnel":
-        return control.tunnelCommand(service, args)
-    if command == "help":
-        return {"ok": True, "commands": HELP}
-    raise CommandError(f"unknown command {command!r}; try help")
+    return control.common(service, command, args, HELP)
 
 
 def listenControl(service: Any, path: str, reactor: Any) -> Any:
