@@ -6,8 +6,9 @@ wire profile, the tunnel backend), and turning a bad file into one clear line.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, NoReturn, Sequence
 
 from twisted.python import usage
 
@@ -74,6 +75,33 @@ def checkBackend(path: str, key: str, interface: Any, name: str) -> None:
         raise ConfigError(path, key, str(e)) from None
 
 
+def backendError(e: Exception, path: str, key: str) -> ConfigError:
+    """A backend's complaint about its own table, as an error of the daemon's file."""
+    if isinstance(e, ConfigError):
+        if e.path and os.path.isfile(e.path):
+            return e  # it names a file of its own (a profile file) and the key there
+        where = f"{key}.{e.key}" if e.key else key
+        message = e.message if e.path.endswith(" settings") else f"{e.path}: {e.message}"
+        return ConfigError(path, where, message)
+    return ConfigError(path, key, str(e))
+
+
+def buildBackend(interface: Any, name: str, settings: Mapping[str, Any], reactor: Any,
+                 path: str, key: str) -> Any:
+    """Build backend C{name}; a bad C{settings} table gives a L{ConfigError}
+    naming the daemon's file C{path} and C{key} (C{"aaa.options"})."""
+    try:
+        return findBackend(interface, name).build(settings, reactor)
+    except (ConfigError, ValueError) as e:
+        raise backendError(e, path, key) from None
+
+
+def configErrorExit(options: DaemonOptions, error: ConfigError) -> NoReturn:
+    """As for a bad key: one line and exit status 1, not a traceback."""
+    sys.stderr.write(f"{options.daemonName}: configuration error: {error}\n")
+    raise SystemExit(1) from None
+
+
 class DaemonOptions(usage.Options):
     """twistd options for an lmm daemon: --config FILE, checked at once."""
 
@@ -105,5 +133,4 @@ class DaemonOptions(usage.Options):
             self.loadConfig(self["config"])
         except ConfigError as e:
             # One line and a non-zero exit, not twistd's usage dump or a traceback.
-            sys.stderr.write(f"{self.daemonName}: configuration error: {e}\n")
-            raise SystemExit(1) from None
+            configErrorExit(self, e)

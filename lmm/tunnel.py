@@ -73,7 +73,12 @@ class RecordingDataPlane:
 
 
 def recordingBackend(settings: Mapping[str, Any], reactor: Any) -> RecordingDataPlane:
+    unknown = sorted(set(settings) - {"history"})
+    if unknown:
+        raise ValueError(f"recording backend: unknown key tunnel.options.{unknown[0]} "
+                         f"(known: history)")
     size = settings.get("history", 10000)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"history: expected a whole number >= 0, got {size!r}")
+        raise ValueError(f"recording backend: tunnel.options.history: expected a whole "
+                         f"number >= 0, got {size!r}")
     return RecordingDataPlane(size)

@@ -66,6 +66,20 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn("'warp'", result.stderr)
         self.assertIn("recording", result.stderr)
 
+    def test_badTunnelOptions(self) -> None:
+        """A tunnel backend's own table is checked at start, in both daemons: one
+        line naming the file and the key (the LMAP's gave a traceback once)."""
+        lmap = ('[lmap]\naddress = "2001:db8::1"\nlocal_network_prefixes = ["2001:db8:1::/64"]\n'
+                'mpas = ["2001:db8::/64"]\n')
+        mpa = ('[mpa]\naddress = "2001:db8::2"\nlmap = "2001:db8::1"\n'
+               'access_interfaces = ["lmmnone0"]\n')
+        for daemon, head in (("lmm-lmap", lmap), ("lmm-mpa", mpa)):
+            result = self.badConfig(daemon, head + '[tunnel]\nbackend = "recording"\n'
+                                    '[tunnel.options]\nhistroy = 5\n')
+            self.assertIn("key 'tunnel.options'", result.stderr)
+            self.assertIn("unknown key tunnel.options.histroy", result.stderr)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+
     def test_overlappingPrefixes(self) -> None:
         result = self.badConfig("lmm-lmap", '[lmap]\naddress = "2001:db8::1"\n'
                                 'local_network_prefixes = ["2001:db8:1::/64", "2001:db8::/32"]\n'

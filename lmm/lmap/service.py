@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh
-from lmm.backends import findBackend
+from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
@@ -176,8 +176,8 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     read from the file C{path}, named in the tunnel command's answers)."""
     from twisted.internet import reactor
 
-    dataPlane = findBackend(ITunnelDataPlane, values["tunnel.backend"]).build(
-        values["tunnel.options"], reactor)
+    dataPlane = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
+                             reactor, path or "the configuration", "tunnel.options")
     anchor = LocalMobilityAnchor(
         address=values["lmap.address"],
         prefixes=list(values["lmap.local_network_prefixes"]),

@@ -6,7 +6,13 @@ from twisted.application.service import MultiService
 
 from lmm import config
 from lmm.config import ConfigError, Setting
-from lmm.daemon import LOG_SETTINGS, TUNNEL_SETTINGS, WIRE_SETTINGS, DaemonOptions
+from lmm.daemon import (
+    LOG_SETTINGS,
+    TUNNEL_SETTINGS,
+    WIRE_SETTINGS,
+    DaemonOptions,
+    configErrorExit,
+)
 
 SETTINGS = [
     Setting("lmap.address", config.ipv6Address,
@@ -47,5 +53,9 @@ def makeService(options: Options) -> MultiService:
     from lmm.lmap.service import makeLMAPService
 
     top = MultiService()
-    makeLMAPService(options.configValues, options.profile).setServiceParent(top)
+    try:
+        service = makeLMAPService(options.configValues, options.profile, options["config"])
+    except ConfigError as e:
+        configErrorExit(options, e)
+    service.setServiceParent(top)
     return top

@@ -9,10 +9,9 @@ docs/dhcpv6.md).
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -23,8 +22,8 @@ from twisted.python.failure import Failure
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import Note
-from lmm.backends import findBackend
 from lmm.config import ConfigError
+from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import Journal
@@ -434,27 +433,6 @@ def _rawSocket() -> Any:
 
 
 # --- building it from the configuration ----------------------------------------------
-
-
-def _backendError(e: Exception, path: str, key: str) -> ConfigError:
-    """A backend's complaint about its own table, as an error of the daemon's file."""
-    if isinstance(e, ConfigError):
-        if e.path and os.path.isfile(e.path):
-            return e  # it names a file of its own (a profile file) and the key there
-        where = f"{key}.{e.key}" if e.key else key
-        message = e.message if e.path.endswith(" settings") else f"{e.path}: {e.message}"
-        return ConfigError(path, where, message)
-    return ConfigError(path, key, str(e))
-
-
-def buildBackend(interface: Any, name: str, settings: Mapping[str, Any], reactor: Any,
-                 path: str, key: str) -> Any:
-    """Build backend C{name}; a bad C{settings} table gives a L{ConfigError}
-    naming the daemon's file C{path} and C{key} (C{"aaa.options"})."""
-    try:
-        return findBackend(interface, name).build(settings, reactor)
-    except (ConfigError, ValueError) as e:
-        raise _backendError(e, path, key) from None
 
 
 def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -> MPAService:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import sys
 
 from twisted.application.service import MultiService
 
@@ -15,6 +14,7 @@ from lmm.daemon import (
     WIRE_SETTINGS,
     DaemonOptions,
     checkBackend,
+    configErrorExit,
 )
 from lmm.interfaces import IAttachDetector, IAuthenticator
 
@@ -102,8 +102,6 @@ def makeService(options: Options) -> MultiService:
     try:
         service = makeMPAService(options.configValues, options.profile, options["config"])
     except ConfigError as e:
-        # As for a bad key: one line and exit status 1, not a traceback.
-        sys.stderr.write(f"{options.daemonName}: configuration error: {e}\n")
-        raise SystemExit(1) from None
+        configErrorExit(options, e)
     service.setServiceParent(top)
     return top
