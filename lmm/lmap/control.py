@@ -5,12 +5,8 @@ C{python -m lmm.control} are L{lmm.control}'s):
     bindings                 the Binding Cache: NAI, Local Address, care-of, lifetime, expires
     counters                 the anchor's counters
     tunnel BACKEND [KEY=VALUE ...]
-                             swap the tunnel backend, make before break, with these
-                             [tunnel.options] (values in TOML: priority=80,
-                             leftovers="adopt"); without, the file's [tunnel.options]
-                             if BACKEND is the file's tunnel.backend, else none. Not
-                             kept after a restart: the file is not changed (the
-                             answer's "persistent" and "hint"; docs/dataplane.md)
+                             swap the tunnel backend (shared with the other daemon:
+                             L{lmm.control}, docs/dataplane.md)
     help                     the commands
 """
 

@@ -8,12 +8,8 @@ command per line, one line of JSON per answer.
     attach IF MAC [NAI]      an access point reports an attach (the explicit backend's input)
     detach IF MAC            ... and a detach
     tunnel BACKEND [KEY=VALUE ...]
-                             swap the tunnel backend, make before break, with these
-                             [tunnel.options] (values in TOML: priority=80,
-                             leftovers="adopt"); without, the file's [tunnel.options]
-                             if BACKEND is the file's tunnel.backend, else none. Not
-                             kept after a restart: the file is not changed (the
-                             answer's "persistent" and "hint"; docs/dataplane.md)
+                             swap the tunnel backend (shared with the other daemon:
+                             L{lmm.control}, docs/dataplane.md)
     help                     the commands
 
 The line protocol, the client and the command line tool are L{lmm.control}'s;
