@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
+import math
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -203,3 +205,32 @@ def describe(settings: Sequence[Setting]) -> str:
             default = f"default {s.default!r}"
         lines.append(f"  {s.key:40} {s.help} ({default})")
     return "\n".join(lines)
+
+
+def tomlValue(value: Any) -> str:
+    """C{value} as TOML writes it (for answers and hints: what to put in the file)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(tomlValue(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {tomlValue(v)}" for k, v in value.items()) + "}"
+    return str(value)  # dates and times: their isoformat, as TOML writes them
+
+
+def writeToml(path: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write {"lmap": {"address": ...}, "aaa.options": {...}} as a TOML file, a
+    table each; C{path}."""
+    with open(path, "w") as f:
+        for name, table in tables.items():
+            f.write(f"[{name}]\n")
+            for key, value in table.items():
+                f.write(f"{key} = {tomlValue(value)}\n")
+            f.write("\n")
+    return path

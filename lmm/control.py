@@ -12,7 +12,6 @@ answer as a table (C{--json}: as it came); C{help} lists a daemon's commands.
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import sys
@@ -25,6 +24,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+
+from lmm.config import tomlValue
 
 log = Logger(namespace="lmm.control")
 
@@ -122,23 +123,6 @@ def parseOptions(words: list[str]) -> dict[str, Any]:
         except ValueError as e:
             raise CommandError(f"tunnel option {key}: {text} is not a TOML value ({e})") from None
     return options
-
-
-def tomlValue(value: Any) -> str:
-    """C{value} as TOML writes it (for answers and hints: what to put in the file)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(tomlValue(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {tomlValue(v)}" for k, v in value.items()) + "}"
-    return str(value)  # dates and times: their isoformat, as TOML writes them
 
 
 def tunnelCommand(service: Any, args: list[str]) -> Deferred[dict[str, Any]]:

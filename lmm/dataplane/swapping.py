@@ -30,7 +30,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm.backends import findBackend
-from lmm.control import CommandError, tomlValue
+from lmm.config import tomlValue
+from lmm.control import CommandError
 from lmm.dataplane import swap
 from lmm.interfaces import ITunnelDataPlane
 from lmm.tunnel import TunnelBinding

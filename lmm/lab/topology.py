@@ -40,11 +40,12 @@ from typing import Any
 
 from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
+from lmm.config import tomlValue
 from lmm.lab.logger import LOG_VARIABLE
 from lmm.mpa.control import ask
 from lmm.mpa.tap import DEFAULT_VIRTUAL_LMAP_MAC
 from lmm.testing import freeradius, kea
-from lmm.testing.daemons import TWISTD, Daemon, tomlValue
+from lmm.testing.daemons import TWISTD, Daemon, writeConfig
 from lmm.testing.netns import RUN_TAG, Namespace, callIn, link, waitFor
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -351,14 +352,6 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     )
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return tomlValue(value)
-
-
 def applyOverrides(tables: dict[str, dict[str, Any]], overrides: dict[str, Any],
                    ) -> dict[str, dict[str, Any]]:
     """C{tables} with each dotted setting of C{overrides} set: C{"a.b.key"} is
@@ -367,17 +360,6 @@ def applyOverrides(tables: dict[str, dict[str, Any]], overrides: dict[str, Any],
         table, _, key = name.rpartition(".")
         tables.setdefault(table, {})[key] = value
     return tables
-
-
-def writeConfig(path: str, tables: dict[str, dict[str, Any]]) -> str:
-    """Write {"lmap": {"address": ...}, ...} as a TOML file (inline tables allowed)."""
-    with open(path, "w") as f:
-        for name, table in tables.items():
-            f.write(f"[{name}]\n")
-            for key, value in table.items():
-                f.write(f"{key} = {_toml(value)}\n")
-            f.write("\n")
-    return path
 
 
 # --- the daemons ---------------------------------------------------------------------

@@ -10,35 +10,16 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Mapping
 
+from lmm.config import writeToml
 from lmm.testing.netns import Namespace, waitFor
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-def tomlValue(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(tomlValue(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def writeConfig(path: str, tables: Mapping[str, Mapping[str, Any]]) -> str:
-    """Write {"lmap": {"address": ...}, ...} as a TOML file."""
-    with open(path, "w") as f:
-        for name, table in tables.items():
-            f.write(f"[{name}]\n")
-            for key, value in table.items():
-                f.write(f"{key} = {tomlValue(value)}\n")
-            f.write("\n")
-    return path
+# The lab and the tests write daemon configurations with the project's TOML writer.
+writeConfig = writeToml
 
 
 class Daemon:
