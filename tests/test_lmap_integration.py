@@ -14,7 +14,6 @@ import time
 from ipaddress import IPv6Network
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,8 +22,8 @@ from lmm.dataplane.common import DataPlaneError
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.service import LMAPService
 from lmm.testing.daemons import Daemon, writeConfig
+from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import NetnsTestMixin, link
-from lmm.tunnel import RecordingDataPlane, TunnelBinding
 
 LMAP = "fd00:135::1"
 MPA1 = "fd00:135::2"
@@ -192,36 +191,6 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         log = self.daemon.log()
         self.assertIn("malformed Mobility Header", log)
         self.assertIn("truncated", log)
-
-
-class RefusingPlane(RecordingDataPlane):
-    """
-    A recording backend that cannot carry tunnels to the MPAs in C{refused}. It
-    says so as C{how} asks: C{"raise"} from C{addBinding}, C{"failed"} with a
-    Deferred that has failed already (as lmm.dataplane's backends do), or
-    C{"later"} with one that the test fails (or fires) from C{waiting}.
-    """
-
-    name = "refusing"
-
-    def __init__(self, how: str) -> None:
-        super().__init__()
-        self.how = how
-        self.refused: set[str] = set()
-        self.waiting: list[tuple[Deferred[None], TunnelBinding]] = []
-
-    def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:  # type: ignore[override]
-        if binding.remoteEndpoint not in self.refused:
-            super().addBinding(binding)
-            return None
-        error = DataPlaneError(f"cannot reach {binding.remoteEndpoint}")
-        if self.how == "raise":
-            raise error
-        if self.how == "failed":
-            return fail(error)
-        d: Deferred[None] = Deferred()
-        self.waiting.append((d, binding))
-        return d
 
 
 class RecordingPort:

@@ -1263,6 +1263,42 @@ class LeavingTests(SynchronousTestCase):
         self.assertIsNone(agent.nextDeadline())
         self.assertEqual(agent.describe(), [])
 
+    def test_tunnelFailedDeregistersAndHoldsDown(self) -> None:
+        agent = makeAgent(unavailableHoldDown=5.0)
+        visitor = register(self, agent)
+        binding = visitor.tunnel
+        assert binding is not None
+        actions = agent.tunnelFailed(binding, OSError("table full"), T0 + 1)
+        # The LMAP's binding is let go (its state is true again); the removal of a
+        # tunnel never installed is a no-op for a data plane.
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(onlyPbu(self, actions).lifetime, 0)
+        (note,) = only(actions, Note)
+        self.assertEqual(note.event, "visitor.tunnel-failed")
+        self.assertIn("table full", note.fields["reason"])
+        self.assertEqual(agent.counters["visitor.tunnel-failed"], 1)
+        # Held down: its frames get nothing (no RA, no new registration)...
+        held = agent.visitors.byMac(MS_MAC)
+        assert held is not None
+        self.assertIs(held.state, VisitorState.REJECTED)
+        self.assertIn("table full", held.failure or "")
+        self.assertEqual(agent.frameReceived(IFACE, routerSolicitation(), T0 + 2), [])
+        # ... until the hold-down ends: then its next frame starts over.
+        agent.tick(T0 + 7)
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertEqual(len(only(agent.frameReceived(IFACE, routerSolicitation(), T0 + 8),
+                                  Authenticate)), 1)
+
+    def test_tunnelFailedStale(self) -> None:
+        agent = makeAgent()
+        visitor = register(self, agent)
+        binding = visitor.tunnel
+        assert binding is not None
+        agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)
+        self.assertEqual(agent.tunnelFailed(binding, OSError("late"), T0 + 2), [])
+        self.assertEqual(agent.counters["tunnel.failed.stale"], 1)
+
     def test_deregistrationGivesUp(self) -> None:
         agent = makeAgent(maxRetries=1)
         register(self, agent)

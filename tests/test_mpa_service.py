@@ -37,9 +37,9 @@ from lmm.mpa.attach import (
 )
 from lmm.mpa.control import CommandError, ask, execute
 from lmm.mpa.service import MPAService
+from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
 from lmm.tunnel import ROLE_MPA, RecordingDataPlane, TunnelBinding
-from tests.test_lmap_integration import RefusingPlane
 
 MPA = "fd00:4d50::2"
 LMAP = "fd00:4d50::1"
@@ -324,6 +324,33 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         await waitForDeferred(lambda: not self.visitors())
         self.assertEqual(self.counters()["link.down"], 1)
 
+    async def test_tunnelRefused(self) -> None:
+        """The data plane cannot carry the MS's tunnel: the MPA lets the LMAP's
+        binding go (deregistration), sends the MS no RA, and holds its MAC down."""
+        plane = self.dataPlane = RefusingPlane("failed")
+        plane.refused.add(LMAP)
+        self.startMPA()
+        self.rs()
+        await self.newMs()
+        self.dad()
+        pbu = await self.lmap.next(mh.BindingUpdate)
+        self.station.frames.clear()
+        self.lmap.send(mh.ProxyBindingAck(0, pbu.sequence, pbu.lifetime,
+                                          [mh.LocalAddress(MS_ADDRESS, 64)]))
+        dereg = await self.lmap.next(mh.BindingUpdate)
+        self.assertEqual(dereg.lifetime, 0)
+        self.assertEqual(dereg.option(mh.LocalAddress), mh.LocalAddress(MS_ADDRESS, 64))
+        # The listing shows the deregistration in flight and the held-down MAC.
+        states = {v["state"]: v for v in self.visitors()}
+        self.assertEqual(sorted(states), ["deregistering", "rejected"])
+        self.assertIn("cannot reach", states["rejected"]["failure"])
+        self.assertEqual(self.counters()["visitor.tunnel-failed"], 1)
+        self.assertEqual(plane.bindings(), [])
+        # Its RS meanwhile gets nothing.
+        self.rs()
+        await waitForDeferred(lambda: self.counters().get("frame.rejected"))
+        self.assertEqual(self.station.advertisementsTo(MS_MAC), [])
+
     async def test_revocation(self) -> None:
         self.startMPA()
         await self.register()
@@ -504,13 +531,14 @@ class PerformTests(SynchronousTestCase):
         self.assertEqual(self.plane.bindings(), [])  # added, then removed
 
     def test_failedLater(self) -> None:
-        """A tunnel that fails: counted, logged, what waited for it dropped."""
+        """A tunnel that fails: counted, given to the agent, what waited for it
+        dropped (no visitor has this tunnel here: the agent finds it stale)."""
         service = self.makeService("later")
         service.perform(self.actions())
         self.plane.waiting.pop()[0].errback(DataPlaneError("gave up"))
         self.assertEqual(self.order, [f"auth {STRANGER_MAC}"])
         self.assertEqual(service.counters["tunnel.add-failed"], 1)
-        self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)
+        self.assertEqual(service.agent.counters["tunnel.failed.stale"], 1)
 
     def test_addBindingRaises(self) -> None:
         """A backend that raises is taken as one whose Deferred failed (as at the LMAP)."""
@@ -518,7 +546,7 @@ class PerformTests(SynchronousTestCase):
         service.perform(self.actions())
         self.assertEqual(self.order, [f"auth {STRANGER_MAC}"])
         self.assertEqual(service.counters["tunnel.add-failed"], 1)
-        self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)
+        self.assertEqual(service.agent.counters["tunnel.failed.stale"], 1)
 
 
 class NetlinkTests(NetnsTestMixin, SynchronousTestCase):

@@ -26,7 +26,9 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     about) gets nothing: no RA, no NA, no registration, whatever it sends.
     Its entry is held for C{rejectHoldDown} seconds (C{unavailableHoldDown}
     when no AAA server answered), then dropped, so that the next frame
-    authenticates it again; a detach drops it at once.
+    authenticates it again; a detach drops it at once. A registered visitor
+    whose tunnel the data plane cannot carry (L{tunnelFailed}) is
+    deregistered and held down the same way (C{unavailableHoldDown}).
  3. Authentication (draft 6.1). The entry is filled from the profile: the
     LMAP (the profile's, else C{defaultLmap}), the virtual LMAP MAC (the
     profile's, else C{defaultVirtualLmapMac}, else the access interface's own
@@ -309,8 +311,9 @@ class MobilityProxyAgent:
         C{aaa.rejected}, C{aaa.unavailable}, C{aaa.late} (no visitor waits
         for it), C{visitor.hold-down-ended}, C{visitor.moved},
         C{visitor.replaced}, C{visitor.detached}, C{visitor.revoked},
-        C{visitor.session-ended}, C{detach.unknown}, C{detach.stale} (the MS
-        is on another link now), C{link.down}, C{ra.unsolicited},
+        C{visitor.session-ended}, C{visitor.tunnel-failed} (the data plane
+        could not carry its tunnel), C{tunnel.failed.stale}, C{detach.unknown},
+        C{detach.stale} (the MS is on another link now), C{link.down}, C{ra.unsolicited},
         C{ra.solicited}, C{rs.held}, C{ns.held}, C{na.sent}, C{dad.defended}, C{dad.link-local},
         C{dad.outside-prefix}, C{dad.no-prefix}, C{ns.own}, C{ns.other-host},
         C{address.learned.<dad|packet|dhcpv6|candidate>}, C{learn.held} (a
@@ -778,6 +781,31 @@ class MobilityProxyAgent:
             self.counters["ignored." + _kindName(message)] += 1
             return []
         return handler(message, source, now)
+
+    def tunnelFailed(self, binding: TunnelBinding, error: BaseException,
+                     now: float) -> list[Action]:
+        """
+        The data plane could not carry C{binding} (the service dropped what
+        followed its L{AddTunnel}: the RA). The LMAP's binding points here for
+        nothing: the visitor leaves as if detached (a deregistration, so that
+        the LMAP's state is true), and its MAC is held down like an MS no AAA
+        server could be asked about (C{unavailableHoldDown}), then its next
+        frame starts over: a backend that recovered then carries it.
+        """
+        visitor = self.visitors.byAddress(_canonical(binding.mobileAddress))
+        if visitor is None or visitor.tunnel != binding:
+            # Gone, moved or re-registered since: nothing of it to undo.
+            self.counters["tunnel.failed.stale"] += 1
+            return []
+        actions: list[Action] = []
+        reason = f"the data plane could not carry its tunnel: {error}"
+        self._leave(visitor, now, actions, "visitor.tunnel-failed", reason)
+        held = VisitorEntry(visitor.mac, visitor.interface, visitor.attachedAt, now,
+                            state=_REJECTED, holdUntil=now + self.unavailableHoldDown,
+                            failure=reason)
+        self.visitors.add(held)
+        self._reschedule(held)
+        return actions
 
     def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
         """A Mobility Header packet from C{source} that did not decode: counted.
@@ -1251,7 +1279,8 @@ class MobilityProxyAgent:
         return None
 
     def _leave(
-        self, visitor: VisitorEntry, now: float, actions: list[Action], event: str
+        self, visitor: VisitorEntry, now: float, actions: list[Action], event: str,
+        reason: str | None = None,
     ) -> None:
         """The visitor is gone: deregister it if it may have a binding, remove
         its tunnel, take it out of the list."""
@@ -1276,11 +1305,12 @@ class MobilityProxyAgent:
             actions.append(RemoveTunnel(visitor.tunnel))
             visitor.tunnel = None
         self.counters[event] += 1
-        actions.append(
-            Note(event, {"mac": visitor.mac, "nai": visitor.naiText,
-                         "interface": visitor.interface, "address": address,
-                         "deregistered": deregister})
-        )
+        fields: dict[str, Any] = {"mac": visitor.mac, "nai": visitor.naiText,
+                                  "interface": visitor.interface, "address": address,
+                                  "deregistered": deregister}
+        if reason is not None:
+            fields["reason"] = reason
+        actions.append(Note(event, fields))
 
     def _cancelDeregistration(self, nai: bytes) -> None:
         """The NAI registers here again: its old deregistration must not follow."""

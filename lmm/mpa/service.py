@@ -49,7 +49,7 @@ PER_VISITOR = frozenset({
 })
 # Refusals and failures: the first of each kind per second at info, the rest at debug.
 LIMITED = frozenset({
-    "visitor.rejected", "registration.rejected", "registration.given-up",
+    "visitor.rejected", "visitor.tunnel-failed", "registration.rejected", "registration.given-up",
     "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
     "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
     "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source",
@@ -394,8 +394,11 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
             self.counters["frame.not-sent"] += 1
 
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
+        # The agent's Note says it, with the error: no traceback per refusal.
         self.counters["tunnel.add-failed"] += 1
-        log.failure("could not set up the tunnel for {binding}", failure, binding=binding)
+        error = failure.value
+        assert error is not None
+        self._run(self.agent.tunnelFailed(binding, error, self.reactor.seconds()))
 
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         if self.port is None:
