@@ -34,13 +34,13 @@ from twisted.internet import reactor as globalReactor
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lmm.backends import findBackend
 from lmm.dataplane import ip6tnl, seg6, swap, userspace
 from lmm.dataplane.common import DataPlaneError, KernelLacks, relayedTooBig
 from lmm.interfaces import ITunnelDataPlane
+from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import Namespace, NetnsTestMixin, bridge, callIn, link, socketIn
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, RecordingDataPlane, TunnelBinding
 
@@ -416,30 +416,6 @@ class CompletionTests(SynchronousTestCase):
             self.assertEqual(userspace.completion(packet, 1460)[0], bytes(10))
 
 
-class _FailingPlane(RecordingDataPlane):
-    def __init__(self, refuse: TunnelBinding, later: bool = False) -> None:
-        super().__init__()
-        self.refuse = refuse
-        self.later = later
-        self.pending: list[Deferred[None]] = []
-
-    def addBinding(self, binding: TunnelBinding) -> Any:
-        if binding == self.refuse:
-            return _failed(DataPlaneError("no"))
-        super().addBinding(binding)
-        if self.later:
-            d: Deferred[None] = Deferred()
-            self.pending.append(d)
-            return d
-        return None
-
-
-def _failed(e: Exception) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    d.errback(Failure(e))
-    return d
-
-
 class _Log:
     """A stand-in for RecordingDataPlane.history that notes one verb in a shared list."""
 
@@ -469,21 +445,21 @@ class SwapTests(SynchronousTestCase):
     def test_waitsForAdds(self) -> None:
         """Nothing leaves the old backend before the new one says packets flow."""
         old = RecordingDataPlane()
-        new = _FailingPlane(refuse=lmapBinding("2001:db8:9::9"), later=True)
+        new = RefusingPlane("failed", [lmapBinding("2001:db8:9::9")], slow=True)
         for b in self.bindings():
             old.addBinding(b)
         d = swap(old.bindings(), old, new)
         self.assertNoResult(d)
         self.assertEqual(len(list(old.bindings())), 3)
-        while new.pending:
-            new.pending.pop(0).callback(None)
+        while new.waiting:
+            new.waiting.pop(0)[0].callback(None)
         self.assertEqual(self.successResultOf(d), self.bindings())
         self.assertEqual(old.bindings(), [])
 
     def test_refusedStays(self) -> None:
         """A binding the new backend cannot carry stays with the old one."""
         bindings = self.bindings()
-        old, new = RecordingDataPlane(), _FailingPlane(refuse=bindings[1])
+        old, new = RecordingDataPlane(), RefusingPlane("failed", [bindings[1]])
         for b in bindings:
             old.addBinding(b)
         moved = self.successResultOf(swap(bindings, old, new))

@@ -36,6 +36,7 @@ from lmm import mh
 from lmm.backends import findBackend
 from lmm.control import CommandError, ControlProtocol, ask, formatAnswer, parseOptions
 from lmm.dataplane import swapping
+from lmm.dataplane.common import DataPlaneError
 from lmm.dataplane.swapping import SwapError, TunnelConfig
 from lmm.lab import demo
 from lmm.lab import timeline as tl
@@ -43,6 +44,7 @@ from lmm.lab.topology import Lab, MSSpec, loadTopology, randomMac
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.control import execute
 from lmm.lmap.service import LMAPService
+from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import callIn, netnsUnavailableReason
 from lmm.tunnel import ROLE_LMAP, RecordingDataPlane, TunnelBinding
 from tests.test_dataplane import CN, LMAP, MS, LabMixin, lmapBinding, mpaBinding
@@ -53,37 +55,6 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def binding(n: int) -> TunnelBinding:
     return TunnelBinding(f"2001:db8:1::{n:x}", 128, "2001:db8:ff::1", "2001:db8:ff::2",
                          ROLE_LMAP)
-
-
-class Refusing(RecordingDataPlane):
-    """A backend that cannot carry C{refused}."""
-
-    name = "refusing"
-
-    def __init__(self, refused: TunnelBinding) -> None:
-        super().__init__()
-        self.refused = refused
-
-    def addBinding(self, binding: TunnelBinding) -> None:
-        if binding == self.refused:
-            raise ValueError("cannot carry that one")
-        super().addBinding(binding)
-
-
-class Slow(RecordingDataPlane):
-    """A backend whose additions complete when the test says so."""
-
-    name = "slow"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting: list[Deferred[None]] = []
-
-    def addBinding(self, binding: TunnelBinding) -> Deferred[None]:  # type: ignore[override]
-        super().addBinding(binding)
-        d: Deferred[None] = Deferred()
-        self.waiting.append(d)
-        return d
 
 
 class Factory:
@@ -155,11 +126,11 @@ class SwapServiceTests(_NotStarted):
     def test_rollBack(self) -> None:
         """A backend that cannot carry one binding: the moved ones go back, the new
         backend is stopped, the old one stays."""
-        new = Refusing(binding(2))
+        new = RefusingPlane("raise", [binding(2)])
         self.useBackend(new)
         failure = self.failureResultOf(self.service.swapDataPlane("refusing", {}), SwapError)
         self.assertIn("only 1 of 2", str(failure.value))
-        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)  # swap logs it
+        self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)  # swap logs it
         self.assertIs(self.service.dataPlane, self.old)
         self.assertEqual(sorted(self.old.bindings(), key=str), [binding(1), binding(2)])
         self.assertEqual(list(new.bindings()), [])
@@ -169,7 +140,7 @@ class SwapServiceTests(_NotStarted):
     def test_changesDuringSwap(self) -> None:
         """Tunnel changes made while a swap runs wait for its end and go to the new
         backend; an addition's Deferred fires only then; a second swap is refused."""
-        new = Slow()
+        new = RefusingPlane(slow=True, name="slow")
         self.useBackend(new)
         d = self.service.swapDataPlane("slow", {})
         held = self.service.dataPlane
@@ -179,7 +150,7 @@ class SwapServiceTests(_NotStarted):
         self.assertNoResult(added)
         self.failureResultOf(self.service.swapDataPlane("other", {}), SwapError)
         while new.waiting:
-            new.waiting.pop(0).callback(None)
+            new.waiting.pop(0)[0].callback(None)
         self.assertEqual(self.successResultOf(d), {"backend": "slow", "moved": 2})
         self.successResultOf(added)
         self.assertIs(self.service.dataPlane, new)
