@@ -80,11 +80,6 @@ def tunnelConfig(values: Mapping[str, Any], built: Any, path: str | None) -> Tun
                         getattr(built, "name", None), os.path.abspath(path) if path else None)
 
 
-def formatOptions(options: Mapping[str, Any]) -> str:
-    """C{options} as a TOML inline table."""
-    return "{" + ", ".join(f"{key} = {tomlValue(value)}" for key, value in options.items()) + "}"
-
-
 class _Held:
     """The service's data plane while a swap runs: tunnel changes wait for its end."""
 
@@ -138,7 +133,7 @@ def _keepHint(name: str, options: Mapping[str, Any], config: TunnelConfig | None
     """What to write in the configuration file for a restart to keep this swap."""
     what = f"tunnel.backend = {tomlValue(name)}"
     if options != (dict(config.options) if config is not None else {}):
-        what += f" and tunnel.options = {formatOptions(options)}"
+        what += f" and tunnel.options = {tomlValue(options)}"
     where = config.path if config is not None and config.path else "the configuration file"
     return f"not kept after a restart: set {what} in {where} to keep it"
 
