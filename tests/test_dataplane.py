@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import socket
 import struct
 import threading
@@ -40,6 +39,7 @@ from lmm.backends import findBackend
 from lmm.dataplane import ip6tnl, seg6, swap, userspace
 from lmm.dataplane.common import DataPlaneError, KernelLacks, relayedTooBig
 from lmm.interfaces import ITunnelDataPlane
+from lmm.lab.timeline import pingSummary
 from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import Namespace, NetnsTestMixin, bridge, callIn, link, socketIn
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, RecordingDataPlane, TunnelBinding
@@ -789,10 +789,10 @@ def checkBackbone(frames: Iterable[bytes], mobile: str, mpa: str, lmap: str,
 
 
 def pingCounts(output: str) -> tuple[int, int]:
-    match = re.search(r"(\d+) packets transmitted, (\d+) received", output)
-    if match is None:
+    counts = pingSummary(output)
+    if counts is None:
         raise AssertionError(f"no ping summary in {output!r}")
-    return int(match.group(1)), int(match.group(2))
+    return counts
 
 
 def tcpTransfer(server: Namespace, address: str, client: Namespace, size: int = 1 << 20,

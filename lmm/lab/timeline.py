@@ -67,6 +67,12 @@ _PING_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*tim
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
+def pingSummary(text: str) -> tuple[int, int] | None:
+    """(transmitted, received) from ping's summary line, or None without one."""
+    summary = _PING_SUMMARY.search(text)
+    return None if summary is None else (int(summary[1]), int(summary[2]))
+
+
 def parsePing(text: str, interval: float) -> PingRecord:
     """C{ping -D -n} output."""
     record = PingRecord(interval)
@@ -76,9 +82,9 @@ def parsePing(text: str, interval: float) -> PingRecord:
             received, sequence, rtt = float(match[1]), int(match[2]), float(match[3]) / 1000
             record.replies.setdefault(sequence, (received - rtt, rtt))
             continue
-        summary = _PING_SUMMARY.search(line)
+        summary = pingSummary(line)
         if summary:
-            record.transmitted = int(summary[1])
+            record.transmitted = summary[0]
     if not record.transmitted and record.replies:
         record.transmitted = max(record.replies)
     return record

@@ -36,17 +36,19 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
 from lmm.config import tomlValue
 from lmm.lab.logger import LOG_VARIABLE
+from lmm.lab.timeline import pingSummary
 from lmm.mpa.control import ask
 from lmm.mpa.tap import DEFAULT_VIRTUAL_LMAP_MAC
 from lmm.testing import freeradius, kea
 from lmm.testing.daemons import TWISTD, Daemon, writeConfig
 from lmm.testing.netns import RUN_TAG, Namespace, callIn, link, waitFor
+from lmm.testing.processes import end
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_TOPOLOGY = os.path.join(_REPO, "etc", "lab", "demo.toml")
@@ -172,6 +174,11 @@ def manualAddress(prefix: str, mac: str) -> str:
     network = ipaddress.IPv6Network(prefix)
     low = int(mac.replace(":", "")[4:], 16)
     return str(network.network_address + ((0xA << 32) | low))
+
+
+def _settled(address: Mapping[str, Any]) -> bool:
+    """Whether an address of C{ip -j addr} is usable: its DAD is done and passed."""
+    return not address.get("tentative") and not address.get("dadfailed")
 
 
 def randomMac() -> str:
@@ -679,10 +686,15 @@ class Lab:
                 return name
         return None
 
-    def globalAddresses(self, station: Station) -> list[dict[str, Any]]:
+    def addresses(self, station: Station, scope: str = "global") -> list[dict[str, Any]]:
+        """The MS's IPv6 addresses of C{scope}, as C{ip -j} gives them (C{local},
+        C{tentative}, ...)."""
         out = json.loads(station.namespace.ip("-j", "-6", "addr", "show", "dev", "ms0",
-                                              "scope", "global"))
+                                              "scope", scope))
         return [a for iface in out for a in iface.get("addr_info", []) if "local" in a]
+
+    def globalAddresses(self, station: Station) -> list[dict[str, Any]]:
+        return self.addresses(station)
 
     def defaultRoutes(self, station: Station) -> list[dict[str, Any]]:
         """The MS's IPv6 default routes, as C{ip -j} gives them (C{gateway},
@@ -692,7 +704,7 @@ class Lab:
     def configuredAddress(self, station: Station) -> str | None:
         """The MS's global address once DAD is done (not tentative)."""
         for address in self.globalAddresses(station):
-            if not address.get("tentative") and not address.get("dadfailed"):
+            if _settled(address):
                 return str(address["local"])
         return None
 
@@ -708,15 +720,11 @@ class Lab:
 
     def linkLocalReady(self, station: Station) -> bool:
         """Whether the MS's link-local address is usable (DAD done)."""
-        out = json.loads(station.namespace.ip("-j", "-6", "addr", "show", "dev", "ms0",
-                                              "scope", "link"))
-        return any("local" in a and not a.get("tentative") and not a.get("dadfailed")
-                   for iface in out for a in iface.get("addr_info", []))
+        return any(_settled(a) for a in self.addresses(station, "link"))
 
     def usable(self, station: Station, address: str) -> bool:
         """Whether the MS has C{address}, DAD done."""
-        return any(a["local"] == address and not a.get("tentative") and not a.get("dadfailed")
-                   for a in self.globalAddresses(station))
+        return any(a["local"] == address and _settled(a) for a in self.globalAddresses(station))
 
     def configure(self, station: Station) -> str | None:
         """
@@ -780,9 +788,7 @@ class Lab:
         result = station.namespace.run(
             ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1",
              destination or self.topology.cn], check=False, timeout=30 + count * interval)
-        sent = re.search(r"(\d+) packets transmitted", result.stdout)
-        received = re.search(r"(\d+) received", result.stdout)
-        return (int(sent.group(1)) if sent else 0, int(received.group(1)) if received else 0)
+        return pingSummary(result.stdout) or (0, 0)
 
     def snapshot(self) -> str:
         """What the lab looks like now, for a failure report: each MS's addresses
@@ -889,12 +895,7 @@ class Lab:
                 pass
             server.stop()
         if self.kea is not None:
-            if self.kea.running():  # its last words in the copy of its log
-                self.kea.process.terminate()
-                try:
-                    self.kea.process.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+            end(self.kea.process)  # its last words in the copy of its log
             for source, target in ((self.kea.logPath, "kea-dhcp6.log"),
                                    (self.kea.directory / "kea.out", "kea-dhcp6.out"),
                                    (self.kea.leasePath, "kea-leases6.csv"),
