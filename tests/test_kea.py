@@ -48,6 +48,7 @@ from lmm.mpa.relay import (
 )
 from lmm.testing import kea
 from lmm.testing.netns import Namespace, NetnsTestMixin, bridge, link
+from lmm.testing.processes import readText
 
 KEA = "fd00:547::2"
 NOBODY = "fd00:547::3"  # on the server's bridge too; nothing listens there
@@ -274,16 +275,8 @@ class KeaRelayTests(NetnsTestMixin, SynchronousTestCase):
         self.assertTrue(inPool(address.address, POOL1))
 
 
-DHCLIENT = "/usr/sbin/dhclient"
 MS_MAC = "02:00:5e:10:00:99"
 MPA_ACCESS = "fe80::1"
-
-_HOOK = """#!/bin/sh
-# dhclient's script: only write down what dhclient says (the real one would
-# configure the interface and rewrite the machine's /etc/resolv.conf).
-{ echo "reason=$reason"; echo "new_ip6_address=$new_ip6_address";
-  echo "old_ip6_address=$old_ip6_address"; echo ---; } >> %s
-"""
 
 
 class RealClientTests(NetnsTestMixin, SynchronousTestCase):
@@ -294,8 +287,9 @@ class RealClientTests(NetnsTestMixin, SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        if not os.access(DHCLIENT, os.X_OK):
-            raise SkipTest(f"{DHCLIENT} is not installed (Debian: apt-get install isc-dhcp-client)")
+        reason = kea.dhclientMissingReason()
+        if reason is not None:
+            raise SkipTest(reason)
         server = self.makeNamespace("dhcp")
         mpa = self.makeNamespace("mpa")
         self.ms = self.makeNamespace("ms")
@@ -318,22 +312,12 @@ class RealClientTests(NetnsTestMixin, SynchronousTestCase):
         self.actions: list[RelayAction] = []
         self.directory = Path(tempfile.mkdtemp(prefix="lmm-dhclient-"))
         self.addCleanup(shutil.rmtree, self.directory, True)
-        self.events = self.directory / "events"
-        hook = self.directory / "hook"
-        hook.write_text(_HOOK % self.events)
-        hook.chmod(0o755)
-        (self.directory / "dhclient.conf").write_text("")
 
-    def dhclient(self, *extra: str) -> subprocess.Popen[bytes]:
-        d = self.directory
-        argv = [
-            DHCLIENT, "-6", "-d", "-v", "-cf", str(d / "dhclient.conf"),
-            "-lf", str(d / "leases"), "-pf", str(d / "pid"), "-sf", str(d / "hook"),
-            *extra, self.msLink,
-        ]
-        with open(d / "dhclient.out", "ab") as out:
-            return self.ms.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT)
+    def dhclient(self, *extra: str) -> kea.DHCPClient:
+        """The stock client on the MS's link (C{extra}: more of its options)."""
+        client = kea.startClient(self.ms, self.msLink, self.directory, extra)
+        self.addCleanup(client.stop)
+        return client
 
     def pump(self, until: Callable[[], bool], timeout: float = 15.0) -> None:
         """Be the MPA's relay until C{until()} (or fail after C{timeout})."""
@@ -341,7 +325,7 @@ class RealClientTests(NetnsTestMixin, SynchronousTestCase):
         while not until():
             left = deadline - time.monotonic()
             if left <= 0:
-                log = (self.directory / "dhclient.out").read_text(errors="replace")
+                log = readText(self.directory / "dhclient.out")
                 self.fail(f"not done after {timeout} s; relay counters "
                           f"{dict(self.relay.counters)}; dhclient said:\n{log[-2000:]}")
             self.sock.settimeout(min(left, 0.05))
@@ -366,28 +350,17 @@ class RealClientTests(NetnsTestMixin, SynchronousTestCase):
                         (action.clientAddress, dhcp6.CLIENT_PORT, 0, self.accessIndex),
                     )
 
-    def events_(self) -> list[dict[str, str]]:
-        try:
-            text = self.events.read_text()
-        except OSError:
-            return []
-        return [
-            dict(line.split("=", 1) for line in block.strip().splitlines() if "=" in line)
-            for block in text.split("---")
-            if block.strip()
-        ]
-
-    def bound(self) -> dict[str, str] | None:
-        for event in self.events_():
+    def bound(self, client: kea.DHCPClient) -> dict[str, str] | None:
+        for event in client.events():
             if event.get("reason") == "BOUND6" and event.get("new_ip6_address"):
                 return event
         return None
 
     def test_dhclientGetsAndReleasesAnAddress(self) -> None:
         client = self.dhclient()
-        self.pump(lambda: self.bound() is not None or client.poll() is not None)
-        event = self.bound()
-        assert event is not None, self.events_()
+        self.pump(lambda: self.bound(client) is not None or not client.running())
+        event = self.bound(client)
+        assert event is not None, client.events()
         address = event["new_ip6_address"]
         self.assertTrue(inPool(address, POOL1), address)
         self.assertEqual(assigned(self.actions), [AddressAssigned(MS_MAC, address, 4000)])
@@ -396,7 +369,7 @@ class RealClientTests(NetnsTestMixin, SynchronousTestCase):
         # dhclient -r: stops the running client and releases its address.
         releaser = self.dhclient("-r")
         self.pump(lambda: AddressReleased(MS_MAC, address) in self.actions
-                  and releaser.poll() is not None)
+                  and not releaser.running())
         self.assertEqual(self.relay.counters["client.release"], 1)
         self.assertEqual(self.relay.counters["server.no-answer"], 0)
         rows = [row for row in self.kea.leases() if row["address"] == address]
