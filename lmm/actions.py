@@ -6,10 +6,12 @@ carries them out in order.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lmm.mh import MobilityMessage
+from lmm.mh import MHType, MobilityMessage
 from lmm.tunnel import TunnelBinding
 
 
@@ -41,3 +43,27 @@ class Note:
 
     event: str
     fields: dict[str, Any]
+
+
+#: A state machine's handler of one kind of Mobility Header message: (message,
+#: source, now) to actions.
+Handler = Callable[[Any, str, float], list[Any]]
+
+
+def kindName(message: MobilityMessage) -> str:
+    """The message's MH type as a counter's word (C{binding-update}), or its number."""
+    try:
+        return MHType(message.mhType).name.lower().replace("_", "-")
+    except ValueError:
+        return str(message.mhType)
+
+
+def dispatch(handlers: Mapping[type, Handler], counters: Counter[str],
+             message: MobilityMessage, source: str, now: float) -> list[Any]:
+    """C{message} from C{source} to its kind's handler; a kind with none is
+    counted (C{ignored.KIND}) and gets nothing."""
+    handler = handlers.get(type(message))
+    if handler is None:
+        counters["ignored." + kindName(message)] += 1
+        return []
+    return handler(message, source, now)

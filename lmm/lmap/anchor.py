@@ -115,7 +115,7 @@ from hashlib import blake2b
 from ipaddress import IPv6Network
 from typing import Any
 
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
 from lmm.mh import (
     LIFETIME_UNIT,
@@ -131,7 +131,6 @@ from lmm.mh import (
     BindingUpdate,
     Heartbeat,
     LocalAddress,
-    MHType,
     MobileNodeIdentifier,
     MobilityHeaderError,
     MobilityMessage,
@@ -192,13 +191,6 @@ def isNewer(sequence: int, last: int) -> bool:
 
 def _naiText(nai: bytes) -> str:
     return nai.decode("utf-8", "replace")
-
-
-def _kindName(message: MobilityMessage) -> str:
-    try:
-        return MHType(message.mhType).name.lower().replace("_", "-")
-    except ValueError:
-        return str(message.mhType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,11 +320,7 @@ class LocalMobilityAnchor:
 
     def receive(self, message: MobilityMessage, source: str, now: float) -> list[Action]:
         """Process one decoded message from C{source}; return what to do, in order."""
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            self.counters["ignored." + _kindName(message)] += 1
-            return []
-        return handler(message, source, now)
+        return dispatch(self._handlers, self.counters, message, source, now)
 
     def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
         """A packet from C{source} that did not decode: count it, and answer an

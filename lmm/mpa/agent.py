@@ -165,7 +165,7 @@ from typing import Any
 
 from lmm import nd
 from lmm.aaa import AAAUnavailable, AccessRequest, Profile
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from lmm.mh import (
     LIFETIME_UNIT,
@@ -177,7 +177,6 @@ from lmm.mh import (
     BindingRevocationIndication,
     Heartbeat,
     LocalAddress,
-    MHType,
     MobileNodeIdentifier,
     MobilityHeaderError,
     MobilityMessage,
@@ -282,13 +281,6 @@ def _isGroupOrZeroMac(mac: str) -> bool:
         return bool(int(mac[:2], 16) & 1) or mac == "00:00:00:00:00:00" or len(mac) != 17
     except ValueError:
         return True
-
-
-def _kindName(message: MobilityMessage) -> str:
-    try:
-        return MHType(message.mhType).name.lower().replace("_", "-")
-    except ValueError:
-        return str(message.mhType)
 
 
 def _reason(error: BaseException) -> str:
@@ -776,11 +768,7 @@ class MobilityProxyAgent:
 
     def messageReceived(self, message: MobilityMessage, source: str, now: float) -> list[Action]:
         """A decoded Mobility Header message from C{source} (canonical text)."""
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            self.counters["ignored." + _kindName(message)] += 1
-            return []
-        return handler(message, source, now)
+        return dispatch(self._handlers, self.counters, message, source, now)
 
     def tunnelFailed(self, binding: TunnelBinding, error: BaseException,
                      now: float) -> list[Action]:
