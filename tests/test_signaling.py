@@ -1,0 +1,170 @@
+"""Tests for lmm.signaling: what the anchor and the MPA's registrations share."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm.actions import SendMessage
+from lmm.mh import Heartbeat
+from lmm.signaling import (
+    MAX_BINDACK_TIMEOUT,
+    Deadlines,
+    RetransmissionPolicy,
+    SequenceCounter,
+    answerHeartbeat,
+    isNewer,
+)
+
+
+class SequenceTests(SynchronousTestCase):
+    def test_isNewer(self) -> None:
+        """RFC 6275 9.5.1: newer when (new - last) mod 2**16 is in 1..32767."""
+        self.assertTrue(isNewer(1, 0))
+        self.assertTrue(isNewer(0, 0xFFFF))
+        self.assertTrue(isNewer(32767, 0))
+        self.assertFalse(isNewer(32768, 0))
+        self.assertFalse(isNewer(0, 0))
+        self.assertFalse(isNewer(0xFFFF, 0))
+
+    def test_counterWraps(self) -> None:
+        counter = SequenceCounter(0xFFFE)
+        self.assertEqual([counter.next(), counter.next(), counter.next()], [0xFFFF, 0, 1])
+
+    def test_counterSkipsInUse(self) -> None:
+        """After a wrap, numbers still waiting for an answer are not handed out again."""
+        counter = SequenceCounter(0xFFFF)
+        inUse = {0, 1}
+        self.assertEqual(counter.next(inUse, len(inUse)), 2)
+        self.assertEqual(counter.last, 2)
+
+    def test_passOver(self) -> None:
+        counter = SequenceCounter(10)
+        counter.passOver(5)
+        self.assertEqual(counter.last, 10)
+        counter.passOver(500)
+        self.assertEqual(counter.next(), 501)
+
+
+class RetransmissionPolicyTests(SynchronousTestCase):
+    def test_backOffCapped(self) -> None:
+        policy = RetransmissionPolicy(1.0, 10)
+        intervals = [1.0]
+        for _ in range(7):
+            intervals.append(policy.backOff(intervals[-1]))
+        self.assertEqual(intervals, [1, 2, 4, 8, 16, 32, 32, 32])
+        self.assertEqual(policy.maxInterval, MAX_BINDACK_TIMEOUT)
+
+    def test_capBelowInitial(self) -> None:
+        """A first timeout over the cap is kept, not shortened."""
+        self.assertEqual(RetransmissionPolicy(40.0, 3).backOff(40.0), 40.0)
+        self.assertEqual(RetransmissionPolicy(1.0, 3, maxInterval=3.0).backOff(2.0), 3.0)
+
+    def test_exhausted(self) -> None:
+        policy = RetransmissionPolicy(1.0, 2)
+        self.assertEqual([policy.exhausted(n) for n in range(4)], [False, False, True, True])
+
+    def test_invalid(self) -> None:
+        self.assertRaises(ValueError, RetransmissionPolicy, 0.0, 1)
+        self.assertRaises(ValueError, RetransmissionPolicy, 1.0, -1)
+        self.assertRaises(ValueError, RetransmissionPolicy, 1.0, 1, 0.0)
+
+
+class DeadlinesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.deadlines: dict[bytes, float] = {}
+        self.counters: Counter[str] = Counter()
+        self.heap = self.make()
+
+    def make(self, ordered: bool = True) -> Deadlines[bytes]:
+        return Deadlines(self.deadlines.get, lambda: [(d, k) for k, d in self.deadlines.items()],
+                         lambda: len(self.deadlines), self.counters, "heap.compacted", ordered)
+
+    def set(self, key: bytes, due: float | None) -> None:
+        previous = self.deadlines.get(key)
+        if due is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = due
+        self.heap.schedule(key, due, previous)
+
+    def test_order(self) -> None:
+        self.set(b"b", 2.0)
+        self.set(b"a", 1.0)
+        self.set(b"c", 3.0)
+        self.assertEqual(self.heap.next(), 1.0)
+        self.assertEqual(list(self.heap.due(2.5)), [b"a", b"b"])
+        self.assertEqual(self.heap.next(), 3.0)
+
+    def test_laterKeepsItsItem(self) -> None:
+        """A deadline moved later pushes nothing; its item follows it when it comes up."""
+        self.set(b"a", 1.0)
+        for later in (2.0, 3.0, 4.0):
+            self.set(b"a", later)
+        self.assertEqual(len(self.heap), 1)
+        self.assertEqual(list(self.heap.due(3.5)), [])
+        self.assertEqual(self.heap.next(), 4.0)
+        self.assertEqual(list(self.heap.due(4.0)), [b"a"])
+
+    def test_earlierPushes(self) -> None:
+        self.set(b"a", 5.0)
+        self.set(b"a", 1.0)
+        self.assertEqual(list(self.heap.due(1.0)), [b"a"])
+        del self.deadlines[b"a"]
+        self.assertEqual(list(self.heap.due(10.0)), [])
+        self.assertIsNone(self.heap.next())
+
+    def test_goneDropped(self) -> None:
+        self.set(b"a", 1.0)
+        self.set(b"a", None)
+        self.assertEqual(list(self.heap.due(2.0)), [])
+        self.assertEqual(len(self.heap), 0)
+
+    def test_compaction(self) -> None:
+        """Items of gone keys that pile up are swept by a rebuild, and counted."""
+        for i in range(3000):
+            key = b"%d" % i
+            self.set(key, 100.0 + i)
+            self.set(key, None)
+        self.set(b"live", 1.0)
+        self.assertGreater(self.counters["heap.compacted"], 0)
+        self.assertLess(len(self.heap), 1100)
+        self.assertEqual(list(self.heap.due(1.0)), [b"live"])
+
+    def test_unordered(self) -> None:
+        """Keys that do not compare are served first come first served on ties."""
+        deadlines: dict[object, float] = {}
+        first, second = object(), object()
+        heap: Deadlines[object] = Deadlines(deadlines.get, lambda: [], lambda: len(deadlines),
+                                            self.counters, "x", ordered=False)
+        for key in (first, second):
+            deadlines[key] = 1.0
+            heap.schedule(key, 1.0, None)
+        self.assertEqual(list(heap.due(1.0)), [first, second])
+
+    def test_pushedWhileDue(self) -> None:
+        """A key scheduled again while due() runs is seen by the same run."""
+        self.set(b"a", 1.0)
+        seen = []
+        for key in self.heap.due(5.0):
+            seen.append(key)
+            if len(seen) == 1:
+                self.deadlines[key] = 2.0
+                self.heap.schedule(key, 2.0, None)
+        self.assertEqual(seen, [b"a", b"a"])
+
+
+class HeartbeatTests(SynchronousTestCase):
+    def test_answered(self) -> None:
+        counters: Counter[str] = Counter()
+        self.assertEqual(answerHeartbeat(Heartbeat(7), "2001:db8::1", True, counters),
+                         [SendMessage(Heartbeat(7, response=True), "2001:db8::1")])
+        self.assertEqual(counters["heartbeat.answered"], 1)
+
+    def test_refusedAndResponse(self) -> None:
+        counters: Counter[str] = Counter()
+        self.assertEqual(answerHeartbeat(Heartbeat(7), "2001:db8::1", False, counters), [])
+        self.assertEqual(answerHeartbeat(Heartbeat(7, response=True), "2001:db8::1", True,
+                                         counters), [])
+        self.assertEqual(counters, Counter({"heartbeat.refused": 1, "heartbeat.response": 1}))
