@@ -51,42 +51,27 @@ class IAuthenticator(Interface):
 
 class IDHCPv6Relay(Interface):
     """
-    The MPA's DHCPv6 relay agent (draft 6.3, RFC 8415 section 19): the
-    decisions of an L{lmm.mpa.relay.RelayAgent} and its server side, a UDP
-    port 547 on the MPA's address. The MPA's service gives it the client
-    messages the agent lets through (L{lmm.mpa.agent.RelayDHCPv6}), and carries
-    out the actions (L{lmm.mpa.relay.SendToServer}, C{SendToClient},
-    C{AddressAssigned}, C{AddressReleased}, L{lmm.actions.Note}) it returns or
-    delivers. Its timer is the service's: L{tick} at L{nextDeadline}.
+    The server side of the MPA's DHCPv6 relay agent (draft 6.3, RFC 8415
+    section 19): a UDP port 547 on the MPA's address. The relay's decisions
+    are its pure core's (L{lmm.mpa.relay.RelayAgent}, held by the MPA's
+    agent); the service hands this port the agent's
+    L{lmm.mpa.relay.SendToServer} actions and gives the agent what arrives.
     """
+
+    counters = Attribute("Event counts (a collections.Counter): relay.sent, relay.received...")
 
     def start(deliver, within):
         """
-        Open the server-side port and read it.
+        Open the port and read it.
 
-        @param deliver: called with the list of actions of each datagram
-            from a server.
+        @param deliver: called with (payload, source) for each datagram from
+            a server.
         @param within: calls a function of no arguments in the MPA's network
             namespace (where the socket is made), or None for this thread's.
         """
 
-    def fromClient(visitorKey, interface, clientAddress, payload, prefix, server, now):
-        """A client message (the UDP payload) from a visitor; the actions."""
-
-    def tick(now):
-        """What is due by C{now} (a server that did not answer); the actions."""
-
-    def nextDeadline():
-        """When L{tick} next has something to do, or None."""
-
-    def forget(visitorKey):
-        """The visitor left: its answers find nobody from now on."""
-
     def sendToServer(server, payload):
         """Send a Relay-Forward to C{[server]:547}; False if it could not go."""
-
-    def allCounters():
-        """Event counts (a dict), for the control channel and the summaries."""
 
     def stop():
         """Close the port; return a Deferred or None."""

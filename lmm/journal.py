@@ -44,6 +44,23 @@ LMAP_PER_BINDING = frozenset({
 # The LMAP's refusals: the first of each kind per second at info, the rest at debug.
 LMAP_LIMITED = frozenset({"pbu.rejected", "binding.tunnel-failed"})
 
+# The MPA's events once per visitor: debug (the summary counts them). An MPA
+# with thousands of Mobile Stations would otherwise log an attach storm line
+# by line.
+MPA_PER_VISITOR = frozenset({
+    "visitor.attached", "visitor.authenticated", "visitor.registered", "visitor.moved",
+    "visitor.detached", "visitor.revoked", "visitor.session-ended", "visitor.expired",
+    "visitor.awaiting-address", "visitor.replaced", "address.learned", "address.released",
+    "registration.assign", "registration.resync",
+})
+# The MPA's refusals and failures, limited as the LMAP's are.
+MPA_LIMITED = frozenset({
+    "visitor.rejected", "visitor.tunnel-failed", "registration.rejected", "registration.given-up",
+    "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
+    "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
+    "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source", "dhcpv6.dropped",
+})
+
 
 def formatNote(note: Note) -> str:
     """C{event key=value ...}, status codes with their names, for grep and for people."""
@@ -70,7 +87,7 @@ class Journal:
         @param perBinding: events that happen once per binding or visitor:
             logged at debug only.
         @param limited: refusals and failures: the first of each kind (and
-            status) per second at info, the rest at debug.
+            status, or C{kind} field) per second at info, the rest at debug.
         """
         self.perBinding = perBinding
         self.limited = limited
@@ -88,7 +105,8 @@ class Journal:
         if event in self.perBinding:
             level = LogLevel.debug
         elif event in self.limited:
-            key = f"{event}.{note.fields.get('status', '')}"
+            fields = note.fields
+            key = f"{event}.{fields.get('status', '')}.{fields.get('kind', '')}"
             level = LogLevel.info if self._limiter.allow(key) else LogLevel.debug
         else:
             level = LogLevel.info

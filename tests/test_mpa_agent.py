@@ -17,9 +17,9 @@ from lmm.mpa.agent import (
     Authenticate,
     MobilityProxyAgent,
     SendFrame,
-    isNewer,
 )
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorEntry, VisitorState
+from lmm.signaling import isNewer
 from lmm.tunnel import ROLE_MPA, TunnelBinding
 
 MPA = "2001:db8:a::1"

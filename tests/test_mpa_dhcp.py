@@ -29,17 +29,19 @@ from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lmm import dhcp6, mh, nd
 from lmm.aaa import Profile, ProfileFileAuthenticator
 from lmm.actions import Note, RemoveTunnel, SendMessage
 from lmm.dhcp6 import IANA, ClientId, IAAddress, Message, MessageType, ServerId
-from lmm.mpa.agent import MobilityProxyAgent, RelayDHCPv6
+from lmm.mpa.agent import MobilityProxyAgent
 from lmm.mpa.attach import PacketAttachDetector
 from lmm.mpa.control import CommandError, execute
-from lmm.mpa.dhcprelay import DHCPv6Relay, clientFrame
+from lmm.mpa.dhcprelay import DHCPv6RelayPort
+from lmm.mpa.homelink import clientFrame
+from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.service import MPAService
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
 from lmm.testing import kea
@@ -162,18 +164,27 @@ class AgentTests(SynchronousTestCase):
         self.assertIs(visitor.state, VisitorState.REGISTERED)
 
     def test_relayedWithServerAndPrefix(self) -> None:
-        agent = makeAgent(defaultDhcpServer="2001:DB8::53")
+        relay = RelayAgent()
+        agent = makeAgent(defaultDhcpServer="2001:DB8::53", relay=relay)
         self.authenticated(agent)
         frame = solicitFrame()
         [action] = agent.frameReceived(IFACE, frame, T0 + 1)
-        self.assertEqual(action, RelayDHCPv6(MS_MAC, IFACE, nd.linkLocalFromMac(MS_MAC),
-                                             frame.udpPayload or b"", LNP, "2001:db8::53"))
+        # The relay core's Relay-Forward: the MS's message, its link-local
+        # address, its LNP, the Interface-ID naming it; to the default server.
+        assert isinstance(action, SendToServer)
+        forward = dhcp6.decode(action.payload)
+        assert isinstance(forward, dhcp6.RelayMessage)
+        self.assertEqual((action.server, forward.peerAddress, forward.linkAddress,
+                          forward.relayed, forward.interfaceId),
+                         ("2001:db8::53", nd.linkLocalFromMac(MS_MAC), str(LNP.network_address),
+                          frame.udpPayload, relay.interfaceIdOf(MS_MAC)))
+        self.assertEqual(relay.describe()[0]["interface"], IFACE)
         self.assertEqual(agent.counters["dhcpv6.relayed"], 1)
         # The profile's server comes first.
-        agent = makeAgent(defaultDhcpServer="2001:db8::53")
+        agent = makeAgent(defaultDhcpServer="2001:db8::53", relay=RelayAgent())
         self.authenticated(agent, dhcpServer="2001:db8::99")
         [action] = agent.frameReceived(IFACE, solicitFrame(), T0 + 1)
-        assert isinstance(action, RelayDHCPv6)
+        assert isinstance(action, SendToServer)
         self.assertEqual(action.server, "2001:db8::99")
 
     def test_notRelayed(self) -> None:
@@ -280,9 +291,15 @@ class AgentTests(SynchronousTestCase):
 
     def test_departedEveryWay(self) -> None:
         """Every way out of the Visitor List is reported: the relay forgets."""
-        agent = makeAgent()
+        relay = RelayAgent()
+        agent = makeAgent(relay=relay, defaultDhcpServer="2001:db8::53")
         gone: list[str] = []
-        agent.departed = gone.append
+
+        def forget(key: str, forget: Any = relay.forget) -> None:
+            gone.append(key)
+            forget(key)
+
+        relay.forget = forget  # type: ignore[method-assign, assignment]
         self.registered(agent, "2001:db8:4d::1234")
         agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 2)
         self.assertEqual(gone, [MS_MAC])
@@ -384,11 +401,13 @@ class DHCPServiceMixin(NetnsTestMixin):
             interfaceMacs={},
             lifetime=600, retransmitTimeout=0.3, maxRetries=2, raMtu=1460, profile=mh.DRAFT,
             defaultVirtualLmapMac=VMAC, refreshFraction=0.75, defaultDhcpServer=defaultServer,
+            relay=RelayAgent(answerTimeout=0.3) if relay else None,
         )
-        self.relay = DHCPv6Relay(MPA, reactor, answerTimeout=0.3) if relay else None
+        self.relay = agent.relay
+        port = DHCPv6RelayPort(MPA, reactor) if relay else None
         service = MPAService(agent, PacketAttachDetector(reactor), self.authenticator,
                              self.dataPlane, mh.DRAFT, reactor, within=self.within,
-                             summaryInterval=0, relay=self.relay)
+                             summaryInterval=0, relayPort=port)
         service.startService()
         self.addCleanup(service.stopService)
         self.service = service
@@ -552,11 +571,11 @@ class DHCPServiceTests(DHCPServiceMixin, TestCase):
         client = self.client()
         await self.getAddress(client)
         assert self.relay is not None
-        interfaceId = self.relay.core.interfaceIdOf(MS_MAC)
+        interfaceId = self.relay.interfaceIdOf(MS_MAC)
         assert interfaceId is not None
         self.assertTrue(self.ask(f"detach {self.access} {MS_MAC}")["ok"])
         await self.lmap.next(mh.BindingUpdate)  # the deregistration
-        self.assertIsNone(self.relay.core.interfaceIdOf(MS_MAC))
+        self.assertIsNone(self.relay.interfaceIdOf(MS_MAC))
         self.assertEqual(self.counters()["relay.visitor.forgotten"], 1)
         # A late answer for it, from the right server, finds nobody.
         late = dhcp6.RelayReply(str(LNP.network_address), client.linkLocal,
@@ -580,15 +599,15 @@ class DHCPServiceTests(DHCPServiceMixin, TestCase):
         await waitForDeferred(lambda: self.counters().get("relay.server.malformed.truncated")
                               == 3 and self.counters().get("relay.client.malformed.truncated"))
         # Logged once a second per reason, not once per message.
-        warnings = [e for e in self.events if e.get("log_namespace") == "lmm.mpa.dhcp"
-                    and "dropped" in e.get("log_format", "")]
-        self.assertEqual(sorted(e["reason"] for e in warnings),
+        warnings = [e for e in self.events if e.get("lmmEvent") == "dhcpv6.dropped"
+                    and e.get("log_level") == LogLevel.info]
+        self.assertEqual(sorted(e["lmmFields"]["kind"] for e in warnings),
                          ["client.malformed.truncated", "server.malformed.truncated"])
         # An answer for the MS from another address than its server: refused.
         client = self.client()
         await self.answer(client, MessageType.SOLICIT)
         assert self.relay is not None
-        interfaceId = self.relay.core.interfaceIdOf(MS_MAC)
+        interfaceId = self.relay.interfaceIdOf(MS_MAC)
         forged = dhcp6.RelayReply(str(LNP.network_address), client.linkLocal,
                                   client.message(MessageType.REPLY), interfaceId)
         self.station.frames.clear()

@@ -3,25 +3,38 @@ The MPA's attach life cycle and Proxy Binding Update signaling, as a pure
 state machine.
 
 L{MobilityProxyAgent} is fed attach and detach events, decoded frames from the
-access links, AAA results, decoded Mobility Header messages and a clock value
-(C{now}, seconds, any epoch), and returns a list of actions that the service
-carries out in order: L{Authenticate}, L{SendFrame}, and the shared
-L{SendMessage} (to an LMAP), L{AddTunnel}, L{RemoveTunnel} and L{Note}. It does
-no I/O and keeps no timers: L{MobilityProxyAgent.nextDeadline} says when
+access links, AAA results, decoded Mobility Header messages, the DHCPv6
+server's datagrams and a clock value (C{now}, seconds, any epoch), and returns
+one list of actions that the service carries out in order: L{Authenticate},
+L{SendFrame}, L{lmm.mpa.relay.SendToServer}, and the shared L{SendMessage}
+(to an LMAP), L{AddTunnel}, L{RemoveTunnel} and L{Note}. It does no I/O and
+keeps no timers: L{MobilityProxyAgent.nextDeadline} says when
 L{MobilityProxyAgent.tick} is due.
 
+It owns three sub-machines, each in its own module and testable alone:
+L{lmm.mpa.registration.Registrations} (sequence numbers, the PBUs in flight,
+back-off, resynchronisation, deregistrations), L{lmm.mpa.homelink.HomeLink}
+(the RA, NA and DAD decisions of home-link emulation and its frames) and the
+DHCPv6 relay's core, L{lmm.mpa.relay.RelayAgent}. What changes a visitor's
+state is here, in one file, so that its life cycle reads in one place: that
+is why this module stays over 600 lines.
+
 Rules (draft-gundavelli-netlmm-mip6-proxy-00 sections 6-8, gaps filled from
-RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
+RFC 5213, RFC 5846, RFC 6275 and RFC 4861; the rules of the sub-machines are
+in their modules):
 
  1. Attach. A MAC the Visitor List does not hold, reported by an attach
-    detector or seen as the source of any frame on an access link, becomes a
-    visitor in AUTHENTICATING and the service is asked to L{Authenticate} it.
-    Frames from the MPA's own MACs (the interfaces', the virtual LMAP MACs),
-    from group or all-zero MACs, and from links that are not access links
-    are dropped. At most C{maxAuthenticating} visitors authenticate at once:
-    a flood of forged MACs cannot flood the AAA server. While the AAA server
-    answers, the MS's link-local address and the target of a DAD probe for a
-    global address (or a packet's global source) are remembered.
+    detector or, when C{attachOnFrames}, seen as the source of any frame on
+    an access link, becomes a visitor in AUTHENTICATING and the service is
+    asked to L{Authenticate} it. Frames from the MPA's own MACs (the
+    interfaces', the virtual LMAP MACs), from group or all-zero MACs, and
+    from links that are not access links are dropped; with
+    C{attachOnFrames} off (only the access point says who attaches), so are
+    frames from MACs that are not visitors. At most C{maxAuthenticating}
+    visitors authenticate at once: a flood of forged MACs cannot flood the
+    AAA server. While the AAA server answers, the MS's link-local address
+    and the target of a DAD probe for a global address (or a packet's global
+    source) are remembered.
  2. Rejection. A rejected visitor (or one the AAA server could not be asked
     about) gets nothing: no RA, no NA, no registration, whatever it sends.
     Its entry is held for C{rejectHoldDown} seconds (C{unavailableHoldDown}
@@ -42,32 +55,13 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     answers (as RFC 5213 6.9.1.1 has it): an unsolicited Router Advertisement
     once the registration is accepted and its tunnel is up, or once the LMAP
     says it has no binding to confirm (a new MS, which needs the prefix to
-    make its address); none when it rejects. It goes to the MS's MAC and to
-    its link-local address if a frame showed it, else to ff02::1: a host
-    whose link went down and up sends no RS. Until then an RS gets no answer
-    and a Neighbor Solicitation for the virtual LMAP link-local address (or
-    the LMAP's) no NA: a handed-over MS keeps its first packets in its own
-    neighbour queue, and sends them when the RA resolves its router, rather
-    than sending them to an MPA that has no tunnel for them yet.
- 4. Router Advertisements carry the LNP with L=0 (the LMAP is the default
-    router for everything), A=1 only for C{slaac}, M=1 and O=1 for
-    C{dhcpv6} (C{manual}: A=M=O=0, so that a manually configured MS makes no
-    second address), an MTU option of C{raMtu}, a Source Link-layer Address
-    option of the virtual LMAP MAC, router lifetime C{routerLifetime}. They
-    go from the virtual LMAP MAC and link-local address to the MS's MAC
-    (draft 8.2); an answer to an RS goes to the RS's source, or to ff02::1
-    when that is ::.
- 5. Neighbor Discovery. A DAD probe for a link-local address is the MS's
-    business (the MPA never claims the MS's addresses), except for the
-    virtual LMAP link-local address (and the LMAP's address), which the MPA
-    defends with an NA from the virtual MAC. A DAD probe for a global address
-    inside the LNP is the MS configuring that address: it is registered
-    unless it is registered or being registered already (draft figure 8). A
-    Neighbor Solicitation for the virtual LMAP link-local address, the LMAP's
-    address or any global address but the MS's own is answered with an NA
-    from the virtual MAC (R=1, S=1, O=1); one for another link-local address
-    belongs to another host on the link and is left alone.
- 6. Other packets (draft 6.3). A packet whose source is a global address
+    make its address); none when it rejects. Until then RS and NS for the
+    router are not answered (L{lmm.mpa.homelink}, rule 2).
+ 4. Neighbor Discovery and Router Advertisements: L{lmm.mpa.homelink}. A DAD
+    probe for a global address inside the LNP is the MS configuring that
+    address: it is registered unless it is registered or being registered
+    already (draft figure 8).
+ 5. Other packets (draft 6.3). A packet whose source is a global address
     inside the LNP, from a visitor that waits for an address
     (AWAITING_ADDRESS), registers that address when the profile says the MS
     may choose its address; otherwise it is counted and one Note per
@@ -75,54 +69,44 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     addresses are never registered from its traffic: the LMAP binds one
     address per NAI, and a host using a temporary address beside its stable
     one would make the binding flap.
- 7. DHCPv6 (draft 6.3, figure 9). A DHCPv6 client message (UDP 546 to 547)
+ 6. DHCPv6 (draft 6.3, figure 9). A DHCPv6 client message (UDP 546 to 547)
     from an authenticated visitor, to All_DHCP_Relay_Agents_and_Servers
-    (ff02::1:2), becomes a L{RelayDHCPv6} action for the MPA's relay, with
-    the visitor's LNP and DHCPv6 server (the profile's, else
-    C{defaultDhcpServer}); none known: counted, not relayed. Nothing from a
-    visitor being authenticated or rejected is relayed, and a message to
-    another address (a client unicasting to its server) is the data plane's.
-    The relay reports what the server's Reply did:
-    L{MobilityProxyAgent.dhcpAddressAssigned} registers the address as a
-    DAD-learned one is (a visitor registered with another address keeps it
-    unless its profile says C{dhcpv6}: one address per NAI at the LMAP);
-    L{MobilityProxyAgent.dhcpAddressReleased} (Release, Decline, the server
-    withdrawing it) deregisters the registered address (a PBU with lifetime
-    0), removes its tunnel, and the visitor waits for an address again,
-    still attached and authenticated.
- 8. Registration. A Proxy Binding Update carries the Mobile Node Identifier
-    (NAI) and a Local Address option (the address, the LNP length) or the
-    Binding Cache Confirmation option, A and P set, lifetime C{lifetime}.
-    Sequence numbers come from one 16-bit counter per MPA (start at
-    C{initialSequence}; the service may pass a random one). One registration
-    is in flight per visitor: a newer one replaces it. Retransmissions back
-    off exponentially (C{retransmitTimeout}, twice that, four times, ... at
-    most 32 s or C{retransmitTimeout}), each with a new sequence number (RFC
-    6275 11.8); an acknowledgement of any of them answers the registration.
-    After C{maxRetries} retransmissions and one more interval the MPA gives
-    up: the visitor shows the failure and the registration is tried again
-    after C{retryInterval} (a refresh: half-way to the binding's expiry).
- 9. Acknowledgement. A Proxy Binding Acknowledgement is matched by sequence
-    number and must come from the visitor's LMAP (and name its NAI, if it
-    names one). Accepted: the Local Address is the acknowledgement's Local
-    Address option, else the one asked for; the LNP, when the profile had
-    none, comes from that option's prefix length (and an RA with it goes
+    (ff02::1:2), goes to the relay core with the visitor's LNP and DHCPv6
+    server (the profile's, else C{defaultDhcpServer}); none known, or no
+    relay: counted, not relayed. Nothing from a visitor being authenticated
+    or rejected is relayed, and a message to another address (a client
+    unicasting to its server) is the data plane's. The relay's Relay-Forward
+    leaves as L{lmm.mpa.relay.SendToServer}; the server's answer
+    (L{dhcpDatagramReceived}) goes to the visitor on its current link, from
+    its default router (L{lmm.mpa.homelink}, rule 5). An address the server
+    assigned (L{dhcpAddressAssigned}) is registered as a DAD-learned one is
+    (a visitor registered with another address keeps it unless its profile
+    says C{dhcpv6}: one address per NAI at the LMAP); one released
+    (L{dhcpAddressReleased}: Release, Decline, the server withdrawing it)
+    is deregistered (a PBU with lifetime 0), its tunnel removed, and the
+    visitor waits for an address again, still attached and authenticated.
+    A message the relay drops is counted there and noted (C{dhcpv6.dropped}).
+ 7. Registration: L{lmm.mpa.registration}. After C{maxRetries}
+    retransmissions and one more interval the MPA gives up: the visitor
+    shows the failure and the registration is tried again after
+    C{retryInterval} (a refresh: half-way to the binding's expiry).
+ 8. Acknowledgement. Accepted: the Local Address is the acknowledgement's
+    Local Address option, else the one asked for; the LNP, when the profile
+    had none, comes from that option's prefix length (and an RA with it goes
     out); the visitor is REGISTERED, the binding expires C{lifetime granted}
     after the PBU was first sent, and is refreshed at C{refreshFraction} of
     that. The tunnel (Local Address/128, MPA to LMAP, on the MS's access
     link) is added once; a new address replaces it. "Binding Cache Entry
     missing" (the profile's number) to a confirmation: AWAITING_ADDRESS, or,
     when no LNP is known, a Local Address option of ::/0 asks the LMAP to
-    assign an address (draft 7.1). SEQUENCE_NUMBER_OUT_OF_WINDOW: the
-    counter moves past the number the acknowledgement carries (the LMAP's
-    last accepted one) and the registration is sent again at once, once per
-    registration; a 135 that matches no sequence number does that for every
-    registration in flight to that LMAP (the LMAP carries its own number,
-    not ours). Any other rejection: the visitor keeps its binding if it has
-    one, else waits in AWAITING_ADDRESS; the registration is retried after
-    C{retryInterval}. An acknowledgement matching nothing is counted and
-    dropped.
- 10. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
+    assign an address (draft 7.1). SEQUENCE_NUMBER_OUT_OF_WINDOW: sent again
+    past the LMAP's number, once per registration; a 135 that matches no
+    sequence number does that for every registration in flight to that LMAP
+    (the LMAP carries its own number, not ours). Any other rejection: the
+    visitor keeps its binding if it has one, else waits in AWAITING_ADDRESS;
+    the registration is retried after C{retryInterval}. An acknowledgement
+    matching nothing is counted and dropped.
+ 9. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
     known LMAP (C{defaultLmap} or the LMAP of a visitor) names the visitor by
     its Mobile Node Identifier, else by its Local Address; with G set, every
     visitor registered with that LMAP. The visitor is removed and its tunnel
@@ -131,36 +115,31 @@ RFC 5213, RFC 5846, RFC 6275 and RFC 4861):
     BINDING_DOES_NOT_EXIST. Indications and heartbeats from other sources
     are dropped (the MPA is no reflector); heartbeat requests from known
     LMAPs are answered (RFC 5847).
- 11. Leaving. A detach, a link going down, or the end of the AAA
-    Session-Timeout deregisters a visitor that has (or may have) a binding:
-    a PBU with lifetime 0, the NAI and the Local Address; the tunnel is
-    removed and the visitor leaves the list at once. The deregistration is
-    retransmitted like a registration (the entry lives on, DEREGISTERING,
-    outside the list) and is cancelled when the same NAI registers here
-    again. A binding whose lifetime runs out unrefreshed is removed with its
-    tunnel. L{MobilityProxyAgent.stop} deregisters everyone once and removes
-    every tunnel. Whenever a visitor leaves the list, for whatever reason,
-    C{departed} (if set) is called with its MAC: the service has the DHCPv6
-    relay forget it.
- 12. A visitor that shows up on another access link of this MPA moves: its
+ 10. Leaving. A detach, a link going down, or the end of the AAA
+    Session-Timeout deregisters a visitor that has (or may have) a binding;
+    the tunnel is removed and the visitor leaves the list at once; the
+    deregistration is retransmitted (L{lmm.mpa.registration}, rule 7). A
+    binding whose lifetime runs out unrefreshed is removed with its tunnel.
+    L{MobilityProxyAgent.stop} deregisters everyone once and removes every
+    tunnel. Whenever a visitor leaves the list, for whatever reason, the
+    relay forgets it.
+ 11. A visitor that shows up on another access link of this MPA moves: its
     tunnel is moved to the new link, an RA goes out there, no PBU is needed.
     A visitor whose link reports another NAI leaves and attaches again. A
     second visitor authenticated with the NAI of a first replaces it (its
     tunnel goes; no deregistration, which would remove the new binding).
 
 Notes come after the frames, messages and tunnel changes of the same event.
-The counters are listed in L{MobilityProxyAgent}'s docstring.
+The counters are listed in L{COUNTERS} and in the sub-machines' modules.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 from typing import Any
 
 from lmm import nd
@@ -171,7 +150,6 @@ from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
     BindingAck,
-    BindingCacheConfirmation,
     BindingError,
     BindingRevocationAck,
     BindingRevocationIndication,
@@ -180,11 +158,19 @@ from lmm.mh import (
     MobileNodeIdentifier,
     MobilityHeaderError,
     MobilityMessage,
-    MobilityOption,
-    ProxyBindingUpdate,
     RevocationStatus,
     Status,
     WireProfile,
+)
+from lmm.mpa.homelink import HomeLink, inPrefix
+from lmm.mpa.registration import Registrations
+from lmm.mpa.relay import (
+    AddressAssigned,
+    AddressReleased,
+    RelayAction,
+    RelayAgent,
+    SendToClient,
+    SendToServer,
 )
 from lmm.mpa.visitor import (
     AttachEvent,
@@ -194,6 +180,12 @@ from lmm.mpa.visitor import (
     VisitorEntry,
     VisitorList,
     VisitorState,
+)
+from lmm.signaling import (
+    MAX_BINDACK_TIMEOUT,
+    Deadlines,
+    RetransmissionPolicy,
+    answerHeartbeat,
 )
 from lmm.tunnel import ROLE_MPA, TunnelBinding
 
@@ -217,32 +209,79 @@ class SendFrame:
     frame: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RelayDHCPv6:
-    """Relay the DHCPv6 client message C{payload} (the UDP payload to port
-    547) that visitor C{mac} sent from C{clientAddress} on access link
-    C{interface}, to C{server}, tagged with its Local Network Prefix
-    C{prefix}: what L{lmm.mpa.relay.RelayAgent.fromClient} takes."""
+Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFrame | SendToServer
 
-    mac: str
-    interface: str
-    clientAddress: str
-    payload: bytes
-    prefix: IPv6Network | None
-    server: str
-
-
-Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFrame | RelayDHCPv6
-
+#: What the agent counts (the sub-machines' counters are in their modules,
+#: the relay core's show as C{relay.<name>}). C{<...>} stands for a value.
+COUNTERS = {
+    "visitor.attached": "new visitors (an attach report or, with attachOnFrames, a frame)",
+    "attach.frame": "visitors that attached by a frame",
+    "attach.throttled": "attaches refused: maxAuthenticating visitors authenticate already",
+    "attach.unknown-interface": "attach reports for a link that is no access link",
+    "attach.bad-mac": "attach reports for a group, zero or own MAC",
+    "aaa.accepted": "visitors the AAA server accepted",
+    "aaa.rejected": "visitors the AAA server rejected",
+    "aaa.unavailable": "visitors no AAA server could be asked about",
+    "aaa.late": "AAA answers no visitor waits for",
+    "visitor.hold-down-ended": "rejected visitors whose hold-down ended",
+    "visitor.moved": "visitors that moved to another access link of this MPA",
+    "visitor.replaced": "visitors replaced by a newer one with their NAI",
+    "visitor.detached": "visitors that left (detach, link down, another NAI)",
+    "visitor.revoked": "visitors removed by a Binding Revocation Indication",
+    "visitor.session-ended": "visitors whose AAA Session-Timeout ended",
+    "visitor.tunnel-failed": "visitors whose tunnel the data plane could not carry",
+    "tunnel.failed.stale": "tunnel failures of a visitor gone or moved since",
+    "detach.unknown": "detach reports for no visitor",
+    "detach.stale": "detach reports from a link the visitor left",
+    "link.down": "access links that went down",
+    "address.learned.<dad|packet|dhcpv6|candidate>": "addresses registered, by how learned",
+    "learn.held": "addresses learned again while their failed registration waits its retry",
+    "packet.address-not-allowed": "packets from an address the MS may not choose",
+    "packet.outside-prefix": "packets from a global address outside the LNP",
+    "packet.other-address": "packets from another address of a registered visitor",
+    "dhcpv6.client": "DHCPv6 client messages from authenticated visitors",
+    "dhcpv6.relayed": "DHCPv6 client messages handed to the relay",
+    "dhcpv6.no-server": "DHCPv6 client messages with no server to relay to",
+    "dhcpv6.relay-off": "DHCPv6 client messages while the relay is off",
+    "dhcpv6.not-to-relays": "DHCPv6 client messages unicast to a server (the data plane's)",
+    "dhcpv6.unauthenticated": "DHCPv6 client messages from visitors being authenticated",
+    "dhcpv6.no-visitor": "DHCPv6 address reports for no authenticated visitor",
+    "dhcpv6.bad-address": "DHCPv6 address reports with an address that is none",
+    "dhcpv6.outside-prefix": "DHCPv6 addresses outside the visitor's LNP",
+    "dhcpv6.other-address": "DHCPv6 addresses beside a registered one (not dhcpv6 mode)",
+    "dhcpv6.released-other": "DHCPv6 releases of an address not registered",
+    "dhcpv6.to-client": "DHCPv6 answers framed for a visitor",
+    "dhcpv6.client-gone": "DHCPv6 answers for a visitor gone or refused since",
+    "dhcpv6.client-bad-frame": "DHCPv6 answers that could not be framed",
+    "address.released": "registered addresses released (DHCPv6)",
+    "frame.own": "frames from the MPA's own MACs",
+    "frame.bad-mac": "frames from group or zero MACs",
+    "frame.unknown-interface": "frames from a link that is no access link",
+    "frame.unattached": "frames from MACs no attach report named (attachOnFrames off)",
+    "frame.rejected": "frames from rejected visitors",
+    "frame-error.<reason>": "frames that did not decode, by reason",
+    "pbu.given-up": "registrations given up after maxRetries retransmissions",
+    "registration.retried": "failed registrations tried again",
+    "binding.refresh-sent": "refreshes sent",
+    "pba.accepted": "registrations accepted",
+    "pba.rejected.<status>": "acknowledgements with a rejection status",
+    "pba.no-address": "acceptances without an address",
+    "pba.deregistration": "deregistrations answered",
+    "binding.refreshed": "refreshes accepted",
+    "binding.expired": "bindings expired unrefreshed",
+    "deregistration.given-up": "deregistrations given up",
+    "bri.received": "Binding Revocation Indications received",
+    "bri.unknown": "indications naming no binding of ours",
+    "bri.unknown-source": "indications from an address that is no known LMAP",
+    "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847)",
+    "binding-error.received": "Binding Errors received",
+    "ignored.<message type>": "Mobility Header messages of a kind the MPA takes none of",
+    "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
+    "timer-heap.compacted": "rebuilds of the timer heap",
+}
 
 # --- helpers ----------------------------------------------------------------
 
-_SEQUENCE_MASK = 0xFFFF
-_HALF_SEQUENCE = 0x8000
-# RFC 6275 13: MAX_BINDACK_TIMEOUT; the back-off stops doubling there.
-_MAX_BINDACK_TIMEOUT = 32.0
-# A timer heap this much larger than the live count is rebuilt.
-_HEAP_SLACK = 1024
 # Addresses per visitor reported as "not allowed" with a Note; more are counted only.
 _MAX_NOTED = 16
 
@@ -257,23 +296,8 @@ _RouterSolicitation = nd.RouterSolicitation
 _NeighborSolicitation = nd.NeighborSolicitation
 
 
-def isNewer(sequence: int, last: int) -> bool:
-    """RFC 6275 9.5.1: C{sequence} is newer than C{last} in 16-bit modulo arithmetic."""
-    return 0 < ((sequence - last) & _SEQUENCE_MASK) < _HALF_SEQUENCE
-
-
 def _canonical(address: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
-
-
-def _inPrefix(address: str, prefix: IPv6Network) -> bool:
-    """C{address} is inside C{prefix} and is not its Subnet-Router anycast
-    address (the all-zero identifier, which no host configures)."""
-    try:
-        value = IPv6Address(address)
-    except ValueError:
-        return False
-    return value in prefix and value != prefix.network_address
 
 
 def _isGroupOrZeroMac(mac: str) -> bool:
@@ -288,6 +312,12 @@ def _reason(error: BaseException) -> str:
     return reason if isinstance(reason, str) else str(error) or type(error).__name__
 
 
+def _prefixLength(visitor: VisitorEntry) -> int:
+    """What a Local Address option carries beside the address: the LNP length."""
+    prefix = visitor.localNetworkPrefix
+    return 128 if prefix is None else prefix.prefixlen
+
+
 # --- the agent --------------------------------------------------------------
 
 
@@ -297,39 +327,13 @@ class MobilityProxyAgent:
     signaling of one MPA; see the module docstring for the rules.
 
     @ivar visitors: the L{VisitorList}.
-    @ivar counters: named event counts, for statistics: C{visitor.attached},
-        C{attach.frame} (the attach was a frame), C{attach.throttled},
-        C{attach.unknown-interface}, C{attach.bad-mac}, C{aaa.accepted},
-        C{aaa.rejected}, C{aaa.unavailable}, C{aaa.late} (no visitor waits
-        for it), C{visitor.hold-down-ended}, C{visitor.moved},
-        C{visitor.replaced}, C{visitor.detached}, C{visitor.revoked},
-        C{visitor.session-ended}, C{visitor.tunnel-failed} (the data plane
-        could not carry its tunnel), C{tunnel.failed.stale}, C{detach.unknown},
-        C{detach.stale} (the MS is on another link now), C{link.down}, C{ra.unsolicited},
-        C{ra.solicited}, C{rs.held}, C{ns.held}, C{na.sent}, C{dad.defended}, C{dad.link-local},
-        C{dad.outside-prefix}, C{dad.no-prefix}, C{ns.own}, C{ns.other-host},
-        C{address.learned.<dad|packet|dhcpv6|candidate>}, C{learn.held} (a
-        failed address waits for its retry), C{packet.address-not-allowed},
-        C{packet.outside-prefix}, C{packet.other-address}, C{dhcpv6.client},
-        C{dhcpv6.relayed}, C{dhcpv6.no-server}, C{dhcpv6.not-to-relays},
-        C{dhcpv6.unauthenticated}, C{dhcpv6.no-visitor}, C{dhcpv6.bad-address},
-        C{dhcpv6.outside-prefix}, C{dhcpv6.other-address} (a visitor
-        registered with another address, not in C{dhcpv6} mode),
-        C{dhcpv6.released-other} (a release of an address not registered),
-        C{address.released},
-        C{frame.own}, C{frame.bad-mac}, C{frame.unknown-interface},
-        C{frame.rejected}, C{frame-error.<reason>}, C{pbu.sent},
-        C{pbu.retransmitted}, C{pbu.given-up}, C{pbu.deregistration},
-        C{registration.retried}, C{binding.refresh-sent}, C{pba.accepted},
-        C{pba.rejected.<status>}, C{pba.resync}, C{pba.unmatched},
-        C{pba.wrong-source}, C{pba.nai-mismatch}, C{pba.no-address},
-        C{pba.deregistration} (a deregistration answered), C{binding.refreshed},
-        C{binding.expired}, C{deregistration.cancelled},
-        C{deregistration.given-up}, C{bri.received}, C{bri.unknown},
-        C{bri.unknown-source}, C{heartbeat.answered}, C{heartbeat.response},
-        C{heartbeat.refused}, C{binding-error.received},
-        C{ignored.<message type>}, C{malformed.<reason>},
-        C{timer-heap.compacted}.
+    @ivar counters: named event counts, for statistics (L{COUNTERS}, and the
+        sub-machines' C{COUNTERS}).
+    @ivar registrations: the L{Registrations} sub-machine.
+    @ivar homeLink: the L{HomeLink} sub-machine.
+    @ivar relay: the DHCPv6 relay core, or None: DHCPv6 is not relayed.
+    @ivar attachOnFrames: whether a frame from an unknown MAC is an attach
+        (the packet detector), or only an attach report is (the explicit one).
     """
 
     def __init__(
@@ -353,6 +357,9 @@ class MobilityProxyAgent:
         maxAuthenticating: int = 256,
         initialSequence: int = 0,
         defaultDhcpServer: str | None = None,
+        maxRetransmitInterval: float = MAX_BINDACK_TIMEOUT,
+        relay: RelayAgent | None = None,
+        attachOnFrames: bool = True,
     ) -> None:
         if not LIFETIME_UNIT <= lifetime <= MAX_LIFETIME:
             raise ValueError(f"lifetime {lifetime} is not in {LIFETIME_UNIT}..{MAX_LIFETIME}")
@@ -362,8 +369,6 @@ class MobilityProxyAgent:
             raise ValueError(f"maxRetries {maxRetries} is negative")
         if not 0 < refreshFraction < 1:
             raise ValueError(f"refreshFraction {refreshFraction} is not between 0 and 1")
-        if raMtu < 1280:
-            raise ValueError(f"raMtu {raMtu} is under the IPv6 minimum, 1280")
         self.address = _canonical(address)
         self.defaultLmap = _canonical(defaultLmap)
         self.accessInterfaces = list(accessInterfaces)
@@ -381,37 +386,33 @@ class MobilityProxyAgent:
             nd.linkLocalFromMac(defaultVirtualLmapMac)  # checks the form
         self.defaultVirtualLmapMac = defaultVirtualLmapMac
         self.lifetime = lifetime
-        self.retransmitTimeout = retransmitTimeout
-        self.maxRetries = maxRetries
-        self.raMtu = raMtu
         self.profile = profile
         self.refreshFraction = refreshFraction
         self.rejectHoldDown = rejectHoldDown
         self.unavailableHoldDown = unavailableHoldDown
         self.retryInterval = retryInterval
-        self.routerLifetime = routerLifetime
         self.maxAuthenticating = maxAuthenticating
         self.defaultDhcpServer = (
             None if defaultDhcpServer is None else _canonical(defaultDhcpServer)
         )
-        # Called with a visitor's MAC when it leaves the Visitor List.
-        self.departed: Callable[[str], None] | None = None
-        self._maxInterval = max(_MAX_BINDACK_TIMEOUT, retransmitTimeout)
+        self.relay = relay
+        self.attachOnFrames = attachOnFrames
 
         self.visitors = VisitorList()
         self.counters: Counter[str] = Counter()
+        self.homeLink = HomeLink(raMtu, routerLifetime, self.counters)
+        policy = RetransmissionPolicy(retransmitTimeout, maxRetries, maxRetransmitInterval)
+        self.registrations = Registrations(lifetime, policy, self.counters, initialSequence)
         # Frames from these are the MPA's own (or its echo), never an attach.
         self._ownMacs: set[str] = set(self.interfaceMacs.values())
         if defaultVirtualLmapMac is not None:
             self._ownMacs.add(defaultVirtualLmapMac)
         self._authenticating = 0
-        self._sequence = initialSequence & _SEQUENCE_MASK
-        # Sequence number -> the visitor (or leaving entry) whose PBU used it.
-        self._outstanding: dict[int, VisitorEntry] = {}
-        # NAI -> the DEREGISTERING entry whose deregistration is in flight.
-        self._leaving: dict[bytes, VisitorEntry] = {}
-        self._timers: list[tuple[float, int, VisitorEntry]] = []
-        self._timerSerial = itertools.count()
+        # Visitors and leaving entries by their next deadline (VisitorEntry.deadline).
+        self._timers: Deadlines[VisitorEntry] = Deadlines(
+            lambda v: v.deadline, self._scheduled, self._liveCount, self.counters,
+            "timer-heap.compacted", ordered=False,
+        )
 
         self._handlers: dict[type, Callable[[Any, str, float], list[Action]]] = {
             BindingAck: self._bindingAck,
@@ -419,6 +420,14 @@ class MobilityProxyAgent:
             Heartbeat: self._heartbeat,
             BindingError: self._bindingError,
         }
+
+    @property
+    def retransmitTimeout(self) -> float:
+        return self.registrations.policy.initial
+
+    @property
+    def raMtu(self) -> int:
+        return self.homeLink.raMtu
 
     # --- attach and detach --------------------------------------------------
 
@@ -447,7 +456,7 @@ class MobilityProxyAgent:
             return actions
         visitor.lastSeen = now
         if visitor.interface != event.interface:
-            self._move(visitor, event.interface, now, actions)
+            self._move(visitor, event.interface, actions)
         return actions
 
     def detach(self, event: DetachEvent, now: float) -> list[Action]:
@@ -488,64 +497,90 @@ class MobilityProxyAgent:
             return []
         visitor = self._current(mac, now)
         if visitor is None:
-            if _isGroupOrZeroMac(mac):
-                counters["frame.bad-mac"] += 1
-                return []
-            actions: list[Action] = []
-            counters["attach.frame"] += 1
-            visitor = self._newVisitor(interface, mac, None, now, actions)
-            if visitor is not None:
-                self._observe(visitor, frame)
-            return actions
+            return self._unknownSource(interface, mac, frame, now)
         visitor.lastSeen = now
         state = visitor.state
         if state is _REJECTED:
             counters["frame.rejected"] += 1
             return []
-        actions = []
+        actions: list[Action] = []
         if visitor.interface != interface:
-            self._move(visitor, interface, now, actions)
+            self._move(visitor, interface, actions)
         if state is _AUTHENTICATING:
             if frame.isDHCPv6:
                 # Not yet: the client retransmits (RFC 8415 15).
                 counters["dhcpv6.unauthenticated"] += 1
             self._observe(visitor, frame)
             return actions
+        if frame.ip is not None:
+            self._fromVisitor(visitor, interface, frame, now, actions)
+        return actions
+
+    def _unknownSource(self, interface: str, mac: str, frame: nd.Frame,
+                       now: float) -> list[Action]:
+        """Rule 1: a frame from a MAC the Visitor List does not hold."""
+        if not self.attachOnFrames:
+            # Only the access point says who attaches.
+            self.counters["frame.unattached"] += 1
+            return []
+        if _isGroupOrZeroMac(mac):
+            self.counters["frame.bad-mac"] += 1
+            return []
+        actions: list[Action] = []
+        self.counters["attach.frame"] += 1
+        visitor = self._newVisitor(interface, mac, None, now, actions)
+        if visitor is not None:
+            self._observe(visitor, frame)
+        return actions
+
+    def _fromVisitor(self, visitor: VisitorEntry, interface: str, frame: nd.Frame, now: float,
+                     actions: list[Action]) -> None:
+        """Rules 4-6: a frame from an authenticated visitor."""
         ip = frame.ip
-        if ip is None:
-            return actions
+        assert ip is not None
         source = ip.source
         message = frame.message
         kind = type(message)
         if kind is _RouterSolicitation:
-            self._solicited(visitor, source, actions)
+            self._send(visitor, self.homeLink.routerSolicitation(visitor, source), actions)
         elif kind is _NeighborSolicitation:
             assert isinstance(message, nd.NeighborSolicitation)
-            if source == nd.UNSPECIFIED:
-                self._duplicateAddressDetection(visitor, message.target, now, actions)
-            else:
-                self._neighborSolicitation(visitor, source, message.target, actions)
+            self._neighborSolicitation(visitor, source, message.target, now, actions)
         elif frame.isDHCPv6:
-            # The relay carries it; the address comes back through
-            # dhcpAddressAssigned.
-            counters["dhcpv6.client"] += 1
-            self._relayDHCPv6(visitor, interface, frame, actions)
+            self.counters["dhcpv6.client"] += 1
+            self._relayDHCPv6(visitor, interface, frame, now, actions)
         if source == visitor.localAddress or source == nd.UNSPECIFIED:
-            return actions
+            return
         if nd.isLinkLocal(source):
             visitor.linkLocalAddress = source
         elif not nd.isMulticast(source):
             self._packetFrom(visitor, source, now, actions)
-        return actions
+
+    def _neighborSolicitation(self, visitor: VisitorEntry, source: str, target: str,
+                              now: float, actions: list[Action]) -> None:
+        homeLink = self.homeLink
+        if source != nd.UNSPECIFIED:
+            self._send(visitor, homeLink.neighborSolicitation(visitor, source, target), actions)
+            return
+        defence, learn = homeLink.duplicateAddressDetection(visitor, target)
+        self._send(visitor, defence, actions)
+        if learn:
+            self._learn(visitor, target, "dad", now, actions)
+
+    @staticmethod
+    def _send(visitor: VisitorEntry, frame: bytes | None, actions: list[Action]) -> None:
+        if frame is not None:
+            actions.append(SendFrame(visitor.interface, frame))
 
     def frameError(self, interface: str, error: nd.NDError, now: float) -> list[Action]:
         """A frame from C{interface} that did not decode: counted."""
         self.counters["frame-error." + error.reason] += 1
         return []
 
-    def _relayDHCPv6(
-        self, visitor: VisitorEntry, interface: str, frame: nd.Frame, actions: list[Action]
-    ) -> None:
+    # --- DHCPv6 -------------------------------------------------------------
+
+    def _relayDHCPv6(self, visitor: VisitorEntry, interface: str, frame: nd.Frame, now: float,
+                     actions: list[Action]) -> None:
         ip = frame.ip
         payload = frame.udpPayload
         assert ip is not None and payload is not None
@@ -558,11 +593,59 @@ class MobilityProxyAgent:
         if server is None:
             counters["dhcpv6.no-server"] += 1
             return
+        relay = self.relay
+        if relay is None:
+            counters["dhcpv6.relay-off"] += 1
+            return
         counters["dhcpv6.relayed"] += 1
-        actions.append(
-            RelayDHCPv6(visitor.mac, interface, ip.source, payload, visitor.localNetworkPrefix,
-                        server)
-        )
+        relayed = relay.fromClient(visitor.mac, interface, ip.source, payload,
+                                   visitor.localNetworkPrefix, server, now)
+        self._relayed(relayed, f"from {visitor.mac} on {interface}", now, actions)
+
+    def dhcpDatagramReceived(self, payload: bytes, source: str, now: float) -> list[Action]:
+        """A datagram to the relay's port 547 from C{source} on the backbone:
+        the DHCPv6 server's Relay-Reply, to the visitor it answers."""
+        actions: list[Action] = []
+        if self.relay is not None:
+            self._relayed(self.relay.fromServer(payload, source, now), f"from {source}", now,
+                          actions)
+        return actions
+
+    def _relayed(self, relayed: list[RelayAction], where: str, now: float,
+                 actions: list[Action]) -> None:
+        """The relay core's actions, as the agent's: a Relay-Forward leaves as
+        it is, an answer is framed for the visitor, an address assigned or
+        released registers or deregisters it."""
+        for action in relayed:
+            if isinstance(action, SendToServer):
+                actions.append(action)
+            elif isinstance(action, SendToClient):
+                self._toClient(action, actions)
+            elif isinstance(action, AddressAssigned):
+                actions.extend(self.dhcpAddressAssigned(action.visitorKey, action.address, now))
+            elif isinstance(action, AddressReleased):
+                actions.extend(self.dhcpAddressReleased(action.visitorKey, action.address, now))
+            else:
+                actions.append(action)
+        assert self.relay is not None
+        for reason in self.relay.takeDrops():
+            actions.append(Note("dhcpv6.dropped", {
+                "where": where, "kind": reason, "count": self.relay.counters[reason]}))
+
+    def _toClient(self, action: SendToClient, actions: list[Action]) -> None:
+        """The server's answer, to the visitor on the link it is on now."""
+        visitor = self.visitors.byMac(action.visitorKey)
+        if visitor is None or not visitor.authenticated:
+            # It left (or was refused) since it asked.
+            self.counters["dhcpv6.client-gone"] += 1
+            return
+        try:
+            frame = self.homeLink.toClient(visitor, action.clientAddress, action.payload)
+        except ValueError:
+            self.counters["dhcpv6.client-bad-frame"] += 1
+            return
+        self.counters["dhcpv6.to-client"] += 1
+        actions.append(SendFrame(visitor.interface, frame))
 
     def _dhcpVisitor(self, mac: str, address: str) -> tuple[VisitorEntry, str] | None:
         """The authenticated visitor with C{mac} and C{address} made canonical,
@@ -578,7 +661,7 @@ class MobilityProxyAgent:
             return None
 
     def dhcpAddressAssigned(self, mac: str, address: str, now: float) -> list[Action]:
-        """The DHCPv6 relay saw a Reply assign C{address} to the visitor with
+        """The DHCPv6 server's Reply assigned C{address} to the visitor with
         C{mac}: register it, as a DAD-learned address is."""
         found = self._dhcpVisitor(mac, address)
         if found is None:
@@ -597,7 +680,7 @@ class MobilityProxyAgent:
             return []
         prefix = visitor.localNetworkPrefix
         actions: list[Action] = []
-        if prefix is not None and not _inPrefix(address, prefix):
+        if prefix is not None and not inPrefix(address, prefix):
             self.counters["dhcpv6.outside-prefix"] += 1
             actions.append(
                 Note(
@@ -611,11 +694,10 @@ class MobilityProxyAgent:
         return actions
 
     def dhcpAddressReleased(self, mac: str, address: str, now: float) -> list[Action]:
-        """The DHCPv6 relay saw the visitor with C{mac} give up C{address} (its
-        Release or Decline, or the server withdrawing it). If that is the
-        address registered (or being registered) for it, the binding is
-        deregistered and its tunnel removed; the visitor stays, authenticated,
-        waiting for an address."""
+        """The visitor with C{mac} gave up C{address} (its Release or Decline,
+        or the server withdrawing it). If that is the address registered (or
+        being registered) for it, the binding is deregistered and its tunnel
+        removed; the visitor stays, authenticated, waiting for an address."""
         found = self._dhcpVisitor(mac, address)
         if found is None:
             return []
@@ -634,21 +716,11 @@ class MobilityProxyAgent:
         deregistration runs in an entry of its own, as a departed visitor's
         does, so that a new registration of the visitor cancels it."""
         deregister = self._mayHaveBinding(visitor)
-        self._dropPending(visitor)
+        self.registrations.drop(visitor)
         if deregister:
-            self._cancelDeregistration(visitor.nai)
-            entry = replace(visitor, state=_DEREGISTERING, pending=None, tunnel=None,
-                            deadline=None, noted=set())
-            request = RegistrationRequest(False, address, self._prefixLength(visitor))
-            sequence = self._nextSequence()
-            timeout = self.retransmitTimeout
-            entry.pending = PendingRegistration(
-                request, sequence, [sequence], timeout, now + timeout, now, 0
-            )
-            self._outstanding[sequence] = entry
-            self._leaving[entry.nai] = entry
-            self.counters["pbu.deregistration"] += 1
-            actions.append(self._pbu(entry, request, sequence, 0))
+            entry = replace(visitor, pending=None, tunnel=None, deadline=None, noted=set())
+            request = RegistrationRequest(False, address, _prefixLength(visitor))
+            actions.append(self.registrations.deregister(entry, request, now))
             self._reschedule(entry)
         if visitor.tunnel is not None:
             actions.append(RemoveTunnel(visitor.tunnel))
@@ -679,21 +751,45 @@ class MobilityProxyAgent:
         notes: list[Note] = []
         self.counters["aaa.accepted"] += 1
         self._setState(visitor, _AWAITING)
-        visitors = self.visitors
-        nai = profile.nai
-        other = visitors.byNai(nai)
+        other = self.visitors.byNai(profile.nai)
         if other is not None and other is not visitor:
             # The LMAP binds one NAI once: the newest attachment wins.
-            self._removeVisitor(other)
-            if other.tunnel is not None:
-                actions.append(RemoveTunnel(other.tunnel))
-                other.tunnel = None
-            self.counters["visitor.replaced"] += 1
-            notes.append(
-                Note("visitor.replaced", {"nai": other.naiText, "mac": other.mac,
-                                          "interface": other.interface, "by": visitor.mac})
+            self._replace(other, visitor, actions, notes)
+        self._fillFromProfile(visitor, profile, now)
+        request = self._firstRegistration(visitor)
+        self.registrations.cancelDeregistration(profile.nai)
+        self._register(visitor, request, now, actions)
+        actions.extend(notes)
+        prefix = visitor.localNetworkPrefix
+        actions.append(
+            Note(
+                "visitor.authenticated",
+                {"nai": visitor.naiText, "mac": visitor.mac, "interface": visitor.interface,
+                 "lmap": visitor.lmapAddress, "prefix": None if prefix is None else str(prefix),
+                 "address": visitor.localAddress, "addressMode": profile.addressMode,
+                 "registration": request.kind},
             )
-        visitors.setNai(visitor, nai)
+        )
+        return actions
+
+    def _replace(self, other: VisitorEntry, visitor: VisitorEntry, actions: list[Action],
+                 notes: list[Note]) -> None:
+        """Rule 11: C{visitor} has C{other}'s NAI now; C{other} goes, without
+        a deregistration (which would remove the new binding)."""
+        self._removeVisitor(other)
+        if other.tunnel is not None:
+            actions.append(RemoveTunnel(other.tunnel))
+            other.tunnel = None
+        self.counters["visitor.replaced"] += 1
+        notes.append(
+            Note("visitor.replaced", {"nai": other.naiText, "mac": other.mac,
+                                      "interface": other.interface, "by": visitor.mac})
+        )
+
+    def _fillFromProfile(self, visitor: VisitorEntry, profile: Profile, now: float) -> None:
+        """Rule 3: the entry's fields from the profile and the defaults."""
+        visitors = self.visitors
+        visitors.setNai(visitor, profile.nai)
         lmap = _canonical(profile.lmapAddress) if profile.lmapAddress else self.defaultLmap
         visitors.setLmap(visitor, lmap)
         virtualMac = (profile.virtualLmapMac or self._defaultVirtualMac(visitor.interface)).lower()
@@ -716,30 +812,18 @@ class MobilityProxyAgent:
         if profile.localAddress:
             visitors.setAddress(visitor, _canonical(profile.localAddress))
 
-        prefix = visitor.localNetworkPrefix
-        prefixLength = 128 if prefix is None else prefix.prefixlen
+    def _firstRegistration(self, visitor: VisitorEntry) -> RegistrationRequest:
+        """Rule 3: the profile's Local Address, else the address seen while
+        authenticating, else a Binding Cache Confirmation."""
+        prefixLength = _prefixLength(visitor)
         candidate = self._usableCandidate(visitor)
-        if visitor.localAddress is not None:
-            request = RegistrationRequest(False, visitor.localAddress, prefixLength)
-        elif candidate is not None:
-            self.counters["address.learned.candidate"] += 1
-            request = RegistrationRequest(False, candidate, prefixLength)
-        else:
-            request = RegistrationRequest(True)
         visitor.candidateAddress = visitor.candidateSource = None
-        self._cancelDeregistration(nai)
-        self._register(visitor, request, now, actions)
-        actions.extend(notes)
-        actions.append(
-            Note(
-                "visitor.authenticated",
-                {"nai": visitor.naiText, "mac": visitor.mac, "interface": visitor.interface,
-                 "lmap": lmap, "prefix": None if prefix is None else str(prefix),
-                 "address": visitor.localAddress, "addressMode": profile.addressMode,
-                 "registration": request.kind},
-            )
-        )
-        return actions
+        if visitor.localAddress is not None:
+            return RegistrationRequest(False, visitor.localAddress, prefixLength)
+        if candidate is not None:
+            self.counters["address.learned.candidate"] += 1
+            return RegistrationRequest(False, candidate, prefixLength)
+        return RegistrationRequest(True)
 
     def authenticationFailed(self, mac: str, error: BaseException, now: float) -> list[Action]:
         """The AAA server refused the visitor with C{mac} (L{lmm.aaa.AccessRejected})
@@ -805,24 +889,25 @@ class MobilityProxyAgent:
 
     def tick(self, now: float) -> list[Action]:
         """Do everything due by C{now}: retransmissions and give-ups, refreshes,
-        retries, binding expiry, hold-down and session ends."""
+        retries, binding expiry, hold-down and session ends, DHCPv6 requests
+        that got no answer."""
         actions: list[Action] = []
-        heap = self._timers
-        while heap and heap[0][0] <= now:
-            due, _, visitor = heapq.heappop(heap)
-            if visitor.deadline != due:
-                continue
+        for visitor in self._timers.due(now):
             visitor.deadline = None
             self._runTimers(visitor, now, actions)
             self._reschedule(visitor)
+        if self.relay is not None:
+            self._relayed(self.relay.tick(now), "(no answer)", now, actions)
         return actions
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None."""
-        heap = self._timers
-        while heap and heap[0][2].deadline != heap[0][0]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        deadline = self._timers.next()
+        if self.relay is not None:
+            other = self.relay.nextDeadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
 
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: deregister every visitor with a binding (once, no
@@ -832,21 +917,16 @@ class MobilityProxyAgent:
         deregistered = 0
         for visitor in visitors:
             if self._mayHaveBinding(visitor):
-                sequence = self._nextSequence()
                 request = RegistrationRequest(
-                    False, self._boundAddress(visitor), self._prefixLength(visitor)
+                    False, self._boundAddress(visitor), _prefixLength(visitor)
                 )
-                actions.append(self._pbu(visitor, request, sequence, 0))
-                self.counters["pbu.deregistration"] += 1
+                actions.append(self.registrations.deregisterOnce(visitor, request))
                 deregistered += 1
             if visitor.tunnel is not None:
                 actions.append(RemoveTunnel(visitor.tunnel))
                 visitor.tunnel = None
             self._removeVisitor(visitor)
-        for entry in self._leaving.values():
-            entry.deadline = None
-        self._leaving.clear()
-        self._outstanding.clear()
+        self.registrations.clear()
         self._timers.clear()
         actions.append(
             Note("mpa.stopped", {"visitors": len(visitors), "deregistered": deregistered})
@@ -855,7 +935,101 @@ class MobilityProxyAgent:
 
     def describe(self) -> list[dict[str, str]]:
         """The Visitor List for an operator, then the entries still deregistering."""
-        return self.visitors.describe() + [e.describe() for e in self._leaving.values()]
+        return self.visitors.describe() + [
+            e.describe() for e in self.registrations.leaving.values()
+        ]
+
+    def _scheduled(self) -> list[tuple[float, VisitorEntry]]:
+        leaving = self.registrations.leaving.values()
+        return [(v.deadline, v) for v in [*self.visitors, *leaving] if v.deadline is not None]
+
+    def _liveCount(self) -> int:
+        return len(self.visitors) + len(self.registrations.leaving)
+
+    def _live(self, visitor: VisitorEntry) -> bool:
+        if visitor.state is _DEREGISTERING:
+            return self.registrations.isLeaving(visitor)
+        return visitor in self.visitors
+
+    def _dueTime(self, visitor: VisitorEntry) -> float | None:
+        pending = visitor.pending
+        if visitor.state is _DEREGISTERING:
+            return None if pending is None else pending.due
+        times: list[float] = []
+        if pending is not None:
+            times.append(pending.due)
+        else:
+            if visitor.refreshAt is not None and visitor.state is _REGISTERED:
+                times.append(visitor.refreshAt)
+            if visitor.retryAt is not None:
+                times.append(visitor.retryAt)
+        for t in (visitor.expires, visitor.holdUntil, visitor.sessionExpires):
+            if t is not None:
+                times.append(t)
+        return min(times) if times else None
+
+    def _reschedule(self, visitor: VisitorEntry) -> None:
+        due = self._dueTime(visitor) if self._live(visitor) else None
+        previous = visitor.deadline
+        if due == previous:
+            return
+        visitor.deadline = due
+        self._timers.schedule(visitor, due, previous)
+
+    def _runTimers(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
+        pending = visitor.pending
+        if visitor.state is _DEREGISTERING:
+            if pending is not None and pending.due <= now:
+                self._retransmit(visitor, now, actions)
+            return
+        if visitor.sessionExpires is not None and visitor.sessionExpires <= now:
+            self._leave(visitor, now, actions, "visitor.session-ended")
+            return
+        if visitor.state is _REJECTED:
+            if visitor.holdUntil is not None and visitor.holdUntil <= now:
+                self._removeVisitor(visitor)
+                self.counters["visitor.hold-down-ended"] += 1
+            return
+        if visitor.expires is not None and visitor.expires <= now:
+            self._expire(visitor, actions)
+            return
+        if pending is not None:
+            if pending.due <= now:
+                self._retransmit(visitor, now, actions)
+            return
+        self._refreshOrRetry(visitor, now, actions)
+
+    def _refreshOrRetry(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
+        if (
+            visitor.state is _REGISTERED
+            and visitor.refreshAt is not None
+            and visitor.refreshAt <= now
+        ):
+            visitor.refreshAt = None
+            if visitor.localAddress is not None:
+                request = RegistrationRequest(False, visitor.localAddress, _prefixLength(visitor))
+                self.counters["binding.refresh-sent"] += 1
+                self._register(visitor, request, now, actions, refresh=True)
+                return
+        if visitor.retryAt is not None and visitor.retryAt <= now:
+            retry = visitor.lastRequest
+            visitor.retryAt = None
+            if retry is not None:
+                self.counters["registration.retried"] += 1
+                self._register(visitor, retry, now, actions, refresh=visitor.state is _REGISTERED)
+
+    def _expire(self, visitor: VisitorEntry, actions: list[Action]) -> None:
+        """The binding's lifetime ran out unrefreshed: the LMAP dropped it too."""
+        self._removeVisitor(visitor)
+        if visitor.tunnel is not None:
+            actions.append(RemoveTunnel(visitor.tunnel))
+            visitor.tunnel = None
+        self.counters["binding.expired"] += 1
+        actions.append(
+            Note("visitor.expired", {"nai": visitor.naiText, "mac": visitor.mac,
+                                     "address": visitor.localAddress,
+                                     "lmap": visitor.lmapAddress})
+        )
 
     # --- attach internals ---------------------------------------------------
 
@@ -918,18 +1092,17 @@ class MobilityProxyAgent:
             return None
         if visitor.candidateSource == "packet" and not profile.mayChooseAddress:
             return None
-        return candidate if _inPrefix(candidate, prefix) else None
+        return candidate if inPrefix(candidate, prefix) else None
 
     def _defaultVirtualMac(self, interface: str) -> str:
         if self.defaultVirtualLmapMac is not None:
             return self.defaultVirtualLmapMac
         return self.interfaceMacs[interface]
 
-    def _move(
-        self, visitor: VisitorEntry, interface: str, now: float, actions: list[Action]
-    ) -> None:
-        """The visitor shows up on another access link of this MPA: the same
-        care-of address, so the LMAP needs no PBU; the tunnel follows the MS."""
+    def _move(self, visitor: VisitorEntry, interface: str, actions: list[Action]) -> None:
+        """Rule 11: the visitor shows up on another access link of this MPA:
+        the same care-of address, so the LMAP needs no PBU; the tunnel follows
+        the MS."""
         previous = visitor.interface
         visitor.interface = interface
         self.counters["visitor.moved"] += 1
@@ -939,10 +1112,7 @@ class MobilityProxyAgent:
             actions.append(AddTunnel(tunnel))
             visitor.tunnel = tunnel
         if visitor.authenticated:
-            actions.append(
-                self._advertisement(visitor, visitor.linkLocalAddress or nd.ALL_NODES)
-            )
-            self.counters["ra.unsolicited"] += 1
+            actions.append(SendFrame(interface, self.homeLink.unsolicited(visitor)))
         actions.append(
             Note("visitor.moved", {"mac": visitor.mac, "nai": visitor.naiText,
                                    "from": previous, "to": interface})
@@ -954,134 +1124,29 @@ class MobilityProxyAgent:
         visitor.state = state
 
     def _removeVisitor(self, visitor: VisitorEntry) -> None:
-        """Take C{visitor} out of the list and forget its PBU in flight."""
+        """Take C{visitor} out of the list, forget its PBU in flight; the
+        relay forgets it too."""
         removed = self.visitors.remove(visitor)
         if removed and visitor.state is _AUTHENTICATING:
             self._authenticating -= 1
-        self._dropPending(visitor)
+        self.registrations.drop(visitor)
         visitor.deadline = None
-        if removed and self.departed is not None:
-            self.departed(visitor.mac)
-
-    # --- home-link emulation ------------------------------------------------
-
-    def _advertisement(self, visitor: VisitorEntry, destination: str) -> SendFrame:
-        """A unicast Router Advertisement of the visitor's home link (draft 6.2)."""
-        profile = visitor.profile
-        mode = "slaac" if profile is None else profile.addressMode
-        prefixes: tuple[nd.PrefixInformation, ...] = ()
-        prefix = visitor.localNetworkPrefix
-        if prefix is not None:
-            prefixes = (
-                nd.PrefixInformation(
-                    str(prefix.network_address),
-                    prefix.prefixlen,
-                    onLink=False,
-                    autonomous=mode == "slaac",
-                ),
-            )
-        stateful = mode == "dhcpv6"
-        frame = nd.buildRouterAdvertisement(
-            visitor.virtualLmapMac,
-            visitor.mac,
-            visitor.virtualLmapLinkLocal,
-            destination,
-            prefixes,
-            mtu=self.raMtu,
-            managed=stateful,
-            other=stateful,
-            routerLifetime=self.routerLifetime,
-        )
-        return SendFrame(visitor.interface, frame)
+        if removed and self.relay is not None:
+            self.relay.forget(visitor.mac)
 
     def _advertiseHomeLink(self, visitor: VisitorEntry, actions: list[Action]) -> None:
-        """The unsolicited RA (rule 3): the MS may send no RS (a link flap)."""
+        """Rule 3: the home link, advertised once the LMAP answered."""
         visitor.advertised = True
-        actions.append(self._advertisement(visitor, visitor.linkLocalAddress or nd.ALL_NODES))
-        self.counters["ra.unsolicited"] += 1
+        actions.append(SendFrame(visitor.interface, self.homeLink.unsolicited(visitor)))
 
-    def _solicited(self, visitor: VisitorEntry, source: str, actions: list[Action]) -> None:
-        if not visitor.advertised:
-            # The RA that follows the LMAP's answer answers this RS too.
-            self.counters["rs.held"] += 1
-            return
-        # Draft 8.2: to the RS's source, or all-nodes from ::; always to the MS's MAC.
-        destination = nd.ALL_NODES if source == nd.UNSPECIFIED else source
-        actions.append(self._advertisement(visitor, destination))
-        self.counters["ra.solicited"] += 1
-
-    def _duplicateAddressDetection(
-        self, visitor: VisitorEntry, target: str, now: float, actions: list[Action]
-    ) -> None:
-        counters = self.counters
-        if target == visitor.virtualLmapLinkLocal or target == visitor.lmapAddress:
-            # The MS's default router owns it: defend it (RFC 4862 5.4.3).
-            actions.append(
-                SendFrame(
-                    visitor.interface,
-                    nd.buildNeighborAdvertisement(
-                        visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal,
-                        nd.ALL_NODES, target, router=True, solicited=False, override=True,
-                    ),
-                )
-            )
-            counters["dad.defended"] += 1
-            return
-        if nd.isLinkLocal(target):
-            # The MS's own link-local DAD: normal DAD, nothing to say.
-            counters["dad.link-local"] += 1
-            return
-        prefix = visitor.localNetworkPrefix
-        if prefix is None:
-            counters["dad.no-prefix"] += 1
-            return
-        if not _inPrefix(target, prefix):
-            counters["dad.outside-prefix"] += 1
-            return
-        self._learn(visitor, target, "dad", now, actions)
-
-    def _neighborSolicitation(
-        self, visitor: VisitorEntry, source: str, target: str, actions: list[Action]
-    ) -> None:
-        if nd.isMulticast(source):
-            return
-        pending = visitor.pending
-        if (
-            target == visitor.localAddress
-            or target == visitor.linkLocalAddress
-            or (pending is not None and target == pending.request.address)
-        ):
-            self.counters["ns.own"] += 1
-            return
-        if (
-            target != visitor.virtualLmapLinkLocal
-            and target != visitor.lmapAddress
-            and nd.isLinkLocal(target)
-        ):
-            # Another host's link-local address: that host answers.
-            self.counters["ns.other-host"] += 1
-            return
-        if not visitor.advertised:
-            # The MS's packets wait in its neighbour queue for the RA (rule 3).
-            self.counters["ns.held"] += 1
-            return
-        actions.append(
-            SendFrame(
-                visitor.interface,
-                nd.buildNeighborAdvertisement(
-                    visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal, source,
-                    target, router=True, solicited=True, override=True,
-                ),
-            )
-        )
-        self.counters["na.sent"] += 1
+    # --- addresses ----------------------------------------------------------
 
     def _packetFrom(
         self, visitor: VisitorEntry, source: str, now: float, actions: list[Action]
     ) -> None:
-        """A packet from a global address that is not the registered one."""
+        """Rule 5: a packet from a global address that is not the registered one."""
         prefix = visitor.localNetworkPrefix
-        if prefix is None or not _inPrefix(source, prefix):
+        if prefix is None or not inPrefix(source, prefix):
             self.counters["packet.outside-prefix"] += 1
             return
         pending = visitor.pending
@@ -1122,7 +1187,7 @@ class MobilityProxyAgent:
             self.counters["learn.held"] += 1
             return
         self.counters["address.learned." + how] += 1
-        request = RegistrationRequest(False, address, self._prefixLength(visitor))
+        request = RegistrationRequest(False, address, _prefixLength(visitor))
         self._register(visitor, request, now, actions)
         actions.append(
             Note("address.learned", {"mac": visitor.mac, "nai": visitor.naiText,
@@ -1130,27 +1195,6 @@ class MobilityProxyAgent:
         )
 
     # --- registration -------------------------------------------------------
-
-    def _nextSequence(self) -> int:
-        sequence = (self._sequence + 1) & _SEQUENCE_MASK
-        outstanding = self._outstanding
-        # After a wrap, skip numbers still waiting for their acknowledgement.
-        for _ in range(len(outstanding)):
-            if sequence not in outstanding:
-                break
-            sequence = (sequence + 1) & _SEQUENCE_MASK
-        self._sequence = sequence
-        return sequence
-
-    def _pbu(
-        self, visitor: VisitorEntry, request: RegistrationRequest, sequence: int, lifetime: int
-    ) -> SendMessage:
-        options: list[MobilityOption] = [MobileNodeIdentifier(visitor.nai)]
-        if request.confirmation:
-            options.append(BindingCacheConfirmation())
-        elif request.address is not None:
-            options.append(LocalAddress(request.address, request.prefixLength))
-        return SendMessage(ProxyBindingUpdate(sequence, lifetime, options), visitor.lmapAddress)
 
     def _register(
         self,
@@ -1160,64 +1204,29 @@ class MobilityProxyAgent:
         actions: list[Action],
         refresh: bool = False,
     ) -> None:
-        """Send a PBU for C{request}; it replaces any in flight, and a
-        deregistration of the same NAI still in flight (a released address)."""
-        self._dropPending(visitor)
-        if visitor.nai in self._leaving:
-            self._cancelDeregistration(visitor.nai)
-        sequence = self._nextSequence()
-        timeout = self.retransmitTimeout
-        visitor.pending = PendingRegistration(
-            request, sequence, [sequence], timeout, now + timeout, now, self.lifetime,
-            refresh=refresh,
-        )
-        self._outstanding[sequence] = visitor
+        """Send a PBU for C{request} (L{Registrations.register})."""
+        actions.append(self.registrations.register(visitor, request, now, refresh))
         visitor.lastRequest = request
         visitor.retryAt = None
         if visitor.state is not _REGISTERED:
             visitor.state = _REGISTERING
-        self.counters["pbu.sent"] += 1
-        actions.append(self._pbu(visitor, request, sequence, self.lifetime))
         self._reschedule(visitor)
-
-    def _dropPending(self, visitor: VisitorEntry) -> None:
-        pending = visitor.pending
-        if pending is None:
-            return
-        outstanding = self._outstanding
-        for sequence in pending.sequences:
-            if outstanding.get(sequence) is visitor:
-                del outstanding[sequence]
-        visitor.pending = None
-
-    def _resend(
-        self, visitor: VisitorEntry, pending: PendingRegistration, actions: list[Action]
-    ) -> None:
-        sequence = self._nextSequence()
-        pending.sequence = sequence
-        pending.sequences.append(sequence)
-        self._outstanding[sequence] = visitor
-        actions.append(self._pbu(visitor, pending.request, sequence, pending.lifetime))
 
     def _retransmit(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
         pending = visitor.pending
         assert pending is not None
-        if pending.tries >= self.maxRetries:
-            self._giveUp(visitor, now, actions)
-            return
-        pending.tries += 1
-        pending.interval = min(pending.interval * 2, self._maxInterval)
-        pending.due = now + pending.interval
-        self.counters["pbu.retransmitted"] += 1
-        self._resend(visitor, pending, actions)
+        message = self.registrations.timedOut(visitor, now)
+        if message is None:
+            self._giveUp(visitor, pending, now, actions)
+        else:
+            actions.append(message)
 
-    def _giveUp(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
-        pending = visitor.pending
-        assert pending is not None
-        self._dropPending(visitor)
+    def _giveUp(self, visitor: VisitorEntry, pending: PendingRegistration, now: float,
+                actions: list[Action]) -> None:
+        """Rule 7: no answer to the last retransmission either."""
         transmissions = pending.tries + 1
         if pending.lifetime == 0:
-            self._forgetLeaving(visitor)
+            self.registrations.forgetLeaving(visitor)
             self.counters["deregistration.given-up"] += 1
             actions.append(
                 Note("deregistration.given-up", {"nai": visitor.naiText,
@@ -1252,12 +1261,6 @@ class MobilityProxyAgent:
             visitor.tunnel is not None or visitor.state in (_REGISTERING, _REGISTERED)
         )
 
-    @staticmethod
-    def _prefixLength(visitor: VisitorEntry) -> int:
-        """What a Local Address option carries beside the address: the LNP length."""
-        prefix = visitor.localNetworkPrefix
-        return 128 if prefix is None else prefix.prefixlen
-
     def _boundAddress(self, visitor: VisitorEntry) -> str | None:
         if visitor.tunnel is not None:
             return visitor.tunnel.mobileAddress
@@ -1270,24 +1273,14 @@ class MobilityProxyAgent:
         self, visitor: VisitorEntry, now: float, actions: list[Action], event: str,
         reason: str | None = None,
     ) -> None:
-        """The visitor is gone: deregister it if it may have a binding, remove
-        its tunnel, take it out of the list."""
+        """Rule 10: the visitor is gone: deregister it if it may have a
+        binding, remove its tunnel, take it out of the list."""
         deregister = self._mayHaveBinding(visitor)
         address = self._boundAddress(visitor)
         self._removeVisitor(visitor)
         if deregister:
-            self._cancelDeregistration(visitor.nai)
-            request = RegistrationRequest(False, address, self._prefixLength(visitor))
-            sequence = self._nextSequence()
-            timeout = self.retransmitTimeout
-            visitor.pending = PendingRegistration(
-                request, sequence, [sequence], timeout, now + timeout, now, 0
-            )
-            visitor.state = _DEREGISTERING
-            self._outstanding[sequence] = visitor
-            self._leaving[visitor.nai] = visitor
-            self.counters["pbu.deregistration"] += 1
-            actions.append(self._pbu(visitor, request, sequence, 0))
+            request = RegistrationRequest(False, address, _prefixLength(visitor))
+            actions.append(self.registrations.deregister(visitor, request, now))
             self._reschedule(visitor)
         if visitor.tunnel is not None:
             actions.append(RemoveTunnel(visitor.tunnel))
@@ -1300,48 +1293,28 @@ class MobilityProxyAgent:
             fields["reason"] = reason
         actions.append(Note(event, fields))
 
-    def _cancelDeregistration(self, nai: bytes) -> None:
-        """The NAI registers here again: its old deregistration must not follow."""
-        entry = self._leaving.pop(nai, None)
-        if entry is not None:
-            self._dropPending(entry)
-            entry.deadline = None
-            self.counters["deregistration.cancelled"] += 1
-
-    def _forgetLeaving(self, entry: VisitorEntry) -> None:
-        if self._leaving.get(entry.nai) is entry:
-            del self._leaving[entry.nai]
-        self._dropPending(entry)
-        entry.deadline = None
-
     # --- Proxy Binding Acknowledgement ---------------------------------------
 
     def _bindingAck(self, ack: BindingAck, source: str, now: float) -> list[Action]:
-        counters = self.counters
-        visitor = self._outstanding.get(ack.sequence)
-        pending = None if visitor is None else visitor.pending
-        if visitor is None or pending is None or ack.sequence not in pending.sequences:
+        registrations = self.registrations
+        found = registrations.answering(ack)
+        if found is None:
             if ack.status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW:
                 return self._resyncAll(ack, source, now)
-            counters["pba.unmatched"] += 1
+            self.counters["pba.unmatched"] += 1
             return []
-        if source != visitor.lmapAddress:
-            counters["pba.wrong-source"] += 1
-            return []
-        mnid = ack.option(MobileNodeIdentifier)
-        if mnid is not None and mnid.identifier != visitor.nai:
-            counters["pba.nai-mismatch"] += 1
+        visitor, pending = found
+        if not registrations.fromItsLmap(visitor, ack, source):
             return []
         actions: list[Action] = []
         status = ack.status
         if status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW and not pending.resynced:
-            self._resync(ack.sequence)
-            self._resendResynced(visitor, pending, now, actions)
+            self._resendResynced(visitor, pending, ack.sequence, now, actions)
         elif pending.lifetime == 0:
-            self._forgetLeaving(visitor)
-            counters["pba.deregistration"] += 1
+            registrations.forgetLeaving(visitor)
+            self.counters["pba.deregistration"] += 1
             if status >= 128:
-                counters[f"pba.rejected.{status}"] += 1
+                self.counters[f"pba.rejected.{status}"] += 1
         elif status < 128:
             self._accepted(visitor, pending, ack, now, actions)
         elif status == self.profile.bindingCacheEntryMissing and pending.request.confirmation:
@@ -1351,19 +1324,11 @@ class MobilityProxyAgent:
         self._reschedule(visitor)
         return actions
 
-    def _resync(self, sequence: int) -> None:
-        # The acknowledgement carries the LMAP's last accepted number: go past it.
-        if isNewer(sequence, self._sequence):
-            self._sequence = sequence
-
     def _resendResynced(
-        self, visitor: VisitorEntry, pending: PendingRegistration, now: float,
-        actions: list[Action],
+        self, visitor: VisitorEntry, pending: PendingRegistration, lastAccepted: int,
+        now: float, actions: list[Action],
     ) -> None:
-        pending.resynced = True
-        pending.due = now + pending.interval
-        self.counters["pba.resync"] += 1
-        self._resend(visitor, pending, actions)
+        actions.append(self.registrations.resync(visitor, pending, lastAccepted, now))
         actions.append(
             Note("registration.resync", {"nai": visitor.naiText, "lmap": visitor.lmapAddress,
                                          "sequence": pending.sequence})
@@ -1374,23 +1339,17 @@ class MobilityProxyAgent:
         registration in flight to that LMAP (for that NAI, if it says) goes
         again past that number."""
         mnid = ack.option(MobileNodeIdentifier)
-        candidates = [
-            v
-            for v in self.visitors.byLmap(source) + list(self._leaving.values())
-            if v.lmapAddress == source
-            and v.pending is not None
-            and not v.pending.resynced
-            and (mnid is None or mnid.identifier == v.nai)
-        ]
+        candidates = self.registrations.inFlightTo(
+            source, self.visitors.byLmap(source), None if mnid is None else mnid.identifier
+        )
         if not candidates:
             self.counters["pba.unmatched"] += 1
             return []
-        self._resync(ack.sequence)
         actions: list[Action] = []
         for visitor in candidates:
             pending = visitor.pending
             assert pending is not None
-            self._resendResynced(visitor, pending, now, actions)
+            self._resendResynced(visitor, pending, ack.sequence, now, actions)
             self._reschedule(visitor)
         return actions
 
@@ -1403,7 +1362,7 @@ class MobilityProxyAgent:
         actions: list[Action],
     ) -> None:
         counters = self.counters
-        self._dropPending(visitor)
+        self.registrations.drop(visitor)
         visitor.lastStatus = ack.status
         option = ack.option(LocalAddress)
         address = pending.request.address
@@ -1458,7 +1417,7 @@ class MobilityProxyAgent:
 
     def _missing(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
         """The LMAP has no binding to confirm: a new MS."""
-        self._dropPending(visitor)
+        self.registrations.drop(visitor)
         status = self.profile.bindingCacheEntryMissing
         visitor.lastStatus = status
         self.counters[f"pba.rejected.{status}"] += 1
@@ -1488,7 +1447,7 @@ class MobilityProxyAgent:
         actions: list[Action],
         reason: str | None = None,
     ) -> None:
-        self._dropPending(visitor)
+        self.registrations.drop(visitor)
         visitor.lastStatus = status
         if status >= 128:
             self.counters[f"pba.rejected.{status}"] += 1
@@ -1510,7 +1469,36 @@ class MobilityProxyAgent:
     def _knownLmap(self, source: str) -> bool:
         if source == self.defaultLmap or self.visitors.knowsLmap(source):
             return True
-        return any(e.lmapAddress == source for e in self._leaving.values())
+        return any(e.lmapAddress == source for e in self.registrations.leaving.values())
+
+    def _revocationTargets(
+        self, message: BindingRevocationIndication, source: str
+    ) -> tuple[list[VisitorEntry], bool]:
+        """Rule 9: the visitors C{message} from LMAP C{source} revokes, and
+        whether it named a deregistration still in flight (now stopped)."""
+        visitors = self.visitors
+        if message.globalRevocation:
+            return visitors.byLmap(source), False
+        mnid = message.option(MobileNodeIdentifier)
+        visitor = None
+        found = False
+        if mnid is not None:
+            visitor = visitors.byNai(mnid.identifier)
+            leaving = self.registrations.leaving.get(mnid.identifier)
+            if leaving is not None and leaving.lmapAddress == source:
+                # Already leaving: its binding is elsewhere now, stop deregistering.
+                self.registrations.forgetLeaving(leaving)
+                found = True
+        if visitor is None:
+            option = message.option(LocalAddress)
+            if option is not None:
+                try:
+                    visitor = visitors.byAddress(_canonical(option.address))
+                except (OSError, ValueError):
+                    visitor = None
+        if visitor is not None and visitor.lmapAddress == source:
+            return [visitor], found
+        return [], found
 
     def _revocation(
         self, message: BindingRevocationIndication, source: str, now: float
@@ -1520,30 +1508,7 @@ class MobilityProxyAgent:
         if not self._knownLmap(source):
             counters["bri.unknown-source"] += 1
             return []
-        visitors = self.visitors
-        mnid = message.option(MobileNodeIdentifier)
-        targets: list[VisitorEntry] = []
-        found = False
-        if message.globalRevocation:
-            targets = visitors.byLmap(source)
-        else:
-            visitor = None
-            if mnid is not None:
-                visitor = visitors.byNai(mnid.identifier)
-                leaving = self._leaving.get(mnid.identifier)
-                if leaving is not None and leaving.lmapAddress == source:
-                    # Already leaving: its binding is elsewhere now, stop deregistering.
-                    self._forgetLeaving(leaving)
-                    found = True
-            if visitor is None:
-                option = message.option(LocalAddress)
-                if option is not None:
-                    try:
-                        visitor = visitors.byAddress(_canonical(option.address))
-                    except (OSError, ValueError):
-                        visitor = None
-            if visitor is not None and visitor.lmapAddress == source:
-                targets = [visitor]
+        targets, found = self._revocationTargets(message, source)
         actions: list[Action] = []
         notes: list[Action] = []
         for visitor in targets:
@@ -1562,6 +1527,7 @@ class MobilityProxyAgent:
         else:
             status = RevocationStatus.BINDING_DOES_NOT_EXIST
             counters["bri.unknown"] += 1
+        mnid = message.option(MobileNodeIdentifier)
         # The visitor is gone before the acknowledgement (draft 6.4).
         actions.append(
             SendMessage(
@@ -1576,110 +1542,8 @@ class MobilityProxyAgent:
         return actions
 
     def _heartbeat(self, message: Heartbeat, source: str, now: float) -> list[Action]:
-        if message.response:
-            self.counters["heartbeat.response"] += 1
-            return []
-        if not self._knownLmap(source):
-            self.counters["heartbeat.refused"] += 1
-            return []
-        self.counters["heartbeat.answered"] += 1
-        return [SendMessage(Heartbeat(message.sequence, response=True), source)]
+        return list(answerHeartbeat(message, source, self._knownLmap(source), self.counters))
 
     def _bindingError(self, message: BindingError, source: str, now: float) -> list[Action]:
         self.counters["binding-error.received"] += 1
         return [Note("binding-error.received", {"source": source, "status": message.status})]
-
-    # --- timers -------------------------------------------------------------
-
-    def _live(self, visitor: VisitorEntry) -> bool:
-        if visitor.state is _DEREGISTERING:
-            return self._leaving.get(visitor.nai) is visitor
-        return visitor in self.visitors
-
-    def _dueTime(self, visitor: VisitorEntry) -> float | None:
-        pending = visitor.pending
-        if visitor.state is _DEREGISTERING:
-            return None if pending is None else pending.due
-        times: list[float] = []
-        if pending is not None:
-            times.append(pending.due)
-        else:
-            if visitor.refreshAt is not None and visitor.state is _REGISTERED:
-                times.append(visitor.refreshAt)
-            if visitor.retryAt is not None:
-                times.append(visitor.retryAt)
-        for t in (visitor.expires, visitor.holdUntil, visitor.sessionExpires):
-            if t is not None:
-                times.append(t)
-        return min(times) if times else None
-
-    def _reschedule(self, visitor: VisitorEntry) -> None:
-        due = self._dueTime(visitor) if self._live(visitor) else None
-        if due == visitor.deadline:
-            return
-        visitor.deadline = due
-        if due is None:
-            return
-        heap = self._timers
-        heapq.heappush(heap, (due, next(self._timerSerial), visitor))
-        if len(heap) > 2 * (len(self.visitors) + len(self._leaving)) + _HEAP_SLACK:
-            self.counters["timer-heap.compacted"] += 1
-            live: Iterable[VisitorEntry] = itertools.chain(self.visitors, self._leaving.values())
-            self._timers = [
-                (v.deadline, next(self._timerSerial), v) for v in live if v.deadline is not None
-            ]
-            heapq.heapify(self._timers)
-
-    def _runTimers(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
-        pending = visitor.pending
-        if visitor.state is _DEREGISTERING:
-            if pending is not None and pending.due <= now:
-                self._retransmit(visitor, now, actions)
-            return
-        if visitor.sessionExpires is not None and visitor.sessionExpires <= now:
-            self._leave(visitor, now, actions, "visitor.session-ended")
-            return
-        if visitor.state is _REJECTED:
-            if visitor.holdUntil is not None and visitor.holdUntil <= now:
-                self._removeVisitor(visitor)
-                self.counters["visitor.hold-down-ended"] += 1
-            return
-        if visitor.expires is not None and visitor.expires <= now:
-            self._expire(visitor, actions)
-            return
-        if pending is not None:
-            if pending.due <= now:
-                self._retransmit(visitor, now, actions)
-            return
-        if (
-            visitor.state is _REGISTERED
-            and visitor.refreshAt is not None
-            and visitor.refreshAt <= now
-        ):
-            visitor.refreshAt = None
-            if visitor.localAddress is not None:
-                request = RegistrationRequest(
-                    False, visitor.localAddress, self._prefixLength(visitor)
-                )
-                self.counters["binding.refresh-sent"] += 1
-                self._register(visitor, request, now, actions, refresh=True)
-                return
-        if visitor.retryAt is not None and visitor.retryAt <= now:
-            retry = visitor.lastRequest
-            visitor.retryAt = None
-            if retry is not None:
-                self.counters["registration.retried"] += 1
-                self._register(visitor, retry, now, actions, refresh=visitor.state is _REGISTERED)
-
-    def _expire(self, visitor: VisitorEntry, actions: list[Action]) -> None:
-        """The binding's lifetime ran out unrefreshed: the LMAP dropped it too."""
-        self._removeVisitor(visitor)
-        if visitor.tunnel is not None:
-            actions.append(RemoveTunnel(visitor.tunnel))
-            visitor.tunnel = None
-        self.counters["binding.expired"] += 1
-        actions.append(
-            Note("visitor.expired", {"nai": visitor.naiText, "mac": visitor.mac,
-                                     "address": visitor.localAddress,
-                                     "lmap": visitor.lmapAddress})
-        )

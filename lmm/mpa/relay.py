@@ -113,6 +113,8 @@ RelayAction = SendToServer | SendToClient | AddressAssigned | AddressReleased | 
 DEFAULT_ANSWER_TIMEOUT = 5.0
 DEFAULT_MAX_PENDING = 4096
 INTERFACE_ID_LENGTH = 8
+# Drop reasons kept for an owner that does not take them (the counters count all).
+_MAX_DROPS = 64
 
 _RELAY_REPL = MessageType.RELAY_REPL
 _REPLY = MessageType.REPLY
@@ -226,6 +228,7 @@ class RelayAgent:
         self._byInterfaceId: dict[bytes, _Visitor] = {}
         # Insertion order is expiry order: every entry lives answerTimeout.
         self._pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
+        self._drops: list[str] = []
 
     # --- client side ------------------------------------------------------------
 
@@ -253,16 +256,13 @@ class RelayAgent:
         try:
             message = dhcp6.decode(payload)
         except DHCPv6Error as e:
-            counters["client.malformed." + e.reason] += 1
-            return []
+            return self._drop("client.malformed." + e.reason)
         msgType = message.msgType
         if msgType not in dhcp6.CLIENT_MESSAGE_TYPES:
-            counters["client.not-relayed." + dhcp6.typeName(msgType)] += 1
-            return []
+            return self._drop("client.not-relayed." + dhcp6.typeName(msgType))
         assert isinstance(message, Message)
         if prefix is None:
-            counters["client.no-prefix"] += 1
-            return []
+            return self._drop("client.no-prefix")
         try:
             network = (
                 prefix if isinstance(prefix, IPv6Network) else IPv6Network(prefix, strict=False)
@@ -270,16 +270,13 @@ class RelayAgent:
             # A scope ("%eth0") says nothing the interface does not.
             peer = _canonical(clientAddress.split("%", 1)[0])
         except (OSError, ValueError):
-            counters["client.bad-address"] += 1
-            return []
+            return self._drop("client.bad-address")
         if peer[:2] == "ff" or peer == "::":
-            counters["client.bad-address"] += 1
-            return []
+            return self._drop("client.bad-address")
         try:
             destination = _canonical(server)
         except (OSError, ValueError):
-            counters["client.bad-server"] += 1
-            return []
+            return self._drop("client.bad-server")
         visitor = self._visitor(visitorKey)
         visitor.interface = interface
         visitor.clientAddress = peer
@@ -293,6 +290,20 @@ class RelayAgent:
         counters["client.relayed"] += 1
         counters["client." + dhcp6.typeName(msgType)] += 1
         return [SendToServer(visitor.server, dhcp6.encode(forward))]
+
+    def _drop(self, reason: str) -> list[RelayAction]:
+        """Count a message dropped for C{reason} and queue the reason for
+        L{takeDrops}; no action."""
+        self.counters[reason] += 1
+        if len(self._drops) < _MAX_DROPS:
+            self._drops.append(reason)
+        return []
+
+    def takeDrops(self) -> list[str]:
+        """Why the messages given since the last call were dropped (counter
+        names, in order), for the owner to log; the queue is emptied."""
+        drops, self._drops = self._drops, []
+        return drops
 
     def _visitor(self, visitorKey: str) -> _Visitor:
         visitor = self._visitors.get(visitorKey)
@@ -337,20 +348,16 @@ class RelayAgent:
         try:
             relay = dhcp6.decode(payload)
         except DHCPv6Error as e:
-            counters["server.malformed." + e.reason] += 1
-            return []
+            return self._drop("server.malformed." + e.reason)
         if relay.msgType != _RELAY_REPL:
-            counters["server.not-relay-reply." + dhcp6.typeName(relay.msgType)] += 1
-            return []
+            return self._drop("server.not-relay-reply." + dhcp6.typeName(relay.msgType))
         assert isinstance(relay, RelayMessage)
         interfaceId = relay.interfaceId
         if interfaceId is None:
-            counters["server.no-interface-id"] += 1
-            return []
+            return self._drop("server.no-interface-id")
         visitor = self._byInterfaceId.get(interfaceId)
         if visitor is None:
-            counters["server.unknown-interface-id"] += 1
-            return []
+            return self._drop("server.unknown-interface-id")
         if not visitor.serverIsGroup and not self._sameAddress(source, visitor.server):
             counters["server.wrong-source"] += 1
             return [
@@ -361,16 +368,13 @@ class RelayAgent:
             ]
         inner = relay.relayed
         if inner is None:
-            counters["server.no-relay-message"] += 1
-            return []
+            return self._drop("server.no-relay-message")
         try:
             message = dhcp6.decode(inner)
         except DHCPv6Error as e:
-            counters["server.malformed-inner." + e.reason] += 1
-            return []
+            return self._drop("server.malformed-inner." + e.reason)
         if message.msgType not in dhcp6.SERVER_MESSAGE_TYPES:
-            counters["server.bad-inner." + dhcp6.typeName(message.msgType)] += 1
-            return []
+            return self._drop("server.bad-inner." + dhcp6.typeName(message.msgType))
         assert isinstance(message, Message)
         pending = self._pending.pop((visitor.key, message.transactionId), None)
         counters["server.answered" if pending is not None else "server.unmatched"] += 1

@@ -2,9 +2,8 @@
 The MPA's imperative shell: the Mobility Header socket, the access links (the
 attach detector), the authenticator, the tunnel data plane, the DHCPv6 relay,
 the one timer and the control channel. Everything it decides comes from
-L{MobilityProxyAgent} and the relay's L{lmm.mpa.relay.RelayAgent}; this module
-feeds them and carries their actions out, in order (docs/mpa.md,
-docs/dhcpv6.md).
+L{MobilityProxyAgent} (which holds the DHCPv6 relay's core); this module
+feeds it and carries its actions out, in order (docs/mpa.md, docs/dhcpv6.md).
 """
 
 from __future__ import annotations
@@ -21,40 +20,22 @@ from twisted.python.failure import Failure
 
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
-from lmm.actions import Note
 from lmm.config import ConfigError
 from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
-from lmm.journal import Journal
-from lmm.mpa.agent import Authenticate, MobilityProxyAgent, RelayDHCPv6, SendFrame
+from lmm.journal import MPA_LIMITED, MPA_PER_VISITOR, Journal
+from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import IAccessLinks, Within, readLinks
-from lmm.mpa.dhcprelay import DHCPv6Relay, clientFrame
-from lmm.mpa.relay import AddressAssigned, AddressReleased, SendToClient, SendToServer
-from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
+from lmm.mpa.dhcprelay import DHCPv6RelayPort
+from lmm.mpa.relay import RelayAgent, SendToServer
+from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort
 from lmm.service import ActionPerformer, Signaling
 from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.mpa")
-
-# Once per visitor: debug (the summary counts them). An MPA with thousands of
-# Mobile Stations would otherwise log an attach storm line by line.
-PER_VISITOR = frozenset({
-    "visitor.attached", "visitor.authenticated", "visitor.registered", "visitor.moved",
-    "visitor.detached", "visitor.revoked", "visitor.session-ended", "visitor.expired",
-    "visitor.awaiting-address", "visitor.replaced", "address.learned", "address.released",
-    "registration.assign", "registration.resync",
-})
-# Refusals and failures: the first of each kind per second at info, the rest at debug.
-LIMITED = frozenset({
-    "visitor.rejected", "visitor.tunnel-failed", "registration.rejected", "registration.given-up",
-    "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
-    "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
-    "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source",
-})
-
 
 def _direct(f: Callable[[], Any]) -> Any:
     return f()
@@ -73,8 +54,9 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         process with its links in a namespace.
     @param controlSocket: the path of the control channel's UNIX socket, or
         None for none (L{lmm.mpa.control}).
-    @param relay: the DHCPv6 relay (an L{lmm.interfaces.IDHCPv6Relay}, such
-        as L{DHCPv6Relay}), or None: DHCPv6 messages are not relayed.
+    @param relayPort: the DHCPv6 relay's server side (an
+        L{lmm.interfaces.IDHCPv6Relay}, such as L{DHCPv6RelayPort}), or None:
+        the agent's Relay-Forwards go nowhere (its relay is off too, then).
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
     """
@@ -97,7 +79,7 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         logLevel: str = "info",
         summaryInterval: float = 60.0,
         describeBackends: str = "",
-        relay: Any = None,
+        relayPort: Any = None,
         tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
@@ -119,13 +101,14 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         self.controlSocket = controlSocket
         self.describeBackends = describeBackends
         self.port: MobilityHeaderPort | None = None
-        self.relay = relay
+        self.relayPort = relayPort
         self.control: Any = None
         self.tunnelConfig = tunnelConfig
         self.counters: Counter[str] = Counter()
         self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
-        self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, PER_VISITOR, LIMITED)
+        self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, MPA_PER_VISITOR,
+                               MPA_LIMITED)
         self.summaryInterval = summaryInterval
         self._summary: Any = None
 
@@ -148,7 +131,7 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
             self._summary = LoopingCall(self.logSummary)
             self._summary.clock = self.reactor
             self._summary.start(self.summaryInterval, now=False)
-        if self.relay is None:
+        if self.agent.relay is None:
             dhcp = "off"
         else:
             dhcp = f"default server {self.agent.defaultDhcpServer or 'none (profiles only)'}"
@@ -163,15 +146,15 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
                                 self.within, virtualMac=self.agent.defaultVirtualLmapMac)
         self.detector.start(self.attach, self.detach)
+        # Only the access point says who attaches, with the explicit detector.
+        self.agent.attachOnFrames = self.detector.attachOnFrames
         sock = self._socket
         if sock is None and self.within is not _direct:
             sock = self.within(_rawSocket)
         self.port = MobilityHeaderPort(Signaling(self), self.address, self.reactor, sock)
         self.port.startListening()
-        if self.relay is not None:
-            self.relay.start(self._relayed, None if self.within is _direct else self.within)
-            # A visitor that leaves, whatever the reason, is forgotten by the relay.
-            self.agent.departed = self.relay.forget
+        if self.relayPort is not None:
+            self.relayPort.start(self._relayed, None if self.within is _direct else self.within)
         if self.controlSocket is not None:
             from lmm.mpa.control import listenControl
 
@@ -185,9 +168,8 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
-        if self.relay is not None:
-            self.agent.departed = None
-            waits.append(maybeDeferred(self.relay.stop))
+        if self.relayPort is not None:
+            waits.append(maybeDeferred(self.relayPort.stop))
         self.detector.stop()
         return waits
 
@@ -234,14 +216,6 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
                          count=agent.counters["frame-error." + e.reason] + 1)
             self._run(agent.frameError(interface, e, now))
             return
-        if not self.detector.attachOnFrames:
-            visitor = agent.visitors.byMac(frame.ethernet.source)
-            if visitor is None or (visitor.state is VisitorState.REJECTED
-                                   and visitor.holdUntil is not None
-                                   and visitor.holdUntil <= now):
-                # Only the access point says who attaches.
-                self.counters["frame.unattached"] += 1
-                return
         self._run(agent.frameReceived(interface, frame, now))
 
     def datagramReceived(self, data: bytes, source: str) -> None:
@@ -263,25 +237,13 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         self._schedule()
 
     def _tick(self) -> None:
-        now = self.reactor.seconds()
-        self.perform(self.agent.tick(now))
-        if self.relay is not None:
-            self.performRelay(self.relay.tick(now))
+        self.perform(self.agent.tick(self.reactor.seconds()))
         self._schedule()
-
-    def _nextDeadline(self) -> float | None:
-        """The agent's and the relay's, whichever comes first."""
-        deadline = self.agent.nextDeadline()
-        if self.relay is not None:
-            other = self.relay.nextDeadline()
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
-        return deadline
 
     def _schedule(self) -> None:
         if not self.running:
             return
-        self._timer.schedule(self._nextDeadline())
+        self._timer.schedule(self.agent.nextDeadline())
 
     # --- AAA ----------------------------------------------------------------
 
@@ -326,72 +288,22 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         if isinstance(action, SendFrame):
             if not self.detector.sendFrame(action.interface, action.frame):
                 self.counters["frame.not-sent"] += 1
+        elif isinstance(action, SendToServer):
+            port = self.relayPort
+            if port is None:
+                self.counters["relay.send-no-port"] += 1
+            else:
+                port.sendToServer(action.server, action.payload)
         elif isinstance(action, Authenticate):
             requests.append(action.request)
-        elif isinstance(action, RelayDHCPv6):
-            self._relayFromClient(action)
 
     # --- DHCPv6 ---------------------------------------------------------------
 
-    def _relayFromClient(self, action: RelayDHCPv6) -> None:
-        relay = self.relay
-        if relay is None:
-            self.counters["dhcpv6.relay-off"] += 1
-            return
-        self.performRelay(relay.fromClient(
-            action.mac, action.interface, action.clientAddress, action.payload, action.prefix,
-            action.server, self.reactor.seconds()))
-
-    def _relayed(self, actions: list[Any]) -> None:
-        """What the relay made of a server's datagram."""
+    def _relayed(self, payload: bytes, source: str) -> None:
+        """A datagram from a DHCPv6 server, to the agent."""
         if not self.running:
             return
-        self.performRelay(actions)
-        self._schedule()
-
-    def performRelay(self, actions: Iterable[object]) -> None:
-        """Carry out the relay's actions in order; the agent's answers to
-        assigned and released addresses are carried out as they come."""
-        relay = self.relay
-        agent = self.agent
-        for action in actions:
-            kind = type(action)
-            if kind is SendToServer:
-                assert isinstance(action, SendToServer) and relay is not None
-                relay.sendToServer(action.server, action.payload)
-            elif kind is SendToClient:
-                assert isinstance(action, SendToClient)
-                self._sendToClient(action)
-            elif kind is AddressAssigned:
-                assert isinstance(action, AddressAssigned)
-                self.perform(agent.dhcpAddressAssigned(action.visitorKey, action.address,
-                                                       self.reactor.seconds()))
-            elif kind is AddressReleased:
-                assert isinstance(action, AddressReleased)
-                self.perform(agent.dhcpAddressReleased(action.visitorKey, action.address,
-                                                       self.reactor.seconds()))
-            elif kind is Note:
-                assert isinstance(action, Note)
-                self.journal.note(action)
-
-    def _sendToClient(self, action: SendToClient) -> None:
-        """The server's answer, as a frame from the MS's default router (the
-        virtual LMAP) on the link the visitor is on now."""
-        visitor = self.agent.visitors.byMac(action.visitorKey)
-        if visitor is None or not visitor.authenticated:
-            # It left (or was refused) since it asked.
-            self.counters["dhcpv6.client-gone"] += 1
-            return
-        try:
-            frame = clientFrame(visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal,
-                                action.clientAddress, action.payload)
-        except (OSError, ValueError):
-            self.counters["dhcpv6.client-bad-frame"] += 1
-            return
-        if self.detector.sendFrame(visitor.interface, frame):
-            self.counters["dhcpv6.to-client"] += 1
-        else:
-            self.counters["frame.not-sent"] += 1
+        self._run(self.agent.dhcpDatagramReceived(payload, source, self.reactor.seconds()))
 
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
         # The agent's Note says it, with the error: no traceback per refusal.
@@ -414,12 +326,16 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
     # --- for the control channel ---------------------------------------------
 
     def allCounters(self) -> dict[str, int]:
-        """The agent's, the access links' and the service's counters."""
+        """The agent's, the relay core's (as C{relay.<name>}), the access
+        links', the relay port's and the service's counters."""
         merged: Counter[str] = Counter(self.agent.counters)
+        relay = self.agent.relay
+        if relay is not None:
+            merged.update({"relay." + key: value for key, value in relay.counters.items()})
         merged.update(self.detector.counters)
+        if self.relayPort is not None:
+            merged.update(self.relayPort.counters)
         merged.update(self.counters)
-        if self.relay is not None:
-            merged.update(self.relay.allCounters())
         return dict(merged)
 
     def describeVisitors(self) -> list[dict[str, str]]:
@@ -479,15 +395,14 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -
         # A restarted MPA does not start where the LMAP last saw it (RFC 6275 9.5.1).
         initialSequence=random.randrange(0x10000),
         defaultDhcpServer=values["dhcp.server"],
+        relay=RelayAgent(values["dhcp.answer_timeout"]) if values["dhcp.enabled"] else None,
+        attachOnFrames=detector.attachOnFrames,
     )
-    relay = None
-    if values["dhcp.enabled"]:
-        relay = DHCPv6Relay(values["mpa.address"], reactor,
-                            answerTimeout=values["dhcp.answer_timeout"])
+    relayPort = DHCPv6RelayPort(values["mpa.address"], reactor) if values["dhcp.enabled"] else None
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
                 f"{values['tunnel.backend']} tunnels")
     return MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       controlSocket=values["control.socket"], logLevel=values["log.level"],
                       summaryInterval=values["log.summary_interval"],
-                      describeBackends=backends, relay=relay,
+                      describeBackends=backends, relayPort=relayPort,
                       tunnelConfig=tunnelConfig(values, dataPlane, path))
