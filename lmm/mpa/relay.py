@@ -1,9 +1,10 @@
 """
 The MPA's DHCPv6 relay agent (draft-gundavelli-netlmm-mip6-proxy-00 section 6.3,
 figure 9; RFC 8415 section 19) as a pure core: bytes and a clock in, actions
-out. No sockets, no timers; the MPA's service owns the UDP port 547 socket and
-the access-link sending, and calls L{RelayAgent.tick} at
-L{RelayAgent.nextDeadline}.
+out. No sockets, no timers. The MPA's agent (L{lmm.mpa.agent}) holds it, feeds
+it its visitors' client messages and the server's datagrams, turns its actions
+into the agent's own, and calls L{RelayAgent.tick} at L{RelayAgent.nextDeadline};
+the MPA's service owns the UDP port 547 socket (L{lmm.mpa.dhcprelay}).
 
 How a request is tagged. A client message from a visitor is wrapped in a
 Relay-Forward with hop-count 0, peer-address the client's (link-local) source
@@ -43,7 +44,9 @@ unanswered, the client stops using its addresses anyway (RFC 8415 18.2.7), so
 the expiry gives L{AddressReleased} too.
 
 The relay does not copy the server's Reconfigure authentication, rewrite
-options, or rate-limit clients; the MPA's service decides which frames reach it.
+options, or rate-limit clients; the MPA's agent, which holds it, decides which
+frames reach it, and takes the reasons of what it dropped (L{RelayAgent.takeDrops})
+to log them.
 """
 
 from __future__ import annotations
@@ -109,6 +112,40 @@ class AddressReleased:
 
 
 RelayAction = SendToServer | SendToClient | AddressAssigned | AddressReleased | Note
+
+#: What the relay core counts (the MPA shows them as C{relay.<name>}).
+COUNTERS = {
+    "client.relayed": "client messages relayed",
+    "client.<type>": "client messages relayed, by type",
+    "client.retransmitted": "client retransmissions (same type and transaction)",
+    "client.not-relayed.<type>": "messages from a client of a type no client sends",
+    "client.malformed.<reason>": "client messages that did not decode",
+    "client.no-prefix": "client messages from a visitor with no LNP known",
+    "client.bad-address": "client messages from an address that is no unicast one",
+    "client.bad-server": "client messages for a server address that is none",
+    "server.forwarded": "server answers forwarded to a client",
+    "server.<type>": "server answers forwarded, by type",
+    "server.answered": "server answers to a request waited for",
+    "server.unmatched": "server answers no request waits for (late, or a Reconfigure)",
+    "server.no-answer": "requests the server did not answer in answerTimeout",
+    "server.malformed.<reason>": "server datagrams that did not decode",
+    "server.malformed-inner.<reason>": "Relay-Replies whose inner message did not decode",
+    "server.not-relay-reply.<type>": "server datagrams that are no Relay-Reply",
+    "server.no-interface-id": "Relay-Replies without an Interface-ID",
+    "server.unknown-interface-id": "Relay-Replies for no visitor known",
+    "server.wrong-source": "Relay-Replies from another address than the visitor's server",
+    "server.no-relay-message": "Relay-Replies without a Relay Message option",
+    "server.bad-inner.<type>": "Relay-Replies carrying a message no server sends",
+    "server.peer-changed": "answers to another peer-address than the last request's",
+    "server.status.<status>": "error statuses at the top or in an IA",
+    "server.refused": "answers not forwarded: an address outside the LNP",
+    "address.outside-prefix": "addresses offered outside the LNP",
+    "address.assigned": "addresses a Reply assigned",
+    "address.refused-status": "IA Addresses with an error status",
+    "address.released": "addresses released (Release, Decline, valid lifetime 0)",
+    "pending.full": "requests relayed but not tracked (maxPending)",
+    "visitor.forgotten": "visitors forgotten (they left)",
+}
 
 DEFAULT_ANSWER_TIMEOUT = 5.0
 DEFAULT_MAX_PENDING = 4096
@@ -183,21 +220,7 @@ class RelayAgent:
 
     Visitors are named by C{visitorKey}, the MPA's key for a visitor (its MAC).
 
-    @ivar counters: named event counts: C{client.relayed}, C{client.<type>},
-        C{client.retransmitted}, C{client.not-relayed.<type>},
-        C{client.malformed.<reason>}, C{client.no-prefix},
-        C{client.bad-address}, C{client.bad-server}, C{server.forwarded},
-        C{server.<type>}, C{server.answered}, C{server.unmatched} (no request
-        waits: late, or a Reconfigure), C{server.no-answer},
-        C{server.malformed.<reason>}, C{server.malformed-inner.<reason>},
-        C{server.not-relay-reply.<type>}, C{server.no-interface-id},
-        C{server.unknown-interface-id}, C{server.wrong-source},
-        C{server.no-relay-message}, C{server.bad-inner.<type>},
-        C{server.peer-changed}, C{server.status.<status>} (an error status at
-        the top or in an IA), C{server.refused} (answers not forwarded for an
-        address outside the LNP), C{address.outside-prefix},
-        C{address.assigned}, C{address.refused-status} (an IA Address with an
-        error status), C{address.released}, C{pending.full}, C{visitor.forgotten}.
+    @ivar counters: named event counts (L{COUNTERS}).
     """
 
     def __init__(
