@@ -388,6 +388,7 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -
         lifetime=values["registration.lifetime"],
         retransmitTimeout=values["registration.timeout"],
         maxRetries=values["registration.max_retries"],
+        maxRetransmitInterval=values["registration.max_interval"],
         raMtu=values["ra.mtu"],
         profile=profile,
         defaultVirtualLmapMac=values["mpa.virtual_lmap_mac"],

@@ -17,6 +17,7 @@ from lmm.daemon import (
     configErrorExit,
 )
 from lmm.interfaces import IAttachDetector, IAuthenticator
+from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 # Locally administered (the 02 bit) and inside IANA's documentation block
 # 00-00-5E-00-53-xx (RFC 7042): never a real NIC's. Every MPA of a domain must
@@ -55,6 +56,8 @@ SETTINGS = [
             help="first Proxy Binding Update retransmission timeout, seconds"),
     Setting("registration.max_retries", config.integer(0, 10), 3,
             help="Proxy Binding Update retransmissions before giving up"),
+    Setting("registration.max_interval", config.number(0.01, 3600), MAX_BINDACK_TIMEOUT,
+            help="longest interval between PBU retransmissions, seconds (the back-off's cap)"),
     Setting("registration.refresh_fraction", config.number(0.05, 0.95), 0.75,
             help="a binding is refreshed when this fraction of its lifetime has passed"),
     Setting("ra.mtu", config.integer(1280, 65535), 1460,
