@@ -102,7 +102,7 @@ class RetransmissionPolicy:
 K = TypeVar("K")
 
 # A heap this much larger than the live count is rebuilt.
-_HEAP_SLACK = 1024
+HEAP_SLACK = 1024
 
 
 class Deadlines(Generic[K]):
@@ -139,7 +139,7 @@ class Deadlines(Generic[K]):
         self._serial: Iterator[int] | None = None if ordered else itertools.count()
         self._heap: list[tuple] = []  # type: ignore[type-arg]
         self._build()
-        self._limit = 2 * len(self._heap) + _HEAP_SLACK
+        self._limit = 2 * len(self._heap) + HEAP_SLACK
 
     def __len__(self) -> int:
         """Items in the heap, stale ones too."""
@@ -158,10 +158,10 @@ class Deadlines(Generic[K]):
         heapq.heappush(heap, self._item(due, key))
         if len(heap) > self._limit:
             # Counting the live keys may not be free: only past the last limit.
-            limit = 2 * self._size() + _HEAP_SLACK
+            limit = 2 * self._size() + HEAP_SLACK
             if len(heap) > limit:
                 self._compact()
-                limit = 2 * self._size() + _HEAP_SLACK
+                limit = 2 * self._size() + HEAP_SLACK
             self._limit = limit
 
     def _build(self) -> None:

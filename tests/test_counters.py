@@ -27,6 +27,8 @@ GROUPS = {
     "the MPA's agent": (["lmm.mpa.agent", "lmm.mpa.registration", "lmm.mpa.homelink"],
                         ["lmm.signaling", "lmm.actions"]),
     "the DHCPv6 relay core": (["lmm.mpa.relay"], []),
+    "the LMAP's anchor": (["lmm.lmap.anchor", "lmm.lmap.revocation"],
+                          ["lmm.signaling", "lmm.actions"]),
 }
 
 _PLACEHOLDER = "\x00"

@@ -8,8 +8,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lmm import mh
-from lmm.lmap import anchor as anchorModule
+from lmm import mh, signaling
 from lmm.lmap.anchor import (
     Action,
     AddTunnel,
@@ -17,10 +16,10 @@ from lmm.lmap.anchor import (
     Note,
     RemoveTunnel,
     SendMessage,
-    isNewer,
 )
 from lmm.lmap.cache import BindingCache, BindingCacheEntry
 from lmm.mh import Status
+from lmm.signaling import isNewer
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
 
 LMAP = "2001:db8:ffff::1"
@@ -676,7 +675,7 @@ class HandoverTests(SynchronousTestCase):
         self.assertEqual((first.sequence, second.sequence), (1, 2))  # type: ignore[attr-defined]
 
     def test_revocationSequenceWraps(self) -> None:
-        self.anchor._revocationSequence = 65534
+        self.anchor.revocations.sequence.last = 65534
         first = sends(self.handover())[1].message
         second = sends(self.handover(MPA3, now=T0 + 11))[1].message
         self.assertEqual((first.sequence, second.sequence), (65535, 0))  # type: ignore[attr-defined]
@@ -1005,7 +1004,7 @@ class ExpiryTests(SynchronousTestCase):
         self.assertEqual(self.anchor.tick(T0 + 60), [])
         self.assertEqual(self.anchor.nextDeadline(), T0 + 120)
         self.assertEqual(shape(self.anchor.tick(T0 + 120)), [f"remove {ADDRESS} {MPA1}"])
-        self.assertEqual(self.anchor._expiries, [])
+        self.assertEqual(len(self.anchor._expiries), 0)
 
     def test_refreshesDoNotGrowHeap(self) -> None:
         self.anchor.receive(pbu(1), MPA1, T0)
@@ -1016,7 +1015,7 @@ class ExpiryTests(SynchronousTestCase):
     def test_compaction(self) -> None:
         """Churn leaves stale items behind; the heap is rebuilt before it
         passes twice the live count plus the slack."""
-        slack = anchorModule._HEAP_SLACK
+        slack = signaling.HEAP_SLACK
         live = 0
         for i in range(3 * slack):
             nai = b"churn%d" % i

@@ -54,18 +54,17 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     whose care-of address is the same MPA: each MPA numbers its own PBUs, so
     a PBU from another MPA is a handover, accepted whatever its number. An
     old number is answered with SEQUENCE_NUMBER_OUT_OF_WINDOW (135) carrying
-    the last accepted number, and nothing changes.
+    the last accepted number, and nothing changes (L{lmm.signaling.isNewer}).
  8. Handover (draft 6.4): the care-of address moves to the new MPA; the old
     tunnel is removed, the new one added, the PBA sent to the new MPA, and
     only then a Binding Revocation Indication (RFC 5846; trigger "inter-MAG
     handover, unknown", P set, the NAI and the old Local Address) to the
-    previous MPA. The PBA is never held back. The indication is retransmitted
-    after revocation_timeout, the interval doubling each time, up to
-    revocation_max_retries times; one more interval without an
-    acknowledgement and the LMAP gives up. An acknowledgement from that MPA
-    with that sequence number ends it. A pending revocation towards an MPA is
-    cancelled when the same MS registers there again (it came back).
-    Revocation sequence numbers are one LMAP-wide 16-bit counter.
+    previous MPA. The PBA is never held back. The indications waiting for
+    their acknowledgement, their retransmission (the protocol's one back-off,
+    capped at revocation.max_interval) and their sequence numbers are the
+    L{lmm.lmap.revocation.Revocations} sub-machine's; a pending revocation
+    towards an MPA is cancelled when the same MS registers there again (it
+    came back).
  9. A reply is sent when the BU has the A flag set, or when it is rejected
     (RFC 6275 9.5.1); MPAs set A.
 10. A tunnel the data plane could not install (L{LocalMobilityAnchor.tunnelFailed};
@@ -92,20 +91,17 @@ Mobility Header type is answered with a Binding Error, status 2 (RFC 6275
 9.2), at most C{bindingErrorRate} per second (RFC 6275 asks for ICMP-like
 rate limiting).
 
-Expiries sit in a heap of (time, NAI) with lazy deletion: a refresh that
-extends a binding pushes nothing; when its old time comes up the item is
-moved to the entry's current expiry, so a binding refreshed any number of
-times has one item. Items left by removed bindings are dropped when they come
-up; should they pile up (churn), a push that finds the heap over twice the
-number of bindings plus some slack rebuilds it from the entries.
+Expiries sit in a heap of (time, NAI) with lazy deletion
+(L{lmm.signaling.Deadlines}): a refresh that extends a binding pushes nothing;
+when its old time comes up the item is moved to the entry's current expiry,
+so a binding refreshed any number of times has one item.
 
 Notes come after the tunnel changes and messages of the same event. The
-counters are listed in L{LocalMobilityAnchor}'s docstring.
+counters are listed in L{COUNTERS} and L{lmm.lmap.revocation.COUNTERS}.
 """
 
 from __future__ import annotations
 
-import heapq
 import socket
 import sys
 from collections import Counter
@@ -117,6 +113,7 @@ from typing import Any
 
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
+from lmm.lmap.revocation import Revocations
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
@@ -127,53 +124,71 @@ from lmm.mh import (
     BindingError,
     BindingErrorStatus,
     BindingRevocationAck,
-    BindingRevocationIndication,
     BindingUpdate,
     Heartbeat,
     LocalAddress,
     MobileNodeIdentifier,
     MobilityHeaderError,
     MobilityMessage,
-    RevocationStatus,
-    RevocationTrigger,
     Status,
     UnknownMessageType,
     WireProfile,
+)
+from lmm.signaling import (
+    MAX_BINDACK_TIMEOUT,
+    Deadlines,
+    RetransmissionPolicy,
+    answerHeartbeat,
+    isNewer,
 )
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
 
 __all__ = [
     "Action",
     "AddTunnel",
+    "COUNTERS",
     "LocalMobilityAnchor",
     "Note",
     "RemoveTunnel",
     "SendMessage",
-    "isNewer",
 ]
 
 # The actions are lmm.actions' (shared with the MPA), re-exported for the service.
 Action = SendMessage | AddTunnel | RemoveTunnel | Note
 
 
+#: What the anchor counts (the revocations' counters are in L{lmm.lmap.revocation}).
+#: C{<...>} stands for a value.
+COUNTERS = {
+    "pbu.accepted": "Binding Updates accepted (registrations, refreshes, deregistrations)",
+    "pbu.rejected.<status>": "Binding Updates rejected, by status",
+    "binding.created": "new bindings",
+    "pbu.handover": "bindings moved to another MPA",
+    "binding.address-changed": "bindings given another address by the same MPA",
+    "pbu.deregistered": "bindings deregistered by their MPA",
+    "pbu.deregistered.stale": "late deregistrations from an MPA the MS left",
+    "pbu.deregistered.unknown": "deregistrations of no binding",
+    "binding.expired": "bindings expired unrefreshed",
+    "binding.tunnel-failed": "bindings dropped: the data plane could not install their tunnel",
+    "binding.tunnel-failed.stale": "tunnel failures of a binding changed since",
+    "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847); refused: not an MPA",
+    "ignored.<message type>": "Mobility Header messages of a kind the LMAP takes none of",
+    "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
+    "binding-error.sent": "Binding Errors sent (unknown MH type, RFC 6275 9.2)",
+    "binding-error.rate-limited": "Binding Errors not sent: over bindingErrorRate",
+    "expiry-heap.compacted": "rebuilds of the expiry heap",
+}
+
 # --- helpers ----------------------------------------------------------------
 
 _AF6 = socket.AF_INET6
 _pton = socket.inet_pton
 _ntop = socket.inet_ntop
-_heappush = heapq.heappush
-_heappop = heapq.heappop
-_heapreplace = heapq.heapreplace
-
-_SEQUENCE_MASK = 0xFFFF
-_HALF_SEQUENCE = 0x8000
 # Assignment probes at most this many interface identifiers before giving up.
 _MAX_PROBES = 1 << 16
 # Remembered MPA decisions; the cache is emptied when a flood of spoofed
 # sources fills it.
 _MPA_CACHE_SIZE = 1 << 16
-# A heap this much larger than the live count is rebuilt.
-_HEAP_SLACK = 1024
 
 
 def _toInt(address: str) -> int:
@@ -182,11 +197,6 @@ def _toInt(address: str) -> int:
 
 def _toText(value: int) -> str:
     return _ntop(_AF6, value.to_bytes(16, "big"))
-
-
-def isNewer(sequence: int, last: int) -> bool:
-    """RFC 6275 9.5.1: C{sequence} is newer than C{last} in 16-bit modulo arithmetic."""
-    return 0 < ((sequence - last) & _SEQUENCE_MASK) < _HALF_SEQUENCE
 
 
 def _naiText(nai: bytes) -> str:
@@ -200,30 +210,6 @@ class _Prefix:
     network: int
     length: int
     hostMask: int
-
-
-class _Revocation:
-    """A Binding Revocation Indication waiting for its acknowledgement."""
-
-    __slots__ = ("message", "destination", "nai", "issued", "retransmissions", "interval", "due")
-
-    def __init__(
-        self,
-        message: BindingRevocationIndication,
-        destination: str,
-        nai: bytes,
-        issued: float,
-        interval: float,
-        due: float,
-    ) -> None:
-        self.message = message
-        self.destination = destination
-        self.nai = nai
-        # The handover's time: tells which revocation a failed tunnel held back.
-        self.issued = issued
-        self.retransmissions = 0
-        self.interval = interval
-        self.due = due
 
 
 class _Rejected(Exception):
@@ -243,20 +229,10 @@ class LocalMobilityAnchor:
     The LMAP's Binding Cache and Proxy Binding Update processing; see the
     module docstring for the rules.
 
-    @ivar counters: named event counts, for statistics: C{pbu.accepted},
-        C{pbu.rejected.<status>}, C{binding.created}, C{pbu.handover},
-        C{binding.address-changed}, C{pbu.deregistered} (and C{.stale}, from a
-        previous MPA; C{.unknown}, no entry), C{binding.expired}, C{bri.sent},
-        C{bri.retransmitted}, C{bri.acknowledged}, C{bra.status.<status>} (not
-        success), C{bri.given-up}, C{bri.cancelled} (the MS came back),
-        C{bra.unmatched}, C{binding.tunnel-failed} (the data plane could not
-        install a binding's tunnel; the PBU was counted as accepted, and a new
-        binding as created, before that) and C{.stale} (the tunnel was no
-        longer the binding's), C{heartbeat.answered}, C{heartbeat.response},
-        C{heartbeat.refused} (not an MPA), C{ignored.<message type>},
-        C{malformed.<reason>}, C{binding-error.sent},
-        C{binding-error.rate-limited}, C{expiry-heap.compacted}.
+    @ivar counters: named event counts, for statistics (L{COUNTERS} and
+        L{lmm.lmap.revocation.COUNTERS}).
     @ivar store: the L{lmm.interfaces.IBindingStore} provider holding the entries.
+    @ivar revocations: the L{Revocations} sub-machine.
     """
 
     def __init__(
@@ -270,15 +246,12 @@ class LocalMobilityAnchor:
         revocationRetries: int,
         store: BindingStore | None = None,
         bindingErrorRate: float = 10.0,
+        revocationMaxInterval: float = MAX_BINDACK_TIMEOUT,
     ) -> None:
         if not prefixes:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
         if maxLifetime < LIFETIME_UNIT:
             raise ValueError(f"maxLifetime {maxLifetime} is under {LIFETIME_UNIT} s")
-        if revocationTimeout <= 0:
-            raise ValueError(f"revocationTimeout {revocationTimeout} is not positive")
-        if revocationRetries < 0:
-            raise ValueError(f"revocationRetries {revocationRetries} is negative")
         self._addressValue = _toInt(address)
         self.address = _toText(self._addressValue)
         self.prefixes = [IPv6Network(p) for p in prefixes]
@@ -291,20 +264,21 @@ class LocalMobilityAnchor:
         # What the wire can carry, rounded down to whole units.
         self.maxLifetime = min(maxLifetime, MAX_LIFETIME) // LIFETIME_UNIT * LIFETIME_UNIT
         self.profile = profile
-        self.revocationTimeout = revocationTimeout
-        self.revocationRetries = revocationRetries
         self.store: BindingStore = BindingCache() if store is None else store
         self.counters: Counter[str] = Counter()
+        try:
+            policy = RetransmissionPolicy(revocationTimeout, revocationRetries,
+                                          revocationMaxInterval)
+        except ValueError as e:
+            raise ValueError(f"revocation: {e}") from None
+        self.revocations = Revocations(policy, self.counters)
 
-        # An adopted store's entries expire like new ones.
-        self._expiries: list[tuple[float, bytes]] = [(e.expires, e.nai) for e in self.store]
-        heapq.heapify(self._expiries)
-        self._heapLimit = 2 * len(self._expiries) + _HEAP_SLACK
-
-        self._revocationSequence = 0
-        self._revocations: dict[tuple[str, int], _Revocation] = {}
-        self._revocationsByVisitor: dict[tuple[str, bytes], int] = {}
-        self._revocationTimes: list[tuple[float, str, int]] = []
+        # Binding expiries; an adopted store's entries expire like new ones.
+        store = self.store
+        self._expiries: Deadlines[bytes] = Deadlines(
+            self._expiryOf, lambda: [(e.expires, e.nai) for e in store], store.__len__,
+            self.counters, "expiry-heap.compacted",
+        )
 
         self._bindingErrorRate = bindingErrorRate
         self._bindingErrorTokens = max(1.0, bindingErrorRate)
@@ -378,7 +352,7 @@ class LocalMobilityAnchor:
             SendMessage(BindingAck(status, entry.sequence, 0, (), proxy=True), careOf)
         ]
         previous: str | None = None
-        revocation = self._heldBackRevocation(entry)
+        revocation = self.revocations.heldBack(entry.nai, entry.updated)
         if revocation is not None:
             previous = revocation.destination
             actions.append(SendMessage(revocation.message, previous))
@@ -395,66 +369,44 @@ class LocalMobilityAnchor:
     def tick(self, now: float) -> list[Action]:
         """Do everything due by C{now}: binding expiry, revocation retransmission."""
         actions: list[Action] = []
-        heap = self._expiries
         store = self.store
-        while heap and heap[0][0] <= now:
-            item = heap[0]
-            entry = store.get(item[1])
-            if entry is None:
-                _heappop(heap)
-            elif entry.expires <= now:
-                _heappop(heap)
-                self._expire(entry, actions)
-            else:
-                # Refreshed since it was queued: queue it at its current expiry.
-                _heapreplace(heap, (entry.expires, item[1]))
-            # Items that converged on the same time and NAI are one item.
-            while heap and heap[0] == item:
-                _heappop(heap)
-        self._retransmitRevocations(now, actions)
+        for nai in self._expiries.due(now):
+            entry = store.get(nai)
+            assert entry is not None
+            self._expire(entry, actions)
+        self.revocations.tick(now, actions)  # type: ignore[arg-type]
         return actions
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None. It tidies the heaps
         (drops and requeues stale items) and changes no binding."""
-        heap = self._expiries
-        store = self.store
-        while heap:
-            expires, nai = heap[0]
-            entry = store.get(nai)
-            if entry is None:
-                _heappop(heap)
-            elif entry.expires != expires:
-                _heapreplace(heap, (entry.expires, nai))
-            else:
-                break
-        times = self._revocationTimes
-        while times:
-            due, mpa, sequence = times[0]
-            revocation = self._revocations.get((mpa, sequence))
-            if revocation is None or revocation.due != due:
-                _heappop(times)
-            else:
-                break
-        deadlines = [h[0][0] for h in (heap, times) if h]
-        return min(deadlines) if deadlines else None
+        expiry = self._expiries.next()
+        revocation = self.revocations.nextDeadline()
+        if expiry is None or (revocation is not None and revocation < expiry):
+            return revocation
+        return expiry
 
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: remove every binding's tunnel and forget pending
         revocations. The store keeps its entries, so that a persistent store
         can be adopted by the next anchor."""
         actions: list[Action] = [RemoveTunnel(entry.tunnel) for entry in self.store]
-        self._revocations.clear()
-        self._revocationsByVisitor.clear()
-        self._revocationTimes.clear()
+        self.revocations.clear()
         actions.append(Note("lmap.stopped", {"bindings": len(actions)}))
         return actions
+
+    def _expiryOf(self, nai: bytes) -> float | None:
+        entry = self.store.get(nai)
+        return None if entry is None else entry.expires
 
     # --- Proxy Binding Update ----------------------------------------------
 
     def _bindingUpdate(self, bu: BindingUpdate, source: str, now: float) -> list[Action]:
+        """Rules 1-9: a Binding Update from C{source}, in protocol steps:
+        the request's options (L{_request}), the entry and its sequence
+        number, a deregistration, the address (L{_address}), then create,
+        refresh or move the binding."""
         actions: list[Action] = []
-        store = self.store
         nai: bytes | None = None
         try:
             if not bu.proxy:
@@ -464,135 +416,160 @@ class LocalMobilityAnchor:
                     "not a proxy registration", proxy=False,
                 )
                 return actions
-            mpa = self._mpaOf(source)
-            if mpa is None:
-                raise _Rejected(
-                    self.profile.proxyRegistrationNotSupported, "source is not an allowed MPA"
-                )
-            mnid: MobileNodeIdentifier | None = None
-            localAddress: LocalAddress | None = None
-            confirmation = False
-            careOf = mpa
-            for option in bu.options:
-                if isinstance(option, MobileNodeIdentifier):
-                    if mnid is None:
-                        mnid = option
-                elif isinstance(option, LocalAddress):
-                    if localAddress is None:
-                        localAddress = option
-                elif isinstance(option, BindingCacheConfirmation):
-                    confirmation = True
-                elif isinstance(option, AlternateCareOfAddress):
-                    alternate = self._mpaOf(option.address)
-                    if alternate is None:
-                        raise _Rejected(
-                            self.profile.proxyRegistrationNotSupported,
-                            "alternate care-of address is not an allowed MPA",
-                        )
-                    careOf = alternate
-            if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
-                raise _Rejected(
-                    Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier"
-                )
+            mpa, careOf, mnid, localAddress, confirmation = self._request(bu, source)
             nai = mnid.identifier
-
-            entry = store.get(nai)
+            entry = self.store.get(nai)
             if entry is not None and entry.expires <= now:
                 self._expire(entry, actions)
                 entry = None
             sameMpa = entry is not None and entry.careOfAddress == careOf
-            if sameMpa and not (
-                0 < ((bu.sequence - entry.sequence) & _SEQUENCE_MASK) < _HALF_SEQUENCE  # type: ignore[union-attr]
-            ):
+            if sameMpa and not isNewer(bu.sequence, entry.sequence):  # type: ignore[union-attr]
                 # The reply carries the last accepted number (RFC 6275 9.5.1).
                 raise _Rejected(
-                    Status.SEQUENCE_NUMBER_OUT_OF_WINDOW,
-                    "sequence number not newer",
+                    Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, "sequence number not newer",
                     entry.sequence,  # type: ignore[union-attr]
                 )
-
             if bu.lifetime == 0:
                 self._deregister(actions, bu, mpa, careOf, nai, entry, localAddress, sameMpa)
                 return actions
-
-            if confirmation:
-                if entry is None:
-                    raise _Rejected(
-                        self.profile.bindingCacheEntryMissing, "no Binding Cache entry to confirm"
-                    )
-                address, prefixLength = entry.localAddress, entry.prefixLength
-            elif localAddress is not None:
-                requested = localAddress.address
-                if entry is not None and (requested == entry.localAddress or requested == "::"):
-                    address, prefixLength = entry.localAddress, entry.prefixLength
-                elif requested == "::":
-                    address, prefixLength = self._assignFirst(nai, now, actions)
-                else:
-                    address, prefixLength = self._resolve(
-                        requested, localAddress.prefixLength, nai, entry, now, actions
-                    )
-            elif entry is not None:
-                address, prefixLength = entry.localAddress, entry.prefixLength
-            else:
-                address, prefixLength = self._assignFirst(nai, now, actions)
+            address, prefixLength = self._address(confirmation, localAddress, nai, entry, now,
+                                                  actions)
         except _Rejected as rejection:
             self._reject(
                 actions, bu, source, nai, rejection.status, rejection.reason, rejection.sequence
             )
             return actions
-
         granted = bu.lifetime
         if granted > self.maxLifetime:
             granted = self.maxLifetime
         elif granted % LIFETIME_UNIT or granted < LIFETIME_UNIT:
             granted = self._grant(granted)
-        expires = now + granted
-        counters = self.counters
-        counters["pbu.accepted"] += 1
-
+        self.counters["pbu.accepted"] += 1
         if entry is None:
-            tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
-            entry = BindingCacheEntry(
-                nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now
+            self._create(actions, bu, mpa, careOf, nai, address, prefixLength, granted, now)
+        elif sameMpa and address == entry.localAddress:
+            self._refresh(actions, bu, mpa, entry, granted, now)
+        else:
+            self._move(actions, bu, mpa, careOf, mnid, entry, address, prefixLength, granted,
+                       sameMpa, now)
+        return actions
+
+    def _request(
+        self, bu: BindingUpdate, source: str
+    ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool]:
+        """Rules 1, 2 and 6: the BU's MPA and care-of address (both allowed
+        MPAs), its NAI, its Local Address option and whether it asks for a
+        confirmation; the first of each option counts."""
+        mpa = self._mpaOf(source)
+        if mpa is None:
+            raise _Rejected(
+                self.profile.proxyRegistrationNotSupported, "source is not an allowed MPA"
             )
-            store.put(entry)
-            self._schedule(expires, nai)
-            self._cancelRevocation(careOf, nai)
-            # The tunnel before the PBA (draft 6.1).
-            actions.append(AddTunnel(tunnel))
-            if bu.ack:
-                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
-            counters["binding.created"] += 1
-            actions.append(
-                Note(
-                    "binding.created",
-                    {"nai": _naiText(nai), "address": address, "careOf": careOf,
-                     "lifetime": granted},
+        mnid: MobileNodeIdentifier | None = None
+        localAddress: LocalAddress | None = None
+        confirmation = False
+        careOf = mpa
+        for option in bu.options:
+            if isinstance(option, MobileNodeIdentifier):
+                if mnid is None:
+                    mnid = option
+            elif isinstance(option, LocalAddress):
+                if localAddress is None:
+                    localAddress = option
+            elif isinstance(option, BindingCacheConfirmation):
+                confirmation = True
+            elif isinstance(option, AlternateCareOfAddress):
+                alternate = self._mpaOf(option.address)
+                if alternate is None:
+                    raise _Rejected(
+                        self.profile.proxyRegistrationNotSupported,
+                        "alternate care-of address is not an allowed MPA",
+                    )
+                careOf = alternate
+        if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
+            raise _Rejected(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier")
+        return mpa, careOf, mnid, localAddress, confirmation
+
+    def _address(
+        self,
+        confirmation: bool,
+        localAddress: LocalAddress | None,
+        nai: bytes,
+        entry: BindingCacheEntry | None,
+        now: float,
+        actions: list[Action],
+    ) -> tuple[str, int]:
+        """Rules 4 and 5: the Local Address the registration binds, and the
+        length of the LNP holding it; L{_Rejected} when it cannot have one."""
+        if confirmation:
+            if entry is None:
+                raise _Rejected(
+                    self.profile.bindingCacheEntryMissing, "no Binding Cache entry to confirm"
                 )
+            return entry.localAddress, entry.prefixLength
+        if localAddress is None:
+            if entry is not None:
+                return entry.localAddress, entry.prefixLength
+            return self._assignFirst(nai, now, actions)
+        requested = localAddress.address
+        if entry is not None and (requested == entry.localAddress or requested == "::"):
+            return entry.localAddress, entry.prefixLength
+        if requested == "::":
+            return self._assignFirst(nai, now, actions)
+        return self._resolve(requested, localAddress.prefixLength, nai, entry, now, actions)
+
+    def _create(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
+                nai: bytes, address: str, prefixLength: int, granted: int, now: float) -> None:
+        """Rule 6: a new binding; its tunnel before its PBA."""
+        expires = now + granted
+        tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
+        entry = BindingCacheEntry(
+            nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now
+        )
+        self.store.put(entry)
+        self._expiries.schedule(nai, expires, None)
+        self.revocations.cancel(careOf, nai)
+        # The tunnel before the PBA (draft 6.1).
+        actions.append(AddTunnel(tunnel))
+        if bu.ack:
+            actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+        self.counters["binding.created"] += 1
+        actions.append(
+            Note(
+                "binding.created",
+                {"nai": _naiText(nai), "address": address, "careOf": careOf,
+                 "lifetime": granted},
             )
-            return actions
+        )
 
-        if sameMpa and address == entry.localAddress:
-            # The hot path: a refresh. An extended binding keeps its heap item
-            # (requeued lazily); only a shortened one needs an earlier item.
-            if expires < entry.expires:
-                self._schedule(expires, nai)
-            entry.lifetime = granted
-            entry.expires = expires
-            entry.sequence = bu.sequence
-            entry.updated = now
-            store.put(entry)
-            if bu.ack:
-                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
-            return actions
+    def _refresh(self, actions: list[Action], bu: BindingUpdate, mpa: str,
+                 entry: BindingCacheEntry, granted: int, now: float) -> None:
+        """The hot path: a refresh from the same MPA for the same address,
+        which touches no tunnel. An extended binding keeps its heap item
+        (requeued lazily); only a shortened one needs an earlier item."""
+        expires = now + granted
+        self._expiries.schedule(entry.nai, expires, entry.expires)
+        entry.lifetime = granted
+        entry.expires = expires
+        entry.sequence = bu.sequence
+        entry.updated = now
+        self.store.put(entry)
+        if bu.ack:
+            actions.append(self._ack(bu.sequence, granted, entry.localAddress,
+                                     entry.prefixLength, mpa))
 
-        # A handover, a new address, or both.
-        old = entry
+    def _move(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
+              mnid: MobileNodeIdentifier, old: BindingCacheEntry, address: str,
+              prefixLength: int, granted: int, sameMpa: bool, now: float) -> None:
+        """Rules 5 and 8: a handover, a new address, or both: the old tunnel
+        goes, the new one comes, the PBA, then the previous MPA's revocation."""
+        nai = old.nai
+        expires = now + granted
         previous = old.careOfAddress
         oldTunnel = old.tunnel
         tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
-        if expires < old.expires:
-            self._schedule(expires, nai)
+        self._expiries.schedule(nai, expires, old.expires)
+        entry = old
         if address == old.localAddress:
             entry.careOfAddress = careOf
             entry.lifetime = granted
@@ -606,7 +583,7 @@ class LocalMobilityAnchor:
                 nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel,
                 old.created, now,
             )
-        store.put(entry)
+        self.store.put(entry)
         actions.append(RemoveTunnel(oldTunnel))
         actions.append(AddTunnel(tunnel))
         # The PBA first: the new MPA is never kept waiting for the old one.
@@ -614,7 +591,7 @@ class LocalMobilityAnchor:
             actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
         naiText = _naiText(nai)
         if sameMpa:
-            counters["binding.address-changed"] += 1
+            self.counters["binding.address-changed"] += 1
             actions.append(
                 Note(
                     "binding.address-changed",
@@ -622,10 +599,11 @@ class LocalMobilityAnchor:
                      "careOf": careOf},
                 )
             )
-            return actions
-        self._cancelRevocation(careOf, nai)
-        actions.append(self._revoke(previous, mnid, old.localAddress, old.prefixLength, now))
-        counters["pbu.handover"] += 1
+            return
+        self.revocations.cancel(careOf, nai)
+        actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
+                                               old.prefixLength, now))
+        self.counters["pbu.handover"] += 1
         actions.append(
             Note(
                 "binding.handover",
@@ -633,7 +611,6 @@ class LocalMobilityAnchor:
                  "previousAddress": old.localAddress},
             )
         )
-        return actions
 
     def _deregister(
         self,
@@ -814,23 +791,6 @@ class LocalMobilityAnchor:
 
     # --- expiry -------------------------------------------------------------
 
-    def _schedule(self, expires: float, nai: bytes) -> None:
-        heap = self._expiries
-        _heappush(heap, (expires, nai))
-        if len(heap) > self._heapLimit:
-            # Counting the store is not free: only when the heap passes the last limit.
-            limit = 2 * len(self.store) + _HEAP_SLACK
-            if len(heap) > limit:
-                self._compact()
-                limit = 2 * len(self.store) + _HEAP_SLACK
-            self._heapLimit = limit
-
-    def _compact(self) -> None:
-        """Rebuild the expiry heap from the live entries: one item each."""
-        self.counters["expiry-heap.compacted"] += 1
-        self._expiries = [(e.expires, e.nai) for e in self.store]
-        heapq.heapify(self._expiries)
-
     def _expire(self, entry: BindingCacheEntry, actions: list[Action]) -> None:
         self.store.remove(entry.nai)
         actions.append(RemoveTunnel(entry.tunnel))
@@ -845,113 +805,18 @@ class LocalMobilityAnchor:
 
     # --- revocation ---------------------------------------------------------
 
-    def _revoke(
-        self,
-        mpa: str,
-        mnid: MobileNodeIdentifier,
-        address: str,
-        prefixLength: int,
-        now: float,
-    ) -> SendMessage:
-        sequence = self._revocationSequence = (self._revocationSequence + 1) & _SEQUENCE_MASK
-        message = BindingRevocationIndication(
-            sequence,
-            RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
-            (mnid, LocalAddress(address, prefixLength)),
-            proxy=True,
-        )
-        due = now + self.revocationTimeout
-        key = (mpa, sequence)
-        self._revocations[key] = _Revocation(
-            message, mpa, mnid.identifier, now, self.revocationTimeout, due
-        )
-        self._revocationsByVisitor[mpa, mnid.identifier] = sequence
-        _heappush(self._revocationTimes, (due, mpa, sequence))
-        self.counters["bri.sent"] += 1
-        return SendMessage(message, mpa)
-
-    def _heldBackRevocation(self, entry: BindingCacheEntry) -> _Revocation | None:
-        """The revocation queued by the handover that gave C{entry} its tunnel,
-        if none of its copies has gone out (the first waited behind the tunnel)."""
-        nai = entry.nai
-        for (mpa, other), sequence in self._revocationsByVisitor.items():
-            if other != nai:
-                continue
-            revocation = self._revocations.get((mpa, sequence))
-            if (
-                revocation is not None
-                and revocation.issued == entry.updated
-                and revocation.retransmissions == 0
-            ):
-                return revocation
-        return None
-
-    def _cancelRevocation(self, mpa: str, nai: bytes) -> None:
-        """The MS registers at C{mpa} again: stop revoking its binding there."""
-        if not self._revocationsByVisitor:
-            return
-        sequence = self._revocationsByVisitor.pop((mpa, nai), None)
-        if sequence is not None and self._revocations.pop((mpa, sequence), None) is not None:
-            self.counters["bri.cancelled"] += 1
-
-    def _forget(self, revocation: _Revocation) -> None:
-        key = (revocation.destination, revocation.nai)
-        if self._revocationsByVisitor.get(key) == revocation.message.sequence:
-            del self._revocationsByVisitor[key]
-
-    def _retransmitRevocations(self, now: float, actions: list[Action]) -> None:
-        times = self._revocationTimes
-        revocations = self._revocations
-        while times and times[0][0] <= now:
-            due, mpa, sequence = _heappop(times)
-            revocation = revocations.get((mpa, sequence))
-            if revocation is None or revocation.due != due:
-                continue
-            if revocation.retransmissions >= self.revocationRetries:
-                del revocations[mpa, sequence]
-                self._forget(revocation)
-                self.counters["bri.given-up"] += 1
-                actions.append(
-                    Note(
-                        "revocation.given-up",
-                        {"nai": _naiText(revocation.nai), "mpa": mpa, "sequence": sequence,
-                         "retransmissions": revocation.retransmissions},
-                    )
-                )
-                continue
-            revocation.retransmissions += 1
-            revocation.interval *= 2
-            revocation.due = now + revocation.interval
-            _heappush(times, (revocation.due, mpa, sequence))
-            self.counters["bri.retransmitted"] += 1
-            actions.append(SendMessage(revocation.message, mpa))
-
     def _revocationAck(
         self, message: BindingRevocationAck, source: str, now: float
     ) -> list[Action]:
-        mpa = self._mpaOf(source)
-        revocation = None if mpa is None else self._revocations.pop((mpa, message.sequence), None)
-        if revocation is None:
-            self.counters["bra.unmatched"] += 1
-            return []
-        self._forget(revocation)
-        self.counters["bri.acknowledged"] += 1
-        if message.status != RevocationStatus.SUCCESS:
-            self.counters[f"bra.status.{message.status}"] += 1
+        self.revocations.acknowledged(self._mpaOf(source), message.sequence, message.status)
         return []
 
     # --- the rest -----------------------------------------------------------
 
     def _heartbeat(self, message: Heartbeat, source: str, now: float) -> list[Action]:
-        if message.response:
-            self.counters["heartbeat.response"] += 1
-            return []
-        if self._mpaOf(source) is None:
-            # Not a peer: answering would make the LMAP a reflector.
-            self.counters["heartbeat.refused"] += 1
-            return []
-        self.counters["heartbeat.answered"] += 1
-        return [SendMessage(Heartbeat(message.sequence, response=True), source)]
+        # Not a peer: answering would make the LMAP a reflector.
+        return list(answerHeartbeat(message, source, self._mpaOf(source) is not None,
+                                    self.counters))
 
     def _bindingErrorAllowed(self, now: float) -> bool:
         """A token bucket of C{bindingErrorRate} per second, burst the same."""

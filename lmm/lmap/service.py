@@ -186,6 +186,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
         profile=profile,
         revocationTimeout=values["revocation.timeout"],
         revocationRetries=values["revocation.max_retries"],
+        revocationMaxInterval=values["revocation.max_interval"],
     )
     return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],

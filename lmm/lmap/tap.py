@@ -13,6 +13,7 @@ from lmm.daemon import (
     DaemonOptions,
     configErrorExit,
 )
+from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 SETTINGS = [
     Setting("lmap.address", config.ipv6Address,
@@ -27,6 +28,8 @@ SETTINGS = [
             help="first Binding Revocation Indication retransmission timeout, seconds"),
     Setting("revocation.max_retries", config.integer(0, 10), 3,
             help="Binding Revocation Indication retransmissions before giving up"),
+    Setting("revocation.max_interval", config.number(0.01, 3600), MAX_BINDACK_TIMEOUT,
+            help="longest interval between retransmissions, seconds (the back-off's cap)"),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
     *TUNNEL_SETTINGS,

@@ -1,0 +1,179 @@
+"""
+The LMAP's Binding Revocation Indications waiting for their acknowledgement,
+as a pure sub-machine of the anchor (L{lmm.lmap.anchor.LocalMobilityAnchor}
+owns one): the indication's sequence numbers, its retransmission with the
+protocol's one back-off, the acknowledgements, the give-up (RFC 5846 6.1 and
+6.2, draft 6.4).
+
+Rules:
+
+ 1. An indication (trigger "inter-MAG handover, unknown", P set, the NAI and
+    the previous Local Address) takes the next number of one LMAP-wide 16-bit
+    counter (L{lmm.signaling.SequenceCounter}).
+ 2. It is retransmitted after C{revocation_timeout}, the interval doubling
+    each time up to the cap (L{lmm.signaling.RetransmissionPolicy}), up to
+    C{revocation_max_retries} times; one more interval without an
+    acknowledgement and the LMAP gives up.
+ 3. An acknowledgement from that MPA with that sequence number ends it,
+    whatever its status (a status other than success is counted).
+ 4. A pending revocation towards an MPA is cancelled when the same MS
+    registers there again (it came back).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from lmm.actions import Note, SendMessage
+from lmm.mh import (
+    BindingRevocationIndication,
+    LocalAddress,
+    MobileNodeIdentifier,
+    RevocationStatus,
+    RevocationTrigger,
+)
+from lmm.signaling import Deadlines, RetransmissionPolicy, SequenceCounter
+
+#: What the revocations count, in the anchor's counters.
+COUNTERS = {
+    "bri.sent": "Binding Revocation Indications sent (a handover)",
+    "bri.retransmitted": "indications sent again",
+    "bri.acknowledged": "indications acknowledged",
+    "bra.status.<status>": "acknowledgements with another status than success",
+    "bri.given-up": "indications given up",
+    "bri.cancelled": "revocations stopped: the MS came back to that MPA",
+    "bra.unmatched": "acknowledgements answering no indication in flight",
+    "revocation-heap.compacted": "rebuilds of the revocations' timer heap",
+}
+
+
+class Revocation:
+    """A Binding Revocation Indication waiting for its acknowledgement."""
+
+    __slots__ = ("message", "destination", "nai", "issued", "retransmissions", "interval", "due")
+
+    def __init__(self, message: BindingRevocationIndication, destination: str, nai: bytes,
+                 issued: float, interval: float) -> None:
+        self.message = message
+        self.destination = destination
+        self.nai = nai
+        # The handover's time: tells which revocation a failed tunnel held back.
+        self.issued = issued
+        self.retransmissions = 0
+        self.interval = interval
+        self.due = issued + interval
+
+
+class Revocations:
+    """The LMAP's revocations in flight; see the module docstring for the rules."""
+
+    def __init__(self, policy: RetransmissionPolicy, counters: Counter[str]) -> None:
+        self.policy = policy
+        self.counters = counters
+        self.sequence = SequenceCounter()
+        self._pending: dict[tuple[str, int], Revocation] = {}
+        self._byVisitor: dict[tuple[str, bytes], int] = {}
+        self._deadlines: Deadlines[tuple[str, int]] = Deadlines(
+            self._due, self._scheduled, self.__len__, counters, "revocation-heap.compacted"
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _due(self, key: tuple[str, int]) -> float | None:
+        revocation = self._pending.get(key)
+        return None if revocation is None else revocation.due
+
+    def _scheduled(self) -> list[tuple[float, tuple[str, int]]]:
+        return [(r.due, key) for key, r in self._pending.items()]
+
+    def revoke(self, mpa: str, mnid: MobileNodeIdentifier, address: str, prefixLength: int,
+               now: float) -> SendMessage:
+        """Rule 1: the indication to C{mpa} for the MS's binding there."""
+        sequence = self.sequence.next()
+        message = BindingRevocationIndication(
+            sequence,
+            RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+            (mnid, LocalAddress(address, prefixLength)),
+            proxy=True,
+        )
+        key = (mpa, sequence)
+        revocation = self._pending[key] = Revocation(
+            message, mpa, mnid.identifier, now, self.policy.initial
+        )
+        self._byVisitor[mpa, mnid.identifier] = sequence
+        self._deadlines.schedule(key, revocation.due, None)
+        self.counters["bri.sent"] += 1
+        return SendMessage(message, mpa)
+
+    def cancel(self, mpa: str, nai: bytes) -> None:
+        """Rule 4: the MS registers at C{mpa} again: stop revoking its binding there."""
+        if not self._byVisitor:
+            return
+        sequence = self._byVisitor.pop((mpa, nai), None)
+        if sequence is not None and self._pending.pop((mpa, sequence), None) is not None:
+            self.counters["bri.cancelled"] += 1
+
+    def acknowledged(self, mpa: str | None, sequence: int, status: int) -> bool:
+        """Rule 3: an acknowledgement from C{mpa} (None: no MPA); whether it
+        answered an indication in flight."""
+        revocation = None if mpa is None else self._pending.pop((mpa, sequence), None)
+        if revocation is None:
+            self.counters["bra.unmatched"] += 1
+            return False
+        self._forget(revocation)
+        self.counters["bri.acknowledged"] += 1
+        if status != RevocationStatus.SUCCESS:
+            self.counters[f"bra.status.{status}"] += 1
+        return True
+
+    def heldBack(self, nai: bytes, issued: float) -> Revocation | None:
+        """The revocation of C{nai}'s binding issued at C{issued} (by the
+        handover that gave its entry its tunnel), if none of its copies has
+        gone out (the first waited behind the tunnel)."""
+        for (mpa, other), sequence in self._byVisitor.items():
+            if other != nai:
+                continue
+            revocation = self._pending.get((mpa, sequence))
+            if (revocation is not None and revocation.issued == issued
+                    and revocation.retransmissions == 0):
+                return revocation
+        return None
+
+    def _forget(self, revocation: Revocation) -> None:
+        key = (revocation.destination, revocation.nai)
+        if self._byVisitor.get(key) == revocation.message.sequence:
+            del self._byVisitor[key]
+
+    def tick(self, now: float, actions: list[object]) -> None:
+        """Rule 2: the retransmissions and give-ups due by C{now}."""
+        policy = self.policy
+        for key in self._deadlines.due(now):
+            revocation = self._pending[key]
+            mpa, sequence = key
+            if policy.exhausted(revocation.retransmissions):
+                del self._pending[key]
+                self._forget(revocation)
+                self.counters["bri.given-up"] += 1
+                actions.append(
+                    Note("revocation.given-up",
+                         {"nai": revocation.nai.decode("utf-8", "replace"), "mpa": mpa,
+                          "sequence": sequence,
+                          "retransmissions": revocation.retransmissions})
+                )
+                continue
+            revocation.retransmissions += 1
+            revocation.interval = policy.backOff(revocation.interval)
+            revocation.due = now + revocation.interval
+            self._deadlines.schedule(key, revocation.due, None)
+            self.counters["bri.retransmitted"] += 1
+            actions.append(SendMessage(revocation.message, mpa))
+
+    def nextDeadline(self) -> float | None:
+        return self._deadlines.next()
+
+    def clear(self) -> None:
+        """The daemon stops: nothing is waited for any more."""
+        self._pending.clear()
+        self._byVisitor.clear()
+        self._deadlines.clear()
