@@ -404,8 +404,8 @@ class LocalMobilityAnchor:
     def _bindingUpdate(self, bu: BindingUpdate, source: str, now: float) -> list[Action]:
         """Rules 1-9: a Binding Update from C{source}, in protocol steps:
         the request's options (L{_request}), the entry and its sequence
-        number, a deregistration, the address (L{_address}), then create,
-        refresh or move the binding."""
+        number, a deregistration, the address (L{_address}), then create
+        (L{_create}), refresh or move (L{_move}) the binding."""
         actions: list[Action] = []
         nai: bytes | None = None
         try:
@@ -448,7 +448,19 @@ class LocalMobilityAnchor:
         if entry is None:
             self._create(actions, bu, mpa, careOf, nai, address, prefixLength, granted, now)
         elif sameMpa and address == entry.localAddress:
-            self._refresh(actions, bu, mpa, entry, granted, now)
+            # The hot path, inline: a refresh touches no tunnel. An extended
+            # binding keeps its heap item (requeued lazily); only a shortened
+            # one needs an earlier item.
+            expires = now + granted
+            if expires < entry.expires:
+                self._expiries.schedule(nai, expires, entry.expires)
+            entry.lifetime = granted
+            entry.expires = expires
+            entry.sequence = bu.sequence
+            entry.updated = now
+            self.store.put(entry)
+            if bu.ack:
+                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
         else:
             self._move(actions, bu, mpa, careOf, mnid, entry, address, prefixLength, granted,
                        sameMpa, now)
@@ -541,22 +553,6 @@ class LocalMobilityAnchor:
                  "lifetime": granted},
             )
         )
-
-    def _refresh(self, actions: list[Action], bu: BindingUpdate, mpa: str,
-                 entry: BindingCacheEntry, granted: int, now: float) -> None:
-        """The hot path: a refresh from the same MPA for the same address,
-        which touches no tunnel. An extended binding keeps its heap item
-        (requeued lazily); only a shortened one needs an earlier item."""
-        expires = now + granted
-        self._expiries.schedule(entry.nai, expires, entry.expires)
-        entry.lifetime = granted
-        entry.expires = expires
-        entry.sequence = bu.sequence
-        entry.updated = now
-        self.store.put(entry)
-        if bu.ack:
-            actions.append(self._ack(bu.sequence, granted, entry.localAddress,
-                                     entry.prefixLength, mpa))
 
     def _move(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
               mnid: MobileNodeIdentifier, old: BindingCacheEntry, address: str,
