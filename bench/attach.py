@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
@@ -88,6 +89,109 @@ def summary(name: str, values: list[float]) -> str:
             f"min {min(ms):6.2f}   mean {statistics.fmean(ms):6.2f}   max {max(ms):6.2f}")
 
 
+def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lmapNs: Namespace,
+                 mpaNs: Namespace, access: str, daemons: list[Daemon]) -> tuple[Any, str]:
+    """The LMAP and the MPA (and FreeRADIUS, with --aaa radius), appended to
+    C{daemons} as they start; the RADIUS server (or None) and the MPA's
+    control socket."""
+    server = None
+    lmapConfig = writeConfig(os.path.join(folder, "lmap.toml"), {
+        "lmap": {"address": LMAP, "local_network_prefixes": [PREFIX + "/64"],
+                 "mpas": ["fd00:be::/64"]},
+        "log": {"level": "info", "summary_interval": 0},
+    })
+    daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))
+                   .start("listening for Proxy Binding Updates"))
+    if args.aaa == "radius":
+        server = callIn(mpaNs, freeradius.start, extraUsers=radiusUsers(stations))
+        aaa = (f'backend = "radius"\n[aaa.options]\nservers = [{{ address = "127.0.0.1", '
+               f'port = {server.port}, secret = "{server.secret.decode()}" }}]\n')
+    else:
+        profiles = profileFile(os.path.join(folder, "profiles.toml"), stations)
+        aaa = f'backend = "file"\n[aaa.options]\npath = "{profiles}"\n'
+    control = os.path.join(folder, "mpa.sock")
+    mpaConfig = os.path.join(folder, "mpa.toml")
+    with open(mpaConfig, "w") as f:
+        f.write(f'[mpa]\naddress = "{MPA}"\nlmap = "{LMAP}"\naccess_interfaces = '
+                f'["{access}"]\n[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
+                f'[log]\nlevel = "info"\nsummary_interval = 0\n')
+    daemons.append(Daemon(mpaNs, "lmm-mpa", mpaConfig, os.path.join(folder, "mpa.log"))
+                   .start("MPA ready"))
+    return server, control
+
+
+def _seenRA(data: bytes, where: tuple, byMac: dict[bytes, int]) -> int:  # type: ignore[type-arg]
+    """The MS an RA on the access link went to, or -1."""
+    i = byMac.get(data[:6], -1)
+    if where[2] == socket.PACKET_OUTGOING or i < 0:
+        return -1
+    try:
+        message = nd.decodeFrame(data).message
+    except nd.NDError:
+        return -1
+    return i if isinstance(message, nd.RouterAdvertisement) else -1
+
+
+def _seenPBA(data: bytes, byAddress: dict[str, int]) -> int:
+    """The MS a PBA with status 0 on the backbone answers, or -1."""
+    if len(data) <= 54 or data[20] != mh.IPPROTO_MH:
+        return -1
+    try:
+        ack = mh.decode(data[54:])
+    except mh.MobilityHeaderError:
+        return -1
+    option = (ack.option(mh.LocalAddress)
+              if isinstance(ack, mh.BindingAck) and ack.status == 0 else None)
+    return -1 if option is None else byAddress.get(option.address, -1)
+
+
+def attachBatch(batch: range, stations: list[str], msSocket: socket.socket,
+                pbaSocket: socket.socket) -> tuple[dict[int, float], dict[int, float],
+                                                   dict[int, float]]:
+    """The first frames of C{batch} back to back; when each was sent, and
+    when its RA and its PBA were seen."""
+    byMac = {bytes.fromhex(stations[i].replace(":", "")): i for i in batch}
+    byAddress = {address(i): i for i in batch}
+    sent: dict[int, float] = {}
+    seen: dict[socket.socket, dict[int, float]] = {msSocket: {}, pbaSocket: {}}
+    for i in batch:
+        frame = nd.buildRouterSolicitation(stations[i], nd.linkLocalFromMac(stations[i]))
+        sent[i] = time.perf_counter()
+        msSocket.send(frame)
+    deadline = time.perf_counter() + 2.0 + len(batch) * 0.01
+    while any(len(times) < len(batch) for times in seen.values()) \
+            and time.perf_counter() < deadline:
+        readable, _, _ = select.select([msSocket, pbaSocket], [], [], 0.1)
+        for sock in readable:
+            while True:
+                try:
+                    data, where = sock.recvfrom(4096)
+                except BlockingIOError:
+                    break
+                now = time.perf_counter()
+                i = (_seenRA(data, where, byMac) if sock is msSocket
+                     else _seenPBA(data, byAddress))
+                if i >= 0:
+                    seen[sock].setdefault(i, now)
+    return sent, seen[msSocket], seen[pbaSocket]
+
+
+def report(args: argparse.Namespace, control: str, ra: list[float], pba: list[float],
+           lost: int) -> int:
+    visitors = ask(control, "visitors")["visitors"]
+    registered = sum(1 for v in visitors if v["state"] == "registered")
+    how = "one after the other" if args.batch == 1 else f"in batches of {args.batch}"
+    print(f"lmm-mpa attach latency, {args.aaa} AAA, {args.count} new MSs {how} "
+          f"({lost} without an RA or PBA in time; {registered} registered)")
+    if ra:
+        print(summary("first frame -> RA", ra))
+        print(summary("first frame -> PBA", pba))
+        ok = percentile(pba, 50) < 0.020 and percentile(pba, 99) < 0.050 \
+            and percentile(ra, 50) < 0.020 and percentile(ra, 99) < 0.050
+        print(f"target p50 < 20 ms, p99 < 50 ms: {'met' if ok else 'MISSED'}")
+    return 0 if ra and not lost else 1
+
+
 def run(args: argparse.Namespace, folder: str) -> int:
     stations = macs(args.count)
     lmapNs = Namespace.create("blmap")
@@ -99,28 +203,7 @@ def run(args: argparse.Namespace, folder: str) -> int:
         backboneMpa = link(lmapNs, mpaNs, LMAP, MPA)[1]
         msNs.sysctl("net.ipv6.conf.default.disable_ipv6", 1)  # the MSs are the bench's frames
         access, msEnd = link(mpaNs, msNs, None, None)
-        lmapConfig = writeConfig(os.path.join(folder, "lmap.toml"), {
-            "lmap": {"address": LMAP, "local_network_prefixes": [PREFIX + "/64"],
-                     "mpas": ["fd00:be::/64"]},
-            "log": {"level": "info", "summary_interval": 0},
-        })
-        daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))
-                       .start("listening for Proxy Binding Updates"))
-        if args.aaa == "radius":
-            server = callIn(mpaNs, freeradius.start, extraUsers=radiusUsers(stations))
-            aaa = (f'backend = "radius"\n[aaa.options]\nservers = [{{ address = "127.0.0.1", '
-                   f'port = {server.port}, secret = "{server.secret.decode()}" }}]\n')
-        else:
-            profiles = profileFile(os.path.join(folder, "profiles.toml"), stations)
-            aaa = f'backend = "file"\n[aaa.options]\npath = "{profiles}"\n'
-        control = os.path.join(folder, "mpa.sock")
-        mpaConfig = os.path.join(folder, "mpa.toml")
-        with open(mpaConfig, "w") as f:
-            f.write(f'[mpa]\naddress = "{MPA}"\nlmap = "{LMAP}"\naccess_interfaces = '
-                    f'["{access}"]\n[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
-                    f'[log]\nlevel = "info"\nsummary_interval = 0\n')
-        daemons.append(Daemon(mpaNs, "lmm-mpa", mpaConfig, os.path.join(folder, "mpa.log"))
-                       .start("MPA ready"))
+        server, control = startDaemons(args, folder, stations, lmapNs, mpaNs, access, daemons)
 
         msSocket = socketIn(msNs, socket.AF_PACKET, socket.SOCK_RAW, 0)
         msSocket.bind((msEnd, ETH_P_ALL))
@@ -134,47 +217,7 @@ def run(args: argparse.Namespace, folder: str) -> int:
         lost = 0
         for first in range(0, len(stations), args.batch):
             batch = range(first, min(first + args.batch, len(stations)))
-            byMac = {bytes.fromhex(stations[i].replace(":", "")): i for i in batch}
-            byAddress = {address(i): i for i in batch}
-            sent: dict[int, float] = {}
-            seenRA: dict[int, float] = {}
-            seenPBA: dict[int, float] = {}
-            for i in batch:
-                frame = nd.buildRouterSolicitation(stations[i], nd.linkLocalFromMac(stations[i]))
-                sent[i] = time.perf_counter()
-                msSocket.send(frame)
-            deadline = time.perf_counter() + 2.0 + len(batch) * 0.01
-            while (len(seenRA) < len(batch) or len(seenPBA) < len(batch)) \
-                    and time.perf_counter() < deadline:
-                readable, _, _ = select.select([msSocket, pbaSocket], [], [], 0.1)
-                for sock in readable:
-                    while True:
-                        try:
-                            data, where = sock.recvfrom(4096)
-                        except BlockingIOError:
-                            break
-                        now = time.perf_counter()
-                        if sock is msSocket:
-                            i = byMac.get(data[:6], -1)
-                            if where[2] == socket.PACKET_OUTGOING or i < 0 or i in seenRA:
-                                continue
-                            try:
-                                message = nd.decodeFrame(data).message
-                            except nd.NDError:
-                                continue
-                            if isinstance(message, nd.RouterAdvertisement):
-                                seenRA[i] = now
-                        elif len(data) > 54 and data[20] == mh.IPPROTO_MH:
-                            try:
-                                ack = mh.decode(data[54:])
-                            except mh.MobilityHeaderError:
-                                continue
-                            option = (ack.option(mh.LocalAddress)
-                                      if isinstance(ack, mh.BindingAck) and ack.status == 0
-                                      else None)
-                            i = -1 if option is None else byAddress.get(option.address, -1)
-                            if i >= 0 and i not in seenPBA:
-                                seenPBA[i] = now
+            sent, seenRA, seenPBA = attachBatch(batch, stations, msSocket, pbaSocket)
             for i in batch:
                 if i in seenRA and i in seenPBA:
                     ra.append(seenRA[i] - sent[i])
@@ -183,19 +226,7 @@ def run(args: argparse.Namespace, folder: str) -> int:
                     lost += 1
             if args.gap:
                 time.sleep(args.gap)
-
-        visitors = ask(control, "visitors")["visitors"]
-        registered = sum(1 for v in visitors if v["state"] == "registered")
-        how = "one after the other" if args.batch == 1 else f"in batches of {args.batch}"
-        print(f"lmm-mpa attach latency, {args.aaa} AAA, {args.count} new MSs {how} "
-              f"({lost} without an RA or PBA in time; {registered} registered)")
-        if ra:
-            print(summary("first frame -> RA", ra))
-            print(summary("first frame -> PBA", pba))
-            ok = percentile(pba, 50) < 0.020 and percentile(pba, 99) < 0.050 \
-                and percentile(ra, 50) < 0.020 and percentile(ra, 99) < 0.050
-            print(f"target p50 < 20 ms, p99 < 50 ms: {'met' if ok else 'NOT met'}")
-        return 0 if ra and not lost else 1
+        return report(args, control, ra, pba, lost)
     finally:
         for daemon in reversed(daemons):
             daemon.stop()

@@ -374,57 +374,67 @@ class Timeline:
         y = top + plotH + 40
         # One strip per phase: each label in a row of its own where it would overlap
         # another (rows from the top; a leader line from the label down to its mark).
-        colours = {"wire": "#7b2d8e", "ms": "#1b7837", "ping": "#1f5fbf", "lab": "#000"}
         for phase in self.phases:
-            events = phase.events
-            last = max([e.when for e in events] + [phase.start + 0.005])
-            stripSpan = (last - phase.start) * 1.1 + 0.002
-
-            def sx(when: float, start: float = phase.start, s: float = stripSpan) -> float:
-                return left + plotW * (when - start + 0.001) / s
-
-            lost = f"; {phase.lost} of {phase.sent} pings lost" if phase.sent else ""
-            parts.append(f'<text x="{left}" y="{y}" font-size="13" font-weight="bold">'
-                         f"{escape(phase.title)} at {(phase.start - self.origin) * 1000:.1f} ms"
-                         f"{escape(lost)}</text>")
-            labels = []
-            for event in events:
-                xx = sx(event.when)
-                text = (f"{event.source}: {event.label} "
-                        f"(+{(event.when - phase.start) * 1000:.1f})")
-                # To the right of the mark, or to its left where it would leave the picture.
-                anchor = "start" if xx + 3 + textWidth(text, 10) <= width - 4 else "end"
-                tx = xx + 3 if anchor == "start" else xx - 3
-                labels.append((event, xx, tx, anchor, text))
-            spans = []
-            for _, xx, tx, anchor, text in labels:
-                x0, _, x1, _ = textBox(tx, 0, 10, text, anchor)
-                spans.append((x0, x1, xx))
-            rowOf = packRows(spans)
-            rows = max(rowOf, default=0) + 1
-            axisY = y + 20 + rows * 14
-            parts.append(f'<line x1="{left}" y1="{axisY}" x2="{left + plotW}" y2="{axisY}" '
-                         f'stroke="#444"/>')
-            for t in _ticks(stripSpan * 1000):
-                xx = sx(phase.start + t / 1000)
-                if xx <= left + plotW:
-                    parts.append(f'<text x="{xx:.1f}" y="{axisY + 14}" font-size="10" '
-                                 f'text-anchor="middle">+{t:g} ms</text>')
-            for (event, xx, tx, anchor, text), row in zip(labels, rowOf):
-                ty = y + 16 + row * 14
-                colour = colours.get(event.source, "#b35806")
-                parts.append(f'<line x1="{xx:.1f}" y1="{ty + 2}" x2="{xx:.1f}" y2="{axisY}" '
-                             f'stroke="{colour}" stroke-width="0.8" stroke-opacity="0.6"/>')
-                parts.append(f'<circle cx="{xx:.1f}" cy="{axisY}" r="2.5" fill="{colour}"/>')
-                parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="10" fill="{colour}" '
-                             f'text-anchor="{anchor}">{escape(text)}</text>')
-            y = axisY + 40
+            y = self._strip(phase, y, parts, left, plotW, width)
         height = y
         return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
                 f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
                 f'viewBox="0 0 {width} {height}" font-family="sans-serif">\n'
                 f'<rect width="{width}" height="{height}" fill="white"/>\n'
                 + "\n".join(parts) + "\n</svg>\n")
+
+
+    def _strip(self, phase: Phase, y: int, parts: list[str], left: int, plotW: int,
+               width: int) -> int:
+        """One phase's strip at C{y}: its events as labelled marks on its own
+        time axis; where the next strip starts."""
+        colours = _SOURCE_COLOURS
+        events = phase.events
+        last = max([e.when for e in events] + [phase.start + 0.005])
+        stripSpan = (last - phase.start) * 1.1 + 0.002
+
+        def sx(when: float, start: float = phase.start, s: float = stripSpan) -> float:
+            return left + plotW * (when - start + 0.001) / s
+
+        lost = f"; {phase.lost} of {phase.sent} pings lost" if phase.sent else ""
+        parts.append(f'<text x="{left}" y="{y}" font-size="13" font-weight="bold">'
+                     f"{escape(phase.title)} at {(phase.start - self.origin) * 1000:.1f} ms"
+                     f"{escape(lost)}</text>")
+        labels = []
+        for event in events:
+            xx = sx(event.when)
+            text = (f"{event.source}: {event.label} "
+                    f"(+{(event.when - phase.start) * 1000:.1f})")
+            # To the right of the mark, or to its left where it would leave the picture.
+            anchor = "start" if xx + 3 + textWidth(text, 10) <= width - 4 else "end"
+            tx = xx + 3 if anchor == "start" else xx - 3
+            labels.append((event, xx, tx, anchor, text))
+        spans = []
+        for _, xx, tx, anchor, text in labels:
+            x0, _, x1, _ = textBox(tx, 0, 10, text, anchor)
+            spans.append((x0, x1, xx))
+        rowOf = packRows(spans)
+        rows = max(rowOf, default=0) + 1
+        axisY = y + 20 + rows * 14
+        parts.append(f'<line x1="{left}" y1="{axisY}" x2="{left + plotW}" y2="{axisY}" '
+                     f'stroke="#444"/>')
+        for t in _ticks(stripSpan * 1000):
+            xx = sx(phase.start + t / 1000)
+            if xx <= left + plotW:
+                parts.append(f'<text x="{xx:.1f}" y="{axisY + 14}" font-size="10" '
+                             f'text-anchor="middle">+{t:g} ms</text>')
+        for (event, xx, tx, anchor, text), row in zip(labels, rowOf):
+            ty = y + 16 + row * 14
+            colour = colours.get(event.source, "#b35806")
+            parts.append(f'<line x1="{xx:.1f}" y1="{ty + 2}" x2="{xx:.1f}" y2="{axisY}" '
+                         f'stroke="{colour}" stroke-width="0.8" stroke-opacity="0.6"/>')
+            parts.append(f'<circle cx="{xx:.1f}" cy="{axisY}" r="2.5" fill="{colour}"/>')
+            parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="10" fill="{colour}" '
+                         f'text-anchor="{anchor}">{escape(text)}</text>')
+        return axisY + 40
+
+
+_SOURCE_COLOURS = {"wire": "#7b2d8e", "ms": "#1b7837", "ping": "#1f5fbf", "lab": "#000"}
 
 
 # --- label layout ---------------------------------------------------------------------------

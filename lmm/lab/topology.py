@@ -238,15 +238,80 @@ def _inPrefix(path: str, address: str, prefix: str, key: str) -> str:
     return address
 
 
-def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
-    """Read and check a topology file; L{TopologyError} names what is wrong."""
+def _readToml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise TopologyError(f"{path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise TopologyError(f"{path}: {e}") from None
+
+
+def _station(path: str, table: dict[str, Any], where: str, names: list[str],
+             prefix: str) -> MSSpec:
+    """One C{[[ms]]} table."""
+    _unknown(path, table, {"name", "mac", "attach", "accept", "address", "local_address",
+                           "session_timeout", "may_choose_address"}, where)
+    attach = _get(path, table, "attach", str, where, names[0])
+    if attach not in names:
+        raise TopologyError(f"{path}: {where}attach: no MPA named {attach!r}")
+    mac = _get(path, table, "mac", str, where, "") or randomMac()
+    method = _get(path, table, "address", str, where, "slaac")
+    if method not in ADDRESS_MODES:
+        raise TopologyError(f"{path}: {where}address: expected one of "
+                            f"{', '.join(ADDRESS_MODES)}, got {method!r}")
+    localAddress = None
+    if "local_address" in table:
+        if method != "manual":
+            raise TopologyError(f"{path}: {where}local_address: only for an MS whose "
+                                f"address is manual")
+        localAddress = _inPrefix(path, _address(path, _get(path, table, "local_address",
+                                                           str, where),
+                                                where + "local_address"),
+                                 prefix, where + "local_address")
+    sessionTimeout = None
+    if "session_timeout" in table:
+        sessionTimeout = _get(path, table, "session_timeout", int, where)
+        if isinstance(sessionTimeout, bool) or sessionTimeout < 1:
+            raise TopologyError(f"{path}: {where}session_timeout: expected whole "
+                                f"seconds, at least 1, got {sessionTimeout!r}")
+    return MSSpec(_get(path, table, "name", str, where), mac.lower(), attach,
+                  _get(path, table, "accept", bool, where, True), method,
+                  localAddress, sessionTimeout,
+                  _get(path, table, "may_choose_address", bool, where, True))
+
+
+def _kea(path: str, table: dict[str, Any], backbonePrefix: str, prefix: str,
+         taken: list[str]) -> KeaSpec:
+    """The C{[kea]} table."""
+    _unknown(path, table, {"address", "pool", "renew_timer", "rebind_timer",
+                           "preferred_lifetime", "valid_lifetime"}, "kea.")
+    default = defaultKea(backbonePrefix, prefix)
+    address = _inPrefix(path, _address(path, _get(path, table, "address", str, "kea.",
+                                                  default.address), "kea.address"),
+                        backbonePrefix, "kea.address")
+    if address in taken:
+        raise TopologyError(f"{path}: kea.address: {address} is taken by the LMAP or an MPA")
+    pool = _get(path, table, "pool", str, "kea.", default.pool)
+    bounds = pool.split("-")
+    if len(bounds) != 2:
+        raise TopologyError(f"{path}: kea.pool: expected FIRST-LAST, got {pool!r}")
+    first, last = (_inPrefix(path, _address(path, b.strip(), "kea.pool"), prefix,
+                             "kea.pool") for b in bounds)
+    if ipaddress.IPv6Address(first) > ipaddress.IPv6Address(last):
+        raise TopologyError(f"{path}: kea.pool: {first} comes after {last}")
+    timers = [_get(path, table, key, int, "kea.", getattr(default, attribute))
+              for key, attribute in (("renew_timer", "renewTimer"),
+                                     ("rebind_timer", "rebindTimer"),
+                                     ("preferred_lifetime", "preferredLifetime"),
+                                     ("valid_lifetime", "validLifetime"))]
+    return KeaSpec(address, f"{first}-{last}", *timers)
+
+
+def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
+    """Read and check a topology file; L{TopologyError} names what is wrong."""
+    data = _readToml(path)
     _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "kea", "overrides", "demo"}, "")
     lab = data.get("lab", {})
     _unknown(path, lab, {"tunnel", "aaa", "association_reports"}, "lab.")
@@ -274,63 +339,12 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     names = [m.name for m in mpas]
     if not mpas or len(set(names)) != len(names):
         raise TopologyError(f"{path}: mpa: at least one, with distinct names")
-    stations = []
-    for i, table in enumerate(_get(path, data, "ms", list, "")):
-        where = f"ms[{i}]."
-        _unknown(path, table, {"name", "mac", "attach", "accept", "address", "local_address",
-                               "session_timeout", "may_choose_address"}, where)
-        attach = _get(path, table, "attach", str, where, names[0])
-        if attach not in names:
-            raise TopologyError(f"{path}: {where}attach: no MPA named {attach!r}")
-        mac = _get(path, table, "mac", str, where, "") or randomMac()
-        method = _get(path, table, "address", str, where, "slaac")
-        if method not in ADDRESS_MODES:
-            raise TopologyError(f"{path}: {where}address: expected one of "
-                                f"{', '.join(ADDRESS_MODES)}, got {method!r}")
-        localAddress = None
-        if "local_address" in table:
-            if method != "manual":
-                raise TopologyError(f"{path}: {where}local_address: only for an MS whose "
-                                    f"address is manual")
-            localAddress = _inPrefix(path, _address(path, _get(path, table, "local_address",
-                                                               str, where),
-                                                    where + "local_address"),
-                                     prefix, where + "local_address")
-        sessionTimeout = None
-        if "session_timeout" in table:
-            sessionTimeout = _get(path, table, "session_timeout", int, where)
-            if isinstance(sessionTimeout, bool) or sessionTimeout < 1:
-                raise TopologyError(f"{path}: {where}session_timeout: expected whole "
-                                    f"seconds, at least 1, got {sessionTimeout!r}")
-        stations.append(MSSpec(_get(path, table, "name", str, where), mac.lower(), attach,
-                               _get(path, table, "accept", bool, where, True), method,
-                               localAddress, sessionTimeout,
-                               _get(path, table, "may_choose_address", bool, where, True)))
+    stations = [_station(path, table, f"ms[{i}].", names, prefix)
+                for i, table in enumerate(_get(path, data, "ms", list, ""))]
     keaSpec = None
     if "kea" in data:
-        table = _get(path, data, "kea", dict, "")
-        _unknown(path, table, {"address", "pool", "renew_timer", "rebind_timer",
-                               "preferred_lifetime", "valid_lifetime"}, "kea.")
-        default = defaultKea(backbonePrefix, prefix)
-        address = _inPrefix(path, _address(path, _get(path, table, "address", str, "kea.",
-                                                      default.address), "kea.address"),
-                            backbonePrefix, "kea.address")
-        if address in [lmapAddress] + [m.address for m in mpas]:
-            raise TopologyError(f"{path}: kea.address: {address} is taken by the LMAP or an MPA")
-        pool = _get(path, table, "pool", str, "kea.", default.pool)
-        bounds = pool.split("-")
-        if len(bounds) != 2:
-            raise TopologyError(f"{path}: kea.pool: expected FIRST-LAST, got {pool!r}")
-        first, last = (_inPrefix(path, _address(path, b.strip(), "kea.pool"), prefix,
-                                 "kea.pool") for b in bounds)
-        if ipaddress.IPv6Address(first) > ipaddress.IPv6Address(last):
-            raise TopologyError(f"{path}: kea.pool: {first} comes after {last}")
-        timers = [_get(path, table, key, int, "kea.", getattr(default, attribute))
-                  for key, attribute in (("renew_timer", "renewTimer"),
-                                         ("rebind_timer", "rebindTimer"),
-                                         ("preferred_lifetime", "preferredLifetime"),
-                                         ("valid_lifetime", "validLifetime"))]
-        keaSpec = KeaSpec(address, f"{first}-{last}", *timers)
+        keaSpec = _kea(path, _get(path, data, "kea", dict, ""), backbonePrefix, prefix,
+                       [lmapAddress] + [m.address for m in mpas])
     overrides = _get(path, data, "overrides", dict, "", {}) if "overrides" in data else {}
     _unknown(path, overrides, {"lmap", "mpa"}, "overrides.")
     demo = data.get("demo", {})
@@ -866,12 +880,27 @@ class Lab:
             return list(self.stopped)
         problems: list[str] = []
         self.stopped = problems
+        for step in (self._stopClients, self._stopDaemons, self._stopCaptures,
+                     self._stopRadius, self._stopKea, self._deleteNamespaces):
+            step(problems)
+        for path in [self.path(STATE_FILE)] + [
+                self.controlPath(name)
+                for name in ["lmap"] + [spec.name for spec in self.topology.mpas]]:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return problems
+
+    def _stopClients(self, problems: list[str]) -> None:
         for station in self.stations.values():
             if station.client is not None:
                 try:
                     station.client.stop()
                 except Exception as e:
                     problems.append(f"stopping {station.spec.name}'s dhclient: {e}")
+
+    def _stopDaemons(self, problems: list[str]) -> None:
         for name, daemon in self.daemons.items():
             try:
                 status = daemon.stop()
@@ -881,6 +910,8 @@ class Lab:
                     problems.append(f"{name} logged a traceback ({daemon.logPath})")
             except Exception as e:
                 problems.append(f"stopping {name}: {e}")
+
+    def _stopCaptures(self, problems: list[str]) -> None:
         for process in self.captures:
             if process.poll() is None:
                 process.terminate()
@@ -888,41 +919,39 @@ class Lab:
                     process.wait(5)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+    def _stopRadius(self, problems: list[str]) -> None:
         for name, server in self.radius.items():
-            try:
-                shutil.copy(server.logPath, self.path(f"freeradius-{name}.log"))
-            except OSError:
-                pass
+            self._keep(server.logPath, f"freeradius-{name}.log")
             server.stop()
-        if self.kea is not None:
-            end(self.kea.process)  # its last words in the copy of its log
-            for source, target in ((self.kea.logPath, "kea-dhcp6.log"),
-                                   (self.kea.directory / "kea.out", "kea-dhcp6.out"),
-                                   (self.kea.leasePath, "kea-leases6.csv"),
-                                   (self.kea.configPath, "kea-dhcp6.conf")):
-                try:
-                    shutil.copy(source, self.path(target))
-                except OSError:
-                    pass
-            try:
-                self.kea.stop()
-            except Exception as e:
-                problems.append(f"stopping Kea: {e}")
+
+    def _stopKea(self, problems: list[str]) -> None:
+        if self.kea is None:
+            return
+        end(self.kea.process)  # its last words in the copy of its log
+        for source, target in ((self.kea.logPath, "kea-dhcp6.log"),
+                               (self.kea.directory / "kea.out", "kea-dhcp6.out"),
+                               (self.kea.leasePath, "kea-leases6.csv"),
+                               (self.kea.configPath, "kea-dhcp6.conf")):
+            self._keep(source, target)
+        try:
+            self.kea.stop()
+        except Exception as e:
+            problems.append(f"stopping Kea: {e}")
+
+    def _deleteNamespaces(self, problems: list[str]) -> None:
         for ns in reversed(self.namespaces):
             try:
                 ns.delete()
             except Exception as e:
                 problems.append(f"deleting {ns.name}: {e}")
+
+    def _keep(self, source: Any, name: str) -> None:
+        """A copy of C{source} in the run folder, if there is one to copy."""
         try:
-            os.unlink(self.path(STATE_FILE))
+            shutil.copy(source, self.path(name))
         except OSError:
             pass
-        for name in ["lmap"] + [spec.name for spec in self.topology.mpas]:
-            try:
-                os.unlink(self.controlPath(name))
-            except OSError:
-                pass
-        return problems
 
 
 # --- down ---------------------------------------------------------------------------------
