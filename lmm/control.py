@@ -19,13 +19,16 @@ import time
 import tomllib
 from typing import Any, Callable, Mapping
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from lmm.config import tomlValue
+from lmm.errors import OperatorError
 
 log = Logger(namespace="lmm.control")
 
@@ -36,7 +39,7 @@ Execute = Callable[[list[str]], Any]
 CLI_TIMEOUT = 60.0
 
 
-class CommandError(Exception):
+class CommandError(OperatorError):
     """A command the daemon cannot run; the message goes back as the error."""
 
 
@@ -126,12 +129,12 @@ def parseOptions(words: list[str]) -> dict[str, Any]:
 
 
 def tunnelCommand(service: Any, args: list[str]) -> Deferred[dict[str, Any]]:
-    """C{tunnel BACKEND [KEY=VALUE ...]} on a service with
-    L{lmm.dataplane.swapping.SwappableDataPlane.swapTunnel}."""
+    """C{tunnel BACKEND [KEY=VALUE ...]} on a service whose C{dataPlane} is a
+    L{lmm.dataplane.swapping.SwappableTunnel}."""
     if not args:
         raise CommandError(f"usage: {TUNNEL_USAGE}")
     options = parseOptions(args[1:])
-    d: Deferred[dict[str, Any]] = service.swapTunnel(args[0], options)
+    d: Deferred[dict[str, Any]] = service.dataPlane.swapTunnel(args[0], options)
     return d.addCallback(lambda result: {"ok": True, **result})
 
 
@@ -156,7 +159,7 @@ class ControlProtocol(LineOnlyReceiver):
 
     def _failed(self, failure: Failure, line: bytes) -> dict[str, Any]:
         error = failure.value
-        if isinstance(error, CommandError):
+        if isinstance(error, OperatorError):
             return {"ok": False, "error": str(error)}
         log.failure("control command {line!r} failed", failure, line=line)
         return {"ok": False, "error": f"internal error: {error}"}
@@ -179,12 +182,25 @@ class ControlFactory(Factory):
         return ControlProtocol(self.execute)
 
 
-def listenControl(execute: Execute, path: str, reactor: Any) -> Any:
-    """Listen on C{path} (mode 0600; a stale socket of a dead daemon is replaced,
-    a live daemon's is not: C{wantPID} keeps a lock file beside it)."""
-    port = reactor.listenUNIX(path, ControlFactory(execute), mode=0o600, wantPID=True)
-    log.info("control channel on {path}", path=path)
-    return port
+class ControlService(StreamServerEndpointService):
+    """
+    The control channel as a service of the daemon's MultiService: a UNIX
+    stream socket on C{path}, mode 0600; a stale socket of a dead daemon is
+    replaced, a live daemon's is not (C{wantPID} keeps a lock file beside
+    it), and then the daemon does not start: the error is raised by
+    C{startService}.
+    """
+
+    def __init__(self, execute: Execute, path: str, reactor: Any) -> None:
+        endpoint = UNIXServerEndpoint(reactor, path, mode=0o600, wantPID=True)
+        super().__init__(endpoint, ControlFactory(execute))
+        self.path = path
+        # A socket that cannot be had stops the start, rather than a logged failure.
+        self._raiseSynchronously = True
+
+    def startService(self) -> None:
+        super().startService()
+        log.info("control channel on {path}", path=self.path)
 
 
 # --- the client -------------------------------------------------------------------

@@ -1,67 +1,59 @@
 """
 What the LMAP's and the MPA's services (L{lmm.lmap.service},
-L{lmm.mpa.service}) share: carrying out, in order, the actions their state
-machines return (L{lmm.actions}), and the Mobility Header socket's protocol.
+L{lmm.mpa.service}) are made of: the action loop that carries out, in order,
+what their state machines return (L{lmm.actions}); the Mobility Header socket
+as a service; and the MultiService they are composed in, which starts its
+children in order, stops them in reverse, and undoes a start that failed half
+way.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from twisted.internet.defer import Deferred
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.journal import Journal
-from lmm.rawsock import MobilityHeaderProtocol
+from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
 from lmm.tunnel import TunnelBinding
 
-
-class Signaling(MobilityHeaderProtocol):
-    """The Mobility Header socket's datagrams, to C{service.datagramReceived}."""
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def datagramReceived(self, data: bytes, source: str) -> None:
-        self.service.datagramReceived(data, source)
+#: Carries out a kind of action the shared loop does not know (the MPA's own).
+Other = Callable[[object], None]
 
 
 class ActionPerformer:
     """
-    Carries out a state machine's actions, for a service with a C{dataPlane},
-    a C{journal}, a C{log} (its L{Logger}: the log lines keep the daemon's
-    namespace), C{send(message, destination)} and C{_tunnelFailed(failure,
-    binding)} (what a tunnel the data plane cannot carry means to it).
+    Carries out a state machine's actions in order: L{SendMessage} by
+    C{send(message, destination)}, L{AddTunnel} and L{RemoveTunnel} on
+    C{dataPlane}, L{Note} in C{journal}, any other kind by C{other}. An
+    addition that the data plane answers with a Deferred holds back what
+    follows it (the tunnel is up before the PBA or the RA leaves): that is
+    carried out once the Deferred fires. An addition that fails (C{addBinding}
+    raises, or its Deferred fails) goes to C{tunnelFailed(failure, binding)},
+    and what followed it is dropped.
+
+    @param log: the daemon's L{Logger}, for failures to remove a tunnel.
+    @param resume: what carries out the actions held back once their tunnel
+        is up (default: L{perform}); a service whose own loop does more
+        around it (the MPA's authentications) passes that.
     """
 
-    dataPlane: Any
-    journal: Journal
-    log: Logger
+    def __init__(self, dataPlane: Any, send: Callable[[Any, str], None], journal: Journal,
+                 log: Logger, tunnelFailed: Callable[[Failure, TunnelBinding], None],
+                 resume: Callable[[list[object]], None] | None = None) -> None:
+        self.dataPlane = dataPlane
+        self.send = send
+        self.journal = journal
+        self.log = log
+        self.tunnelFailed = tunnelFailed
+        self.resume = resume
 
-    def send(self, message: mh.MobilityMessage, destination: str) -> None:
-        raise NotImplementedError
-
-    def _tunnelFailed(self, failure: Failure, binding: TunnelBinding) -> None:
-        raise NotImplementedError
-
-    def perform(self, actions: Iterable[object]) -> None:
-        """Carry out C{actions} in order (L{performActions})."""
-        self.performActions(actions)
-
-    def performActions(self, actions: Iterable[object],
-                       other: Callable[[object], None] | None = None) -> None:
-        """
-        Carry out C{actions} in order: L{SendMessage}, L{AddTunnel},
-        L{RemoveTunnel} and L{Note} here, any other kind by C{other} (none:
-        ignored). An addition that the data plane answers with a Deferred
-        holds back what follows it (the tunnel is up before the PBA or the RA
-        leaves): that goes to L{perform} once the Deferred fires. An addition
-        that fails (C{addBinding} raises, or its Deferred fails) goes to
-        C{_tunnelFailed}, and what followed it is dropped.
-        """
+    def perform(self, actions: Iterable[object], other: Other | None = None) -> None:
         remaining = iter(actions)
         for action in remaining:
             if isinstance(action, SendMessage):
@@ -71,12 +63,12 @@ class ActionPerformer:
                 try:
                     result = self.dataPlane.addBinding(binding)
                 except Exception:
-                    self._tunnelFailed(Failure(), binding)
+                    self.tunnelFailed(Failure(), binding)
                     return
                 if isinstance(result, Deferred):
-                    rest = list(remaining)
-                    result.addCallbacks(lambda _, rest=rest: self.perform(rest),
-                                        self._tunnelFailed, errbackArgs=(binding,))
+                    result.addCallbacks(self._resume, self.tunnelFailed,
+                                        callbackArgs=(list(remaining), other),
+                                        errbackArgs=(binding,))
                     return
             elif isinstance(action, RemoveTunnel):
                 result = self.dataPlane.removeBinding(action.binding)
@@ -87,5 +79,101 @@ class ActionPerformer:
             elif other is not None:
                 other(action)
 
+    def _resume(self, _: object, rest: list[object], other: Other | None) -> None:
+        if self.resume is not None:
+            self.resume(rest)
+        else:
+            self.perform(rest, other)
+
     def _logFailure(self, failure: Failure, what: str) -> None:
         self.log.failure("{what} failed", failure, what=what)
+
+
+class _Deliver(MobilityHeaderProtocol):
+    def __init__(self, deliver: Callable[[bytes, str], None]) -> None:
+        self.deliver = deliver
+
+    def datagramReceived(self, data: bytes, source: str) -> None:
+        self.deliver(data, source)
+
+
+class MobilityHeaderService(Service):
+    """
+    A raw Mobility Header socket on C{address} (L{MobilityHeaderPort}) while
+    the service runs; each datagram goes to C{deliver(data, source)}.
+
+    @param socket: makes the raw socket to use (in another namespace, say),
+        or None: the port makes its own.
+    """
+
+    name = "mobility-header"
+
+    def __init__(self, address: str, reactor: Any, deliver: Callable[[bytes, str], None],
+                 socket: Callable[[], Any] | None = None) -> None:
+        self.address = address
+        self.reactor = reactor
+        self.deliver = deliver
+        self.socket = socket
+        self.port: MobilityHeaderPort | None = None
+
+    def startService(self) -> None:
+        sock = None if self.socket is None else self.socket()
+        port = MobilityHeaderPort(_Deliver(self.deliver), self.address, self.reactor, sock)
+        port.startListening()
+        self.port = port
+        Service.startService(self)
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        port, self.port = self.port, None
+        return succeed(None) if port is None else port.stopListening()
+
+    def send(self, data: bytes, destination: str) -> bool:
+        """L{MobilityHeaderPort.send}; nothing (False) while not listening."""
+        port = self.port
+        if port is None:
+            return False
+        return port.send(data, destination)
+
+
+class InOrder(MultiService):
+    """
+    A daemon's services: started in the order they were added, stopped in
+    reverse (so the core, added after its sockets, sends its last messages
+    before they close). A child that fails to start stops the ones started
+    before it, and the error goes on: no half-started daemon.
+    """
+
+    def startService(self) -> None:
+        started: list[Any] = []
+        Service.startService(self)
+        children: list[Any] = list(self)
+        try:
+            for service in children:
+                service.startService()
+                started.append(service)
+        except BaseException:
+            Service.stopService(self)
+            for service in reversed(started):
+                service.stopService()
+            raise
+
+
+def summaryService(interval: float, summary: Callable[[], None],
+                   reactor: Any) -> TimerService | None:
+    """The periodic summary of the counters, every C{interval} seconds (none
+    for 0); the first at the end of the first interval."""
+    if not interval:
+        return None
+    started: list[bool] = []
+
+    def tick() -> None:
+        # TimerService calls at once when it starts: a summary of nothing yet.
+        if started:
+            summary()
+        started.append(True)
+        del started[1:]
+
+    timer = TimerService(interval, tick)
+    timer.clock = reactor
+    return timer

@@ -214,8 +214,7 @@ class TunnelFailureServiceTests(SynchronousTestCase):
                                      maxLifetime=3600, profile=mh.DRAFT,
                                      revocationTimeout=1.0, revocationRetries=3)
         self.plane = RefusingPlane(how)
-        self.service = LMAPService(anchor, self.plane, LMAP, mh.DRAFT, self.clock,
-                                   summaryInterval=0)
+        self.service = LMAPService(anchor, self.plane, LMAP, mh.DRAFT, self.clock)
         self.port = RecordingPort()
         self.service.port = cast(Any, self.port)
 

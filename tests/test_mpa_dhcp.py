@@ -42,7 +42,7 @@ from lmm.mpa.control import CommandError, execute
 from lmm.mpa.dhcprelay import DHCPv6RelayPort
 from lmm.mpa.homelink import clientFrame
 from lmm.mpa.relay import RelayAgent, SendToServer
-from lmm.mpa.service import MPAService
+from lmm.mpa.service import MPAService, composeMPA
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
 from lmm.testing import kea
 from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
@@ -407,9 +407,10 @@ class DHCPServiceMixin(NetnsTestMixin):
         port = DHCPv6RelayPort(MPA, reactor) if relay else None
         service = MPAService(agent, PacketAttachDetector(reactor), self.authenticator,
                              self.dataPlane, mh.DRAFT, reactor, within=self.within,
-                             summaryInterval=0, relayPort=port)
-        service.startService()
-        self.addCleanup(service.stopService)
+                             relayPort=port)
+        daemon = composeMPA(service, summaryInterval=0)
+        daemon.startService()
+        self.addCleanup(daemon.stopService)
         self.service = service
         return service
 

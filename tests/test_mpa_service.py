@@ -36,7 +36,7 @@ from lmm.mpa.attach import (
     readLinks,
 )
 from lmm.mpa.control import CommandError, ask, execute
-from lmm.mpa.service import MPAService
+from lmm.mpa.service import MPAService, composeMPA
 from lmm.testing.doubles import RefusingPlane
 from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
 from lmm.tunnel import ROLE_MPA, RecordingDataPlane, TunnelBinding
@@ -171,10 +171,10 @@ class MPAServiceTestsMixin(NetnsTestMixin):
         )
         self.detector = self.detectorClass(reactor, **self.detectorOptions)
         service = MPAService(agent, self.detector, self.authenticator, self.dataPlane, mh.DRAFT,
-                             reactor, within=self.within, controlSocket=self.controlPath,
-                             summaryInterval=0)
-        service.startService()
-        self.addCleanup(service.stopService)
+                             reactor, within=self.within)
+        daemon = composeMPA(service, self.controlPath, summaryInterval=0)
+        daemon.startService()
+        self.addCleanup(daemon.stopService)
         self.service = service
         return service
 
@@ -399,7 +399,7 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         refused = execute(self.service, ["tunnel", "userspace", "priority=1"])
         assert isinstance(refused, Deferred)
         self.assertIn("tunnel.options.priority", str(self.failureResultOf(refused).value))
-        self.assertIs(self.service.dataPlane, self.dataPlane)
+        self.assertIs(self.service.dataPlane.current, self.dataPlane)
         swapped = execute(self.service, ["tunnel", "userspace", "priority=900",
                                          'interface="lmmswap1"'])
         assert isinstance(swapped, Deferred)
@@ -500,7 +500,7 @@ class PerformTests(SynchronousTestCase):
         self.plane = RefusingPlane(how)
         self.plane.refused.add(LMAP)
         service = MPAService(agent, detector, _Authenticator(self.order), self.plane, mh.DRAFT,
-                             Clock(), summaryInterval=0)
+                             Clock())
         service.send = self.send  # type: ignore[method-assign]
         detector.sendFrame = self.sendFrame  # type: ignore[method-assign]
         return service

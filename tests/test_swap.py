@@ -2,7 +2,7 @@
 Swapping a running daemon's tunnel backend (L{lmm.dataplane.swapping}, the
 C{tunnel BACKEND [KEY=VALUE ...]} command of both control channels).
 
-The unit tests drive L{LMAPService.swapDataPlane} and the C{tunnel} command
+The unit tests drive L{lmm.dataplane.swapping.SwappableTunnel.swap} and the C{tunnel} command
 with recording data planes and a fake clock; the options' parsing and the
 real backends' refusal of bad options need no kernel. A namespace test swaps
 an LMAP's seg6 backend to userspace with options and back to the file's
@@ -94,11 +94,11 @@ class SwapServiceTests(_NotStarted):
 
     def test_unknownBackend(self) -> None:
         """An unknown name: a clear error naming the known ones; the old backend stays."""
-        failure = self.failureResultOf(self.service.swapDataPlane("nosuch", {}), SwapError)
+        failure = self.failureResultOf(self.service.dataPlane.swap("nosuch", {}), SwapError)
         message = str(failure.value)
         self.assertIn("cannot build the nosuch tunnel backend", message)
         self.assertIn("seg6", message)  # the known ones are listed
-        self.assertIs(self.service.dataPlane, self.old)
+        self.assertIs(self.service.dataPlane.current, self.old)
         self.assertEqual(len(list(self.old.bindings())), 2)
         self.assertFalse(self.old.stopped)
         # ... and over the control channel, as an answer, not an internal error.
@@ -106,17 +106,17 @@ class SwapServiceTests(_NotStarted):
         self.assertIn("nosuch", str(answer.value))
 
     def test_sameBackend(self) -> None:
-        self.failureResultOf(self.service.swapDataPlane("recording", {}), SwapError)
-        self.assertIs(self.service.dataPlane, self.old)
+        self.failureResultOf(self.service.dataPlane.swap("recording", {}), SwapError)
+        self.assertIs(self.service.dataPlane.current, self.old)
 
     def test_swap(self) -> None:
         """Every binding moves; the old backend is stopped after the grace period."""
         new = RecordingDataPlane()
         new.name = "other"
         self.useBackend(new)
-        result = self.successResultOf(self.service.swapDataPlane("other", {}))
+        result = self.successResultOf(self.service.dataPlane.swap("other", {}))
         self.assertEqual(result, {"backend": "other", "moved": 2})
-        self.assertIs(self.service.dataPlane, new)
+        self.assertIs(self.service.dataPlane.current, new)
         self.assertEqual(sorted(new.bindings(), key=str), [binding(1), binding(2)])
         self.assertEqual(list(self.old.bindings()), [])
         self.assertFalse(self.old.stopped)
@@ -128,10 +128,10 @@ class SwapServiceTests(_NotStarted):
         backend is stopped, the old one stays."""
         new = RefusingPlane("raise", [binding(2)])
         self.useBackend(new)
-        failure = self.failureResultOf(self.service.swapDataPlane("refusing", {}), SwapError)
+        failure = self.failureResultOf(self.service.dataPlane.swap("refusing", {}), SwapError)
         self.assertIn("only 1 of 2", str(failure.value))
         self.assertEqual(len(self.flushLoggedErrors(DataPlaneError)), 1)  # swap logs it
-        self.assertIs(self.service.dataPlane, self.old)
+        self.assertIs(self.service.dataPlane.current, self.old)
         self.assertEqual(sorted(self.old.bindings(), key=str), [binding(1), binding(2)])
         self.assertEqual(list(new.bindings()), [])
         self.assertTrue(new.stopped)
@@ -142,18 +142,18 @@ class SwapServiceTests(_NotStarted):
         backend; an addition's Deferred fires only then; a second swap is refused."""
         new = RefusingPlane(slow=True, name="slow")
         self.useBackend(new)
-        d = self.service.swapDataPlane("slow", {})
+        d = self.service.dataPlane.swap("slow", {})
         held = self.service.dataPlane
         self.assertIsNot(held, self.old)
         added = held.addBinding(binding(3))
         held.removeBinding(binding(1))
         self.assertNoResult(added)
-        self.failureResultOf(self.service.swapDataPlane("other", {}), SwapError)
+        self.failureResultOf(self.service.dataPlane.swap("other", {}), SwapError)
         while new.waiting:
             new.waiting.pop(0)[0].callback(None)
         self.assertEqual(self.successResultOf(d), {"backend": "slow", "moved": 2})
         self.successResultOf(added)
-        self.assertIs(self.service.dataPlane, new)
+        self.assertIs(self.service.dataPlane.current, new)
         self.assertEqual(sorted(new.bindings(), key=str), [binding(2), binding(3)])
         self.assertEqual(list(self.old.bindings()), [])
 
@@ -162,7 +162,7 @@ class SwapServiceTests(_NotStarted):
         new = RecordingDataPlane()
         new.name = "other"
         self.useBackend(new)
-        self.successResultOf(self.service.swapDataPlane("other", {}))
+        self.successResultOf(self.service.dataPlane.swap("other", {}))
         self.service.running = True  # as if started
         self.service.stopService()
         self.assertTrue(self.old.stopped)
@@ -247,7 +247,7 @@ class TunnelCommandTests(_NotStarted):
                          'not kept after a restart: set tunnel.backend = "other" and '
                          'tunnel.options = {priority = 80, leftovers = "adopt", '
                          'relay_too_big = false} in the configuration file to keep it')
-        self.assertIs(self.service.dataPlane, new)
+        self.assertIs(self.service.dataPlane.current, new)
 
     def test_badOptions(self) -> None:
         """lmm's backends check the options as they check [tunnel.options]: the error
@@ -263,23 +263,23 @@ class TunnelCommandTests(_NotStarted):
             message = self.refused(line)
             self.assertIn(expected, message, line)
             self.assertIn("nothing changed, recording stays", message)
-            self.assertIs(self.service.dataPlane, self.old)
+            self.assertIs(self.service.dataPlane.current, self.old)
             self.assertEqual(len(list(self.old.bindings())), 2)
         # A line that is no KEY=VALUE is refused before any backend is looked for.
         self.assertRaises(CommandError, execute, self.service, ["tunnel", "userspace", "mtu"])
         self.assertRaises(CommandError, execute, self.service, ["tunnel"])
-        self.assertIs(self.service.dataPlane, self.old)
+        self.assertIs(self.service.dataPlane.current, self.old)
 
     def test_auto(self) -> None:
         """auto could build the backend in use: a swap names the one it wants."""
         self.assertIn("name the one to swap to", self.refused("tunnel auto"))
-        self.assertIs(self.service.dataPlane, self.old)
+        self.assertIs(self.service.dataPlane.current, self.old)
 
     def test_fileOptions(self) -> None:
         """Without options, the file's backend gets the file's [tunnel.options] (what a
         restart would build: persistent) and another backend none; options given
         override the file's one key each."""
-        self.service.tunnelConfig = TunnelConfig("recording", {"history": 7}, "recording",
+        self.service.dataPlane.config = TunnelConfig("recording", {"history": 7}, "recording",
                                                  "/etc/lmm/lmap.toml")
         new, factory = self.other()
         answer = self.tunnel("tunnel other")
@@ -291,7 +291,7 @@ class TunnelCommandTests(_NotStarted):
         answer = self.tunnel("tunnel recording")
         self.assertEqual((answer["options"], answer["persistent"]), ({"history": 7}, True))
         self.assertNotIn("hint", answer)
-        plane = self.service.dataPlane
+        plane = self.service.dataPlane.current
         self.assertIsInstance(plane, RecordingDataPlane)
         self.assertEqual(plane.history.maxlen, 7)
         self.assertEqual(len(list(plane.bindings())), 2)
@@ -299,7 +299,7 @@ class TunnelCommandTests(_NotStarted):
         self.tunnel("tunnel other")
         answer = self.tunnel("tunnel recording history=9")
         self.assertEqual((answer["options"], answer["persistent"]), ({"history": 9}, False))
-        self.assertEqual(self.service.dataPlane.history.maxlen, 9)
+        self.assertEqual(self.service.dataPlane.current.history.maxlen, 9)
         self.assertEqual(answer["hint"], 'not kept after a restart: set tunnel.backend = '
                                          '"recording" and tunnel.options = {history = 9} in '
                                          '/etc/lmm/lmap.toml to keep it')
@@ -309,7 +309,7 @@ class TunnelCommandTests(_NotStarted):
 
     def test_autoInTheFile(self) -> None:
         """A file that says auto: its options go to the backend auto picked."""
-        self.service.tunnelConfig = TunnelConfig("auto", {"history": 5}, "recording", None)
+        self.service.dataPlane.config = TunnelConfig("auto", {"history": 5}, "recording", None)
         self.other()
         self.tunnel("tunnel other")
         answer = self.tunnel("tunnel recording")
@@ -368,12 +368,11 @@ class SwapOptionsOnTheKernelTests(LabMixin, TestCase):
         anchor = LocalMobilityAnchor(address=LMAP, prefixes=[IPv6Network("2001:db8:1::/64")],
                                      mpas=[], maxLifetime=3600, profile=mh.DRAFT,
                                      revocationTimeout=1.0, revocationRetries=3)
-        service = LMAPService(anchor, atLmap, LMAP, mh.DRAFT, reactor, summaryInterval=0,
+        service = LMAPService(anchor, atLmap, LMAP, mh.DRAFT, reactor,
                               tunnelConfig=TunnelConfig("seg6", {"metric": 777}, "seg6",
                                                         "/etc/lmm/lmap.toml"))
-        service.buildWithin = lambda build: callIn(lab.lmap, build)  # type: ignore[method-assign]
+        service.dataPlane.within = lambda build: callIn(lab.lmap, build)
         self.addCleanup(lambda: service.dataPlane.stop())
-        self.addCleanup(service.stopRetired)
         self.assertIn("metric 777", self.route(lab))
         self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
 
@@ -384,7 +383,7 @@ class SwapOptionsOnTheKernelTests(LabMixin, TestCase):
         self.assertIn("dev lmmswap0", route)
         self.assertIn("metric 555", route)
         self.assertNotIn("seg6", route)
-        self.assertEqual(service.dataPlane.hopLimit, 9)
+        self.assertEqual(service.dataPlane.current.hopLimit, 9)
         self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
 
         answer = await swapCommand(service, ["tunnel", "seg6"])

@@ -2,19 +2,20 @@
 Swapping a running daemon's tunnel backend, make before break
 (docs/dataplane.md, "Swapping while the daemons run").
 
-While a swap runs, the service's C{dataPlane} is a L{_Held} stand-in that
-queues the tunnel changes the daemon makes (a registration, a handover, an
-expiry): they are applied, in order, to whichever backend carries the
-bindings once the swap is over -- the new one, or the old one after a roll
-back. A queued addition's Deferred fires only then, so the daemon still
-sends its answer (the PBA, the RA) once the tunnel is up. Queueing, rather
-than applying each change to both backends, means no binding can be added
-to the new backend twice or after its removal, whatever the order in which
-the two backends answer.
+The daemons' data plane is a L{SwappableTunnel}: an L{ITunnelDataPlane} that
+delegates to the backend carrying the bindings (C{current}) and can replace
+it while the daemon runs. While a swap runs, it queues the tunnel changes the
+daemon makes (a registration, a handover, an expiry) in a L{_Held}: they are
+applied, in order, to whichever backend carries the bindings once the swap is
+over -- the new one, or the old one after a roll back. A queued addition's
+Deferred fires only then, so the daemon still sends its answer (the PBA, the
+RA) once the tunnel is up. Queueing, rather than applying each change to both
+backends, means no binding can be added to the new backend twice or after its
+removal, whatever the order in which the two backends answer.
 
 A swap lasts until the daemon stops: its configuration file is not changed,
 and a restart builds the file's C{tunnel.backend} again. L{TunnelConfig}
-says what that file holds; L{SwappableDataPlane.swapTunnel} (the C{tunnel}
+says what that file holds; L{SwappableTunnel.swapTunnel} (the C{tunnel}
 command) uses it for the options' defaults and to say whether a swap would
 survive a restart.
 """
@@ -28,11 +29,12 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from lmm.backends import findBackend
 from lmm.config import tomlValue
-from lmm.control import CommandError
 from lmm.dataplane import swap
+from lmm.errors import OperatorError
 from lmm.interfaces import ITunnelDataPlane
 from lmm.tunnel import TunnelBinding
 
@@ -46,7 +48,7 @@ GRACE = 1.0
 AUTO = "auto"
 
 
-class SwapError(CommandError):
+class SwapError(OperatorError):
     """A swap could not be done; the message says why. The old backend stays."""
 
 
@@ -81,7 +83,8 @@ def tunnelConfig(values: Mapping[str, Any], built: Any, path: str | None) -> Tun
 
 
 class _Held:
-    """The service's data plane while a swap runs: tunnel changes wait for its end."""
+    """What a L{SwappableTunnel} delegates to while a swap runs: tunnel
+    changes wait for its end."""
 
     def __init__(self, old: Any) -> None:
         self.old = old
@@ -142,30 +145,72 @@ def _removeFailed(failure: Failure, binding: TunnelBinding) -> None:
     log.failure("removing {binding} after a swap", failure, binding=binding)
 
 
-class SwappableDataPlane:
+def _direct(build: Callable[[], Any]) -> Any:
+    return build()
+
+
+@implementer(ITunnelDataPlane)
+class SwappableTunnel:
     """
-    For a service with a C{dataPlane} and a C{reactor}: L{swapDataPlane}
-    replaces the data plane while the service runs; L{stopRetired} stops the
-    old ones still in their grace period (call it from C{stopService}).
+    The daemon's tunnel data plane: delegates to C{current}, the backend that
+    carries the bindings, and replaces it while the daemon runs (L{swap}).
+
+    @param within: calls a function of no arguments where the daemon makes
+        its sockets and routes (its network namespace); a swapped-in backend
+        is built there.
+    @param config: what the configuration file says (None: a daemon built
+        without one).
     """
 
-    dataPlane: Any
-    reactor: Any
-    _retired: list[tuple[Any, Any]]
-    #: What the configuration file says (None: a service built without one).
-    tunnelConfig: TunnelConfig | None = None
+    def __init__(self, backend: Any, reactor: Any, config: TunnelConfig | None = None,
+                 within: Callable[[Callable[[], Any]], Any] = _direct) -> None:
+        self.current = backend
+        self.reactor = reactor
+        self.config = config
+        self.within = within
+        self._held: _Held | None = None
+        self._retired: list[tuple[Any, Any]] = []
 
-    def buildWithin(self, build: Callable[[], Any]) -> Any:
-        """Call C{build} where the service makes its sockets (its namespace)."""
-        return build()
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.current!r}>"
+
+    @property
+    def name(self) -> str:
+        return getattr(self.current, "name", type(self.current).__name__)
+
+    @property
+    def _delegate(self) -> Any:
+        return self.current if self._held is None else self._held
+
+    # ITunnelDataPlane
+
+    def prepare(self, localEndpoint: str) -> None:
+        self._delegate.prepare(localEndpoint)
+
+    def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:
+        result: Deferred[None] | None = self._delegate.addBinding(binding)
+        return result
+
+    def removeBinding(self, binding: TunnelBinding) -> Any:
+        return self._delegate.removeBinding(binding)
+
+    def bindings(self) -> list[TunnelBinding]:
+        return list(self._delegate.bindings())
+
+    def stop(self) -> Deferred[Any]:
+        """Stop the backend (both, in the middle of a swap) and the retired
+        ones still in their grace period."""
+        return DeferredList([self.stopRetired(), maybeDeferred(self._delegate.stop)])
+
+    # swapping
 
     def swapTunnel(self, name: str, given: Mapping[str, Any],
                    grace: float = GRACE) -> Deferred[dict[str, Any]]:
         """
-        The C{tunnel BACKEND [KEY=VALUE ...]} command: L{swapDataPlane} to
-        C{name} with the options C{given} over the defaults a restart would
-        use -- the file's C{[tunnel.options]} when C{name} is the backend the
-        file names (or the one C{auto} picked), none for another backend (the
+        The C{tunnel BACKEND [KEY=VALUE ...]} command: L{swap} to C{name}
+        with the options C{given} over the defaults a restart would use --
+        the file's C{[tunnel.options]} when C{name} is the backend the file
+        names (or the one C{auto} picked), none for another backend (the
         file's options were written for the file's backend). So swapping back
         to the file's backend gives what a restart gives.
 
@@ -174,7 +219,7 @@ class SwappableDataPlane:
         options; a swap itself never changes the file) and, when not,
         C{hint}: what to set in the file to keep it.
         """
-        config = self.tunnelConfig
+        config = self.config
         options = dict(config.options) if config is not None and config.names(name) else {}
         options.update(given)
 
@@ -186,25 +231,23 @@ class SwappableDataPlane:
                 result["hint"] = _keepHint(name, options, config)
             return result
 
-        return self.swapDataPlane(name, options, grace).addCallback(answer)
+        return self.swap(name, options, grace).addCallback(answer)
 
-    def swapDataPlane(self, name: str, options: Mapping[str, Any],
-                      grace: float = GRACE) -> Deferred[dict[str, Any]]:
+    def swap(self, name: str, options: Mapping[str, Any],
+             grace: float = GRACE) -> Deferred[dict[str, Any]]:
         """
         Build backend C{name} with C{options}, move every binding to it, make
-        before break, and make it the service's data plane; the old one is
-        stopped C{grace} seconds later. A backend that cannot be built, or
-        that cannot carry every binding, leaves the old one in place: the
-        Deferred fails with L{SwapError}. Else it fires with
-        C{{"backend": name, "moved": n}}.
+        before break, and make it C{current}; the old one is stopped C{grace}
+        seconds later. A backend that cannot be built, or that cannot carry
+        every binding, leaves the old one in place: the Deferred fails with
+        L{SwapError}. Else it fires with C{{"backend": name, "moved": n}}.
         """
         return Deferred.fromCoroutine(self._swap(name, dict(options), grace))
 
-    async def _swap(self, name: str, options: dict[str, Any], grace: float) -> dict[str, Any]:
-        old = self.dataPlane
-        if isinstance(old, _Held):
+    def _build(self, name: str, options: dict[str, Any]) -> Any:
+        oldName = self.name
+        if self._held is not None:
             raise SwapError("a swap is already running")
-        oldName = getattr(old, "name", type(old).__name__)
         if name == oldName:
             # Two instances of one backend would share its routes' tags.
             raise SwapError(f"the tunnel backend is {name} already (to change its options, "
@@ -215,13 +258,18 @@ class SwappableDataPlane:
                             f"swap to (seg6 or userspace; {oldName} now)")
         try:
             factory = findBackend(ITunnelDataPlane, name)
-            new = self.buildWithin(lambda: factory.build(options, self.reactor))
+            return self.within(lambda: factory.build(options, self.reactor))
         except Exception as e:
             log.warn("tunnel backend swap to {name} refused: {error}; {old} stays",
                      name=name, error=e, old=oldName)
             raise SwapError(f"cannot build the {name} tunnel backend: {e}; nothing changed, "
                             f"{oldName} stays") from None
-        held = self.dataPlane = _Held(old)
+
+    async def _swap(self, name: str, options: dict[str, Any], grace: float) -> dict[str, Any]:
+        old = self.current
+        oldName = self.name
+        new = self._build(name, options)
+        held = self._held = _Held(old)
         held.new = new
         bindings = list(old.bindings())
         failure: Exception | None
@@ -232,36 +280,42 @@ class SwappableDataPlane:
         else:
             failure = None
         if failure is None and len(moved) == len(bindings):
-            self.dataPlane = new
+            self.current = new
+            self._held = None
             await held.drain(new)
             self._retire(old, grace)
             log.info("tunnel backend swapped from {old} to {new}: {count} binding(s) moved",
                      old=oldName, new=name, count=len(moved))
             return {"backend": name, "moved": len(moved)}
-        # Roll back, make before break again: the moved ones back on the old backend
-        # before they leave the new one.
-        for binding in moved:
-            try:
-                await maybeDeferred(old.addBinding, binding)
-            except Exception:
-                log.failure("swap roll back: {binding} could not go back to {old}",
-                            Failure(), binding=binding, old=oldName)
-        for binding in moved:
-            new.removeBinding(binding)
-        self.dataPlane = old
-        await held.drain(old)
-        try:
-            await maybeDeferred(new.stop)
-        except Exception:
-            log.failure("stopping the {name} backend after a failed swap", Failure(), name=name)
+        await self._rollBack(held, moved, new, name)
         why = (f"{failure}" if failure is not None
                else f"it could carry only {len(moved)} of {len(bindings)} binding(s)")
         log.warn("tunnel backend swap to {name} rolled back ({why}); {old} stays",
                  name=name, why=why, old=oldName)
         raise SwapError(f"swap to {name} rolled back: {why}; {oldName} stays")
 
+    async def _rollBack(self, held: _Held, moved: list[TunnelBinding], new: Any,
+                        name: str) -> None:
+        """Make before break again: the moved bindings back on the old backend
+        before they leave the new one; then what waited goes to the old one."""
+        old = held.old
+        for binding in moved:
+            try:
+                await maybeDeferred(old.addBinding, binding)
+            except Exception:
+                log.failure("swap roll back: {binding} could not go back to {old}",
+                            Failure(), binding=binding, old=getattr(old, "name", old))
+        for binding in moved:
+            new.removeBinding(binding)
+        self._held = None
+        await held.drain(old)
+        try:
+            await maybeDeferred(new.stop)
+        except Exception:
+            log.failure("stopping the {name} backend after a failed swap", Failure(), name=name)
+
     def _retire(self, old: Any, grace: float) -> None:
-        retired = self.__dict__.setdefault("_retired", [])
+        retired = self._retired
 
         def stop() -> None:
             retired[:] = [(o, c) for o, c in retired if o is not old]
@@ -274,7 +328,8 @@ class SwappableDataPlane:
     def stopRetired(self) -> Deferred[Any]:
         """Stop at once the old backends still in their grace period."""
         waits = []
-        for old, call in self.__dict__.pop("_retired", []):
+        retired, self._retired = self._retired, []
+        for old, call in retired:
             if call.active():
                 call.cancel()
             waits.append(maybeDeferred(old.stop))

@@ -39,7 +39,3 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         return {"ok": True, "counters": dict(sorted(service.anchor.counters.items()))}
     return control.common(service, command, args, HELP)
 
-
-def listenControl(service: Any, path: str, reactor: Any) -> Any:
-    """The LMAP's control channel on C{path}."""
-    return control.listenControl(lambda words: execute(service, words), path, reactor)

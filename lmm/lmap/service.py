@@ -1,7 +1,10 @@
 """
-The LMAP's imperative shell: the Mobility Header socket, the one timer, the
-tunnel backend. Everything it decides comes from L{LocalMobilityAnchor}; this
-module only carries the actions out, in order.
+The LMAP's imperative shell. L{makeLMAPService} composes the daemon's
+services (L{lmm.service.InOrder}): the Mobility Header socket, the control
+channel, the core L{LMAPService} and the periodic summary, started in that
+order and stopped in reverse. Everything the LMAP decides comes from
+L{LocalMobilityAnchor}; L{LMAPService} feeds it and carries its actions out,
+in order.
 """
 
 from __future__ import annotations
@@ -10,43 +13,44 @@ import ipaddress
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh
+from lmm.control import ControlService
 from lmm.daemon import buildBackend
-from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
+from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
-from lmm.rawsock import MobilityHeaderPort
-from lmm.service import ActionPerformer, Signaling
+from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
 from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.lmap")
 
 
-class LMAPService(ActionPerformer, SwappableDataPlane, Service):
+class LMAPService(Service):
     """
-    Runs a L{LocalMobilityAnchor} on a raw Mobility Header socket. Its
-    actions are carried out by L{ActionPerformer.perform}: an asynchronous
-    tunnel addition holds back what follows it (the tunnel is up before the
-    PBA leaves); when a tunnel cannot be added, what follows it is dropped
-    (it was the answer to a registration that did not happen) and the
-    anchor's answer to the failure (L{LocalMobilityAnchor.tunnelFailed}) is
-    carried out instead.
+    The LMAP's core service: runs a L{LocalMobilityAnchor}, fed the Mobility
+    Header datagrams its C{port} delivers (L{datagramReceived}) and its one
+    timer. Its actions are carried out by an L{ActionPerformer}: an
+    asynchronous tunnel addition holds back what follows it (the tunnel is up
+    before the PBA leaves); when a tunnel cannot be added, what follows it is
+    dropped (it was the answer to a registration that did not happen) and
+    the anchor's answer to the failure (L{LocalMobilityAnchor.tunnelFailed})
+    is carried out instead.
 
-    @param controlSocket: the path of the control channel's UNIX socket, or
-        None for none (L{lmm.lmap.control}).
+    @param dataPlane: the tunnel backend; it is wrapped in a
+        L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
+    @ivar port: what sends the encoded messages (C{send(data, destination)}):
+        the daemon's L{MobilityHeaderService}; None: nothing is sent.
     """
 
     name = "lmap"
-    log = log
 
     def __init__(
         self,
@@ -55,10 +59,7 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
         address: str,
         profile: mh.WireProfile,
         reactor: Any = None,
-        socket: Any = None,
         logLevel: str = "info",
-        summaryInterval: float = 60.0,
-        controlSocket: str | None = None,
         tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
@@ -66,58 +67,39 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
 
             reactor = _reactor
         self.anchor = anchor
+        if not isinstance(dataPlane, SwappableTunnel):
+            dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig)
         self.dataPlane = dataPlane
         self.address = address
         self.profile = profile
         self.reactor = reactor
-        self._socket = socket
-        self.port: MobilityHeaderPort | None = None
-        self.controlSocket = controlSocket
-        self.control: Any = None
-        self.tunnelConfig = tunnelConfig
+        self.port: Any = None
         self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
                                LMAP_PER_BINDING, LMAP_LIMITED)
-        self.summaryInterval = summaryInterval
-        self._summary: Any = None
+        # send looked up at each call: a test (or a subclass) may replace it.
+        self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
+                                         self.journal, log,
+                                         self._tunnelFailed)
 
     # --- life cycle ---------------------------------------------------------
 
     def startService(self) -> None:
         Service.startService(self)
         self.dataPlane.prepare(self.address)
-        self.port = MobilityHeaderPort(Signaling(self), self.address, self.reactor, self._socket)
-        self.port.startListening()
-        if self.controlSocket is not None:
-            from lmm.lmap.control import listenControl
-
-            self.control = listenControl(self, self.controlSocket, self.reactor)
         log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
                  "{backend} tunnels)", address=self.address, profile=self.profile.name,
-                 backend=getattr(self.dataPlane, "name", type(self.dataPlane).__name__))
-        if self.summaryInterval:
-            self._summary = LoopingCall(self.logSummary)
-            self._summary.clock = self.reactor
-            self._summary.start(self.summaryInterval, now=False)
+                 backend=self.dataPlane.name)
 
     def logSummary(self) -> None:
         self.journal.summary(self.anchor.counters, bindings=len(self.anchor.store))
 
-    def stopService(self) -> Deferred[None] | None:
+    def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        if self._summary is not None and self._summary.running:
-            self._summary.stop()
         self._timer.cancel()
         self.perform(self.anchor.stop(self.reactor.seconds()))
-        if self.port is not None:
-            self.port.stopListening()
-            self.port = None
-        waits = [self.stopRetired(), maybeDeferred(self.dataPlane.stop)]
-        if self.control is not None:
-            waits.append(maybeDeferred(self.control.stopListening))
-            self.control = None
-        return DeferredList(waits).addCallback(lambda _: None)
+        return maybeDeferred(self.dataPlane.stop)
 
     # --- input --------------------------------------------------------------
 
@@ -144,7 +126,10 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
     def _schedule(self) -> None:
         self._timer.schedule(self.anchor.nextDeadline())
 
-    # --- output (ActionPerformer.perform carries the actions out) ---------------
+    # --- output -------------------------------------------------------------
+
+    def perform(self, actions: list[Any]) -> None:
+        self.performer.perform(actions)
 
     def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
         # The anchor's Note logs it, the error's text included: no traceback
@@ -153,6 +138,11 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
         assert error is not None
         self.perform(self.anchor.tunnelFailed(binding, error, self.reactor.seconds()))
         self._schedule()
+
+    def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        if self.port is None:
+            return
+        self.port.send(mh.encode(message, self.profile), destination)
 
     # --- for the control channel ---------------------------------------------
 
@@ -164,20 +154,42 @@ class LMAPService(ActionPerformer, SwappableDataPlane, Service):
                  "expires": entry.expires}
                 for entry in sorted(self.anchor.store, key=lambda e: e.nai)]
 
-    def send(self, message: mh.MobilityMessage, destination: str) -> None:
-        if self.port is None:
-            return
-        self.port.send(mh.encode(message, self.profile), destination)
+
+def composeLMAP(core: LMAPService, controlSocket: str | None = None,
+                summaryInterval: float = 60.0, socket: Any = None) -> InOrder:
+    """
+    The LMAP daemon's services around C{core}, in their start order: the
+    Mobility Header socket on the core's address (C{socket}: makes the raw
+    socket to use), the control channel on C{controlSocket} (none: no
+    channel), the core, the summary every C{summaryInterval} seconds (0:
+    none). The core is named C{"lmap"} in it.
+    """
+    from lmm.lmap.control import execute
+
+    top = InOrder()
+    port = MobilityHeaderService(core.address, core.reactor, core.datagramReceived, socket)
+    port.setServiceParent(top)
+    core.port = port
+    if controlSocket is not None:
+        ControlService(lambda words: execute(core, words), controlSocket,
+                       core.reactor).setServiceParent(top)
+    core.setServiceParent(top)
+    summary = summaryService(summaryInterval, core.logSummary, core.reactor)
+    if summary is not None:
+        summary.setServiceParent(top)
+    return top
 
 
 def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
-                    path: str | None = None) -> LMAPService:
-    """The LMAP service as configured (values from L{lmm.lmap.tap.SETTINGS}
+                    path: str | None = None, reactor: Any = None) -> InOrder:
+    """The LMAP daemon as configured (values from L{lmm.lmap.tap.SETTINGS}
     read from the file C{path}, named in the tunnel command's answers)."""
-    from twisted.internet import reactor
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
 
-    dataPlane = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
-                             reactor, path or "the configuration", "tunnel.options")
+        reactor = _reactor
+    backend = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
+                           reactor, path or "the configuration", "tunnel.options")
     anchor = LocalMobilityAnchor(
         address=values["lmap.address"],
         prefixes=list(values["lmap.local_network_prefixes"]),
@@ -188,8 +200,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
         revocationRetries=values["revocation.max_retries"],
         revocationMaxInterval=values["revocation.max_interval"],
     )
-    return LMAPService(anchor, dataPlane, values["lmap.address"], profile, reactor,
+    core = LMAPService(anchor, backend, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
-                       summaryInterval=values["log.summary_interval"],
-                       controlSocket=values["control.socket"],
-                       tunnelConfig=tunnelConfig(values, dataPlane, path))
+                       tunnelConfig=tunnelConfig(values, backend, path))
+    return composeLMAP(core, values["control.socket"], values["log.summary_interval"])

@@ -53,12 +53,10 @@ class Options(DaemonOptions):
 
 
 def makeService(options: Options) -> MultiService:
+    """The LMAP daemon: its services composed by L{lmm.lmap.service.makeLMAPService}."""
     from lmm.lmap.service import makeLMAPService
 
-    top = MultiService()
     try:
-        service = makeLMAPService(options.configValues, options.profile, options["config"])
+        return makeLMAPService(options.configValues, options.profile, options["config"])
     except ConfigError as e:
         configErrorExit(options, e)
-    service.setServiceParent(top)
-    return top

@@ -80,10 +80,6 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
     return control.common(service, command, args, HELP)
 
 
-def listenControl(service: Any, path: str, reactor: Any) -> Any:
-    """The MPA's control channel on C{path}."""
-    return control.listenControl(lambda words: execute(service, words), path, reactor)
-
 
 def main(argv: list[str]) -> int:
     return control.main(argv, "python -m lmm.mpa.control")

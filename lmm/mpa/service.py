@@ -1,8 +1,11 @@
 """
-The MPA's imperative shell: the Mobility Header socket, the access links (the
-attach detector), the authenticator, the tunnel data plane, the DHCPv6 relay,
-the one timer and the control channel. Everything it decides comes from
-L{MobilityProxyAgent} (which holds the DHCPv6 relay's core); this module
+The MPA's imperative shell. L{composeMPA} composes the daemon's services
+(L{lmm.service.InOrder}): the access links (the attach detector), the
+Mobility Header socket, the DHCPv6 relay's port, the control channel, the
+core L{MPAService} and the periodic summary, started in that order and
+stopped in reverse, so that the deregistrations of L{MobilityProxyAgent.stop}
+leave before the sockets close. Everything the MPA decides comes from
+L{MobilityProxyAgent} (which holds the DHCPv6 relay's core); L{MPAService}
 feeds it and carries its actions out, in order (docs/mpa.md, docs/dhcpv6.md).
 """
 
@@ -13,16 +16,16 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.config import ConfigError
+from lmm.control import ControlService
 from lmm.daemon import buildBackend
-from lmm.dataplane.swapping import SwappableDataPlane, TunnelConfig, tunnelConfig
+from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import MPA_LIMITED, MPA_PER_VISITOR, Journal
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
@@ -31,38 +34,43 @@ from lmm.mpa.dhcprelay import DHCPv6RelayPort
 from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.ratelimit import LogLimiter
-from lmm.rawsock import IPPROTO_MH, MobilityHeaderPort
-from lmm.service import ActionPerformer, Signaling
+from lmm.rawsock import IPPROTO_MH
+from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
 from lmm.timers import DeadlineTimer
 
 log = Logger(namespace="lmm.mpa")
+
 
 def _direct(f: Callable[[], Any]) -> Any:
     return f()
 
 
-class MPAService(ActionPerformer, SwappableDataPlane, Service):
+class MPAService(Service):
     """
-    Runs a L{MobilityProxyAgent}: Mobility Header messages on a raw socket
-    bound to C{address}, frames and link state from C{detector} (an
-    L{IAccessLinks} provider), AAA through C{authenticator}, tunnels through
-    C{dataPlane}.
+    The MPA's core service: runs a L{MobilityProxyAgent}, fed the frames and
+    link state of C{detector} (an L{IAccessLinks} provider), the Mobility
+    Header datagrams of its C{port}, the DHCPv6 server's datagrams of its
+    C{relayPort}, AAA answers from C{authenticator}, and its one timer; it
+    carries the agent's actions out (tunnels through C{dataPlane}).
 
     @param within: calls a function of no arguments in the network namespace
         the MPA works in (its sockets and C{/proc/sys/net} files are made
         there); None: this thread's. For tests that run the MPA in the test
         process with its links in a namespace.
-    @param controlSocket: the path of the control channel's UNIX socket, or
-        None for none (L{lmm.mpa.control}).
     @param relayPort: the DHCPv6 relay's server side (an
         L{lmm.interfaces.IDHCPv6Relay}, such as L{DHCPv6RelayPort}), or None:
         the agent's Relay-Forwards go nowhere (its relay is off too, then).
+    @param dataPlane: the tunnel backend; it is wrapped in a
+        L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
+    @ivar port: what sends the encoded Mobility Header messages (C{send(data,
+        destination)}): the daemon's L{MobilityHeaderService}; None: nothing
+        is sent.
+    @ivar controlSocket: the control channel's path, for the start's log line.
     """
 
     name = "mpa"
-    log = log
 
     def __init__(
         self,
@@ -74,10 +82,7 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         reactor: Any = None,
         *,
         within: Within | None = None,
-        socket: Any = None,
-        controlSocket: str | None = None,
         logLevel: str = "info",
-        summaryInterval: float = 60.0,
         describeBackends: str = "",
         relayPort: Any = None,
         tunnelConfig: TunnelConfig | None = None,
@@ -92,45 +97,35 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         self.agent = agent
         self.detector = detector
         self.authenticator = authenticator
-        self.dataPlane = dataPlane
         self.address = agent.address
         self.profile = profile
         self.reactor = reactor
         self.within: Within = within or _direct
-        self._socket = socket
-        self.controlSocket = controlSocket
+        if not isinstance(dataPlane, SwappableTunnel):
+            # A swapped-in backend makes its sockets and routes where the MPA works.
+            dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig, self.within)
+        self.dataPlane = dataPlane
         self.describeBackends = describeBackends
-        self.port: MobilityHeaderPort | None = None
+        self.port: Any = None
         self.relayPort = relayPort
-        self.control: Any = None
-        self.tunnelConfig = tunnelConfig
+        self.controlSocket: str | None = None
         self.counters: Counter[str] = Counter()
         self._timer = DeadlineTimer(reactor, self._tick)
         self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, MPA_PER_VISITOR,
                                MPA_LIMITED)
-        self.summaryInterval = summaryInterval
-        self._summary: Any = None
-
-    def buildWithin(self, build: Callable[[], Any]) -> Any:
-        # A swapped-in backend makes its sockets and routes where the MPA works.
-        return self.within(build)
+        # send looked up at each call: a test (or a subclass) may replace it.
+        self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
+                                         self.journal, log,
+                                         self._tunnelFailed, self.perform)
 
     # --- life cycle ---------------------------------------------------------
 
     def startService(self) -> None:
         Service.startService(self)
-        try:
-            self._open()
-        except BaseException:
-            # Whatever did open is closed again: no half-started MPA.
-            Service.stopService(self)
-            self._close()
-            raise
-        if self.summaryInterval:
-            self._summary = LoopingCall(self.logSummary)
-            self._summary.clock = self.reactor
-            self._summary.start(self.summaryInterval, now=False)
+        self.dataPlane.prepare(self.address)
+        # Only the access point says who attaches, with the explicit detector.
+        self.agent.attachOnFrames = self.detector.attachOnFrames
         if self.agent.relay is None:
             dhcp = "off"
         else:
@@ -141,52 +136,20 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
                  lmap=self.agent.defaultLmap, profile=self.profile.name,
                  backends=self.describeBackends, dhcp=dhcp, control=self.controlSocket or "off")
 
-    def _open(self) -> None:
-        self.dataPlane.prepare(self.address)
-        self.detector.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
-                                self.within, virtualMac=self.agent.defaultVirtualLmapMac)
-        self.detector.start(self.attach, self.detach)
-        # Only the access point says who attaches, with the explicit detector.
-        self.agent.attachOnFrames = self.detector.attachOnFrames
-        sock = self._socket
-        if sock is None and self.within is not _direct:
-            sock = self.within(_rawSocket)
-        self.port = MobilityHeaderPort(Signaling(self), self.address, self.reactor, sock)
-        self.port.startListening()
-        if self.relayPort is not None:
-            self.relayPort.start(self._relayed, None if self.within is _direct else self.within)
-        if self.controlSocket is not None:
-            from lmm.mpa.control import listenControl
-
-            self.control = listenControl(self, self.controlSocket, self.reactor)
-
-    def _close(self) -> list[Deferred[Any]]:
-        waits: list[Deferred[Any]] = []
-        if self.control is not None:
-            waits.append(maybeDeferred(self.control.stopListening))
-            self.control = None
-        if self.port is not None:
-            self.port.stopListening()
-            self.port = None
-        if self.relayPort is not None:
-            waits.append(maybeDeferred(self.relayPort.stop))
-        self.detector.stop()
-        return waits
-
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        if self._summary is not None and self._summary.running:
-            self._summary.stop()
         self._timer.cancel()
-        # Deregistrations go out before the sockets close.
+        # Deregistrations go out now: the sockets' services stop after this one.
         self.perform(self.agent.stop(self.reactor.seconds()))
-        waits = self._close()
-        waits.append(self.stopRetired())
+        waits = []
         for what in (self.authenticator, self.dataPlane):
             d = maybeDeferred(what.stop)
             d.addErrback(self._logFailure, f"stopping {what!r}")
             waits.append(d)
         return DeferredList(waits)
+
+    def _logFailure(self, failure: Failure, what: str) -> None:
+        log.failure("{what} failed", failure, what=what)
 
     def logSummary(self) -> None:
         self.journal.summary(self.allCounters(), visitors=len(self.agent.visitors))
@@ -273,14 +236,14 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
 
     def perform(self, actions: Iterable[object]) -> None:
         """
-        Carry out actions in order (L{ActionPerformer.performActions}: an
+        Carry out actions in order (L{ActionPerformer.perform}: an
         asynchronous tunnel change holds back what follows it), the MPA's own
         kinds here. Authentications start after the list is done: a backend
         that answers at once (the file) then feeds the agent after this
         event's actions, not in the middle of them.
         """
         requests: list[AccessRequest] = []
-        self.performActions(actions, lambda action: self._performOwn(action, requests))
+        self.performer.perform(actions, lambda action: self._performOwn(action, requests))
         for request in requests:
             self._authenticate(request)
 
@@ -345,19 +308,102 @@ class MPAService(ActionPerformer, SwappableDataPlane, Service):
         return list(self.detector.describe())
 
 
+class AccessLinksService(Service):
+    """The access links (the attach detector's sockets) while the daemon
+    runs: their frames, link changes, attaches and detaches go to C{core}."""
+
+    name = "access-links"
+
+    def __init__(self, core: MPAService) -> None:
+        self.core = core
+
+    def startService(self) -> None:
+        core = self.core
+        detector = core.detector
+        detector.configure(core.agent.accessInterfaces, core.frameReceived, core.linkDown,
+                           core.within, virtualMac=core.agent.defaultVirtualLmapMac)
+        detector.start(core.attach, core.detach)
+        Service.startService(self)
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        self.core.detector.stop()
+        return succeed(None)
+
+
+class RelayPortService(Service):
+    """The DHCPv6 relay's server-side port (an L{lmm.interfaces.IDHCPv6Relay})
+    while the daemon runs: what a server sends goes to C{core}."""
+
+    name = "dhcpv6-relay"
+
+    def __init__(self, core: MPAService, port: Any) -> None:
+        self.core = core
+        self.relayPort = port
+
+    def startService(self) -> None:
+        core = self.core
+        self.relayPort.start(core._relayed, None if core.within is _direct else core.within)
+        Service.startService(self)
+
+    def stopService(self) -> Deferred[Any]:
+        Service.stopService(self)
+        return maybeDeferred(self.relayPort.stop)
+
+
 def _rawSocket() -> Any:
     import socket
 
     return socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_MH)
 
 
+def composeMPA(core: MPAService, controlSocket: str | None = None,
+               summaryInterval: float = 60.0, socket: Any = None) -> InOrder:
+    """
+    The MPA daemon's services around C{core}, in their start order: the
+    access links, the Mobility Header socket on the core's address (made
+    where the core works; C{socket}: a raw socket to use instead), the
+    DHCPv6 relay's port (if the core has one), the control channel on
+    C{controlSocket} (none: no channel), the core, the summary every
+    C{summaryInterval} seconds (0: none).
+    """
+    from lmm.mpa.control import execute
+
+    top = InOrder()
+    AccessLinksService(core).setServiceParent(top)
+    if socket is not None:
+        makeSocket: Callable[[], Any] | None = lambda: socket  # noqa: E731
+    elif core.within is not _direct:
+        makeSocket = lambda: core.within(_rawSocket)  # noqa: E731
+    else:
+        makeSocket = None
+    port = MobilityHeaderService(core.address, core.reactor, core.datagramReceived, makeSocket)
+    port.setServiceParent(top)
+    core.port = port
+    if core.relayPort is not None:
+        RelayPortService(core, core.relayPort).setServiceParent(top)
+    if controlSocket is not None:
+        ControlService(lambda words: execute(core, words), controlSocket,
+                       core.reactor).setServiceParent(top)
+        core.controlSocket = controlSocket
+    core.setServiceParent(top)
+    summary = summaryService(summaryInterval, core.logSummary, core.reactor)
+    if summary is not None:
+        summary.setServiceParent(top)
+    return top
+
+
 # --- building it from the configuration ----------------------------------------------
 
 
-def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -> MPAService:
-    """The MPA service as configured (values from L{lmm.mpa.tap.SETTINGS});
+def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
+                   reactor: Any = None) -> InOrder:
+    """The MPA daemon as configured (values from L{lmm.mpa.tap.SETTINGS});
     L{ConfigError} naming C{path} for a backend table it cannot use."""
-    from twisted.internet import reactor
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
 
     dataPlane = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
                              reactor, path, "tunnel.options")
@@ -402,8 +448,7 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str) -
     relayPort = DHCPv6RelayPort(values["mpa.address"], reactor) if values["dhcp.enabled"] else None
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
                 f"{values['tunnel.backend']} tunnels")
-    return MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
-                      controlSocket=values["control.socket"], logLevel=values["log.level"],
-                      summaryInterval=values["log.summary_interval"],
-                      describeBackends=backends, relayPort=relayPort,
-                      tunnelConfig=tunnelConfig(values, dataPlane, path))
+    core = MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
+                      logLevel=values["log.level"], describeBackends=backends,
+                      relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path))
+    return composeMPA(core, values["control.socket"], values["log.summary_interval"])

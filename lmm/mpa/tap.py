@@ -101,10 +101,7 @@ class Options(DaemonOptions):
 def makeService(options: Options) -> MultiService:
     from lmm.mpa.service import makeMPAService
 
-    top = MultiService()
     try:
-        service = makeMPAService(options.configValues, options.profile, options["config"])
+        return makeMPAService(options.configValues, options.profile, options["config"])
     except ConfigError as e:
         configErrorExit(options, e)
-    service.setServiceParent(top)
-    return top

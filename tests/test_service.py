@@ -1,0 +1,97 @@
+"""lmm.service: the daemons' composition (start in order, stop in reverse, no
+half-started daemon) and the summary timer, without sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm.control import ControlService
+from lmm.service import InOrder, summaryService
+
+
+class Recorded(Service):
+    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
+        self.setName(name)
+        self.log = log
+        self.fail = fail
+
+    def startService(self) -> None:
+        if self.fail:
+            raise OSError(f"{self.name} cannot start")
+        Service.startService(self)
+        self.log.append(f"start {self.name}")
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        self.log.append(f"stop {self.name}")
+
+
+class InOrderTests(SynchronousTestCase):
+    def make(self, failing: str | None = None) -> tuple[InOrder, list[str]]:
+        log: list[str] = []
+        top = InOrder()
+        for name in ("links", "port", "control", "core"):
+            Recorded(name, log, fail=name == failing).setServiceParent(top)
+        return top, log
+
+    def test_order(self) -> None:
+        """Children start in order and stop in reverse: the core stops (and sends
+        its deregistrations) while the port is still open."""
+        top, log = self.make()
+        top.startService()
+        top.stopService()
+        self.assertEqual(log, ["start links", "start port", "start control", "start core",
+                               "stop core", "stop control", "stop port", "stop links"])
+
+    def test_failedStartUndone(self) -> None:
+        """A child that cannot start: the ones started before it are stopped, in
+        reverse, and the error goes on; nothing is left running."""
+        top, log = self.make(failing="control")
+        self.assertRaises(OSError, top.startService)
+        self.assertEqual(log, ["start links", "start port", "stop port", "stop links"])
+        self.assertFalse(top.running)
+        self.assertFalse(any(child.running for child in top))
+
+    def test_liveControlSocketStopsTheStart(self) -> None:
+        """The control channel of a live daemon is not taken over: the start fails
+        there, with the error, and what started before it stops."""
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "control.sock")
+        first = ControlService(lambda words: {"ok": True}, path, reactor)
+        first.startService()
+        self.addCleanup(first.stopService)
+        log: list[str] = []
+        top = InOrder()
+        Recorded("port", log).setServiceParent(top)
+        ControlService(lambda words: {"ok": True}, path, reactor).setServiceParent(top)
+        Recorded("core", log).setServiceParent(top)
+        self.assertRaises(CannotListenError, top.startService)
+        self.assertEqual(log, ["start port", "stop port"])
+        # The first daemon's channel still answers.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(path)
+
+
+class SummaryTests(SynchronousTestCase):
+    def test_firstAfterOneInterval(self) -> None:
+        clock = Clock()
+        calls: list[float] = []
+        timer: Any = summaryService(60.0, lambda: calls.append(clock.seconds()), clock)
+        timer.startService()
+        self.assertEqual(calls, [])
+        clock.advance(60)
+        clock.advance(60)
+        self.assertEqual(calls, [60.0, 120.0])
+        timer.stopService()
+        self.assertIsNone(summaryService(0, lambda: None, clock))
