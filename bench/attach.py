@@ -39,10 +39,10 @@ sys.path.insert(0, top)
 
 from lmm import mh, nd  # noqa: E402
 from lmm.aaa import DEFAULT_NAI_TEMPLATE, naiFromMac  # noqa: E402
+from lmm.lab import freeradius  # noqa: E402
+from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
+from lmm.lab.netns import Namespace, callIn, link, socketIn  # noqa: E402
 from lmm.mpa.control import ask  # noqa: E402
-from lmm.testing import freeradius  # noqa: E402
-from lmm.testing.daemons import Daemon, writeConfig  # noqa: E402
-from lmm.testing.netns import Namespace, callIn, link, socketIn  # noqa: E402
 
 LMAP = "fd00:be::1"
 MPA = "fd00:be::2"

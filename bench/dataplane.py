@@ -34,7 +34,7 @@ from typing import Any
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
 
-from lmm.testing.netns import Namespace, link  # noqa: E402
+from lmm.lab.netns import Namespace, link  # noqa: E402
 
 MS = "2001:db8:1::5"
 CN = "fd00:cc::2"

@@ -32,9 +32,9 @@ import time
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
 
+from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
+from lmm.lab.netns import Namespace, link  # noqa: E402
 from lmm.mh import OptionType  # noqa: E402
-from lmm.testing.daemons import Daemon, writeConfig  # noqa: E402
-from lmm.testing.netns import Namespace, link  # noqa: E402
 
 RESPONDER = "fd00:b::1"
 GENERATOR = "fd00:b::2"

@@ -42,10 +42,10 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
 from lmm import nd
+from lmm.lab import freeradius, kea
 from lmm.lab import timeline as tl
+from lmm.lab.netns import Namespace, callIn, waitFor
 from lmm.lab.topology import KeaSpec, Lab, MPASpec, MSSpec, Station, loadTopology, randomMac
-from lmm.testing import freeradius, kea
-from lmm.testing.netns import Namespace, callIn, waitFor
 from tests.test_lab import LabTestCase
 
 T = TypeVar("T")

@@ -39,9 +39,10 @@ from lmm.backends import findBackend
 from lmm.dataplane import ip6tnl, seg6, swap, userspace
 from lmm.dataplane.common import DataPlaneError, KernelLacks, relayedTooBig
 from lmm.interfaces import ITunnelDataPlane
+from lmm.lab.netns import Namespace, bridge, callIn, link, socketIn
 from lmm.lab.timeline import pingSummary
 from lmm.testing.doubles import RefusingPlane
-from lmm.testing.netns import Namespace, NetnsTestMixin, bridge, callIn, link, socketIn
+from lmm.testing.mixins import NetnsTestMixin
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, RecordingDataPlane, TunnelBinding
 
 reactor: Any = globalReactor

@@ -1,5 +1,5 @@
 """
-The relay core against a real Kea DHCPv6 server (L{lmm.testing.kea}).
+The relay core against a real Kea DHCPv6 server (L{lmm.lab.kea}).
 
 Two MPA namespaces and a server namespace share a backbone bridge (in the
 server's namespace, which holds the server's address). In each MPA namespace a
@@ -38,6 +38,9 @@ from lmm.dhcp6 import (
     OptionRequest,
     ServerId,
 )
+from lmm.lab import kea
+from lmm.lab.netns import Namespace, bridge, link
+from lmm.lab.processes import readText
 from lmm.mpa.relay import (
     AddressAssigned,
     AddressReleased,
@@ -46,9 +49,7 @@ from lmm.mpa.relay import (
     SendToClient,
     SendToServer,
 )
-from lmm.testing import kea
-from lmm.testing.netns import Namespace, NetnsTestMixin, bridge, link
-from lmm.testing.processes import readText
+from lmm.testing.mixins import NetnsTestMixin
 
 KEA = "fd00:547::2"
 NOBODY = "fd00:547::3"  # on the server's bridge too; nothing listens there
@@ -404,7 +405,7 @@ class SampleConfigTests(NetnsTestMixin, SynchronousTestCase):
 
 
 class KeaHelperTests(NetnsTestMixin, SynchronousTestCase):
-    """L{lmm.testing.kea} itself: nothing is left behind."""
+    """L{lmm.lab.kea} itself: nothing is left behind."""
 
     def setUp(self) -> None:
         reason = kea.missingReason()

@@ -34,8 +34,9 @@ from dataclasses import replace
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from lmm.aaa import loadProfiles
-from lmm.lab import demo
+from lmm.lab import demo, kea
 from lmm.lab import timeline as tl
+from lmm.lab.netns import netnsUnavailableReason, waitFor
 from lmm.lab.topology import (
     DEFAULT_TOPOLOGY,
     Lab,
@@ -50,8 +51,6 @@ from lmm.lab.topology import (
     manualAddress,
     randomMac,
 )
-from lmm.testing import kea
-from lmm.testing.netns import netnsUnavailableReason, waitFor
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS_TOPOLOGY = os.path.join(_REPO, "etc", "lab", "methods.toml")

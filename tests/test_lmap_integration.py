@@ -19,11 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lmm import mh
 from lmm.dataplane.common import DataPlaneError
+from lmm.lab.daemons import Daemon, writeConfig
+from lmm.lab.netns import link
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.service import LMAPService
-from lmm.testing.daemons import Daemon, writeConfig
 from lmm.testing.doubles import RefusingPlane
-from lmm.testing.netns import NetnsTestMixin, link
+from lmm.testing.mixins import NetnsTestMixin
 
 LMAP = "fd00:135::1"
 MPA1 = "fd00:135::2"

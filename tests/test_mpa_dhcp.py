@@ -36,6 +36,8 @@ from lmm import dhcp6, mh, nd
 from lmm.aaa import Profile, ProfileFileAuthenticator
 from lmm.actions import Note, RemoveTunnel, SendMessage
 from lmm.dhcp6 import IANA, ClientId, IAAddress, Message, MessageType, ServerId
+from lmm.lab import kea
+from lmm.lab.netns import callIn, link, waitForDeferred
 from lmm.mpa.agent import MobilityProxyAgent
 from lmm.mpa.attach import PacketAttachDetector
 from lmm.mpa.control import CommandError, execute
@@ -44,8 +46,7 @@ from lmm.mpa.homelink import clientFrame
 from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.service import MPAService, composeMPA
 from lmm.mpa.visitor import AttachEvent, DetachEvent, VisitorState
-from lmm.testing import kea
-from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
+from lmm.testing.mixins import NetnsTestMixin
 from lmm.tunnel import RecordingDataPlane
 from tests.test_kea import Visitor
 from tests.test_mpa_service import LMAP, MPA, TOP, FakeLMAP, Station, receiveAll

@@ -37,10 +37,10 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
 from lmm import mh, nd
+from lmm.lab import freeradius
 from lmm.lab import timeline as tl
+from lmm.lab.netns import socketIn, waitFor
 from lmm.lab.topology import VIRTUAL_LMAP_MAC, Lab, MSSpec, Station, loadTopology, randomMac
-from lmm.testing import freeradius
-from lmm.testing.netns import socketIn, waitFor
 from tests.test_lab import LabTestCase
 
 VLL = nd.linkLocalFromMac(VIRTUAL_LMAP_MAC)

@@ -27,6 +27,7 @@ from lmm import mh, nd
 from lmm.aaa import AccessRequest, ProfileFileAuthenticator
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.dataplane.common import DataPlaneError
+from lmm.lab.netns import callIn, link, waitForDeferred
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import (
     ETH_P_ALL,
@@ -38,7 +39,7 @@ from lmm.mpa.attach import (
 from lmm.mpa.control import CommandError, ask, execute
 from lmm.mpa.service import MPAService, composeMPA
 from lmm.testing.doubles import RefusingPlane
-from lmm.testing.netns import NetnsTestMixin, callIn, link, waitForDeferred
+from lmm.testing.mixins import NetnsTestMixin
 from lmm.tunnel import ROLE_MPA, RecordingDataPlane, TunnelBinding
 
 MPA = "fd00:4d50::2"

@@ -1,5 +1,5 @@
 """
-Tests for L{lmm.testing.netns}: names unique to the run, namespaces removed also
+Tests for L{lmm.lab.netns}: names unique to the run, namespaces removed also
 when a test fails, sockets made in the namespace asked for, links usable at once.
 """
 
@@ -16,12 +16,11 @@ import unittest
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from lmm.testing import netns
-from lmm.testing.netns import (
+from lmm.lab import netns
+from lmm.lab.netns import (
     RUN_TAG,
     Namespace,
     NetnsCommandError,
-    NetnsTestMixin,
     bridge,
     callIn,
     leftovers,
@@ -30,6 +29,8 @@ from lmm.testing.netns import (
     waitFor,
     waitForDeferred,
 )
+from lmm.testing import mixins
+from lmm.testing.mixins import NetnsTestMixin
 
 _SIOCGSKNS = 0x894C  # Linux: a file descriptor for the socket's network namespace
 
@@ -63,7 +64,7 @@ class NamesTests(SynchronousTestCase):
 
     def test_tagsDifferBetweenProcesses(self) -> None:
         """Two processes (even with the same pid modulo 100000) get different tags."""
-        source = "from lmm.testing.netns import RUN_TAG; print(RUN_TAG)"
+        source = "from lmm.lab.netns import RUN_TAG; print(RUN_TAG)"
         env = dict(os.environ, PYTHONPATH=netns._REPO)
         tags = {
             subprocess.run(
@@ -234,7 +235,7 @@ class NamespaceTests(NetnsTestMixin, TestCase):
         self.assertNotIn(namespace.name, leftovers())
 
     def test_contextManager(self) -> None:
-        skipUnlessNetns = netns.skipUnlessNetns
+        skipUnlessNetns = mixins.skipUnlessNetns
         skipUnlessNetns()
         with Namespace.create("ctx") as namespace:
             self.assertIn(namespace.name, leftovers())
@@ -243,7 +244,7 @@ class NamespaceTests(NetnsTestMixin, TestCase):
 
     def test_atExit(self) -> None:
         """Namespaces not deleted by their test are deleted when the interpreter exits."""
-        netns.skipUnlessNetns()
+        mixins.skipUnlessNetns()
         namespace = Namespace.create("exit")
         self.addCleanup(namespace.delete)
         netns._deleteLeftovers()
@@ -285,20 +286,20 @@ class CleanupTests(NetnsTestMixin, SynchronousTestCase):
             self.assertFalse(alive(pid))
 
     def test_failure(self) -> None:
-        netns.skipUnlessNetns()
+        mixins.skipUnlessNetns()
         result, made, pids = self.runInner("test")
         self.assertEqual((len(result.failures), len(result.errors)), (1, 0))
         self.assertEqual(len(made), 2)
         self.check(made, pids)
 
     def test_error(self) -> None:
-        netns.skipUnlessNetns()
+        mixins.skipUnlessNetns()
         result, made, pids = self.runInner("error")
         self.assertEqual((len(result.failures), len(result.errors)), (0, 1))
         self.check(made, pids)
 
     def test_setUpError(self) -> None:
-        netns.skipUnlessNetns()
+        mixins.skipUnlessNetns()
         result, made, pids = self.runInner("setUp")
         self.assertEqual(len(result.errors), 1)
         self.assertIn("setUp broke", result.errors[0][1])

@@ -11,8 +11,9 @@ import io
 from twisted.trial.unittest import SynchronousTestCase
 
 from lmm.lab import timeline as tl
+from lmm.lab.netns import callIn
 from lmm.lab.pinger import run
-from lmm.testing.netns import NetnsTestMixin, callIn
+from lmm.testing.mixins import NetnsTestMixin
 
 
 class PingerTests(NetnsTestMixin, SynchronousTestCase):

@@ -27,6 +27,7 @@ from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.backends import findBackend
 from lmm.config import ConfigError
 from lmm.interfaces import IAuthenticator
+from lmm.lab import freeradius
 from lmm.radius import (
     IdPool,
     RadiusAuthenticator,
@@ -37,7 +38,6 @@ from lmm.radius import (
     radiusBackend,
     responseAuthenticator,
 )
-from lmm.testing import freeradius
 
 DICTIONARY = loadDictionary()
 SECRET = b"fake-secret"

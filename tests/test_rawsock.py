@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from lmm import mh
+from lmm.lab.netns import Namespace, callIn, link, waitForDeferred
 from lmm.rawsock import (
     IPPROTO_MH,
     IPV6_CHECKSUM,
@@ -25,7 +26,7 @@ from lmm.rawsock import (
     MobilityHeaderPort,
     MobilityHeaderProtocol,
 )
-from lmm.testing.netns import Namespace, NetnsTestMixin, callIn, link, waitForDeferred
+from lmm.testing.mixins import NetnsTestMixin
 
 reactor: Any = _reactor
 

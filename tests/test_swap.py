@@ -40,12 +40,12 @@ from lmm.dataplane.common import DataPlaneError
 from lmm.dataplane.swapping import SwapError, TunnelConfig
 from lmm.lab import demo
 from lmm.lab import timeline as tl
+from lmm.lab.netns import callIn, netnsUnavailableReason
 from lmm.lab.topology import Lab, MSSpec, loadTopology, randomMac
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.control import execute
 from lmm.lmap.service import LMAPService
 from lmm.testing.doubles import RefusingPlane
-from lmm.testing.netns import callIn, netnsUnavailableReason
 from lmm.tunnel import ROLE_LMAP, RecordingDataPlane, TunnelBinding
 from tests.test_dataplane import CN, LMAP, MS, LabMixin, lmapBinding, mpaBinding
 

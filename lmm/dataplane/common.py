@@ -178,7 +178,7 @@ class NetworkNamespace:
     later (a raw socket for a new tunnel end) or a C{/proc/sys/net} file it
     opens later is made here through L{call}. In a daemon that is where the
     thread already is, and L{call} only calls; a test that builds a backend
-    inside a namespace (with L{lmm.testing.netns.callIn}) gets the same
+    inside a namespace (with L{lmm.lab.netns.callIn}) gets the same
     behaviour from its main thread.
     """
 

@@ -15,10 +15,9 @@ import sys
 import traceback
 from typing import Any
 
-from lmm.lab import demo
+from lmm.lab import demo, freeradius
+from lmm.lab.netns import netnsUnavailableReason
 from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, TopologyError, down, loadTopology
-from lmm.testing import freeradius
-from lmm.testing.netns import netnsUnavailableReason
 
 
 def runDemo(topologyPath: str, out: Any = sys.stdout) -> int:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmm.lab import timeline as tl
+from lmm.lab.netns import waitFor
 from lmm.lab.topology import Lab, Station
-from lmm.testing.netns import waitFor
 
 
 class ScenarioFailed(Exception):

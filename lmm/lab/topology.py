@@ -41,14 +41,14 @@ from typing import Any, Mapping
 from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
 from lmm.config import tomlValue
+from lmm.lab import freeradius, kea
+from lmm.lab.daemons import TWISTD, Daemon, writeConfig
 from lmm.lab.logger import LOG_VARIABLE
+from lmm.lab.netns import RUN_TAG, Namespace, callIn, link, waitFor
+from lmm.lab.processes import end
 from lmm.lab.timeline import pingSummary
 from lmm.mpa.control import ask
 from lmm.mpa.tap import DEFAULT_VIRTUAL_LMAP_MAC
-from lmm.testing import freeradius, kea
-from lmm.testing.daemons import TWISTD, Daemon, writeConfig
-from lmm.testing.netns import RUN_TAG, Namespace, callIn, link, waitFor
-from lmm.testing.processes import end
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_TOPOLOGY = os.path.join(_REPO, "etc", "lab", "demo.toml")
@@ -492,7 +492,7 @@ class Lab:
         if self.keaSpec is not None:
             self.keaNs = self.namespace("kea")
             backboneMembers.append((self.keaNs, self.keaSpec.address))
-        from lmm.testing.netns import bridge
+        from lmm.lab.netns import bridge
 
         backbone = bridge(self.lmapNs, backboneMembers, address=topology.lmap)
         self.backbone = backbone.name

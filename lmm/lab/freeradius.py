@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lmm
-from lmm.testing.processes import dieWithParent, end, readText
+from lmm.lab.processes import dieWithParent, end, readText
 
 FREERADIUS = "/usr/sbin/freeradius"
 SECRET = b"lmm-testing-secret"
@@ -36,7 +36,7 @@ DEFAULT_USERS = _CHECKOUT / "etc" / "freeradius" / "users"
 LMM_DICTIONARY = _CHECKOUT / "radius_dicts" / "dictionary.lmm"
 
 _RADIUSD_CONF = """\
-# Written by lmm.testing.freeradius for one test; removed when it ends.
+# Written by lmm.lab.freeradius for one test; removed when it ends.
 prefix = /usr
 exec_prefix = /usr
 sysconfdir = /etc

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmm.testing.netns import Namespace, callIn
-from lmm.testing.processes import dieWithParent, end, readText
+from lmm.lab.netns import Namespace, callIn
+from lmm.lab.processes import dieWithParent, end, readText
 
 KEA_DHCP6 = "/usr/sbin/kea-dhcp6"
 

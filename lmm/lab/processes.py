@@ -1,6 +1,6 @@
 """
-What the harnesses of external programs (L{lmm.testing.kea}: Kea, dhclient;
-L{lmm.testing.freeradius}) share: a child that dies with the test runner, one
+What the harnesses of external programs (L{lmm.lab.kea}: Kea, dhclient;
+L{lmm.lab.freeradius}) share: a child that dies with the test runner, one
 way to end it, and reading the files it writes, which may not exist yet.
 """
 

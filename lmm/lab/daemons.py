@@ -12,7 +12,7 @@ import sys
 import time
 
 from lmm.config import writeToml
-from lmm.testing.netns import Namespace, waitFor
+from lmm.lab.netns import Namespace, waitFor
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")

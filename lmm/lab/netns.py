@@ -1,10 +1,11 @@
 """
-Network namespaces, veth links and bridges for lmm's network tests.
+Network namespaces, veth links and bridges: the lab's, the benchmarks' and the
+network tests'.
 
 Every name this module makes starts with L{RUN_TAG}, unique to the process, so
 that several test runs can share a machine. Everything it creates is removed:
-by the test's cleanups (L{NetnsTestMixin}), by L{Namespace.delete}, or, as a
-last resort, when the interpreter exits.
+by the test's cleanups (L{lmm.testing.mixins.NetnsTestMixin}), by
+L{Namespace.delete}, or, as a last resort, when the interpreter exits.
 
 A test that needs a socket inside a namespace gets it from L{socketIn}: the
 calling thread enters the namespace only for the C{socket()} call, and a socket
@@ -32,9 +33,8 @@ import socket
 import subprocess
 import sys
 import time
-import unittest
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -47,13 +47,11 @@ __all__ = [
     "Bridge",
     "Namespace",
     "NetnsCommandError",
-    "NetnsTestMixin",
     "bridge",
     "callIn",
     "leftovers",
     "link",
     "netnsUnavailableReason",
-    "skipUnlessNetns",
     "socketIn",
     "waitFor",
     "waitForDeferred",
@@ -152,13 +150,6 @@ def _probe() -> str | None:
     except (OSError, subprocess.SubprocessError) as e:
         return f"ip netns delete does not work here: {e}"
     return None
-
-
-def skipUnlessNetns() -> None:
-    """Raise L{unittest.SkipTest} saying why, unless namespace tests can run."""
-    reason = netnsUnavailableReason()
-    if reason is not None:
-        raise unittest.SkipTest(reason)
 
 
 def leftovers(tag: str = RUN_TAG) -> list[str]:
@@ -556,34 +547,3 @@ def waitForDeferred(
 
 
 # --- trial ------------------------------------------------------------------------
-
-if TYPE_CHECKING:
-    _TestCaseBase = unittest.TestCase
-else:
-    _TestCaseBase = object
-
-
-class NetnsTestMixin(_TestCaseBase):
-    """
-    For trial (or unittest) test cases: namespaces and sockets that are removed
-    by the test's cleanups, whether it passes or fails. A test that asks for a
-    namespace where there can be none is skipped, saying why.
-    """
-
-    def makeNamespace(self, label: str = "ns") -> Namespace:
-        skipUnlessNetns()
-        namespace = Namespace.create(label)
-        self.addCleanup(namespace.delete)
-        return namespace
-
-    def socketIn(
-        self,
-        namespace: Namespace,
-        family: int = socket.AF_INET6,
-        type: int = socket.SOCK_RAW,
-        proto: int = 0,
-    ) -> socket.socket:
-        """L{socketIn}, closed by the test's cleanups."""
-        sock = socketIn(namespace, family, type, proto)
-        self.addCleanup(sock.close)
-        return sock
