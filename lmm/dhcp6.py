@@ -24,12 +24,15 @@ bytes. Lifetimes and timers are in seconds, 0xffffffff is infinity
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, TypeVar
+
+from lmm import inet
+from lmm.inet import packAddress as _packAddress
+from lmm.inet import unpackAddress as _unpackAddress
 
 CLIENT_PORT = 546
 SERVER_PORT = 547  # servers and relay agents listen, and relays send, on 547
@@ -181,21 +184,6 @@ class BadOption(DHCPv6Error):
 
 # --- helpers ----------------------------------------------------------------
 
-_pton = socket.inet_pton
-_ntop = socket.inet_ntop
-_AF6 = socket.AF_INET6
-
-
-def _packAddress(address: str) -> bytes:
-    try:
-        return _pton(_AF6, address)
-    except (OSError, TypeError) as e:
-        raise ValueError(f"not an IPv6 address: {address!r}") from e
-
-
-def _unpackAddress(data: bytes, offset: int) -> str:
-    return _ntop(_AF6, data[offset : offset + 16])
-
 
 def _checkRange(name: str, value: int, maximum: int) -> None:
     if not 0 <= value <= maximum:
@@ -236,16 +224,6 @@ class Option:
 
 
 OptionT = TypeVar("OptionT", bound=Option)
-
-
-def _fixedLength(cls: type, length: int, expected: int) -> None:
-    if length != expected:
-        raise BadOptionLength(f"{cls.__name__} option length {length}, expected {expected}")
-
-
-def _minimumLength(cls: type, length: int, minimum: int) -> None:
-    if length < minimum:
-        raise BadOptionLength(f"{cls.__name__} option length {length}, expected {minimum} or more")
 
 
 class _DUIDOption(Option):
@@ -301,7 +279,7 @@ class StatusCode(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> StatusCode:
-        _minimumLength(cls, length, 2)
+        inet.minimumLength(BadOptionLength, cls, length, 2)
         status = struct.unpack_from("!H", data, offset)[0]
         return cls(status, data[offset + 2 : offset + length].decode("utf-8", "replace"))
 
@@ -335,7 +313,7 @@ class IAAddress(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> IAAddress:
-        _minimumLength(cls, length, 24)
+        inet.minimumLength(BadOptionLength, cls, length, 24)
         preferred, valid = struct.unpack_from("!II", data, offset + 16)
         return cls(
             _unpackAddress(data, offset),
@@ -376,7 +354,7 @@ class IANA(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> IANA:
-        _minimumLength(cls, length, 12)
+        inet.minimumLength(BadOptionLength, cls, length, 12)
         iaid, t1, t2 = struct.unpack_from("!III", data, offset)
         return cls(
             iaid, t1, t2, _decodeOptions(data, offset + 12, offset + length, _IA_NA_OPTIONS)
@@ -415,7 +393,7 @@ class Preference(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> Preference:
-        _fixedLength(cls, length, 1)
+        inet.fixedLength(BadOptionLength, cls, length, 1)
         return cls(data[offset])
 
 
@@ -433,7 +411,7 @@ class ElapsedTime(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> ElapsedTime:
-        _fixedLength(cls, length, 2)
+        inet.fixedLength(BadOptionLength, cls, length, 2)
         return cls(struct.unpack_from("!H", data, offset)[0])
 
 
@@ -467,7 +445,7 @@ class RapidCommit(Option):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> RapidCommit:
-        _fixedLength(cls, length, 0)
+        inet.fixedLength(BadOptionLength, cls, length, 0)
         return cls()
 
 

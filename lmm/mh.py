@@ -14,12 +14,15 @@ opaque data as bytes. Lifetimes are in seconds (the wire counts units of 4 s).
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
+
+from lmm import inet
+from lmm.inet import packAddress as _packAddress
+from lmm.inet import unpackAddress as _unpackAddress
 
 IPPROTO_MH = 135
 IPPROTO_NONE = 59
@@ -213,24 +216,6 @@ class UnknownMessageType(MobilityHeaderError):
         self.mhType = mhType
 
 
-# --- helpers ----------------------------------------------------------------
-
-_pton = socket.inet_pton
-_ntop = socket.inet_ntop
-_AF6 = socket.AF_INET6
-
-
-def _packAddress(address: str) -> bytes:
-    try:
-        return _pton(_AF6, address)
-    except (OSError, TypeError) as e:
-        raise ValueError(f"not an IPv6 address: {address!r}") from e
-
-
-def _unpackAddress(data: bytes, offset: int) -> str:
-    return _ntop(_AF6, data[offset : offset + 16])
-
-
 # --- options ----------------------------------------------------------------
 
 
@@ -253,11 +238,6 @@ class MobilityOption:
         raise NotImplementedError
 
 
-def _fixedLength(cls: type, length: int, expected: int) -> None:
-    if length != expected:
-        raise BadOption(f"{cls.__name__} option length {length}, expected {expected}")
-
-
 @dataclass(frozen=True, slots=True)
 class BindingRefreshAdvice(MobilityOption):
     interval: int  # units of 4 s
@@ -269,7 +249,7 @@ class BindingRefreshAdvice(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> BindingRefreshAdvice:
-        _fixedLength(cls, length, 2)
+        inet.fixedLength(BadOption, cls, length, 2)
         return cls(struct.unpack_from("!H", data, offset)[0])
 
 
@@ -284,7 +264,7 @@ class AlternateCareOfAddress(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> AlternateCareOfAddress:
-        _fixedLength(cls, length, 16)
+        inet.fixedLength(BadOption, cls, length, 16)
         return cls(_unpackAddress(data, offset))
 
 
@@ -300,7 +280,7 @@ class NonceIndices(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> NonceIndices:
-        _fixedLength(cls, length, 4)
+        inet.fixedLength(BadOption, cls, length, 4)
         return cls(*struct.unpack_from("!HH", data, offset))
 
 
@@ -376,7 +356,7 @@ class ReplayProtection(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> ReplayProtection:
-        _fixedLength(cls, length, 8)
+        inet.fixedLength(BadOption, cls, length, 8)
         return cls(struct.unpack_from("!Q", data, offset)[0])
 
 
@@ -424,7 +404,7 @@ class _PrefixLayout(MobilityOption):
 
     @classmethod
     def _decodePrefix(cls, data: bytes, offset: int, length: int) -> tuple[str, int]:
-        _fixedLength(cls, length, 18)
+        inet.fixedLength(BadOption, cls, length, 18)
         prefixLength = data[offset + 1]
         if prefixLength > 128:
             raise BadOption(f"{cls.__name__} prefix length {prefixLength} is over 128")
@@ -472,7 +452,7 @@ class _ByteValue(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> MobilityOption:
-        _fixedLength(cls, length, 2)
+        inet.fixedLength(BadOption, cls, length, 2)
         return cls(data[offset + 1])  # type: ignore[call-arg]
 
 
@@ -517,7 +497,7 @@ class LinkLocalAddress(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> LinkLocalAddress:
-        _fixedLength(cls, length, 16)
+        inet.fixedLength(BadOption, cls, length, 16)
         return cls(_unpackAddress(data, offset))
 
 
@@ -535,7 +515,7 @@ class Timestamp(MobilityOption):
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> Timestamp:
-        _fixedLength(cls, length, 8)
+        inet.fixedLength(BadOption, cls, length, 8)
         return cls(struct.unpack_from("!Q", data, offset)[0])
 
 
@@ -1023,22 +1003,10 @@ def _decodeOptions(
 
 def checksum(source: str, destination: str, header: bytes) -> int:
     """The MH checksum (RFC 6275 6.1.1) over the IPv6 pseudo-header and
-    C{header}, whose own checksum field is taken as zero."""
-    data = (
-        _packAddress(source)
-        + _packAddress(destination)
-        + struct.pack("!IxxxB", len(header), IPPROTO_MH)
-        + header[:4]
-        + b"\x00\x00"
-        + header[6:]
-    )
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    # A sum of zero is sent as zero: the kernel does the same for protocol 135.
-    return ~total & 0xFFFF
+    C{header}, whose own checksum field is taken as zero. A sum of zero is
+    sent as zero: the kernel does the same for protocol 135."""
+    return inet.checksum(_packAddress(source), _packAddress(destination), IPPROTO_MH,
+                         header[:4] + b"\x00\x00" + header[6:])
 
 
 def withChecksum(source: str, destination: str, header: bytes) -> bytes:

@@ -36,6 +36,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, TypeVar
 
+from lmm.inet import checksum as _checksum
+from lmm.inet import checksumValid as _checksumValid
+from lmm.inet import packAddress as _packAddress
+
 ETH_P_IPV6 = 0x86DD
 ETHERNET_HEADER_LENGTH = 14
 IPV6_HEADER_LENGTH = 40
@@ -174,13 +178,6 @@ _UNSPECIFIED_BYTES = bytes(16)
 _SOLICITED_NODE_PREFIX = bytes.fromhex("ff0200000000000000000001ff")
 
 
-def _packAddress(address: str) -> bytes:
-    try:
-        return _pton(_AF6, address)
-    except (OSError, TypeError) as e:
-        raise ValueError(f"not an IPv6 address: {address!r}") from e
-
-
 def _packMac(mac: str) -> bytes:
     # Cheap form check, then fromhex: any whitespace fromhex would skip leaves
     # fewer than 6 bytes.
@@ -252,29 +249,10 @@ def linkLocalFromMac(mac: str) -> str:
 # --- checksum ---------------------------------------------------------------
 
 
-def _onesComplementTotal(source: bytes, destination: bytes, nextHeader: int, data: bytes) -> int:
-    # The one's-complement sum of 16-bit words is the number they spell modulo
-    # 0xffff (2**16 == 1 there): one big-integer remainder instead of a loop.
-    pseudo = source + destination + struct.pack("!I3xB", len(data), nextHeader)
-    if len(data) % 2:
-        data += b"\x00"
-    return int.from_bytes(pseudo + data, "big") % 0xFFFF
-
-
 def checksum(source: str, destination: str, nextHeader: int, data: bytes) -> int:
     """The Internet checksum of C{data} (its own checksum field zero) under the
-    IPv6 pseudo-header (RFC 8200 8.1)."""
+    IPv6 pseudo-header (RFC 8200 8.1; L{lmm.inet.checksum})."""
     return _checksum(_packAddress(source), _packAddress(destination), nextHeader, data)
-
-
-def _checksum(source: bytes, destination: bytes, nextHeader: int, data: bytes) -> int:
-    # The pseudo-header is never all zeros (next header), so the sum is 1..0xffff.
-    return (0xFFFF - _onesComplementTotal(source, destination, nextHeader, data)) % 0xFFFF
-
-
-def _checksumValid(source: bytes, destination: bytes, nextHeader: int, data: bytes) -> bool:
-    # The sum over everything, checksum included, is 0xffff (0 modulo 0xffff).
-    return _onesComplementTotal(source, destination, nextHeader, data) == 0
 
 
 # --- headers ----------------------------------------------------------------
@@ -1090,6 +1068,34 @@ def buildFrame(
         _ETHERNET.pack(_packMac(dstMac), _packMac(srcMac), ETH_P_IPV6)
         + _IPV6.pack(first, len(icmp), nextHeader, hopLimit, source, destination)
         + icmp
+    )
+
+
+def buildUDPFrame(
+    srcMac: str,
+    dstMac: str,
+    srcAddress: str,
+    dstAddress: str,
+    sourcePort: int,
+    destinationPort: int,
+    payload: bytes,
+    hopLimit: int = 255,
+) -> bytes:
+    """A whole Ethernet frame carrying the UDP datagram C{payload} in IPv6,
+    checksum filled: UDP over IPv6 must have one, and a computed 0 is sent as
+    0xffff, since 0 means none (RFC 8200 8.1)."""
+    length = _UDP.size + len(payload)
+    if length > 0xFFFF:
+        raise ValueError(f"{len(payload)} bytes do not fit a UDP datagram")
+    source = _packAddress(srcAddress)
+    destination = _packAddress(dstAddress)
+    header = _UDP.pack(sourcePort, destinationPort, length, 0)
+    udpChecksum = _checksum(source, destination, IPPROTO_UDP, header + payload) or 0xFFFF
+    return (
+        _ETHERNET.pack(_packMac(dstMac), _packMac(srcMac), ETH_P_IPV6)
+        + _IPV6.pack(6 << 28, length, IPPROTO_UDP, hopLimit, source, destination)
+        + _UDP.pack(sourcePort, destinationPort, length, udpChecksum)
+        + payload
     )
 
 

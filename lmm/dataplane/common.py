@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from lmm import config
+from lmm import config, inet
 from lmm.interfaces import ITunnelDataPlane
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
 
@@ -245,8 +245,7 @@ def normal(address: str) -> str:
     return ipaddress.IPv6Address(address).compressed
 
 
-def packed(address: str) -> bytes:
-    return socket.inet_pton(AF_INET6, address)
+packed = inet.packAddress
 
 
 def bindingKey(binding: TunnelBinding) -> tuple[str, str, int]:
@@ -795,7 +794,7 @@ def relayedTooBig(message: bytes, endpoints: Iterable[bytes]) -> tuple[str, byte
         return None
     (mtu,) = struct.unpack_from("!I", message, 4)
     mtu = max(_MIN_MTU, mtu - _TUNNEL_HEADER)
-    source = socket.inet_ntop(AF_INET6, inner[8:24])
+    source = inet.unpackAddress(inner, 8)
     quoted = inner[:_MIN_MTU - _TUNNEL_HEADER - 8]
     # Checksum left 0: the kernel computes it for ICMPv6 raw sockets.
     return source, struct.pack("!BBHI", _PTB, 0, 0, mtu) + quoted

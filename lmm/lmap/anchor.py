@@ -112,6 +112,7 @@ from ipaddress import IPv6Network
 from typing import Any
 
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
+from lmm.inet import addressToInt, intToAddress
 from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
 from lmm.lmap.revocation import Revocations
 from lmm.mh import (
@@ -191,14 +192,6 @@ _MAX_PROBES = 1 << 16
 _MPA_CACHE_SIZE = 1 << 16
 
 
-def _toInt(address: str) -> int:
-    return int.from_bytes(_pton(_AF6, address), "big")
-
-
-def _toText(value: int) -> str:
-    return _ntop(_AF6, value.to_bytes(16, "big"))
-
-
 def _naiText(nai: bytes) -> str:
     return nai.decode("utf-8", "replace")
 
@@ -252,8 +245,8 @@ class LocalMobilityAnchor:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
         if maxLifetime < LIFETIME_UNIT:
             raise ValueError(f"maxLifetime {maxLifetime} is under {LIFETIME_UNIT} s")
-        self._addressValue = _toInt(address)
-        self.address = _toText(self._addressValue)
+        self._addressValue = addressToInt(address)
+        self.address = intToAddress(self._addressValue)
         self.prefixes = [IPv6Network(p) for p in prefixes]
         self._prefixes = [
             _Prefix(int(p.network_address), p.prefixlen, int(p.hostmask)) for p in self.prefixes
@@ -656,7 +649,7 @@ class LocalMobilityAnchor:
         """The Local Address a PBU asks for, as (canonical text, LNP length);
         raise L{_Rejected} when it cannot have it."""
         try:
-            value = _toInt(text)
+            value = addressToInt(text)
         except (OSError, ValueError):
             raise _Rejected(Status.NOT_HOME_SUBNET, f"not an IPv6 address: {text!r}") from None
         if value == 0:
@@ -670,12 +663,12 @@ class LocalMobilityAnchor:
             hostMask = (1 << (128 - max(requestedLength, lnp.length))) - 1
             if value & hostMask == 0:
                 # A prefix, not an address: the LMAP picks one inside it.
-                if entry is not None and _toInt(entry.localAddress) & ~hostMask == value:
+                if entry is not None and addressToInt(entry.localAddress) & ~hostMask == value:
                     return entry.localAddress, entry.prefixLength
                 return self._assign(nai, value, hostMask, lnp.length, now, actions)
         if value == self._addressValue or value == lnp.network:
             raise _Rejected(Status.ADMINISTRATIVELY_PROHIBITED, f"{text} is reserved")
-        address = _toText(value)
+        address = intToAddress(value)
         other = self.store.getByAddress(address)
         if other is not None and other.nai != nai:
             if other.expires > now:
@@ -709,7 +702,7 @@ class LocalMobilityAnchor:
         for _ in range(min(hostMask + 1, _MAX_PROBES)):
             value = network | identifier
             if identifier and value != self._addressValue:
-                address = _toText(value)
+                address = intToAddress(value)
                 other = store.getByAddress(address)
                 if other is None or other.nai == nai:
                     return address, lnpLength

@@ -135,7 +135,6 @@ The counters are listed in L{COUNTERS} and in the sub-machines' modules.
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -146,6 +145,7 @@ from lmm import nd
 from lmm.aaa import AAAUnavailable, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
+from lmm.inet import canonical
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
@@ -296,10 +296,6 @@ _RouterSolicitation = nd.RouterSolicitation
 _NeighborSolicitation = nd.NeighborSolicitation
 
 
-def _canonical(address: str) -> str:
-    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
-
-
 def _isGroupOrZeroMac(mac: str) -> bool:
     try:
         return bool(int(mac[:2], 16) & 1) or mac == "00:00:00:00:00:00" or len(mac) != 17
@@ -369,8 +365,8 @@ class MobilityProxyAgent:
             raise ValueError(f"maxRetries {maxRetries} is negative")
         if not 0 < refreshFraction < 1:
             raise ValueError(f"refreshFraction {refreshFraction} is not between 0 and 1")
-        self.address = _canonical(address)
-        self.defaultLmap = _canonical(defaultLmap)
+        self.address = canonical(address)
+        self.defaultLmap = canonical(defaultLmap)
         self.accessInterfaces = list(accessInterfaces)
         self._interfaces = frozenset(self.accessInterfaces)
         self.interfaceMacs = {name: mac.lower() for name, mac in interfaceMacs.items()}
@@ -393,7 +389,7 @@ class MobilityProxyAgent:
         self.retryInterval = retryInterval
         self.maxAuthenticating = maxAuthenticating
         self.defaultDhcpServer = (
-            None if defaultDhcpServer is None else _canonical(defaultDhcpServer)
+            None if defaultDhcpServer is None else canonical(defaultDhcpServer)
         )
         self.relay = relay
         self.attachOnFrames = attachOnFrames
@@ -655,7 +651,7 @@ class MobilityProxyAgent:
             self.counters["dhcpv6.no-visitor"] += 1
             return None
         try:
-            return visitor, _canonical(address)
+            return visitor, canonical(address)
         except (OSError, ValueError):
             self.counters["dhcpv6.bad-address"] += 1
             return None
@@ -790,13 +786,13 @@ class MobilityProxyAgent:
         """Rule 3: the entry's fields from the profile and the defaults."""
         visitors = self.visitors
         visitors.setNai(visitor, profile.nai)
-        lmap = _canonical(profile.lmapAddress) if profile.lmapAddress else self.defaultLmap
+        lmap = canonical(profile.lmapAddress) if profile.lmapAddress else self.defaultLmap
         visitors.setLmap(visitor, lmap)
         virtualMac = (profile.virtualLmapMac or self._defaultVirtualMac(visitor.interface)).lower()
         self._ownMacs.add(virtualMac)
         visitor.virtualLmapMac = virtualMac
         visitor.virtualLmapLinkLocal = (
-            _canonical(profile.virtualLmapLinkLocal)
+            canonical(profile.virtualLmapLinkLocal)
             if profile.virtualLmapLinkLocal
             else nd.linkLocalFromMac(virtualMac)
         )
@@ -810,7 +806,7 @@ class MobilityProxyAgent:
         if profile.sessionTimeout:
             visitor.sessionExpires = now + profile.sessionTimeout
         if profile.localAddress:
-            visitors.setAddress(visitor, _canonical(profile.localAddress))
+            visitors.setAddress(visitor, canonical(profile.localAddress))
 
     def _firstRegistration(self, visitor: VisitorEntry) -> RegistrationRequest:
         """Rule 3: the profile's Local Address, else the address seen while
@@ -864,7 +860,7 @@ class MobilityProxyAgent:
         server could be asked about (C{unavailableHoldDown}), then its next
         frame starts over: a backend that recovered then carries it.
         """
-        visitor = self.visitors.byAddress(_canonical(binding.mobileAddress))
+        visitor = self.visitors.byAddress(canonical(binding.mobileAddress))
         if visitor is None or visitor.tunnel != binding:
             # Gone, moved or re-registered since: nothing of it to undo.
             self.counters["tunnel.failed.stale"] += 1
@@ -1493,7 +1489,7 @@ class MobilityProxyAgent:
             option = message.option(LocalAddress)
             if option is not None:
                 try:
-                    visitor = visitors.byAddress(_canonical(option.address))
+                    visitor = visitors.byAddress(canonical(option.address))
                 except (OSError, ValueError):
                     visitor = None
         if visitor is not None and visitor.lmapAddress == source:

@@ -44,8 +44,6 @@ Rules:
 
 from __future__ import annotations
 
-import socket as _socket
-import struct
 from collections import Counter
 from ipaddress import IPv6Address, IPv6Network
 
@@ -67,11 +65,6 @@ COUNTERS = {
     "ns.other-host": "Neighbor Solicitations for another host's link-local address",
 }
 
-_UDP = struct.Struct("!HHHH")
-_IPV6 = struct.Struct("!IHBB16s16s")
-_ETHERNET = struct.Struct("!6s6sH")
-
-
 def inPrefix(address: str, prefix: IPv6Network) -> bool:
     """C{address} is inside C{prefix} and is not its Subnet-Router anycast
     address (the all-zero identifier, which no host configures)."""
@@ -91,23 +84,9 @@ def clientFrame(
     hopLimit: int = 255,
 ) -> bytes:
     """A whole Ethernet frame carrying the DHCPv6 message C{payload} from a
-    relay to a client: IPv6, UDP from port 547 to 546, checksum filled (UDP
-    over IPv6 must have one, RFC 8200 8.1)."""
-    length = _UDP.size + len(payload)
-    if length > 0xFFFF:
-        raise ValueError(f"{len(payload)} bytes do not fit a UDP datagram")
-    header = _UDP.pack(dhcp6.SERVER_PORT, dhcp6.CLIENT_PORT, length, 0)
-    # 0 means "no checksum" in UDP; a computed 0 is sent as 0xffff.
-    checksum = nd.checksum(sourceAddress, destinationAddress, nd.IPPROTO_UDP, header + payload)
-    udp = _UDP.pack(dhcp6.SERVER_PORT, dhcp6.CLIENT_PORT, length, checksum or 0xFFFF) + payload
-    return (
-        _ETHERNET.pack(bytes.fromhex(destinationMac.replace(":", "")),
-                       bytes.fromhex(sourceMac.replace(":", "")), nd.ETH_P_IPV6)
-        + _IPV6.pack(6 << 28, length, nd.IPPROTO_UDP, hopLimit,
-                     _socket.inet_pton(_socket.AF_INET6, sourceAddress),
-                     _socket.inet_pton(_socket.AF_INET6, destinationAddress))
-        + udp
-    )
+    relay to a client: IPv6, UDP from port 547 to 546 (L{nd.buildUDPFrame})."""
+    return nd.buildUDPFrame(sourceMac, destinationMac, sourceAddress, destinationAddress,
+                            dhcp6.SERVER_PORT, dhcp6.CLIENT_PORT, payload, hopLimit)
 
 
 class HomeLink:
@@ -215,8 +194,5 @@ class HomeLink:
     def toClient(visitor: VisitorEntry, clientAddress: str, payload: bytes) -> bytes:
         """Rule 5: the DHCPv6 server's answer C{payload}, from the MS's
         default router; ValueError when it cannot be framed."""
-        try:
-            return clientFrame(visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal,
-                               clientAddress, payload)
-        except OSError as e:
-            raise ValueError(str(e)) from None
+        return clientFrame(visitor.virtualLmapMac, visitor.mac, visitor.virtualLmapLinkLocal,
+                           clientAddress, payload)

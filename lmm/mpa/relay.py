@@ -52,7 +52,6 @@ to log them.
 from __future__ import annotations
 
 import os
-import socket
 import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from lmm.dhcp6 import (
     RelayMessage,
     Status,
 )
+from lmm.inet import canonical
 
 # --- actions ----------------------------------------------------------------
 
@@ -196,10 +196,6 @@ class _Pending:
     retransmissions: int = 0
 
 
-def _canonical(address: str) -> str:
-    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address))
-
-
 def _statusName(status: int) -> str:
     try:
         return Status(status).name.lower().replace("_", "-")
@@ -291,13 +287,13 @@ class RelayAgent:
                 prefix if isinstance(prefix, IPv6Network) else IPv6Network(prefix, strict=False)
             )
             # A scope ("%eth0") says nothing the interface does not.
-            peer = _canonical(clientAddress.split("%", 1)[0])
+            peer = canonical(clientAddress.split("%", 1)[0])
         except (OSError, ValueError):
             return self._drop("client.bad-address")
         if peer[:2] == "ff" or peer == "::":
             return self._drop("client.bad-address")
         try:
-            destination = _canonical(server)
+            destination = canonical(server)
         except (OSError, ValueError):
             return self._drop("client.bad-server")
         visitor = self._visitor(visitorKey)
@@ -435,7 +431,7 @@ class RelayAgent:
         if source == server:
             return True
         try:
-            return _canonical(source) == server
+            return canonical(source) == server
         except (OSError, ValueError):
             return False
 
