@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,6 +25,8 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
+
+from lmm.reader import drain, stopOnError
 
 __all__ = [
     "IPPROTO_MH",
@@ -154,6 +157,8 @@ class MobilityHeaderPort:
         self.received = 0
         self.sendDrops = 0
         self._sendto: Any = self._notListening
+        self._what = f"the Mobility Header socket on {bindAddress}"
+        self._readError = stopOnError(self._what)
 
     def __repr__(self) -> str:
         state = "listening" if self.connected else "not listening"
@@ -215,43 +220,24 @@ class MobilityHeaderPort:
         return f"MobilityHeaderPort({self.bindAddress})"
 
     def doRead(self) -> None:
-        # The hot path: drain what is queued (up to the cap) with plain recvfrom.
-        recvfrom = self.socket.recvfrom  # type: ignore[union-attr]
-        deliver = self.protocol.datagramReceived
-        size = self.maxPacketSize
-        limit = self.maxReadsPerCall
-        count = 0
-        try:
-            while count < limit:
-                try:
-                    data, address = recvfrom(size)
-                except BlockingIOError:
-                    return
-                except InterruptedError:
-                    continue
-                except OSError as e:
-                    # Raw sockets that are not connected get no asynchronous errors;
-                    # anything else is logged and the next wakeup tries again.
-                    self.log.warn("recvfrom on {port!r} failed: {error}", port=self, error=e)
-                    return
-                count += 1
-                source = address[0]
-                if address[3]:
-                    # Python's text carries an interface name looked up in the calling
-                    # thread's namespace; the numeric scope is right in any.
-                    source = f"{source.partition('%')[0]}%{address[3]}"
-                try:
-                    deliver(data, source)
-                except Exception:
-                    self.log.failure(
-                        "{protocol!r} failed on a message from {source}",
-                        protocol=self.protocol,
-                        source=source,
-                    )
-                if not self.connected:
-                    return  # The protocol stopped listening.
-        finally:
-            self.received += count
+        # The hot path: plain recvfrom, through the one read loop.
+        # Raw sockets that are not connected get no asynchronous errors;
+        # anything else is logged and the next wakeup tries again.
+        self.received += drain(partial(self.socket.recvfrom, self.maxPacketSize),  # type: ignore[union-attr]
+                               self._deliver, self.maxReadsPerCall, self._readError,
+                               self._listening, self._what)
+
+    def _deliver(self, received: tuple[bytes, Any]) -> None:
+        data, address = received
+        source = address[0]
+        if address[3]:
+            # Python's text carries an interface name looked up in the calling
+            # thread's namespace; the numeric scope is right in any.
+            source = f"{source.partition('%')[0]}%{address[3]}"
+        self.protocol.datagramReceived(data, source)
+
+    def _listening(self) -> bool:
+        return self.connected
 
     def connectionLost(self, reason: Failure) -> None:
         """The reactor gave up on the socket, or L{stopListening} was called."""

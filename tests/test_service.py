@@ -13,7 +13,7 @@ from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lmm.control import ControlService
 from lmm.service import InOrder, summaryService
@@ -61,6 +61,9 @@ class InOrderTests(SynchronousTestCase):
         self.assertEqual(log, ["start links", "start port", "stop port", "stop links"])
         self.assertFalse(top.running)
         self.assertFalse(any(child.running for child in top))
+
+class ControlStartTests(TestCase):
+    """With the real reactor: the control channel's socket."""
 
     def test_liveControlSocketStopsTheStart(self) -> None:
         """The control channel of a live daemon is not taken over: the start fails

@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from twisted.internet.defer import Deferred, fail
@@ -40,6 +41,7 @@ from zope.interface import implementer
 
 from lmm import config, inet
 from lmm.interfaces import ITunnelDataPlane
+from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
 
 __all__ = [
@@ -823,6 +825,7 @@ class PacketTooBigRelay:
         self.limited = 0
         self._second = 0
         self._inSecond = 0
+        self._readError = stopOnError("the Packet Too Big relay's socket")
         self.socket = socket.socket(AF_INET6, socket.SOCK_RAW, IPPROTO_ICMPV6)
         try:
             # ICMP6_FILTER: a set bit blocks that type; pass Packet Too Big only.
@@ -845,32 +848,29 @@ class PacketTooBigRelay:
         return "PacketTooBigRelay"
 
     def doRead(self) -> None:
-        for _ in range(64):
-            try:
-                message, _source = self.socket.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warn("Packet Too Big relay: receive failed: {error}", error=e)
-                return
-            answer = relayedTooBig(message, self.endpoints)
-            if answer is None:
-                self.ignored += 1
-                continue
-            now = int(self.reactor.seconds())
-            if now != self._second:
-                self._second, self._inSecond = now, 0
-            if self._inSecond >= self.rate:
-                self.limited += 1
-                continue
-            self._inSecond += 1
-            destination, reply = answer
-            try:
-                self.socket.sendto(reply, (destination, 0))
-                self.relayed += 1
-            except OSError as e:
-                log.debug("Packet Too Big relay: could not tell {destination}: {error}",
-                          destination=destination, error=e)
+        sock = self.socket
+        drain(partial(sock.recv, 2048), self._relay, 64, self._readError,
+              lambda: sock.fileno() >= 0, "the Packet Too Big relay")
+
+    def _relay(self, message: bytes) -> None:
+        answer = relayedTooBig(message, self.endpoints)
+        if answer is None:
+            self.ignored += 1
+            return
+        now = int(self.reactor.seconds())
+        if now != self._second:
+            self._second, self._inSecond = now, 0
+        if self._inSecond >= self.rate:
+            self.limited += 1
+            return
+        self._inSecond += 1
+        destination, reply = answer
+        try:
+            self.socket.sendto(reply, (destination, 0))
+            self.relayed += 1
+        except OSError as e:
+            log.debug("Packet Too Big relay: could not tell {destination}: {error}",
+                      destination=destination, error=e)
 
     def connectionLost(self, reason: Any) -> None:
         self.stop()

@@ -41,6 +41,7 @@ import ipaddress
 import os
 import socket
 import struct
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from twisted.internet.interfaces import IReadDescriptor
@@ -62,6 +63,7 @@ from lmm.dataplane.common import (
     readSettings,
     tagsFrom,
 )
+from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
 
 __all__ = ["DEFAULTS", "LACKS_TUN", "UserspaceDataPlane", "userspaceBackend"]
@@ -170,6 +172,8 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self._fromPrefixVia: list[tuple[int, int, socket.socket]] = []
         self.encapsulated = 0
         self.decapsulated = 0
+        self._tunError = stopOnError(f"the userspace backend's {interface}")
+        self._rawError = stopOnError("a userspace backend's peer socket")
         # Read from the TUN device for no binding (the kernel's two MLD reports when it
         # comes up, packets for a binding just removed).
         self.unrouted = 0
@@ -319,35 +323,26 @@ class UserspaceDataPlane(NetlinkDataPlane):
 
     def _tunReadable(self) -> None:
         """Encapsulate: TUN device -> the binding's peer."""
-        read, fd = os.read, self.tun
-        toMobile, fromVisitor = self._toMobile, self._fromVisitor
-        sent = unrouted = 0
-        for _ in range(self.batch):
-            try:
-                # A virtio-net header, all zero (no offloads asked), then the packet.
-                packet = read(fd, _VNET_SIZE + _MAX_PACKET)
-            except _AGAIN:
-                break
-            except OSError as e:
-                log.warn("userspace backend: reading {interface} failed: {error}",
-                         interface=self.interface, error=e)
-                break
-            sock = toMobile.get(packet[34:50]) or fromVisitor.get(packet[18:34])
+        fd = self.tun
+        # A virtio-net header, all zero (no offloads asked), then the packet.
+        drain(partial(os.read, fd, _VNET_SIZE + _MAX_PACKET), self._encapsulate, self.batch,
+              self._tunError, lambda: self.tun == fd, f"userspace {self.interface}")
+
+    def _encapsulate(self, packet: bytes) -> None:
+        sock = self._toMobile.get(packet[34:50]) or self._fromVisitor.get(packet[18:34])
+        if sock is None:
+            sock = self._prefixMatch(self._toPrefix, packet[34:50])
             if sock is None:
-                sock = self._prefixMatch(self._toPrefix, packet[34:50])
-                if sock is None:
-                    unrouted += 1
-                    continue
-            try:
-                sock.send(memoryview(packet)[_VNET_SIZE:])
-            except OSError as e:
-                if not isinstance(e, _AGAIN) and e.errno != errno.ENOBUFS:
-                    log.debug("userspace backend: sending failed: {error}", error=e)
-                self.sendDrops += 1
-            else:
-                sent += 1
-        self.encapsulated += sent
-        self.unrouted += unrouted
+                self.unrouted += 1
+                return
+        try:
+            sock.send(memoryview(packet)[_VNET_SIZE:])
+        except OSError as e:
+            if not isinstance(e, _AGAIN) and e.errno != errno.ENOBUFS:
+                log.debug("userspace backend: sending failed: {error}", error=e)
+            self.sendDrops += 1
+        else:
+            self.encapsulated += 1
 
     @staticmethod
     def _prefixMatch(prefixes: list[tuple[int, int, socket.socket]], address: bytes
@@ -362,31 +357,22 @@ class UserspaceDataPlane(NetlinkDataPlane):
 
     def _rawReadable(self, sock: socket.socket) -> None:
         """Decapsulate: one peer's socket -> TUN device, for the mobile addresses it serves."""
-        recv, writev, fd, mtu = sock.recv, os.writev, self.tun, self.mtu
-        fromMobileVia, toVisitorVia = self._fromMobileVia, self._toVisitorVia
-        written = refused = 0
-        for _ in range(self.batch):
+        drain(partial(sock.recv, _MAX_PACKET), partial(self._decapsulate, sock), self.batch,
+              self._rawError, lambda: sock.fileno() >= 0, "userspace peer socket")
+
+    def _decapsulate(self, sock: socket.socket, packet: bytes) -> None:
+        if len(packet) >= 40 and packet[0] >> 4 == 6 and (
+                self._fromMobileVia.get(packet[8:24]) is sock
+                or self._toVisitorVia.get(packet[24:40]) is sock
+                or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock):
             try:
-                packet = recv(_MAX_PACKET)
-            except _AGAIN:
-                break
-            except OSError as e:
-                log.warn("userspace backend: receiving failed: {error}", error=e)
-                break
-            if len(packet) >= 40 and packet[0] >> 4 == 6 and (
-                    fromMobileVia.get(packet[8:24]) is sock
-                    or toVisitorVia.get(packet[24:40]) is sock
-                    or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock):
-                try:
-                    writev(fd, completion(packet, mtu))
-                except OSError:
-                    self.sendDrops += 1
-                else:
-                    written += 1
+                os.writev(self.tun, completion(packet, self.mtu))
+            except OSError:
+                self.sendDrops += 1
             else:
-                refused += 1
-        self.decapsulated += written
-        self.refused += refused
+                self.decapsulated += 1
+        else:
+            self.refused += 1
 
 
 def userspaceBackend(settings: Mapping[str, Any], reactor: Any) -> UserspaceDataPlane:

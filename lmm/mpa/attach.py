@@ -66,6 +66,7 @@ from lmm import config
 from lmm.config import Setting
 from lmm.interfaces import IAttachDetector
 from lmm.mpa.visitor import AttachEvent, DetachEvent
+from lmm.reader import drain
 
 __all__ = [
     "ETH_P_ALL",
@@ -340,30 +341,29 @@ class _LinkMonitor:
 
     def doRead(self) -> None:
         sock = self.socket
-        for _ in range(64):
-            if sock is None or self.socket is not sock:
-                return
-            try:
-                data = sock.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except InterruptedError:
-                continue
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    log.warn("rtnetlink read failed: {error}", error=e)
-                    return
-                # Events were lost: ask for the whole picture again.
-                log.info("rtnetlink events lost; reading every link again")
-                sock.setblocking(True)
-                try:
-                    self._resync()
-                finally:
-                    sock.setblocking(False)
-                continue
-            for kind, _, state in parseLinkMessages(data):
-                if state is not None and kind in (RTM_NEWLINK, RTM_DELLINK):
-                    self.changed(kind, state)
+        if sock is None:
+            return
+        drain(partial(sock.recv, 1 << 16), self._deliver, 64, self._readError,
+              lambda: self.socket is sock, "rtnetlink")
+
+    def _deliver(self, data: bytes) -> None:
+        for kind, _, state in parseLinkMessages(data):
+            if state is not None and kind in (RTM_NEWLINK, RTM_DELLINK):
+                self.changed(kind, state)
+
+    def _readError(self, error: OSError) -> bool:
+        sock = self.socket
+        if error.errno != errno.ENOBUFS or sock is None:
+            log.warn("rtnetlink read failed: {error}", error=error)
+            return False
+        # Events were lost: ask for the whole picture again.
+        log.info("rtnetlink events lost; reading every link again")
+        sock.setblocking(True)
+        try:
+            self._resync()
+        finally:
+            sock.setblocking(False)
+        return True
 
     def connectionLost(self, reason: Failure) -> None:
         self.stop()
@@ -406,40 +406,25 @@ class _AccessPort:
         sock = self.socket
         if sock is None:
             return
-        receive = sock.recvfrom_into
-        buffer = self._buffer
-        view = self._view
-        deliver = self.owner.frameReceived
+        drain(partial(sock.recvfrom_into, self._buffer), self._deliver, self.maxReadsPerCall,
+              self._readError, lambda: self.socket is sock, f"a frame from {self.name}")
+
+    def _deliver(self, received: tuple[int, Any]) -> None:
+        size, address = received
         counters = self.owner.counters
-        name = self.name
-        count = 0
-        try:
-            for _ in range(self.maxReadsPerCall):
-                try:
-                    size, address = receive(buffer)
-                except BlockingIOError:
-                    return
-                except InterruptedError:
-                    continue
-                except OSError as e:
-                    # ENETDOWN: the link went down (reported once); the rtnetlink
-                    # monitor tells the agent. Anything else: log, next wakeup.
-                    counters["access.read-error." + _errorName(e.errno or 0)] += 1
-                    if e.errno not in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
-                        log.warn("reading {interface} failed: {error}", interface=name, error=e)
-                    return
-                if address[2] == PACKET_OUTGOING:
-                    counters["access.outgoing-ignored"] += 1
-                    continue
-                count += 1
-                try:
-                    deliver(name, bytes(view[:size]))
-                except Exception:
-                    log.failure("handling a frame from {interface} failed", interface=name)
-                if self.socket is not sock:
-                    return  # the interface went away while we delivered
-        finally:
-            counters["access.frames"] += count
+        if address[2] == PACKET_OUTGOING:
+            counters["access.outgoing-ignored"] += 1
+            return
+        counters["access.frames"] += 1
+        self.owner.frameReceived(self.name, bytes(self._view[:size]))
+
+    def _readError(self, error: OSError) -> bool:
+        # ENETDOWN: the link went down (reported once); the rtnetlink monitor
+        # tells the agent. Anything else: log, next wakeup.
+        self.owner.counters["access.read-error." + _errorName(error.errno or 0)] += 1
+        if error.errno not in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+            log.warn("reading {interface} failed: {error}", interface=self.name, error=error)
+        return False
 
     def send(self, frame: bytes) -> None:
         if self.socket is None:
