@@ -1,5 +1,7 @@
 """
-The interfaces lmm's backends implement, in one place (as ldaptor does).
+lmm's interfaces, in one place (as ldaptor has them): those its backends
+implement (authentication, DHCPv6 relay port, tunnel data plane, attach
+detection and access links, binding store) and the Mobility Header port's.
 
 A backend is found by name through L{IBackendFactory} plugins (see
 L{lmm.backends}); a third party adds one with a module in its own
@@ -151,3 +153,77 @@ class IBindingStore(Interface):
 
     def __iter__():
         """Iterate over the entries."""
+
+
+class IAccessLinks(IAttachDetector):
+    """
+    An attach detector that also owns the access links: frames in and out,
+    link state. L{lmm.mpa.service.MPAService} needs one.
+    """
+
+    name = Attribute("The backend's name (str).")
+    attachOnFrames = Attribute(
+        "Whether a frame from a MAC the agent does not know is an attach (bool)."
+    )
+    counters = Attribute("Event counts (a collections.Counter), for the control channel.")
+
+    def configure(interfaces, frameReceived, linkDown, within, virtualMac):
+        """
+        Say what to watch and where to deliver, before L{start}.
+
+        @param interfaces: the access interfaces' names.
+        @param frameReceived: called with (interface name, frame bytes).
+        @param linkDown: called with the interface name when an access link
+            goes down or away.
+        @param within: calls a function of no arguments in the network
+            namespace the links are in and returns its result (sockets and
+            C{/proc/sys/net} files opened there stay there); None for this
+            thread's.
+        @param virtualMac: the virtual LMAP MAC the access interfaces must
+            take frames for as their own, or None.
+        """
+
+    def sendFrame(interface, frame):
+        """Send a whole Ethernet frame on C{interface}; False if it could not go."""
+
+    def describe():
+        """Each access interface's state, for an operator (a list of dicts)."""
+
+
+class IMobilityHeaderProtocol(Interface):
+    """What a L{MobilityHeaderPort} delivers to."""
+
+    def makeConnection(transport):
+        """The port is listening; C{transport} provides L{IMobilityHeaderTransport}."""
+
+    def datagramReceived(data, source):
+        """
+        A Mobility Header arrived, its checksum checked by the kernel.
+
+        @param data: the Mobility Header and what follows it (bytes).
+        @param source: the IPv6 source address as C{inet_ntop} writes it; for a
+            source with a scope (link-local), followed by C{%} and the numeric
+            scope id (an interface index in the port's namespace).
+        """
+
+    def connectionLost(reason):
+        """The port stopped listening; its socket is closed."""
+
+
+class IMobilityHeaderTransport(Interface):
+    """What a L{MobilityHeaderProtocol} sends with."""
+
+    bindAddress = Attribute("The local address the socket is bound to (str).")
+    sendDrops = Attribute("How many messages L{send} dropped for lack of buffer space (int).")
+
+    def send(data, destination):
+        """
+        Send a Mobility Header (checksum left to the kernel) to C{destination}.
+
+        @return: True if the kernel took it, False if it was dropped for lack
+            of buffer space (counted in C{sendDrops}).
+        @raise OSError: for other failures (no route, message too big).
+        """
+
+    def stopListening():
+        """Stop reading and close the socket; return a Deferred that has fired."""

@@ -24,14 +24,13 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
+from lmm.interfaces import IMobilityHeaderProtocol, IMobilityHeaderTransport
 from lmm.reader import drain, stopOnError
 
 __all__ = [
     "IPPROTO_MH",
-    "IMobilityHeaderProtocol",
-    "IMobilityHeaderTransport",
     "MobilityHeaderPort",
     "MobilityHeaderProtocol",
 ]
@@ -47,45 +46,6 @@ _SO_SNDBUFFORCE = 32
 _SO_RCVBUFFORCE = 33
 
 _DROPPED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
-
-
-class IMobilityHeaderProtocol(Interface):
-    """What a L{MobilityHeaderPort} delivers to."""
-
-    def makeConnection(transport):  # type: ignore[no-untyped-def]
-        """The port is listening; C{transport} provides L{IMobilityHeaderTransport}."""
-
-    def datagramReceived(data, source):  # type: ignore[no-untyped-def]
-        """
-        A Mobility Header arrived, its checksum checked by the kernel.
-
-        @param data: the Mobility Header and what follows it (bytes).
-        @param source: the IPv6 source address as C{inet_ntop} writes it; for a
-            source with a scope (link-local), followed by C{%} and the numeric
-            scope id (an interface index in the port's namespace).
-        """
-
-    def connectionLost(reason):  # type: ignore[no-untyped-def]
-        """The port stopped listening; its socket is closed."""
-
-
-class IMobilityHeaderTransport(Interface):
-    """What a L{MobilityHeaderProtocol} sends with."""
-
-    bindAddress = Attribute("The local address the socket is bound to (str).")
-    sendDrops = Attribute("How many messages L{send} dropped for lack of buffer space (int).")
-
-    def send(data, destination):  # type: ignore[no-untyped-def]
-        """
-        Send a Mobility Header (checksum left to the kernel) to C{destination}.
-
-        @return: True if the kernel took it, False if it was dropped for lack
-            of buffer space (counted in C{sendDrops}).
-        @raise OSError: for other failures (no route, message too big).
-        """
-
-    def stopListening():  # type: ignore[misc]
-        """Stop reading and close the socket; return a Deferred that has fired."""
 
 
 @implementer(IMobilityHeaderProtocol)

@@ -17,12 +17,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from lmm import mh
+from lmm.interfaces import IMobilityHeaderProtocol, IMobilityHeaderTransport
 from lmm.lab.netns import Namespace, callIn, link, waitForDeferred
 from lmm.rawsock import (
     IPPROTO_MH,
     IPV6_CHECKSUM,
-    IMobilityHeaderProtocol,
-    IMobilityHeaderTransport,
     MobilityHeaderPort,
     MobilityHeaderProtocol,
 )

@@ -1,9 +1,9 @@
 """
 The MPA's access links: attach detection, frames in and out, link state.
 
-An attach detector (L{IAttachDetector}) tells the MPA when a Mobile Station
+An attach detector (L{lmm.interfaces.IAttachDetector}) tells the MPA when a Mobile Station
 attaches or leaves. lmm's two, found by name like every backend, both own the
-access links' sockets (L{IAccessLinks}), because home-link emulation needs
+access links' sockets (L{lmm.interfaces.IAccessLinks}), because home-link emulation needs
 every frame an MS sends and must send Router and Neighbor Advertisements on
 the MS's link:
 
@@ -60,18 +60,17 @@ from typing import Any, TypeVar
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Attribute, implementer
+from zope.interface import implementer
 
 from lmm import config
 from lmm.config import Setting
-from lmm.interfaces import IAttachDetector
+from lmm.interfaces import IAccessLinks
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.reader import drain
 
 __all__ = [
     "ETH_P_ALL",
     "ETH_P_IPV6",
-    "IAccessLinks",
     "ExplicitAttachDetector",
     "LinkState",
     "PacketAttachDetector",
@@ -104,41 +103,6 @@ INTERFACE_SYSCTLS = (("accept_ra", "0"), ("autoconf", "0"), ("accept_redirects",
 
 def _direct(f: Callable[[], T]) -> T:
     return f()
-
-
-class IAccessLinks(IAttachDetector):
-    """
-    An attach detector that also owns the access links: frames in and out,
-    link state. L{lmm.mpa.service.MPAService} needs one.
-    """
-
-    name = Attribute("The backend's name (str).")
-    attachOnFrames = Attribute(
-        "Whether a frame from a MAC the agent does not know is an attach (bool)."
-    )
-    counters = Attribute("Event counts (a collections.Counter), for the control channel.")
-
-    def configure(interfaces, frameReceived, linkDown, within, virtualMac):  # type: ignore[no-untyped-def]
-        """
-        Say what to watch and where to deliver, before L{start}.
-
-        @param interfaces: the access interfaces' names.
-        @param frameReceived: called with (interface name, frame bytes).
-        @param linkDown: called with the interface name when an access link
-            goes down or away.
-        @param within: calls a function of no arguments in the network
-            namespace the links are in and returns its result (sockets and
-            C{/proc/sys/net} files opened there stay there); None for this
-            thread's.
-        @param virtualMac: the virtual LMAP MAC the access interfaces must
-            take frames for as their own, or None.
-        """
-
-    def sendFrame(interface, frame):  # type: ignore[no-untyped-def]
-        """Send a whole Ethernet frame on C{interface}; False if it could not go."""
-
-    def describe():  # type: ignore[misc]
-        """Each access interface's state, for an operator (a list of dicts)."""
 
 
 # --- rtnetlink ----------------------------------------------------------------

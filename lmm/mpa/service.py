@@ -26,10 +26,10 @@ from lmm.config import ConfigError
 from lmm.control import ControlService
 from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
-from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
+from lmm.interfaces import IAccessLinks, IAttachDetector, IAuthenticator, ITunnelDataPlane
 from lmm.journal import MPA_LIMITED, MPA_PER_VISITOR, Journal
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
-from lmm.mpa.attach import IAccessLinks, Within, readLinks
+from lmm.mpa.attach import Within, readLinks
 from lmm.mpa.dhcprelay import DHCPv6RelayPort
 from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent
