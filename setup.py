@@ -24,7 +24,8 @@ setup(
     ],
     extras_require={
         # scapy: an independent decoder for the tests and the benchmarks' scale figures.
-        "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "scapy>=2.5"],
+        # mypy-zope: zope interfaces (Twisted's reactor interfaces, lmm's) as types.
+        "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "mypy-zope>=1.0", "scapy>=2.5"],
     },
     entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main"]},
 )

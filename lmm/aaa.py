@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from lmm import config
 from lmm.config import ConfigError, Setting
-from lmm.interfaces import IAuthenticator
+from lmm.interfaces import IAuthenticator, IReactor
 
 ADDRESS_MODES = ("slaac", "dhcpv6", "manual")
 
@@ -357,7 +357,7 @@ def backendSettings(label: str, settings: Mapping[str, Any],
     return config.parseDocument(label, settings, declared)
 
 
-def fileBackend(settings: Mapping[str, Any], reactor: Any) -> ProfileFileAuthenticator:
+def fileBackend(settings: Mapping[str, Any], reactor: IReactor) -> ProfileFileAuthenticator:
     """Build the C{file} authenticator; keys in L{FILE_SETTINGS}."""
     values = backendSettings("file authenticator settings", settings, FILE_SETTINGS)
     return ProfileFileAuthenticator(values["path"], values["nai_template"],

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Protocol
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Interface, implementer
 
-from lmm.interfaces import IBackendFactory
+from lmm.interfaces import IBackendFactory, IReactor
 
 
 class BackendFactory(Protocol):
@@ -25,7 +25,7 @@ class BackendFactory(Protocol):
     provides: Any
     description: str
 
-    def build(self, settings: Mapping[str, Any], reactor: Any) -> Any: ...
+    def build(self, settings: Mapping[str, Any], reactor: IReactor) -> Any: ...
 
 
 class UnknownBackend(LookupError):
@@ -49,7 +49,7 @@ class Backend:
         self.factory = factory
         self.description = description
 
-    def build(self, settings: Mapping[str, Any], reactor: Any) -> Any:
+    def build(self, settings: Mapping[str, Any], reactor: IReactor) -> Any:
         moduleName, _, attribute = self.factory.partition(":")
         module = importlib.import_module(moduleName)
         backend = getattr(module, attribute)(settings, reactor)

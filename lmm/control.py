@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.interfaces import IReactorUNIX
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -191,7 +192,7 @@ class ControlService(StreamServerEndpointService):
     C{startService}.
     """
 
-    def __init__(self, execute: Execute, path: str, reactor: Any) -> None:
+    def __init__(self, execute: Execute, path: str, reactor: IReactorUNIX) -> None:
         endpoint = UNIXServerEndpoint(reactor, path, mode=0o600, wantPID=True)
         super().__init__(endpoint, ControlFactory(execute))
         self.path = path

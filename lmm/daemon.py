@@ -15,7 +15,7 @@ from twisted.python import usage
 from lmm import config, mh
 from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.journal import LOG_SETTINGS
 
 __all__ = ["LOG_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS", "DaemonOptions"]
@@ -86,7 +86,7 @@ def backendError(e: Exception, path: str, key: str) -> ConfigError:
     return ConfigError(path, key, str(e))
 
 
-def buildBackend(interface: Any, name: str, settings: Mapping[str, Any], reactor: Any,
+def buildBackend(interface: Any, name: str, settings: Mapping[str, Any], reactor: IReactor,
                  path: str, key: str) -> Any:
     """Build backend C{name}; a bad C{settings} table gives a L{ConfigError}
     naming the daemon's file C{path} and C{key} (C{"aaa.options"})."""

@@ -10,7 +10,36 @@ C{twisted/plugins/} directory, without touching lmm.
 
 from __future__ import annotations
 
+from typing import cast
+
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFDSet,
+    IReactorSocket,
+    IReactorTime,
+    IReactorUDP,
+    IReactorUNIX,
+)
 from zope.interface import Attribute, Interface
+
+
+class IReactor(IReactorCore, IReactorTime, IReactorFDSet, IReactorUDP, IReactorUNIX,
+               IReactorSocket):
+    """
+    What lmm's daemons use of the reactor: time (the timers), descriptors
+    (raw and packet sockets read with C{addReader}), UDP (RADIUS), UNIX
+    sockets (the control channel), adopted sockets (the DHCPv6 relay's port
+    made in a namespace). Parts of lmm that need less say so with Twisted's
+    own interfaces (C{IReactorTime}, C{IReactorFDSet}, ...).
+    """
+
+
+def globalReactor() -> IReactor:
+    """Twisted's global reactor, typed as what lmm uses of it (it provides
+    all of L{IReactor} on Linux; Twisted types it by its common part only)."""
+    from twisted.internet import reactor
+
+    return cast(IReactor, reactor)
 
 
 class IBackendFactory(Interface):

@@ -51,7 +51,7 @@ from lmm.aaa import (
     naiTemplate,
 )
 from lmm.config import ConfigError, Setting
-from lmm.interfaces import IAuthenticator
+from lmm.interfaces import IAuthenticator, IReactor
 
 ACCESS_REQUEST = rpacket.AccessRequest
 ACCESS_ACCEPT = rpacket.AccessAccept
@@ -383,7 +383,7 @@ class RadiusAuthenticator:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactor,
         servers: list[RadiusServer],
         dictionary: Dictionary | None = None,
         timeout: float = 1.0,
@@ -426,7 +426,8 @@ class RadiusAuthenticator:
                 (":" in sourceAddress) == (family == socket.AF_INET6):
             interface = sourceAddress
         protocol = _RadiusSocket(self, family)
-        protocol.port = self.reactor.listenUDP(0, protocol, interface=interface)
+        protocol.port = self.reactor.listenUDP(0, protocol, interface=interface,
+                                               maxPacketSize=MAX_PACKET_LENGTH)
         return protocol
 
     # -- IAuthenticator
@@ -692,7 +693,7 @@ RADIUS_SETTINGS = [
 ]
 
 
-def radiusBackend(settings: Mapping[str, Any], reactor: Any) -> RadiusAuthenticator:
+def radiusBackend(settings: Mapping[str, Any], reactor: IReactor) -> RadiusAuthenticator:
     """Build the C{radius} authenticator; keys in L{RADIUS_SETTINGS}."""
     label = "radius authenticator settings"
     values = backendSettings(label, settings, RADIUS_SETTINGS)

@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -106,7 +106,7 @@ class MobilityHeaderPort:
         self,
         protocol: Any,
         bindAddress: str,
-        reactor: Any,
+        reactor: IReactorFDSet,
         socket: _socket.socket | None = None,
     ) -> None:
         self.protocol = protocol

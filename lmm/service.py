@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorFDSet, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -108,7 +109,8 @@ class MobilityHeaderService(Service):
 
     name = "mobility-header"
 
-    def __init__(self, address: str, reactor: Any, deliver: Callable[[bytes, str], None],
+    def __init__(self, address: str, reactor: IReactorFDSet,
+                 deliver: Callable[[bytes, str], None],
                  socket: Callable[[], Any] | None = None) -> None:
         self.address = address
         self.reactor = reactor
@@ -160,7 +162,7 @@ class InOrder(MultiService):
 
 
 def summaryService(interval: float, summary: Callable[[], None],
-                   reactor: Any) -> TimerService | None:
+                   reactor: IReactorTime) -> TimerService | None:
     """The periodic summary of the counters, every C{interval} seconds (none
     for 0); the first at the end of the first interval."""
     if not interval:

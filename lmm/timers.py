@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.internet.interfaces import IReactorTime
+
 
 class DeadlineTimer:
     """
@@ -13,7 +15,7 @@ class DeadlineTimer:
     one already set changes nothing, so the hot path rarely touches the reactor.
     """
 
-    def __init__(self, reactor: Any, fire: Callable[[], None]) -> None:
+    def __init__(self, reactor: IReactorTime, fire: Callable[[], None]) -> None:
         self.reactor = reactor
         self.fire = fire
         self._call: Any = None

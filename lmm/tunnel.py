@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from zope.interface import implementer
 
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IReactor, ITunnelDataPlane
 
 ROLE_LMAP = "lmap"
 ROLE_MPA = "mpa"
@@ -72,7 +72,7 @@ class RecordingDataPlane:
         self._bindings.clear()
 
 
-def recordingBackend(settings: Mapping[str, Any], reactor: Any) -> RecordingDataPlane:
+def recordingBackend(settings: Mapping[str, Any], reactor: IReactor) -> RecordingDataPlane:
     unknown = sorted(set(settings) - {"history"})
     if unknown:
         raise ValueError(f"recording backend: unknown key tunnel.options.{unknown[0]} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, cast
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,7 +24,7 @@ thirdParty = Backend("thirdparty", ITunnelDataPlane, "lmm.tunnel:recordingBacken
 class DiscoveryTests(SynchronousTestCase):
     def test_recordingFound(self) -> None:
         factory = findBackend(ITunnelDataPlane, "recording")
-        backend = factory.build({}, None)
+        backend = factory.build({}, cast(Any, None))
         self.assertIsInstance(backend, RecordingDataPlane)
         self.assertTrue(ITunnelDataPlane.providedBy(backend))
 
@@ -45,8 +46,8 @@ class DiscoveryTests(SynchronousTestCase):
         self.addCleanup(setattr, twisted.plugins, "__path__", saved)
         twisted.plugins.__path__.insert(0, os.path.join(root, "twisted", "plugins"))
         self.assertIn("thirdparty", knownBackends(ITunnelDataPlane))
-        self.assertIsInstance(findBackend(ITunnelDataPlane, "thirdparty").build({}, None),
-                              RecordingDataPlane)
+        built = findBackend(ITunnelDataPlane, "thirdparty").build({}, cast(Any, None))
+        self.assertIsInstance(built, RecordingDataPlane)
 
     def test_buildChecksInterface(self) -> None:
         b = Backend("bad", ITunnelDataPlane, "lmm.config:table", "returns a dict")

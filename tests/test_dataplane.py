@@ -253,6 +253,11 @@ class FakeSeg6Netlink:
         pass
 
 
+def fakeReactor() -> Any:
+    """A L{FakeReactor}, for the backends' reactor parameter (an IReactor)."""
+    return FakeReactor()
+
+
 class FakeReactor:
     def __init__(self) -> None:
         self.readers: list[Any] = []
@@ -474,7 +479,7 @@ class Ip6tnlMessageTests(SynchronousTestCase):
 
     def plane(self, netlink: FakeIPRoute | None = None, **kwargs: Any) -> Any:
         self.ipr = netlink or FakeIPRoute()
-        plane = ip6tnl.Ip6tnlDataPlane(FakeReactor(), self.ipr, forwarding=False, **kwargs)
+        plane = ip6tnl.Ip6tnlDataPlane(fakeReactor(), self.ipr, forwarding=False, **kwargs)
         plane.start()
         self.ipr.sent.clear()
         return plane
@@ -482,7 +487,7 @@ class Ip6tnlMessageTests(SynchronousTestCase):
     def test_kernelLacksIp6tnl(self) -> None:
         """A kernel without ip6tnl is named at start, with what to use instead."""
         netlink = FakeIPRoute(failLinkAdd=errno.EOPNOTSUPP)
-        plane = ip6tnl.Ip6tnlDataPlane(FakeReactor(), netlink, forwarding=False)
+        plane = ip6tnl.Ip6tnlDataPlane(fakeReactor(), netlink, forwarding=False)
         e = self.assertRaises(KernelLacks, plane.start)
         self.assertTrue(str(e).startswith("kernel lacks ip6tnl (CONFIG_IPV6_TUNNEL): use the "
                                           "seg6 or userspace backend"), str(e))
@@ -490,7 +495,7 @@ class Ip6tnlMessageTests(SynchronousTestCase):
 
     def test_probeLeavesNothing(self) -> None:
         netlink = FakeIPRoute()
-        plane = ip6tnl.Ip6tnlDataPlane(FakeReactor(), netlink, forwarding=False)
+        plane = ip6tnl.Ip6tnlDataPlane(fakeReactor(), netlink, forwarding=False)
         plane.start()
         self.assertEqual([c for _, c, _ in netlink.sent], ["add", "del"])
         self.assertEqual(netlink.links, {})
@@ -564,7 +569,7 @@ class Ip6tnlMessageTests(SynchronousTestCase):
     def test_cleanLeftovers(self) -> None:
         """A crashed run's devices, routes and rules go; nobody else's."""
         netlink = FakeIPRoute()
-        first = ip6tnl.Ip6tnlDataPlane(FakeReactor(), netlink, forwarding=False)
+        first = ip6tnl.Ip6tnlDataPlane(fakeReactor(), netlink, forwarding=False)
         first.start()
         first.addBinding(lmapBinding())
         first.addBinding(mpaBinding("eth1", mobile="2001:db8:1::7"))
@@ -579,7 +584,7 @@ class Ip6tnlMessageTests(SynchronousTestCase):
     def test_adoptLeftovers(self) -> None:
         """Adopted bindings are the crashed run's, and adding them again changes nothing."""
         netlink = FakeIPRoute()
-        first = ip6tnl.Ip6tnlDataPlane(FakeReactor(), netlink, forwarding=False)
+        first = ip6tnl.Ip6tnlDataPlane(fakeReactor(), netlink, forwarding=False)
         first.start()
         bindings = [lmapBinding(), mpaBinding("eth1", mobile="2001:db8:1::7")]
         for binding in bindings:
@@ -601,7 +606,7 @@ class NetlinkDataPlaneTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.ipr = FakeIPRoute()
-        self.plane = ip6tnl.Ip6tnlDataPlane(FakeReactor(), self.ipr, forwarding=False)
+        self.plane = ip6tnl.Ip6tnlDataPlane(fakeReactor(), self.ipr, forwarding=False)
         self.plane.start()
 
     def test_refusesBadBindings(self) -> None:
@@ -652,7 +657,7 @@ class Seg6MessageTests(SynchronousTestCase):
     def plane(self, **kwargs: Any) -> Any:
         self.ipr = FakeIPRoute()
         self.seg6 = FakeSeg6Netlink()
-        plane = seg6.Seg6DataPlane(FakeReactor(), self.ipr, self.seg6, relayTooBig=False,
+        plane = seg6.Seg6DataPlane(fakeReactor(), self.ipr, self.seg6, relayTooBig=False,
                                    forwarding=False, **kwargs)
         plane.start()
         self.ipr.sent.clear()
@@ -660,12 +665,12 @@ class Seg6MessageTests(SynchronousTestCase):
 
     def test_kernelLacksSeg6(self) -> None:
         """The message the operator reads, then the kernel's answer."""
-        plane = seg6.Seg6DataPlane(FakeReactor(), FakeIPRoute(failRouteAdd=errno.EOPNOTSUPP),
+        plane = seg6.Seg6DataPlane(fakeReactor(), FakeIPRoute(failRouteAdd=errno.EOPNOTSUPP),
                                    FakeSeg6Netlink(), forwarding=False)
         e = self.assertRaises(KernelLacks, plane.start)
         self.assertTrue(str(e).startswith(
             "kernel lacks seg6 (CONFIG_IPV6_SEG6_LWTUNNEL): use the userspace backend"), str(e))
-        plane = seg6.Seg6DataPlane(FakeReactor(), FakeIPRoute(), None, forwarding=False)
+        plane = seg6.Seg6DataPlane(fakeReactor(), FakeIPRoute(), None, forwarding=False)
         e = self.assertRaises(KernelLacks, plane.start)
         self.assertIn("SEG6 generic netlink", str(e))
 

@@ -27,7 +27,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -94,6 +94,9 @@ mac = "{SLAAC_MAC}"
 local_network_prefix = "{LNP}"
 address_mode = "slaac"
 """
+
+# Tests use the reactor's every part; Twisted types it by its common part.
+reactor: Any = _reactor
 
 
 def inPool(address: str) -> bool:

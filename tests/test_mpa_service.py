@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
@@ -61,6 +61,9 @@ mac = "{MS_MAC}"
 local_network_prefix = "{LNP}"
 address_mode = "slaac"
 """
+
+# Tests use the reactor's every part; Twisted types it by its common part.
+reactor: Any = _reactor
 
 
 def receiveAll(sock: socket.socket) -> list[bytes]:
@@ -497,7 +500,7 @@ class PerformTests(SynchronousTestCase):
             lifetime=600, retransmitTimeout=0.3, maxRetries=2, raMtu=1460, profile=mh.DRAFT,
             defaultVirtualLmapMac=VMAC, refreshFraction=0.75)
         self.order: list[str] = []
-        detector = ExplicitAttachDetector(Clock())
+        detector = ExplicitAttachDetector(cast(Any, Clock()))  # never started: no descriptors
         self.plane = RefusingPlane(how)
         self.plane.refused.add(LMAP)
         service = MPAService(agent, detector, _Authenticator(self.order), self.plane, mh.DRAFT,

@@ -10,12 +10,12 @@ import tempfile
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import reactor
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lmm.control import ControlService
+from lmm.interfaces import globalReactor
 from lmm.service import InOrder, summaryService
 
 
@@ -71,6 +71,7 @@ class ControlStartTests(TestCase):
         folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, folder, True)
         path = os.path.join(folder, "control.sock")
+        reactor = globalReactor()
         first = ControlService(lambda words: {"ok": True}, path, reactor)
         first.startService()
         self.addCleanup(first.stopService)

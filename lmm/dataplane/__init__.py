@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm.dataplane.common import DataPlaneError, KernelLacks
+from lmm.interfaces import IReactor
 from lmm.tunnel import TunnelBinding
 
 __all__ = ["DataPlaneError", "KernelLacks", "autoBackend", "swap"]
@@ -60,7 +61,7 @@ def swap(bindings: Iterable[TunnelBinding], old: Any, new: Any) -> Deferred[list
     return Deferred.fromCoroutine(run())
 
 
-def autoBackend(settings: Mapping[str, Any], reactor: Any) -> Any:
+def autoBackend(settings: Mapping[str, Any], reactor: IReactor) -> Any:
     """
     The C{seg6} backend where the kernel has seg6, else C{userspace}. The
     settings go to whichever is built, so give only keys both take.

@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import config, inet
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
 
@@ -311,7 +311,7 @@ class NetlinkDataPlane:
 
     name = "netlink"
 
-    def __init__(self, reactor: Any, netlink: Any, tags: Tags, leftovers: str = "clean",
+    def __init__(self, reactor: IReactor, netlink: Any, tags: Tags, leftovers: str = "clean",
                  forwarding: bool = True) -> None:
         self.reactor = reactor
         self.ipr = netlink
@@ -816,7 +816,7 @@ class PacketTooBigRelay:
     C{rate} times a second.
     """
 
-    def __init__(self, reactor: Any, rate: int = 1000) -> None:
+    def __init__(self, reactor: IReactor, rate: int = 1000) -> None:
         self.reactor = reactor
         self.rate = rate
         self.endpoints: set[bytes] = set()

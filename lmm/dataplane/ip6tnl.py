@@ -37,6 +37,7 @@ from lmm.dataplane.common import (
     readSettings,
     tagsFrom,
 )
+from lmm.interfaces import IReactor
 
 __all__ = ["DEFAULTS", "LACKS_IP6TNL", "TAG", "Ip6tnlDataPlane", "ip6tnlBackend"]
 
@@ -59,7 +60,7 @@ class Ip6tnlDataPlane(NetlinkDataPlane):
 
     name = "ip6tnl"
 
-    def __init__(self, reactor: Any, netlink: Any, tags: Tags = DEFAULTS, mtu: int = 1460,
+    def __init__(self, reactor: IReactor, netlink: Any, tags: Tags = DEFAULTS, mtu: int = 1460,
                  hopLimit: int = 64, prefix: str = "lmm6t", leftovers: str = "clean",
                  forwarding: bool = True) -> None:
         super().__init__(reactor, netlink, tags, leftovers, forwarding)
@@ -177,7 +178,7 @@ class Ip6tnlDataPlane(NetlinkDataPlane):
             peer.device = peer.index = None
 
 
-def ip6tnlBackend(settings: Mapping[str, Any], reactor: Any) -> Ip6tnlDataPlane:
+def ip6tnlBackend(settings: Mapping[str, Any], reactor: IReactor) -> Ip6tnlDataPlane:
     """
     The C{ip6tnl} backend, started in the calling thread's network namespace.
 

@@ -58,6 +58,7 @@ from lmm.dataplane.common import (
     ruleSpec,
     tagsFrom,
 )
+from lmm.interfaces import IReactor
 
 __all__ = ["DEFAULTS", "LACKS_SEG6", "Seg6DataPlane", "Seg6Netlink", "seg6Backend"]
 
@@ -156,7 +157,7 @@ class Seg6DataPlane(NetlinkDataPlane):
 
     name = "seg6"
 
-    def __init__(self, reactor: Any, netlink: Any, seg6: Any, tags: Tags = DEFAULTS,
+    def __init__(self, reactor: IReactor, netlink: Any, seg6: Any, tags: Tags = DEFAULTS,
                  decapPriority: int = DECAP_PRIORITY, relayTooBig: bool = True,
                  relayRate: int = 1000, leftovers: str = "clean",
                  forwarding: bool = True) -> None:
@@ -336,7 +337,7 @@ class Seg6DataPlane(NetlinkDataPlane):
             self._tunsrc = None
 
 
-def seg6Backend(settings: Mapping[str, Any], reactor: Any) -> Seg6DataPlane:
+def seg6Backend(settings: Mapping[str, Any], reactor: IReactor) -> Seg6DataPlane:
     """
     The C{seg6} backend, started in the calling thread's network namespace.
 

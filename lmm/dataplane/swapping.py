@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -35,7 +36,7 @@ from lmm.backends import findBackend
 from lmm.config import tomlValue
 from lmm.dataplane import swap
 from lmm.errors import OperatorError
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.dataplane.swapping")
@@ -162,7 +163,8 @@ class SwappableTunnel:
         without one).
     """
 
-    def __init__(self, backend: Any, reactor: Any, config: TunnelConfig | None = None,
+    def __init__(self, backend: Any, reactor: IReactorTime,
+                 config: TunnelConfig | None = None,
                  within: Callable[[Callable[[], Any]], Any] = _direct) -> None:
         self.current = backend
         self.reactor = reactor
@@ -258,7 +260,9 @@ class SwappableTunnel:
                             f"swap to (seg6 or userspace; {oldName} now)")
         try:
             factory = findBackend(ITunnelDataPlane, name)
-            return self.within(lambda: factory.build(options, self.reactor))
+            # A daemon's reactor is the whole one (IReactor); a test's Clock builds nothing.
+            reactor = cast(IReactor, self.reactor)
+            return self.within(lambda: factory.build(options, reactor))
         except Exception as e:
             log.warn("tunnel backend swap to {name} refused: {error}; {old} stays",
                      name=name, error=e, old=oldName)

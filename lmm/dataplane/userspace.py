@@ -63,6 +63,7 @@ from lmm.dataplane.common import (
     readSettings,
     tagsFrom,
 )
+from lmm.interfaces import IReactor
 from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
 
@@ -149,7 +150,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
 
     name = "userspace"
 
-    def __init__(self, reactor: Any, netlink: Any, tags: Tags = DEFAULTS,
+    def __init__(self, reactor: IReactor, netlink: Any, tags: Tags = DEFAULTS,
                  interface: str = "lmmtun0", mtu: int = 1460, hopLimit: int = 64,
                  batch: int = 256, leftovers: str = "clean", forwarding: bool = True) -> None:
         super().__init__(reactor, netlink, tags, leftovers, forwarding)
@@ -375,7 +376,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
             self.refused += 1
 
 
-def userspaceBackend(settings: Mapping[str, Any], reactor: Any) -> UserspaceDataPlane:
+def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> UserspaceDataPlane:
     """
     The C{userspace} backend, started in the calling thread's network namespace.
 

@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from lmm.dataplane.common import setns
+from lmm.interfaces import globalReactor
 
 __all__ = [
     "RUN_TAG",
@@ -522,16 +524,14 @@ def waitForDeferred(
     timeout: float = 5.0,
     interval: float = 0.01,
     what: str | None = None,
-    reactor: Any = None,
+    reactor: IReactorTime | None = None,
 ) -> Deferred[T]:
     """
     L{waitFor} for code in the reactor: a L{Deferred} that fires with the first
     true value of C{predicate}, polled every C{interval} seconds of
     C{reactor}'s clock, or fails with L{TimeoutError} after C{timeout} seconds.
     """
-    if reactor is None:
-        from twisted.internet import reactor
-    clock = reactor
+    clock = globalReactor() if reactor is None else reactor
     deadline = clock.seconds() + timeout
 
     async def poll() -> T:
@@ -545,5 +545,3 @@ def waitForDeferred(
 
     return Deferred.fromCoroutine(poll())
 
-
-# --- trial ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -21,7 +22,7 @@ from lmm import mh
 from lmm.control import ControlService
 from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
-from lmm.interfaces import ITunnelDataPlane
+from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
@@ -58,14 +59,12 @@ class LMAPService(Service):
         dataPlane: Any,
         address: str,
         profile: mh.WireProfile,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         logLevel: str = "info",
         tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
+            reactor = globalReactor()
         self.anchor = anchor
         if not isinstance(dataPlane, SwappableTunnel):
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig)
@@ -156,38 +155,40 @@ class LMAPService(Service):
 
 
 def composeLMAP(core: LMAPService, controlSocket: str | None = None,
-                summaryInterval: float = 60.0, socket: Any = None) -> InOrder:
+                summaryInterval: float = 60.0, socket: Any = None,
+                reactor: IReactor | None = None) -> InOrder:
     """
     The LMAP daemon's services around C{core}, in their start order: the
     Mobility Header socket on the core's address (C{socket}: makes the raw
     socket to use), the control channel on C{controlSocket} (none: no
     channel), the core, the summary every C{summaryInterval} seconds (0:
-    none). The core is named C{"lmap"} in it.
+    none), on C{reactor} (default: the global one). The core is named
+    C{"lmap"} in it.
     """
     from lmm.lmap.control import execute
 
+    if reactor is None:
+        reactor = globalReactor()
     top = InOrder()
-    port = MobilityHeaderService(core.address, core.reactor, core.datagramReceived, socket)
+    port = MobilityHeaderService(core.address, reactor, core.datagramReceived, socket)
     port.setServiceParent(top)
     core.port = port
     if controlSocket is not None:
         ControlService(lambda words: execute(core, words), controlSocket,
-                       core.reactor).setServiceParent(top)
+                       reactor).setServiceParent(top)
     core.setServiceParent(top)
-    summary = summaryService(summaryInterval, core.logSummary, core.reactor)
+    summary = summaryService(summaryInterval, core.logSummary, reactor)
     if summary is not None:
         summary.setServiceParent(top)
     return top
 
 
 def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
-                    path: str | None = None, reactor: Any = None) -> InOrder:
+                    path: str | None = None, reactor: IReactor | None = None) -> InOrder:
     """The LMAP daemon as configured (values from L{lmm.lmap.tap.SETTINGS}
     read from the file C{path}, named in the tunnel command's answers)."""
     if reactor is None:
-        from twisted.internet import reactor as _reactor
-
-        reactor = _reactor
+        reactor = globalReactor()
     backend = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
                            reactor, path or "the configuration", "tunnel.options")
     anchor = LocalMobilityAnchor(
@@ -203,4 +204,5 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     core = LMAPService(anchor, backend, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
                        tunnelConfig=tunnelConfig(values, backend, path))
-    return composeLMAP(core, values["control.socket"], values["log.summary_interval"])
+    return composeLMAP(core, values["control.socket"], values["log.summary_interval"],
+                       reactor=reactor)

@@ -57,14 +57,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lmm import config
 from lmm.config import Setting
-from lmm.interfaces import IAccessLinks
+from lmm.interfaces import IAccessLinks, IReactor
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.reader import drain
 
@@ -258,7 +258,7 @@ class _LinkMonitor:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFDSet,
         within: Within,
         changed: Callable[[int, LinkState], None],
         resynced: Callable[[dict[int, LinkState]], None],
@@ -440,7 +440,7 @@ class PacketAttachDetector:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFDSet,
         protocol: int = ETH_P_IPV6,
         promiscuous: bool = True,
         configureInterfaces: bool = True,
@@ -727,11 +727,11 @@ def _packetValues(label: str, settings: Mapping[str, Any]) -> dict[str, Any]:
             "configureInterfaces": values["configure_interfaces"]}
 
 
-def packetBackend(settings: Mapping[str, Any], reactor: Any) -> PacketAttachDetector:
+def packetBackend(settings: Mapping[str, Any], reactor: IReactor) -> PacketAttachDetector:
     """Build the C{packet} detector; keys in L{PACKET_SETTINGS}."""
     return PacketAttachDetector(reactor, **_packetValues("packet attach settings", settings))
 
 
-def explicitBackend(settings: Mapping[str, Any], reactor: Any) -> ExplicitAttachDetector:
+def explicitBackend(settings: Mapping[str, Any], reactor: IReactor) -> ExplicitAttachDetector:
     """Build the C{explicit} detector; keys in L{PACKET_SETTINGS}."""
     return ExplicitAttachDetector(reactor, **_packetValues("explicit attach settings", settings))

@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import dhcp6
-from lmm.interfaces import IDHCPv6Relay
+from lmm.interfaces import IDHCPv6Relay, IReactor
 from lmm.ratelimit import LogLimiter
 
 __all__ = ["DHCPv6RelayPort"]
@@ -94,7 +94,7 @@ class DHCPv6RelayPort:
         C{relay.send-failed.<errno>}, C{relay.send-no-port}.
     """
 
-    def __init__(self, address: str, reactor: Any, *,
+    def __init__(self, address: str, reactor: IReactor, *,
                  socket: _socket.socket | None = None) -> None:
         """
         @param address: the MPA's address: the port is bound to it, port 547.

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -26,7 +27,14 @@ from lmm.config import ConfigError
 from lmm.control import ControlService
 from lmm.daemon import buildBackend
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
-from lmm.interfaces import IAccessLinks, IAttachDetector, IAuthenticator, ITunnelDataPlane
+from lmm.interfaces import (
+    IAccessLinks,
+    IAttachDetector,
+    IAuthenticator,
+    IReactor,
+    ITunnelDataPlane,
+    globalReactor,
+)
 from lmm.journal import MPA_LIMITED, MPA_PER_VISITOR, Journal
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import Within, readLinks
@@ -79,7 +87,7 @@ class MPAService(Service):
         authenticator: Any,
         dataPlane: Any,
         profile: mh.WireProfile,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         *,
         within: Within | None = None,
         logLevel: str = "info",
@@ -88,9 +96,7 @@ class MPAService(Service):
         tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
+            reactor = globalReactor()
         if not IAccessLinks.providedBy(detector):
             raise TypeError(f"{detector!r} does not own the access links (IAccessLinks): the "
                             "MPA needs their frames for home-link emulation")
@@ -358,17 +364,21 @@ def _rawSocket() -> Any:
 
 
 def composeMPA(core: MPAService, controlSocket: str | None = None,
-               summaryInterval: float = 60.0, socket: Any = None) -> InOrder:
+               summaryInterval: float = 60.0, socket: Any = None,
+               reactor: IReactor | None = None) -> InOrder:
     """
     The MPA daemon's services around C{core}, in their start order: the
     access links, the Mobility Header socket on the core's address (made
     where the core works; C{socket}: a raw socket to use instead), the
     DHCPv6 relay's port (if the core has one), the control channel on
     C{controlSocket} (none: no channel), the core, the summary every
-    C{summaryInterval} seconds (0: none).
+    C{summaryInterval} seconds (0: none); on C{reactor} (default: the global
+    one).
     """
     from lmm.mpa.control import execute
 
+    if reactor is None:
+        reactor = globalReactor()
     top = InOrder()
     AccessLinksService(core).setServiceParent(top)
     if socket is not None:
@@ -377,17 +387,17 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
         makeSocket = lambda: core.within(_rawSocket)  # noqa: E731
     else:
         makeSocket = None
-    port = MobilityHeaderService(core.address, core.reactor, core.datagramReceived, makeSocket)
+    port = MobilityHeaderService(core.address, reactor, core.datagramReceived, makeSocket)
     port.setServiceParent(top)
     core.port = port
     if core.relayPort is not None:
         RelayPortService(core, core.relayPort).setServiceParent(top)
     if controlSocket is not None:
         ControlService(lambda words: execute(core, words), controlSocket,
-                       core.reactor).setServiceParent(top)
+                       reactor).setServiceParent(top)
         core.controlSocket = controlSocket
     core.setServiceParent(top)
-    summary = summaryService(summaryInterval, core.logSummary, core.reactor)
+    summary = summaryService(summaryInterval, core.logSummary, reactor)
     if summary is not None:
         summary.setServiceParent(top)
     return top
@@ -397,13 +407,11 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
 
 
 def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
-                   reactor: Any = None) -> InOrder:
+                   reactor: IReactor | None = None) -> InOrder:
     """The MPA daemon as configured (values from L{lmm.mpa.tap.SETTINGS});
     L{ConfigError} naming C{path} for a backend table it cannot use."""
     if reactor is None:
-        from twisted.internet import reactor as _reactor
-
-        reactor = _reactor
+        reactor = globalReactor()
 
     dataPlane = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
                              reactor, path, "tunnel.options")
@@ -451,4 +459,5 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
     core = MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       logLevel=values["log.level"], describeBackends=backends,
                       relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path))
-    return composeMPA(core, values["control.socket"], values["log.summary_interval"])
+    return composeMPA(core, values["control.socket"], values["log.summary_interval"],
+                      reactor=reactor)
