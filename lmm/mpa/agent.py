@@ -718,9 +718,7 @@ class MobilityProxyAgent:
             request = RegistrationRequest(False, address, _prefixLength(visitor))
             actions.append(self.registrations.deregister(entry, request, now))
             self._reschedule(entry)
-        if visitor.tunnel is not None:
-            actions.append(RemoveTunnel(visitor.tunnel))
-            visitor.tunnel = None
+        self._removeTunnel(visitor, actions)
         self.visitors.setAddress(visitor, None)
         visitor.state = _AWAITING
         visitor.registeredAt = visitor.expires = visitor.refreshAt = visitor.retryAt = None
@@ -773,9 +771,7 @@ class MobilityProxyAgent:
         """Rule 11: C{visitor} has C{other}'s NAI now; C{other} goes, without
         a deregistration (which would remove the new binding)."""
         self._removeVisitor(other)
-        if other.tunnel is not None:
-            actions.append(RemoveTunnel(other.tunnel))
-            other.tunnel = None
+        self._removeTunnel(other, actions)
         self.counters["visitor.replaced"] += 1
         notes.append(
             Note("visitor.replaced", {"nai": other.naiText, "mac": other.mac,
@@ -918,9 +914,7 @@ class MobilityProxyAgent:
                 )
                 actions.append(self.registrations.deregisterOnce(visitor, request))
                 deregistered += 1
-            if visitor.tunnel is not None:
-                actions.append(RemoveTunnel(visitor.tunnel))
-                visitor.tunnel = None
+            self._removeTunnel(visitor, actions)
             self._removeVisitor(visitor)
         self.registrations.clear()
         self._timers.clear()
@@ -1017,9 +1011,7 @@ class MobilityProxyAgent:
     def _expire(self, visitor: VisitorEntry, actions: list[Action]) -> None:
         """The binding's lifetime ran out unrefreshed: the LMAP dropped it too."""
         self._removeVisitor(visitor)
-        if visitor.tunnel is not None:
-            actions.append(RemoveTunnel(visitor.tunnel))
-            visitor.tunnel = None
+        self._removeTunnel(visitor, actions)
         self.counters["binding.expired"] += 1
         actions.append(
             Note("visitor.expired", {"nai": visitor.naiText, "mac": visitor.mac,
@@ -1129,6 +1121,13 @@ class MobilityProxyAgent:
         visitor.deadline = None
         if removed and self.relay is not None:
             self.relay.forget(visitor.mac)
+
+    @staticmethod
+    def _removeTunnel(visitor: VisitorEntry, actions: list[Action]) -> None:
+        """The data plane stops carrying the visitor's tunnel, if it has one."""
+        if visitor.tunnel is not None:
+            actions.append(RemoveTunnel(visitor.tunnel))
+            visitor.tunnel = None
 
     def _advertiseHomeLink(self, visitor: VisitorEntry, actions: list[Action]) -> None:
         """Rule 3: the home link, advertised once the LMAP answered."""
@@ -1278,9 +1277,7 @@ class MobilityProxyAgent:
             request = RegistrationRequest(False, address, _prefixLength(visitor))
             actions.append(self.registrations.deregister(visitor, request, now))
             self._reschedule(visitor)
-        if visitor.tunnel is not None:
-            actions.append(RemoveTunnel(visitor.tunnel))
-            visitor.tunnel = None
+        self._removeTunnel(visitor, actions)
         self.counters[event] += 1
         fields: dict[str, Any] = {"mac": visitor.mac, "nai": visitor.naiText,
                                   "interface": visitor.interface, "address": address,
@@ -1509,9 +1506,7 @@ class MobilityProxyAgent:
         notes: list[Action] = []
         for visitor in targets:
             self._removeVisitor(visitor)
-            if visitor.tunnel is not None:
-                actions.append(RemoveTunnel(visitor.tunnel))
-                visitor.tunnel = None
+            self._removeTunnel(visitor, actions)
             counters["visitor.revoked"] += 1
             notes.append(
                 Note("visitor.revoked", {"nai": visitor.naiText, "mac": visitor.mac,
