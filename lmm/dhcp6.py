@@ -20,6 +20,10 @@ fields are out of range raises L{ValueError}.
 Addresses are canonical text (C{socket.inet_ntop}); DUIDs and identifiers are
 bytes. Lifetimes and timers are in seconds, 0xffffffff is infinity
 (L{INFINITY}); the Elapsed Time option counts hundredths of a second.
+
+Over 600 lines, one module on purpose (as L{lmm.mh} is): the wire format of
+one protocol, every option beside the message that carries it, is read in
+one place.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ registry live in a L{WireProfile}; docs/wire.md says why each default was chosen
 
 Addresses are carried as canonical text (C{socket.inet_ntop}); identifiers and
 opaque data as bytes. Lifetimes are in seconds (the wire counts units of 4 s).
+
+Over 600 lines, one module on purpose (as twisted.names keeps its wire
+format in one module): every message and option of the Mobility Header,
+their profile numbers and their decoder, read in one place.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ Checksums are verified for the ICMPv6 messages decoded here, never for UDP: on a
 veth or any link with transmit checksum offload, an AF_PACKET reader sees UDP
 datagrams whose checksum is not filled in yet (CHECKSUM_PARTIAL), while the
 kernel computes every ICMPv6 checksum in software.
+
+Over 600 lines, one module on purpose: the frames the MPA reads and writes
+on an access link (Ethernet, IPv6, ICMPv6, ND and MLD messages and options,
+UDP for DHCPv6), one codec with one set of checks.
 """
 
 from __future__ import annotations

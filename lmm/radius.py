@@ -12,6 +12,10 @@ Replies that fail a check (length, Identifier, Response Authenticator,
 Message-Authenticator) are counted in L{RadiusAuthenticator.counters}, logged
 and dropped: the request keeps waiting for a good reply or its timeout, so a
 forged packet cannot end an exchange.
+
+Over 600 lines, one module on purpose: the packets' checks, the exchange
+(Identifiers, retransmissions, server order) and the profile mapping are one
+backend, and each piece is only ever used by the others.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ L{NetlinkDataPlane} is that shared part; L{lmm.dataplane.seg6},
 L{lmm.dataplane.ip6tnl} and L{lmm.dataplane.userspace} fill in how a route
 enters the tunnel and how packets leave it. L{PacketTooBigRelay} is RFC 2473
 section 8's ICMP relay, for the seg6 backend (see docs/dataplane.md).
+
+Over 600 lines, one module on purpose: the routing every backend shares, its
+tags and the namespace it works in are one contract that the three backends
+fill in.
 """
 
 from __future__ import annotations

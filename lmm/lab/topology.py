@@ -20,6 +20,10 @@ tests/test_mpa_integration.py).
 
 Every namespace is named C{RUN_TAG-lab-...}, so that L{down} finds what a
 crashed run left; the run folder keeps every configuration and log.
+
+Over 600 lines: the topology file's checks and the lab built from it (the
+namespaces, bridges, daemons, servers and their clean-up) are one thing to a
+reader of either; the scenarios and the demo are in L{lmm.lab.demo}.
 """
 
 from __future__ import annotations

@@ -98,6 +98,9 @@ so a binding refreshed any number of times has one item.
 
 Notes come after the tunnel changes and messages of the same event. The
 counters are listed in L{COUNTERS} and L{lmm.lmap.revocation.COUNTERS}.
+
+Over 600 lines: most of it is the rules above and the address assignment
+they need; the revocations are a module of their own (L{lmm.lmap.revocation}).
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ tunnel. (The interface is briefly set down for it if the driver cannot change
 a live address.) It does not set C{forwarding} (the data plane's business)
 and starts no router advertisement daemon: the kernel never sends RAs by
 itself, and the only RAs on an access link are the agent's unicast ones.
+
+Over 600 lines, one module on purpose: the packet sockets, the rtnetlink
+monitor that opens and closes them, and the two detectors built on both are
+the one backend that owns the access links.
 """
 
 from __future__ import annotations
