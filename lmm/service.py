@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import Journal
 from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
 from lmm.tunnel import TunnelBinding
@@ -44,7 +45,8 @@ class ActionPerformer:
         around it (the MPA's authentications) passes that.
     """
 
-    def __init__(self, dataPlane: Any, send: Callable[[Any, str], None], journal: Journal,
+    def __init__(self, dataPlane: ITunnelDataPlane, send: Callable[[Any, str], None],
+                 journal: Journal,
                  log: Logger, tunnelFailed: Callable[[Failure, TunnelBinding], None],
                  resume: Callable[[list[object]], None] | None = None) -> None:
         self.dataPlane = dataPlane

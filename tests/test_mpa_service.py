@@ -22,11 +22,13 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutput
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from lmm import mh, nd
 from lmm.aaa import AccessRequest, ProfileFileAuthenticator
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.dataplane.common import DataPlaneError
+from lmm.interfaces import IAuthenticator
 from lmm.lab.netns import callIn, link, waitForDeferred
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import (
@@ -481,6 +483,7 @@ class ExplicitDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertEqual(self.counters()["explicit.attach"], 1)
 
 
+@implementer(IAuthenticator)
 class _Authenticator:
     def __init__(self, log: list[str]) -> None:
         self.log = log
@@ -488,6 +491,9 @@ class _Authenticator:
     def authenticate(self, request: AccessRequest) -> Deferred[Any]:
         self.log.append(f"auth {request.mac}")
         return Deferred()
+
+    def stop(self) -> None:
+        pass
 
 
 class PerformTests(SynchronousTestCase):

@@ -146,6 +146,7 @@ class SwapServiceTests(_NotStarted):
         held = self.service.dataPlane
         self.assertIsNot(held, self.old)
         added = held.addBinding(binding(3))
+        assert added is not None  # queued while the swap runs
         held.removeBinding(binding(1))
         self.assertNoResult(added)
         self.failureResultOf(self.service.dataPlane.swap("other", {}), SwapError)

@@ -28,6 +28,7 @@ from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.ratelimit import LogLimiter
 from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
 from lmm.timers import DeadlineTimer
+from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.lmap")
 
@@ -56,7 +57,7 @@ class LMAPService(Service):
     def __init__(
         self,
         anchor: LocalMobilityAnchor,
-        dataPlane: Any,
+        dataPlane: ITunnelDataPlane,
         address: str,
         profile: mh.WireProfile,
         reactor: IReactorTime | None = None,
@@ -130,7 +131,7 @@ class LMAPService(Service):
     def perform(self, actions: list[Any]) -> None:
         self.performer.perform(actions)
 
-    def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
+    def _tunnelFailed(self, failure: Failure, binding: TunnelBinding) -> None:
         # The anchor's Note logs it, the error's text included: no traceback
         # per refused binding.
         error = failure.value

@@ -31,6 +31,7 @@ from lmm.interfaces import (
     IAccessLinks,
     IAttachDetector,
     IAuthenticator,
+    IDHCPv6Relay,
     IReactor,
     ITunnelDataPlane,
     globalReactor,
@@ -45,6 +46,7 @@ from lmm.ratelimit import LogLimiter
 from lmm.rawsock import IPPROTO_MH
 from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
 from lmm.timers import DeadlineTimer
+from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.mpa")
 
@@ -83,16 +85,16 @@ class MPAService(Service):
     def __init__(
         self,
         agent: MobilityProxyAgent,
-        detector: Any,
-        authenticator: Any,
-        dataPlane: Any,
+        detector: IAccessLinks,
+        authenticator: IAuthenticator,
+        dataPlane: ITunnelDataPlane,
         profile: mh.WireProfile,
         reactor: IReactorTime | None = None,
         *,
         within: Within | None = None,
         logLevel: str = "info",
         describeBackends: str = "",
-        relayPort: Any = None,
+        relayPort: IDHCPv6Relay | None = None,
         tunnelConfig: TunnelConfig | None = None,
     ) -> None:
         if reactor is None:
@@ -274,7 +276,7 @@ class MPAService(Service):
             return
         self._run(self.agent.dhcpDatagramReceived(payload, source, self.reactor.seconds()))
 
-    def _tunnelFailed(self, failure: Failure, binding: Any) -> None:
+    def _tunnelFailed(self, failure: Failure, binding: TunnelBinding) -> None:
         # The agent's Note says it, with the error: no traceback per refusal.
         self.counters["tunnel.add-failed"] += 1
         error = failure.value
@@ -343,7 +345,7 @@ class RelayPortService(Service):
 
     name = "dhcpv6-relay"
 
-    def __init__(self, core: MPAService, port: Any) -> None:
+    def __init__(self, core: MPAService, port: IDHCPv6Relay) -> None:
         self.core = core
         self.relayPort = port
 
