@@ -40,7 +40,7 @@ sys.path.insert(0, top)
 from lmm import mh, nd  # noqa: E402
 from lmm.aaa import DEFAULT_NAI_TEMPLATE, naiFromMac  # noqa: E402
 from lmm.lab import freeradius  # noqa: E402
-from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
+from lmm.lab.daemons import Daemon, writeConfig, writeKeyFiles  # noqa: E402
 from lmm.lab.netns import Namespace, callIn, link, socketIn  # noqa: E402
 from lmm.mpa.control import ask  # noqa: E402
 
@@ -95,9 +95,11 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
     C{daemons} as they start; the RADIUS server (or None) and the MPA's
     control socket."""
     server = None
+    lmapKeys, mpaKeys = writeKeyFiles(folder, LMAP, [MPA])
     lmapConfig = writeConfig(os.path.join(folder, "lmap.toml"), {
         "lmap": {"address": LMAP, "local_network_prefixes": [PREFIX + "/64"],
                  "mpas": ["fd00:be::/64"]},
+        "security": {"keys": lmapKeys},
         "log": {"level": "info", "summary_interval": 0},
     })
     daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))
@@ -113,7 +115,8 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
     mpaConfig = os.path.join(folder, "mpa.toml")
     with open(mpaConfig, "w") as f:
         f.write(f'[mpa]\naddress = "{MPA}"\nlmap = "{LMAP}"\naccess_interfaces = '
-                f'["{access}"]\n[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
+                f'["{access}"]\n[security]\nkeys = "{mpaKeys[MPA]}"\n'
+                f'[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
                 f'[log]\nlevel = "info"\nsummary_interval = 0\n')
     daemons.append(Daemon(mpaNs, "lmm-mpa", mpaConfig, os.path.join(folder, "mpa.log"))
                    .start("MPA ready"))

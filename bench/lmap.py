@@ -10,12 +10,17 @@ Two namespaces joined by veth; the responder runs on CPU 1, the generator on
 CPU 0. Runs, in order:
   1. reference, as fast as a window of 256 allows, and at 5,000 PBU/s;
   2. a fresh LMAP at 5,000 PBU/s, new bindings (latency);
-  3. a fresh LMAP as fast as the window allows with 1,000,000 distinct NAIs
+  3. two fresh LMAPs as fast as the window allows with 100,000 NAIs, one
+     without authentication (pbu-loadgen), one with (bench/tools/
+     pbu-loadgen-auth signs every PBU as lmm.security does; the LMAP signs
+     and checks everything);
+  4. a fresh LMAP as fast as the window allows with 1,000,000 distinct NAIs
      for --fill-seconds: it creates a million bindings and refreshes them;
      resident memory is read before and after.
 Targets (issue 3): >= 20,000 PBU/s answered with status 0 and 1,000,000
 bindings; >= 0.25 of the reference's rate; p99 at 5,000 PBU/s within 2 ms of
-the reference's; <= 1 KiB resident per binding.
+the reference's; <= 1 KiB resident per binding. Issue 12: with authentication
+at least 0.8 of the rate without, same run.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
@@ -40,6 +47,8 @@ RESPONDER = "fd00:b::1"
 GENERATOR = "fd00:b::2"
 PREFIX = "2001:db8:1::"
 LOCAL_ADDRESS_TYPE = int(OptionType.HOME_NETWORK_PREFIX)  # the draft profile's default
+SPI = 1000
+AUTH_NAIS = 100_000  # the authentication comparison: new bindings, then refreshes
 
 
 def pinned(cpu: int, argv: list[str]) -> list[str]:
@@ -47,8 +56,15 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
 
 
 def loadgen(gen: Namespace, tools: str, seconds: float, window: int, nais: int,
-            rate: int = 0) -> dict[str, float]:
-    argv = pinned(0, [os.path.join(tools, "pbu-loadgen"), RESPONDER, str(seconds), str(window),
+            rate: int = 0, key: bytes | None = None) -> dict[str, float]:
+    """pbu-loadgen's figures; with C{key}, bench/tools/pbu-loadgen-auth's,
+    signing every PBU under SPI L{SPI} (docs/security.md)."""
+    if key is None:
+        command = [os.path.join(tools, "pbu-loadgen"), RESPONDER]
+    else:
+        command = [os.path.join(tools, "pbu-loadgen-auth"), RESPONDER, GENERATOR, str(SPI),
+                   key.hex()]
+    argv = pinned(0, [*command, str(seconds), str(window),
                       str(nais), str(rate), str(LOCAL_ADDRESS_TYPE), PREFIX])
     out = gen.run(argv, timeout=seconds + 60).stdout
     m = re.search(r"sent (\d+) answered (\d+) in ([\d.]+) s: (\d+) PBA/s; latency p50 ([\d.]+) ms "
@@ -71,11 +87,21 @@ def rssKiB(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def startLMAP(ns: Namespace, folder: str, name: str) -> Daemon:
+def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None) -> Daemon:
+    """An lmm-lmap; with C{key}, authenticating (one SA with the generator)."""
+    security: dict[str, Any] = {"authentication": False}
+    if key is not None:
+        path = os.path.join(folder, f"{name}.keys")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'[[association]]\npeer = "{GENERATOR}"\nspi = {SPI}\n'
+                    f'algorithm = "hmac-sha256-128"\nkey = "{key.hex()}"\n')
+        security = {"keys": path}
     config = writeConfig(os.path.join(folder, f"{name}.toml"), {
         "lmap": {"address": RESPONDER, "local_network_prefixes": [PREFIX + "/64"],
                  "mpas": ["fd00:b::/64"], "max_lifetime": 3600},
         "tunnel": {"backend": "recording"},
+        "security": security,
     })
     daemon = Daemon(ns, "lmm-lmap", config, os.path.join(folder, f"{name}.log"))
     # Pin the daemon like the reflector: same core, same conditions.
@@ -106,6 +132,10 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="lmm-bench-lmap-")
     tools = subprocess.run([os.path.join(args.tools, "build"), os.path.join(work, "tools")],
                            capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(tools, "pbu-loadgen-auth"),
+                    os.path.join(top, "bench", "tools", "pbu-loadgen-auth.c"), "-lcrypto"],
+                   check=True)
+    key = secrets.token_bytes(32)
     resp = Namespace.create("resp")
     gen = Namespace.create("gen")
     try:
@@ -128,6 +158,15 @@ def main() -> int:
         slow = loadgen(gen, tools, args.seconds, 256, args.nais, rate=5000)
         show("at 5,000 PBU/s, new bindings", slow)
         daemon.stop()
+
+        print(f"lmm-lmap, authentication off and on (RFC 4285, HMAC-SHA256-128), "
+              f"window 256, {AUTH_NAIS} NAIs")
+        rates = {}
+        for label, runKey in (("off", None), ("on", key)):
+            daemon = startLMAP(resp, work, f"auth-{label}", runKey)
+            rates[label] = loadgen(gen, tools, args.seconds, 256, AUTH_NAIS, key=runKey)
+            show(f"authentication {label}", rates[label])
+            daemon.stop()
 
         daemon = startLMAP(resp, work, "fill")
         assert daemon.process is not None
@@ -154,6 +193,10 @@ def main() -> int:
             ("p99 at 5,000/s within 2 ms of the reference's", slow["p99"] - refSlow["p99"] <= 2.0,
              f"{slow['p99']:.3f} vs {refSlow['p99']:.3f} ms"),
             ("<= 1 KiB resident per binding", perBinding <= 1024, f"{perBinding:.0f} B"),
+            (">= 0.8 of the unauthenticated rate with authentication",
+             rates["on"]["ok_rate"] >= 0.8 * rates["off"]["ok_rate"],
+             f"{rates['on']['ok_rate']:.0f} vs {rates['off']['ok_rate']:.0f}/s: "
+             f"{rates['on']['ok_rate'] / max(1.0, rates['off']['ok_rate']):.2f}"),
         ]
         for what, ok, figure in checks:
             print(f"  {'met ' if ok else 'MISSED'} {what}: {figure}")

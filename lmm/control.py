@@ -28,8 +28,9 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from lmm.config import tomlValue
+from lmm.config import ConfigError, tomlValue
 from lmm.errors import OperatorError
+from lmm.security import loadKeyFile
 
 log = Logger(namespace="lmm.control")
 
@@ -62,9 +63,45 @@ def common(service: Any, command: str, args: list[str],
     daemon's L{Execute} ends with this, for what it does not know itself."""
     if command == "tunnel":
         return tunnelCommand(service, args)
+    if command == "security":
+        return securityCommand(service, args)
     if command == "help":
         return {"ok": True, "commands": dict(commands)}
     raise CommandError(f"unknown command {command!r}; try help")
+
+
+# --- the security command, both daemons' ----------------------------------------
+
+SECURITY_USAGE = "security [reload]"
+SECURITY_HELP = ("the signaling's protection: on or off, the replay window, the security "
+                 "associations (never their keys); reload: read the key file again, "
+                 "for a key rollover (docs/security.md)")
+
+
+def securityCommand(service: Any, args: list[str]) -> dict[str, Any]:
+    """C{security}: what protects the daemon's signaling; C{security reload}:
+    the key file read again, its associations used from now on (a file that
+    cannot be used changes nothing)."""
+    arity(args, 0, 1, SECURITY_USAGE)
+    codec = service.codec
+    if args:
+        if args[0] != "reload":
+            raise CommandError(f"usage: {SECURITY_USAGE}")
+        if service.keyFile is None:
+            raise CommandError("authentication is off (security.authentication = false): "
+                               "there is no key file to read")
+        try:
+            associations = loadKeyFile(service.keyFile)
+        except ConfigError as e:
+            raise CommandError(f"{e}; the associations in use are kept") from None
+        codec.rekey(associations)
+        log.info("security associations reloaded from {path}: {count}",
+                 path=service.keyFile, count=len(associations))
+    associations = codec.associations
+    return {"ok": True, "authentication": associations is not None,
+            "replayWindow": codec.replayWindow if associations is not None else None,
+            "keyFile": service.keyFile,
+            "associations": [] if associations is None else associations.describe()}
 
 
 # --- the tunnel command, both daemons' ------------------------------------------

@@ -12,13 +12,14 @@ from typing import Any, ClassVar, Mapping, NoReturn, Sequence
 
 from twisted.python import usage
 
-from lmm import config, mh
+from lmm import config, mh, security
 from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.journal import LOG_SETTINGS
 
-__all__ = ["LOG_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS", "DaemonOptions"]
+__all__ = ["LOG_SETTINGS", "SECURITY_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS",
+           "DaemonOptions"]
 
 _OPTION_TYPE = config.integer(2, 255)
 _REJECT_STATUS = config.integer(128, 255)
@@ -35,6 +36,20 @@ WIRE_SETTINGS = [
             "option type of the Binding Cache Confirmation option (default: the profile's)"),
     Setting("wire.local_address_type", _OPTION_TYPE, None,
             "option type of the assigned Local Address option (default: the profile's)"),
+]
+
+SECURITY_SETTINGS = [
+    Setting("security.authentication", config.boolean, True,
+            "authenticate every MPA-LMAP message (RFC 4285); false: none, with a warning "
+            "(docs/security.md)"),
+    Setting("security.keys", config.string, None,
+            "the key file (its security associations), relative to this file; "
+            "required with authentication; mode 0600"),
+    Setting("security.replay_window", config.number(0.01, 300), security.DEFAULT_REPLAY_WINDOW,
+            "largest difference between a message's timestamp and this clock, seconds"),
+    Setting("security.max_rate_per_source", config.number(0, 1e7), 5000.0,
+            "Mobility Header messages read from one source address a second at most, "
+            "the rest dropped unread (0: no limit)"),
 ]
 
 TUNNEL_SETTINGS = [
@@ -66,6 +81,43 @@ def wireProfile(path: str, values: dict[str, Any]) -> mh.WireProfile:
         return dataclasses.replace(base, **changes)
     except ValueError as e:
         raise ConfigError(path, changed, str(e)) from None
+
+
+def loadAssociations(path: str | None, values: Mapping[str, Any]
+                     ) -> security.SecurityAssociations | None:
+    """The security associations the [security] table names (None: no
+    authentication); a L{ConfigError} naming the configuration file's
+    C{security.keys}, or the key file and its key, when they cannot be used."""
+    if not values["security.authentication"]:
+        return None
+    where = path or "the configuration"
+    name = values["security.keys"]
+    if name is None:
+        raise ConfigError(where, "security.keys",
+                          "missing: authentication is on (security.authentication = true) "
+                          "and needs a key file (docs/security.md)")
+    keyPath = keyFileOf(path, values)
+    assert keyPath is not None
+    try:
+        return security.loadKeyFile(keyPath)
+    except ConfigError as e:
+        if e.key is None:
+            raise ConfigError(where, "security.keys", f"{keyPath}: {e.message}") from None
+        raise
+
+
+def keyFileOf(path: str | None, values: Mapping[str, Any]) -> str | None:
+    """The key file's path, if authentication is on."""
+    if not values["security.authentication"] or values["security.keys"] is None:
+        return None
+    return security.keyFilePath(path, values["security.keys"])
+
+
+def signalingCodec(path: str | None, values: Mapping[str, Any], profile: mh.WireProfile,
+                   local: str, role: str) -> security.SignalingCodec:
+    """The Mobility Header codec the configuration asks for."""
+    return security.SignalingCodec(profile, local, role, loadAssociations(path, values),
+                                   values["security.replay_window"])
 
 
 def checkBackend(path: str, key: str, interface: Any, name: str) -> None:

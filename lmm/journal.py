@@ -59,6 +59,7 @@ MPA_LIMITED = frozenset({
     "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
     "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
     "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source", "dhcpv6.dropped",
+    "attach.refused",
 })
 
 

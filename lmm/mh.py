@@ -19,7 +19,7 @@ their profile numbers and their decoder, read in one place.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
@@ -333,6 +333,8 @@ class Authentication(MobilityOption):
     subtype: int
     spi: int
     authenticationData: bytes
+    # Decoded: where the covered part of the header ends (after the SPI).
+    covered: int = field(default=0, compare=False, repr=False)
     kind: ClassVar[object] = OptionType.AUTHENTICATION
     alignment: ClassVar[tuple[int, int]] = (4, 1)
 
@@ -344,7 +346,7 @@ class Authentication(MobilityOption):
         if length < 5:
             raise BadOption(f"Authentication option length {length}, expected 5 or more")
         subtype, spi = struct.unpack_from("!BI", data, offset)
-        return cls(subtype, spi, data[offset + 5 : offset + length])
+        return cls(subtype, spi, data[offset + 5 : offset + length], offset + 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -908,14 +910,25 @@ def _padding(n: int) -> bytes:
     return bytes((OptionType.PADN, n - 2)) + _ZEROS[: n - 2]
 
 
-def encode(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
+def encode(
+    message: MobilityMessage,
+    profile: WireProfile = DRAFT,
+    trailer: tuple[MobilityOption, ...] = (),
+    seal: Callable[[bytes], bytes] | None = None,
+) -> bytes:
     """The Mobility Header bytes of C{message}, checksum zero (the kernel fills
-    it on a raw socket of protocol 135; see L{checksum} otherwise)."""
+    it on a raw socket of protocol 135; see L{checksum} otherwise).
+
+    C{trailer}: options sent after the message's own. With C{seal}, the last
+    of them is an L{Authentication} whose data is a placeholder of the MAC's
+    length: C{seal(header)} is given the header up to and including that
+    option's SPI, the checksum zero (RFC 4285 section 5, "MH Data"), and
+    returns the MAC that replaces the placeholder."""
     fixed = message.encodeFixed()
     parts = [b"", fixed]
     position = 6 + len(fixed)
     typeOf = profile.typeOf
-    for option in message.options:
+    for option in message.options + trailer if trailer else message.options:
         body = option.encodeBody()
         if len(body) > 255:
             raise ValueError(f"{type(option).__name__} option body is {len(body)} bytes, over 255")
@@ -939,7 +952,18 @@ def encode(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
     if position > MAX_HEADER_LENGTH:
         raise ValueError(f"{type(message).__name__} is {position} bytes, over {MAX_HEADER_LENGTH}")
     parts[0] = bytes((IPPROTO_NONE, position // 8 - 1, message.mhType, 0, 0, 0))
-    return b"".join(parts)
+    data = b"".join(parts)
+    if seal is None:
+        return data
+    last = trailer[-1] if trailer else None
+    if type(last) is not Authentication:
+        raise ValueError("a sealed message ends with an Authentication option")
+    macLength = len(last.authenticationData)
+    sealAt = position - tail - macLength
+    mac = seal(data[:sealAt])
+    if len(mac) != macLength:
+        raise ValueError(f"the MAC is {len(mac)} bytes, the placeholder {macLength}")
+    return data[:sealAt] + mac + data[sealAt + macLength:]
 
 
 # --- decoding ---------------------------------------------------------------

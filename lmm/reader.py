@@ -17,6 +17,7 @@ reader); stop when the reader stopped reading in the meantime.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,6 +26,11 @@ from twisted.logger import Logger
 log = Logger(namespace="lmm.reader")
 
 T = TypeVar("T")
+
+
+def errorName(code: int | None) -> str:
+    """An errno as its name (C{ENETUNREACH}), for counter keys."""
+    return errno.errorcode.get(code or 0, str(code))
 
 
 def stopOnError(what: str) -> Callable[[OSError], bool]:

@@ -9,6 +9,7 @@ way.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Iterable
 
 from twisted.application.internet import TimerService
@@ -18,10 +19,14 @@ from twisted.internet.interfaces import IReactorFDSet, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import Journal
+from lmm.ratelimit import LogLimiter, SourceLimiter
 from lmm.rawsock import MobilityHeaderPort, MobilityHeaderProtocol
+from lmm.reader import errorName
+from lmm.security import Refused, SignalingCodec
 from lmm.tunnel import TunnelBinding
 
 #: Carries out a kind of action the shared loop does not know (the MPA's own).
@@ -90,6 +95,105 @@ class ActionPerformer:
 
     def _logFailure(self, failure: Failure, what: str) -> None:
         self.log.failure("{what} failed", failure, what=what)
+
+
+#: What L{SignalingShell} counts (the daemons' C{counters} show them).
+COUNTERS = {
+    "mh.send-failed.<errno>": "Mobility Header sends the kernel refused, by errno",
+    "mh.send-unprotected": "messages not sent: no security association with the destination",
+    "mh.rate-limited": "messages dropped unread: over security.max_rate_per_source",
+}
+
+
+class SignalingShell:
+    """
+    What both daemons do with Mobility Header datagrams, deciding nothing:
+    L{decode} with the codec (one that does not decode, or that the codec
+    refuses, is logged rate-limited and returned as the error, for the core's
+    C{malformed}); L{send} encodes and sends what the core sends. A send
+    error is counted by errno (L{COUNTERS}) and logged rate-limited, and
+    never stops what follows it.
+
+    @ivar port: what sends bytes (C{send(data, destination)}); None: nothing.
+    @ivar counters: this shell's counters.
+    """
+
+    def __init__(self, codec: SignalingCodec, clock: Callable[[], float], logger: Logger,
+                 coreCounters: Counter[str], maxRatePerSource: float = 0.0) -> None:
+        self.codec = codec
+        self.sources = SourceLimiter(maxRatePerSource)
+        self.clock = clock
+        self.log = logger
+        self.coreCounters = coreCounters
+        self.counters: Counter[str] = Counter()
+        self.port: Any = None
+        self._limiter = LogLimiter(clock)
+
+    def announce(self) -> None:
+        """The start's log line of the signaling's protection; a warning when off."""
+        codec = self.codec
+        associations = codec.associations
+        if associations is None:
+            self.log.warn("Mobility Header signaling is NOT authenticated "
+                          "(security.authentication = false): any host that can reach this "
+                          "one can forge or replay registrations and revocations "
+                          "(docs/security.md)")
+            return
+        algorithms = sorted({sa.algorithm.name for listed in associations.byPeer.values()
+                             for sa in listed})
+        self.log.info("Mobility Header signaling authenticated (RFC 4285): {count} security "
+                      "association(s) with {peers} peer(s), {algorithms}, replay window {window} s",
+                      count=len(associations), peers=len(associations.byPeer),
+                      algorithms=", ".join(algorithms), window=codec.replayWindow)
+
+    def decode(self, data: bytes, source: str,
+               now: float) -> mh.Message | mh.MobilityHeaderError | None:
+        """The message in C{data}; the error it gives; None when its source
+        is over its rate (counted, logged at most once a second)."""
+        if not self.sources.allow(source, now):
+            self.counters["mh.rate-limited"] += 1
+            if self._limiter.allow("mh.rate-limited"):
+                self.log.warn("dropping Mobility Header messages from {source}: over "
+                              "{rate:g} a second ({count} dropped so far)", source=source,
+                              rate=self.sources.rate, count=self.counters["mh.rate-limited"])
+            return None
+        try:
+            return self.codec.decode(data, source, now)
+        except mh.MobilityHeaderError as e:
+            reason = e.reason
+            if isinstance(e, Refused):
+                if self._limiter.allow("refused." + reason):
+                    self.log.warn("refused a Mobility Header message from {source}: {error} "
+                                  "({reason}, {count} so far)", source=source, error=str(e),
+                                  reason=reason,
+                                  count=self.coreCounters["refused." + reason] + 1)
+            elif self._limiter.allow("mh." + reason):
+                self.log.warn("dropped a malformed Mobility Header from {source}: {error} "
+                              "({reason}, {count} so far)", source=source, error=str(e),
+                              reason=reason, count=self.coreCounters["malformed." + reason] + 1)
+            return e
+
+    def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        port = self.port
+        if port is None:
+            return
+        try:
+            data = self.codec.encode(message, destination, self.clock())
+        except ValueError as e:
+            self.counters["mh.send-unprotected"] += 1
+            if self._limiter.allow("mh.send-unprotected"):
+                self.log.warn("not sending {kind} to {destination}: {error}",
+                              kind=type(message).__name__, destination=destination, error=e)
+            return
+        try:
+            port.send(data, destination)
+        except OSError as e:
+            name = errorName(e.errno)
+            self.counters["mh.send-failed." + name] += 1
+            if self._limiter.allow("mh.send-failed." + name):
+                self.log.warn("cannot send a Mobility Header to {destination}: {error} "
+                              "({count} so far)", destination=destination, error=e,
+                              count=self.counters["mh.send-failed." + name])
 
 
 class _Deliver(MobilityHeaderProtocol):

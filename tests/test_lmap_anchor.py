@@ -1144,3 +1144,66 @@ class WireTests(SynchronousTestCase):
 
     def test_rfc5213(self) -> None:
         self.checkProfile(mh.RFC5213)
+
+
+class TimestampOrderTests(SynchronousTestCase):
+    """Rule 11: with protected signaling the PBUs of one MS are ordered by
+    their Replay Protection timestamps, whichever MPA sends them."""
+
+    def stamped(self, sequence: int, at: float, **kwargs: Any) -> mh.BindingUpdate:
+        from lmm.security import ntpTimestamp
+
+        return pbu(sequence, extra=(mh.ReplayProtection(ntpTimestamp(at)),), **kwargs)
+
+    def test_replayAcrossHandover(self) -> None:
+        """The PBU MPA1 sent before the MS moved, replayed after the handover
+        to MPA2, is refused with 157 and takes nothing back."""
+        anchor = makeAnchor()
+        first = self.stamped(1, T0)
+        anchor.receive(first, MPA1, T0)
+        anchor.receive(self.stamped(1, T0 + 1, confirm=True, address=None), MPA2, T0 + 1)
+        before = anchor.store.get(NAI)
+        assert before is not None
+        actions = anchor.receive(first, MPA1, T0 + 1.2)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        ack = onlyAck(self, actions)
+        self.assertEqual(ack.status, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+        after = anchor.store.get(NAI)
+        assert after is not None
+        self.assertEqual(after.careOfAddress, MPA2)
+        self.assertEqual(anchor.counters["pbu.rejected.157"], 1)
+
+    def test_newerAccepted(self) -> None:
+        """Newer timestamps are accepted from either MPA, and the entry keeps
+        the last accepted one; a late PBU from the MPA the MS left is refused
+        even with a newer sequence number."""
+        anchor = makeAnchor()
+        anchor.receive(self.stamped(1, T0), MPA1, T0)
+        anchor.receive(self.stamped(2, T0 + 5), MPA1, T0 + 5)
+        anchor.receive(self.stamped(9, T0 + 6, confirm=True, address=None), MPA2, T0 + 6)
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        from lmm.security import ntpTimestamp
+
+        self.assertEqual(entry.timestamp, ntpTimestamp(T0 + 6))
+        late = anchor.receive(self.stamped(3, T0 + 5.5), MPA1, T0 + 6.1)
+        self.assertEqual(onlyAck(self, late).status, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+        self.assertEqual(anchor.store.get(NAI).careOfAddress, MPA2)  # type: ignore[union-attr]
+
+    def test_unstampedUnordered(self) -> None:
+        """Without the option (unprotected signaling) nothing changes: rule 7 only."""
+        anchor = makeAnchor()
+        anchor.receive(self.stamped(1, T0 + 100), MPA1, T0)
+        actions = anchor.receive(pbu(1, confirm=True, address=None), MPA2, T0 + 1)
+        self.assertEqual(sends(actions)[0].message.status, 0)  # type: ignore[attr-defined]
+        self.assertEqual(anchor.store.get(NAI).careOfAddress, MPA2)  # type: ignore[union-attr]
+
+    def test_refusedCountedNotAnswered(self) -> None:
+        """What the codec refused is counted by reason and answered with nothing."""
+        from lmm.security import BadAuthenticator
+
+        anchor = makeAnchor()
+        error = BadAuthenticator("no", pbu(1))
+        self.assertEqual(anchor.malformed(error, MPA1, T0), [])
+        self.assertEqual(anchor.counters["refused.auth-bad-mac"], 1)
+        self.assertIsNone(anchor.store.get(NAI))

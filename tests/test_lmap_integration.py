@@ -82,6 +82,9 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
             "lmap": {"address": LMAP, "local_network_prefixes": [LNP],
                      "mpas": ["fd00:135::/64"], "max_lifetime": 3600},
             "revocation": {"timeout": 0.2, "max_retries": 2},
+            # The anchor's rules over the wire, with plain messages; the same
+            # daemon with authentication is tests.test_security_netns's.
+            "security": {"authentication": False},
         })
         self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
         self.addCleanup(self.stopDaemon)

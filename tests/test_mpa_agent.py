@@ -297,10 +297,37 @@ class AttachTests(SynchronousTestCase):
         agent = makeAgent(maxAuthenticating=2)
         attach(agent, mac="02:00:00:00:00:01")
         attach(agent, mac="02:00:00:00:00:02")
-        self.assertEqual(attach(agent, mac="02:00:00:00:00:03"), [])
+        refused = attach(agent, mac="02:00:00:00:00:03")
+        # Nothing but the (rate-limited) log line of the refusal.
+        self.assertEqual([(n.event, n.fields["reason"]) for n in only(refused, Note)],
+                         [("attach.refused", "authenticating")])
+        self.assertEqual(len(refused), 1)
         self.assertEqual(agent.counters["attach.throttled"], 1)
         agent.authenticated("02:00:00:00:00:01", makeProfile(), T0)
         self.assertEqual(len(only(attach(agent, mac="02:00:00:00:00:03"), Authenticate)), 1)
+
+    def test_linkFull(self) -> None:
+        """At most maxVisitorsPerLink visitors on a link, held-down MACs
+        included; another link has room of its own; a visitor that moves
+        counts where it is."""
+        agent = makeAgent(maxVisitorsPerLink=2)
+        attach(agent, mac="02:00:00:00:00:01")
+        attach(agent, mac="02:00:00:00:00:02")
+        refused = attach(agent, mac="02:00:00:00:00:03")
+        self.assertEqual(only(refused, Authenticate), [])
+        self.assertEqual([n.fields["reason"] for n in only(refused, Note)], ["link-full"])
+        self.assertEqual(agent.counters["attach.link-full"], 1)
+        self.assertIsNone(agent.visitors.byMac("02:00:00:00:00:03"))
+        agent.authenticationFailed("02:00:00:00:00:01", AccessRejected("no"), T0)  # held down
+        self.assertEqual(only(attach(agent, mac="02:00:00:00:00:04"), Authenticate), [])
+        self.assertEqual(agent.visitors.onInterface(IFACE), 2)
+        self.assertEqual(len(only(attach(agent, mac="02:00:00:00:00:04", interface=IFACE2),
+                                  Authenticate)), 1)
+        # The second visitor moves to the other link: room here, none there.
+        attach(agent, mac="02:00:00:00:00:02", interface=IFACE2)
+        self.assertEqual((agent.visitors.onInterface(IFACE), agent.visitors.onInterface(IFACE2)),
+                         (1, 2))
+        self.assertEqual(len(only(attach(agent, mac="02:00:00:00:00:05"), Authenticate)), 1)
 
     def test_authenticatedFillsEntry(self) -> None:
         agent = makeAgent()

@@ -50,13 +50,19 @@ log = Logger(namespace="tests.test_mpa_integration")
 
 
 class Exchange:
-    """One Mobility Header message seen on the backbone."""
+    """One Mobility Header message seen on the backbone; C{message} without the
+    signaling's protection options (RFC 4285: Replay Protection, then
+    Authentication, last; tests.test_security checks them), C{protected}
+    whether it carried them."""
 
     def __init__(self, when: float, source: str, destination: str, message: Any) -> None:
         self.when = when
         self.source = source
         self.destination = destination
-        self.message = message
+        options = message.options
+        self.protected = (len(options) >= 2 and type(options[-1]) is mh.Authentication
+                          and type(options[-2]) is mh.ReplayProtection)
+        self.message = replace(message, options=options[:-2]) if self.protected else message
 
     def __repr__(self) -> str:
         m = self.message
@@ -216,6 +222,10 @@ class MPAIntegrationTests(LabTestCase):
         spec = MSSpec("ms", randomMac(), "mpa1")
         lab = self.startDomain(2, spec)
         self.attachAndHandOver(lab, spec)
+        # The lab's signaling is authenticated, as a deployment's is by default.
+        exchanges = self.exchanges()
+        self.assertTrue(exchanges)
+        self.assertEqual([e for e in exchanges if not e.protected], [])
         self.stopCleanly()
 
     def attachAndHandOver(self, lab: Lab, spec: MSSpec) -> None:

@@ -99,3 +99,67 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual(calls, [60.0, 120.0])
         timer.stopService()
         self.assertIsNone(summaryService(0, lambda: None, clock))
+
+
+class SignalingShellTests(SynchronousTestCase):
+    """lmm.service.SignalingShell: rate limits, send errors, refusals."""
+
+    def makeShell(self, rate: float = 0.0) -> tuple[Any, Any, Any]:
+        from collections import Counter
+
+        from twisted.logger import Logger
+
+        from lmm import mh
+        from lmm.security import SignalingCodec
+        from lmm.service import SignalingShell
+
+        clock = Clock()
+        core: Counter[str] = Counter()
+        shell = SignalingShell(SignalingCodec(mh.DRAFT, "2001:db8::1", "lmap"), clock.seconds,
+                               Logger(namespace="lmm.test"), core, rate)
+        return shell, clock, mh
+
+    def test_ratePerSource(self) -> None:
+        shell, clock, mh = self.makeShell(rate=10)
+        data = mh.encode(mh.Heartbeat(1))
+        got = [shell.decode(data, "2001:db8::2", clock.seconds()) for _ in range(15)]
+        self.assertEqual(sum(m is not None for m in got), 10)
+        self.assertEqual(shell.counters["mh.rate-limited"], 5)
+        # Another source has its own bucket; time refills this one.
+        self.assertIsNotNone(shell.decode(data, "2001:db8::3", clock.seconds()))
+        clock.advance(0.5)
+        got = [shell.decode(data, "2001:db8::2", clock.seconds()) for _ in range(6)]
+        self.assertEqual(sum(m is not None for m in got), 5)
+
+    def test_sendErrorsCounted(self) -> None:
+        """Every OSError of a send is counted by errno and goes no further."""
+        import errno
+
+        shell, clock, mh = self.makeShell()
+
+        class Failing:
+            def send(self, data: bytes, destination: str) -> bool:
+                raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+        shell.port = Failing()
+        for _ in range(3):
+            shell.send(mh.Heartbeat(1), "2001:db8:99::1")
+        self.assertEqual(shell.counters["mh.send-failed.ENETUNREACH"], 3)
+
+    def test_noAssociationNotSent(self) -> None:
+        from lmm import security
+
+        shell, clock, mh = self.makeShell()
+        shell.codec = security.SignalingCodec(mh.DRAFT, "2001:db8::1", "lmap",
+                                              security.SecurityAssociations([]))
+        sent: list[bytes] = []
+
+        class Port:
+            def send(self, data: bytes, destination: str) -> bool:
+                sent.append(data)
+                return True
+
+        shell.port = Port()
+        shell.send(mh.Heartbeat(1), "2001:db8::2")
+        self.assertEqual(sent, [])
+        self.assertEqual(shell.counters["mh.send-unprotected"], 1)

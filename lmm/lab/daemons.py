@@ -6,10 +6,12 @@ network namespace, from the working tree, with their logs kept.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from lmm.config import writeToml
 from lmm.lab.netns import Namespace, waitFor
@@ -20,6 +22,35 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 # The lab and the tests write daemon configurations with the project's TOML writer.
 writeConfig = writeToml
+
+
+def writeKeyFiles(folder: str, lmap: str, mpas: Sequence[str],
+                  algorithm: str = "hmac-sha256-128") -> tuple[str, dict[str, str]]:
+    """
+    Fresh security associations (docs/security.md) between the LMAP at
+    C{lmap} and each MPA address in C{mpas}, one random key per pair, written
+    as key files (mode 0600) in C{folder}: the LMAP's path, and each MPA's by
+    address. The lab's signaling is authenticated, as a deployment's is.
+    """
+    lmapLines = []
+    paths: dict[str, str] = {}
+    for index, mpa in enumerate(mpas):
+        spi = 1000 + index
+        key = secrets.token_hex(32)
+        lmapLines.append(f'[[association]]\npeer = "{mpa}"\nspi = {spi}\n'
+                         f'algorithm = "{algorithm}"\nkey = "{key}"\n')
+        paths[mpa] = _writeSecret(os.path.join(folder, f"mpa-{index + 1}.keys"),
+                                  f'[[association]]\npeer = "{lmap}"\nspi = {spi}\n'
+                                  f'algorithm = "{algorithm}"\nkey = "{key}"\n')
+    return _writeSecret(os.path.join(folder, "lmap.keys"), "\n".join(lmapLines)), paths
+
+
+def _writeSecret(path: str, text: str) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return path
 
 
 class Daemon:

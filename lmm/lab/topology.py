@@ -46,7 +46,7 @@ from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
 from lmm.config import tomlValue
 from lmm.lab import freeradius, kea
-from lmm.lab.daemons import TWISTD, Daemon, writeConfig
+from lmm.lab.daemons import TWISTD, Daemon, writeConfig, writeKeyFiles
 from lmm.lab.logger import LOG_VARIABLE
 from lmm.lab.netns import RUN_TAG, Namespace, callIn, link, waitFor
 from lmm.lab.processes import end
@@ -460,6 +460,8 @@ class Lab:
         self.extraEvents: list[Any] = []
         self.pingOutput: str | None = None
         self.pingInterval = topology.pingInterval
+        #: Each MPA's key file, by address (written when the lab starts).
+        self.mpaKeys: dict[str, str] = {}
         self.backbonePcap = self.path("backbone.pcap")
 
     def say(self, text: str) -> None:
@@ -514,10 +516,13 @@ class Lab:
                         "mcast_snooping", "0")
             self.air.ipBatch([f"link set {port} master {bs}", f"link set {bs} up"])
         self.startCaptures()
+        lmapKeys, self.mpaKeys = writeKeyFiles(self.runDir, topology.lmap,
+                                               [spec.address for spec in topology.mpas])
         lmapConfig = writeConfig(self.path("lmap.toml"), applyOverrides({
             "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
                      "mpas": [topology.backbonePrefix]},
             "revocation": {"timeout": 0.3, "max_retries": 3},
+            "security": {"keys": lmapKeys},
             "control": {"socket": self.controlPath("lmap")},
             "tunnel": {"backend": topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
@@ -594,6 +599,7 @@ class Lab:
             "mpa": {"address": spec.address, "lmap": self.topology.lmap,
                     "access_interfaces": [self.access[spec.name]]},
             "registration": {"timeout": 0.5},
+            "security": {"keys": self.mpaKeys[spec.address]},
             "aaa": aaa,
             "aaa.options": aaaOptions,
             "control": {"socket": self.controlPath(spec.name)},

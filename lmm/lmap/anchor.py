@@ -84,6 +84,20 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     tunnel is no longer the entry's (a deregistration, handover or expiry
     came in between) changes nothing and answers nothing.
 
+11. With protected signaling (L{lmm.security}: the service's codec has
+    checked each message's Authentication option and that its Replay
+    Protection timestamp is within the window of this clock), the PBUs of
+    one MS are ordered by their timestamps, whichever MPA sends them, as
+    RFC 5213 5.5 orders them with its Timestamp option: a PBU not newer than
+    the one the entry was last accepted with is answered with
+    TIMESTAMP_LOWER_THAN_PREV_ACCEPTED (157) and changes nothing (a replayed
+    or late PBU from the MPA the MS left cannot take the binding back). A
+    message the codec refused (L{lmm.security.Refused}: no or a wrong
+    authenticator, an unknown SPI or peer, no or a stale timestamp) is
+    counted under C{refused.<reason>} and answered with nothing: an answer
+    would carry the refused message's sequence number to the MPA it names,
+    where it could end a registration in flight.
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
 were none). Heartbeat requests (RFC 5847) from MPAs are answered; an unknown
@@ -134,10 +148,12 @@ from lmm.mh import (
     MobileNodeIdentifier,
     MobilityHeaderError,
     MobilityMessage,
+    ReplayProtection,
     Status,
     UnknownMessageType,
     WireProfile,
 )
+from lmm.security import Refused
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
@@ -178,6 +194,7 @@ COUNTERS = {
     "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847); refused: not an MPA",
     "ignored.<message type>": "Mobility Header messages of a kind the LMAP takes none of",
     "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
+    "refused.<reason>": "messages refused by the signaling's protection (rule 11), by reason",
     "binding-error.sent": "Binding Errors sent (unknown MH type, RFC 6275 9.2)",
     "binding-error.rate-limited": "Binding Errors not sent: over bindingErrorRate",
     "expiry-heap.compacted": "rebuilds of the expiry heap",
@@ -294,7 +311,11 @@ class LocalMobilityAnchor:
 
     def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
         """A packet from C{source} that did not decode: count it, and answer an
-        unknown message type with a Binding Error (RFC 6275 9.2)."""
+        unknown message type with a Binding Error (RFC 6275 9.2). One the
+        codec refused (rule 11) is counted and answered with nothing."""
+        if isinstance(error, Refused):
+            self.counters["refused." + error.reason] += 1
+            return []
         self.counters["malformed." + error.reason] += 1
         if not isinstance(error, UnknownMessageType):
             return []
@@ -412,7 +433,7 @@ class LocalMobilityAnchor:
                     "not a proxy registration", proxy=False,
                 )
                 return actions
-            mpa, careOf, mnid, localAddress, confirmation = self._request(bu, source)
+            mpa, careOf, mnid, localAddress, confirmation, timestamp = self._request(bu, source)
             nai = mnid.identifier
             entry = self.store.get(nai)
             if entry is not None and entry.expires <= now:
@@ -425,6 +446,9 @@ class LocalMobilityAnchor:
                     Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, "sequence number not newer",
                     entry.sequence,  # type: ignore[union-attr]
                 )
+            if timestamp and entry is not None and timestamp <= entry.timestamp:
+                raise _Rejected(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
+                                "timestamp not newer than the binding's")
             if bu.lifetime == 0:
                 self._deregister(actions, bu, mpa, careOf, nai, entry, localAddress, sameMpa)
                 return actions
@@ -442,7 +466,8 @@ class LocalMobilityAnchor:
             granted = self._grant(granted)
         self.counters["pbu.accepted"] += 1
         if entry is None:
-            self._create(actions, bu, mpa, careOf, nai, address, prefixLength, granted, now)
+            self._create(actions, bu, mpa, careOf, nai, address, prefixLength, granted, now,
+                         timestamp)
         elif sameMpa and address == entry.localAddress:
             # The hot path, inline: a refresh touches no tunnel. An extended
             # binding keeps its heap item (requeued lazily); only a shortened
@@ -454,20 +479,23 @@ class LocalMobilityAnchor:
             entry.expires = expires
             entry.sequence = bu.sequence
             entry.updated = now
+            if timestamp:
+                entry.timestamp = timestamp
             self.store.put(entry)
             if bu.ack:
                 actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
         else:
             self._move(actions, bu, mpa, careOf, mnid, entry, address, prefixLength, granted,
-                       sameMpa, now)
+                       sameMpa, now, timestamp)
         return actions
 
     def _request(
         self, bu: BindingUpdate, source: str
-    ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool]:
-        """Rules 1, 2 and 6: the BU's MPA and care-of address (both allowed
-        MPAs), its NAI, its Local Address option and whether it asks for a
-        confirmation; the first of each option counts."""
+    ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool, int]:
+        """Rules 1, 2, 6 and 11: the BU's MPA and care-of address (both
+        allowed MPAs), its NAI, its Local Address option, whether it asks for
+        a confirmation, and its Replay Protection timestamp (0: none); the
+        first of each option counts."""
         mpa = self._mpaOf(source)
         if mpa is None:
             raise _Rejected(
@@ -476,6 +504,7 @@ class LocalMobilityAnchor:
         mnid: MobileNodeIdentifier | None = None
         localAddress: LocalAddress | None = None
         confirmation = False
+        timestamp = 0
         careOf = mpa
         for option in bu.options:
             if isinstance(option, MobileNodeIdentifier):
@@ -486,6 +515,9 @@ class LocalMobilityAnchor:
                     localAddress = option
             elif isinstance(option, BindingCacheConfirmation):
                 confirmation = True
+            elif isinstance(option, ReplayProtection):
+                if not timestamp:
+                    timestamp = option.timestamp
             elif isinstance(option, AlternateCareOfAddress):
                 alternate = self._mpaOf(option.address)
                 if alternate is None:
@@ -496,7 +528,7 @@ class LocalMobilityAnchor:
                 careOf = alternate
         if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
             raise _Rejected(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier")
-        return mpa, careOf, mnid, localAddress, confirmation
+        return mpa, careOf, mnid, localAddress, confirmation, timestamp
 
     def _address(
         self,
@@ -527,12 +559,14 @@ class LocalMobilityAnchor:
         return self._resolve(requested, localAddress.prefixLength, nai, entry, now, actions)
 
     def _create(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
-                nai: bytes, address: str, prefixLength: int, granted: int, now: float) -> None:
+                nai: bytes, address: str, prefixLength: int, granted: int, now: float,
+                timestamp: int) -> None:
         """Rule 6: a new binding; its tunnel before its PBA."""
         expires = now + granted
         tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
         entry = BindingCacheEntry(
-            nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now
+            nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now,
+            timestamp,
         )
         self.store.put(entry)
         self._expiries.schedule(nai, expires, None)
@@ -552,7 +586,8 @@ class LocalMobilityAnchor:
 
     def _move(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
               mnid: MobileNodeIdentifier, old: BindingCacheEntry, address: str,
-              prefixLength: int, granted: int, sameMpa: bool, now: float) -> None:
+              prefixLength: int, granted: int, sameMpa: bool, now: float,
+              timestamp: int) -> None:
         """Rules 5 and 8: a handover, a new address, or both: the old tunnel
         goes, the new one comes, the PBA, then the previous MPA's revocation."""
         nai = old.nai
@@ -569,11 +604,13 @@ class LocalMobilityAnchor:
             entry.sequence = bu.sequence
             entry.tunnel = tunnel
             entry.updated = now
+            if timestamp:
+                entry.timestamp = timestamp
         else:
             # A new key: a new entry, so that the store can re-index it.
             entry = BindingCacheEntry(
                 nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel,
-                old.created, now,
+                old.created, now, timestamp or old.timestamp,
             )
         self.store.put(entry)
         actions.append(RemoveTunnel(oldTunnel))

@@ -34,6 +34,9 @@ class BindingCacheEntry:
     @ivar tunnel: what the data plane was told to carry for this binding.
     @ivar created: when the binding was created.
     @ivar updated: when a registration was last accepted for it.
+    @ivar timestamp: the Replay Protection timestamp (RFC 4285 6, NTP format)
+        of the last accepted registration, 0 for none: a PBU for the MS from
+        any MPA must be newer (the anchor's rule 11).
     """
 
     nai: bytes
@@ -46,6 +49,7 @@ class BindingCacheEntry:
     tunnel: TunnelBinding
     created: float
     updated: float
+    timestamp: int = 0
 
 
 class BindingStore(Protocol):

@@ -7,6 +7,7 @@ C{python -m lmm.control} are L{lmm.control}'s):
     tunnel BACKEND [KEY=VALUE ...]
                              swap the tunnel backend (shared with the other daemon:
                              L{lmm.control}, docs/dataplane.md)
+    security [reload]        the signaling's protection; reload the key file (shared)
     help                     the commands
 """
 
@@ -23,6 +24,7 @@ HELP = {
     "bindings": "the Binding Cache",
     "counters": "every counter",
     control.TUNNEL_USAGE: control.TUNNEL_HELP,
+    control.SECURITY_USAGE: control.SECURITY_HELP,
     "help": "this",
 }
 
@@ -36,6 +38,6 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
                 "bindings": service.describeBindings()}
     if command == "counters":
         arity(args, 0, 0, "counters")
-        return {"ok": True, "counters": dict(sorted(service.anchor.counters.items()))}
+        return {"ok": True, "counters": dict(sorted(service.allCounters().items()))}
     return control.common(service, command, args, HELP)
 

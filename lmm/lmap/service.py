@@ -10,6 +10,7 @@ in order.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from typing import Any
 
 from twisted.application.service import Service
@@ -20,13 +21,19 @@ from twisted.python.failure import Failure
 
 from lmm import mh
 from lmm.control import ControlService
-from lmm.daemon import buildBackend
+from lmm.daemon import buildBackend, keyFileOf, signalingCodec
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
-from lmm.ratelimit import LogLimiter
-from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
+from lmm.security import SignalingCodec
+from lmm.service import (
+    ActionPerformer,
+    InOrder,
+    MobilityHeaderService,
+    SignalingShell,
+    summaryService,
+)
 from lmm.timers import DeadlineTimer
 from lmm.tunnel import TunnelBinding
 
@@ -48,6 +55,12 @@ class LMAPService(Service):
         L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
+    @param codec: the Mobility Header codec (L{lmm.security}); default: no
+        protection.
+    @param keyFile: the key file C{codec}'s associations came from (the
+        control channel's C{security reload} reads it again), or None.
+    @param maxRatePerSource: Mobility Header messages a second read from one
+        source at most (0: no limit).
     @ivar port: what sends the encoded messages (C{send(data, destination)}):
         the daemon's L{MobilityHeaderService}; None: nothing is sent.
     """
@@ -63,19 +76,26 @@ class LMAPService(Service):
         reactor: IReactorTime | None = None,
         logLevel: str = "info",
         tunnelConfig: TunnelConfig | None = None,
+        codec: SignalingCodec | None = None,
+        keyFile: str | None = None,
+        maxRatePerSource: float = 0.0,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
+        if codec is None:
+            codec = SignalingCodec(profile, address, "lmap")
         self.anchor = anchor
+        self.codec = codec
+        self.keyFile = keyFile
+        self.signaling = SignalingShell(codec, reactor.seconds, log, anchor.counters,
+                                        maxRatePerSource)
         if not isinstance(dataPlane, SwappableTunnel):
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig)
         self.dataPlane = dataPlane
         self.address = address
         self.profile = profile
         self.reactor = reactor
-        self.port: Any = None
         self._timer = DeadlineTimer(reactor, self._tick)
-        self._limiter = LogLimiter(reactor.seconds)
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
                                LMAP_PER_BINDING, LMAP_LIMITED)
         # send looked up at each call: a test (or a subclass) may replace it.
@@ -88,12 +108,13 @@ class LMAPService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.dataPlane.prepare(self.address)
+        self.signaling.announce()
         log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
                  "{backend} tunnels)", address=self.address, profile=self.profile.name,
                  backend=self.dataPlane.name)
 
     def logSummary(self) -> None:
-        self.journal.summary(self.anchor.counters, bindings=len(self.anchor.store))
+        self.journal.summary(self.allCounters(), bindings=len(self.anchor.store))
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
@@ -105,14 +126,11 @@ class LMAPService(Service):
 
     def datagramReceived(self, data: bytes, source: str) -> None:
         now = self.reactor.seconds()
-        try:
-            message = mh.decode(data, self.profile)
-        except mh.MobilityHeaderError as e:
-            if self._limiter.allow(e.reason):
-                log.warn("dropped a malformed Mobility Header from {source}: {error} "
-                         "({reason}, {count} so far)", source=source, error=str(e),
-                         reason=e.reason, count=self.anchor.counters["malformed." + e.reason] + 1)
-            actions = self.anchor.malformed(e, source, now)
+        message = self.signaling.decode(data, source, now)
+        if message is None:
+            return
+        if isinstance(message, mh.MobilityHeaderError):
+            actions = self.anchor.malformed(message, source, now)
         else:
             actions = self.anchor.receive(message, source, now)
         if actions:
@@ -140,9 +158,22 @@ class LMAPService(Service):
         self._schedule()
 
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
-        if self.port is None:
-            return
-        self.port.send(mh.encode(message, self.profile), destination)
+        self.signaling.send(message, destination)
+
+    @property
+    def port(self) -> Any:
+        """What sends the encoded messages (the daemon's L{MobilityHeaderService})."""
+        return self.signaling.port
+
+    @port.setter
+    def port(self, port: Any) -> None:
+        self.signaling.port = port
+
+    def allCounters(self) -> dict[str, int]:
+        """The anchor's counters and the signaling shell's."""
+        merged = Counter(self.anchor.counters)
+        merged.update(self.signaling.counters)
+        return dict(merged)
 
     # --- for the control channel ---------------------------------------------
 
@@ -204,6 +235,9 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     )
     core = LMAPService(anchor, backend, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
-                       tunnelConfig=tunnelConfig(values, backend, path))
+                       tunnelConfig=tunnelConfig(values, backend, path),
+                       codec=signalingCodec(path, values, profile, values["lmap.address"], "lmap"),
+                       keyFile=keyFileOf(path, values),
+                       maxRatePerSource=values["security.max_rate_per_source"])
     return composeLMAP(core, values["control.socket"], values["log.summary_interval"],
                        reactor=reactor)

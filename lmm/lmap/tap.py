@@ -8,6 +8,7 @@ from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
     LOG_SETTINGS,
+    SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
     WIRE_SETTINGS,
     DaemonOptions,
@@ -34,6 +35,7 @@ SETTINGS = [
             help="path of the control channel's UNIX socket (default: none)"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
+    *SECURITY_SETTINGS,
     *LOG_SETTINGS,
 ]
 

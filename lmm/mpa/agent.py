@@ -181,6 +181,7 @@ from lmm.mpa.visitor import (
     VisitorList,
     VisitorState,
 )
+from lmm.security import Refused
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
@@ -217,6 +218,7 @@ COUNTERS = {
     "visitor.attached": "new visitors (an attach report or, with attachOnFrames, a frame)",
     "attach.frame": "visitors that attached by a frame",
     "attach.throttled": "attaches refused: maxAuthenticating visitors authenticate already",
+    "attach.link-full": "attaches refused: the link holds maxVisitorsPerLink visitors already",
     "attach.unknown-interface": "attach reports for a link that is no access link",
     "attach.bad-mac": "attach reports for a group, zero or own MAC",
     "aaa.accepted": "visitors the AAA server accepted",
@@ -277,6 +279,7 @@ COUNTERS = {
     "binding-error.received": "Binding Errors received",
     "ignored.<message type>": "Mobility Header messages of a kind the MPA takes none of",
     "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
+    "refused.<reason>": "messages refused by the signaling's protection (lmm.security)",
     "timer-heap.compacted": "rebuilds of the timer heap",
 }
 
@@ -351,6 +354,7 @@ class MobilityProxyAgent:
         retryInterval: float = 30.0,
         routerLifetime: int = 1800,
         maxAuthenticating: int = 256,
+        maxVisitorsPerLink: int = 4096,
         initialSequence: int = 0,
         defaultDhcpServer: str | None = None,
         maxRetransmitInterval: float = MAX_BINDACK_TIMEOUT,
@@ -388,6 +392,7 @@ class MobilityProxyAgent:
         self.unavailableHoldDown = unavailableHoldDown
         self.retryInterval = retryInterval
         self.maxAuthenticating = maxAuthenticating
+        self.maxVisitorsPerLink = maxVisitorsPerLink
         self.defaultDhcpServer = (
             None if defaultDhcpServer is None else canonical(defaultDhcpServer)
         )
@@ -873,7 +878,12 @@ class MobilityProxyAgent:
 
     def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
         """A Mobility Header packet from C{source} that did not decode: counted.
-        The MPA answers nothing (no Binding Error): it is no reflector."""
+        The MPA answers nothing (no Binding Error): it is no reflector. One
+        the codec refused (L{lmm.security.Refused}: not authenticated, not
+        fresh) is counted under C{refused.<reason>} and changes nothing."""
+        if isinstance(error, Refused):
+            self.counters["refused." + error.reason] += 1
+            return []
         self.counters["malformed." + error.reason] += 1
         return []
 
@@ -1040,6 +1050,15 @@ class MobilityProxyAgent:
     ) -> VisitorEntry | None:
         if self._authenticating >= self.maxAuthenticating:
             self.counters["attach.throttled"] += 1
+            actions.append(Note("attach.refused", {"mac": mac, "interface": interface,
+                                                   "reason": "authenticating",
+                                                   "limit": self.maxAuthenticating}))
+            return None
+        if self.visitors.onInterface(interface) >= self.maxVisitorsPerLink:
+            self.counters["attach.link-full"] += 1
+            actions.append(Note("attach.refused", {"mac": mac, "interface": interface,
+                                                   "reason": "link-full",
+                                                   "limit": self.maxVisitorsPerLink}))
             return None
         visitor = VisitorEntry(mac, interface, now, now)
         self.visitors.add(visitor)
@@ -1092,7 +1111,7 @@ class MobilityProxyAgent:
         the same care-of address, so the LMAP needs no PBU; the tunnel follows
         the MS."""
         previous = visitor.interface
-        visitor.interface = interface
+        self.visitors.setInterface(visitor, interface)
         self.counters["visitor.moved"] += 1
         if visitor.tunnel is not None:
             tunnel = replace(visitor.tunnel, accessInterface=interface)

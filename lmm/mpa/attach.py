@@ -70,7 +70,7 @@ from lmm import config
 from lmm.config import Setting
 from lmm.interfaces import IAccessLinks, IReactor
 from lmm.mpa.visitor import AttachEvent, DetachEvent
-from lmm.reader import drain
+from lmm.reader import drain, errorName
 
 __all__ = [
     "ETH_P_ALL",
@@ -233,15 +233,12 @@ def _dump(
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", data, _NLMSGHDR.size)[0]
                     if code:
-                        raise OSError(code, f"RTM_GETLINK failed: {_errorName(code)}")
+                        raise OSError(code, f"RTM_GETLINK failed: {errorName(code)}")
                 elif kind == RTM_NEWLINK and state is not None:
                     links[state.index] = state
     finally:
         sock.settimeout(blocking)
 
-
-def _errorName(code: int) -> str:
-    return errno.errorcode.get(code, str(code))
 
 
 def readLinks(within: Within | None = None) -> dict[str, LinkState]:
@@ -389,7 +386,7 @@ class _AccessPort:
     def _readError(self, error: OSError) -> bool:
         # ENETDOWN: the link went down (reported once); the rtnetlink monitor
         # tells the agent. Anything else: log, next wakeup.
-        self.owner.counters["access.read-error." + _errorName(error.errno or 0)] += 1
+        self.owner.counters["access.read-error." + errorName(error.errno or 0)] += 1
         if error.errno not in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
             log.warn("reading {interface} failed: {error}", interface=self.name, error=error)
         return False
@@ -517,7 +514,7 @@ class PacketAttachDetector:
             if e.errno in _DROPPED:
                 self.counters["access.send-dropped"] += 1
             else:
-                self.counters["access.send-failed." + _errorName(e.errno or 0)] += 1
+                self.counters["access.send-failed." + errorName(e.errno or 0)] += 1
             return False
         self.counters["access.sent"] += 1
         return True

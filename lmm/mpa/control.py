@@ -10,6 +10,7 @@ command per line, one line of JSON per answer.
     tunnel BACKEND [KEY=VALUE ...]
                              swap the tunnel backend (shared with the other daemon:
                              L{lmm.control}, docs/dataplane.md)
+    security [reload]        the signaling's protection; reload the key file (shared)
     help                     the commands
 
 The line protocol, the client and the command line tool are L{lmm.control}'s;
@@ -34,6 +35,7 @@ HELP = {
     "attach IF MAC [NAI]": "report an attach",
     "detach IF MAC": "report a detach",
     control.TUNNEL_USAGE: control.TUNNEL_HELP,
+    control.SECURITY_USAGE: control.SECURITY_HELP,
     "help": "this",
 }
 

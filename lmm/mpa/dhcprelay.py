@@ -34,7 +34,6 @@ is taken for a server's.
 
 from __future__ import annotations
 
-import errno
 import socket as _socket
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from zope.interface import implementer
 from lmm import dhcp6
 from lmm.interfaces import IDHCPv6Relay, IReactor
 from lmm.ratelimit import LogLimiter
+from lmm.reader import errorName
 
 __all__ = ["DHCPv6RelayPort"]
 
@@ -76,9 +76,6 @@ class _ServerSide(DatagramProtocol):
 def _direct(f: Callable[[], Any]) -> Any:
     return f()
 
-
-def _errorName(code: int | None) -> str:
-    return errno.errorcode.get(code or 0, str(code))
 
 
 def _ignore(payload: bytes, source: str) -> None:
@@ -155,7 +152,7 @@ class DHCPv6RelayPort:
             port.write(payload, (server, dhcp6.SERVER_PORT))
         except (OSError, MessageLengthError) as e:
             code = getattr(e, "errno", None)
-            self.counters["relay.send-failed." + _errorName(code)] += 1
+            self.counters["relay.send-failed." + errorName(code)] += 1
             if self._limiter.allow("send-failed"):
                 log.warn("cannot send a Relay-Forward to {server}: {error}", server=server,
                          error=e)

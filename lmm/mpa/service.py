@@ -25,7 +25,7 @@ from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.config import ConfigError
 from lmm.control import ControlService
-from lmm.daemon import buildBackend
+from lmm.daemon import buildBackend, keyFileOf, signalingCodec
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import (
     IAccessLinks,
@@ -44,7 +44,14 @@ from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.ratelimit import LogLimiter
 from lmm.rawsock import IPPROTO_MH
-from lmm.service import ActionPerformer, InOrder, MobilityHeaderService, summaryService
+from lmm.security import SignalingCodec
+from lmm.service import (
+    ActionPerformer,
+    InOrder,
+    MobilityHeaderService,
+    SignalingShell,
+    summaryService,
+)
 from lmm.timers import DeadlineTimer
 from lmm.tunnel import TunnelBinding
 
@@ -74,6 +81,12 @@ class MPAService(Service):
         L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
+    @param codec: the Mobility Header codec (L{lmm.security}); default: no
+        protection.
+    @param keyFile: the key file C{codec}'s associations came from (the
+        control channel's C{security reload} reads it again), or None.
+    @param maxRatePerSource: Mobility Header messages a second read from one
+        source at most (0: no limit).
     @ivar port: what sends the encoded Mobility Header messages (C{send(data,
         destination)}): the daemon's L{MobilityHeaderService}; None: nothing
         is sent.
@@ -96,9 +109,14 @@ class MPAService(Service):
         describeBackends: str = "",
         relayPort: IDHCPv6Relay | None = None,
         tunnelConfig: TunnelConfig | None = None,
+        codec: SignalingCodec | None = None,
+        keyFile: str | None = None,
+        maxRatePerSource: float = 0.0,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
+        if codec is None:
+            codec = SignalingCodec(profile, agent.address, "mpa")
         if not IAccessLinks.providedBy(detector):
             raise TypeError(f"{detector!r} does not own the access links (IAccessLinks): the "
                             "MPA needs their frames for home-link emulation")
@@ -114,7 +132,10 @@ class MPAService(Service):
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig, self.within)
         self.dataPlane = dataPlane
         self.describeBackends = describeBackends
-        self.port: Any = None
+        self.codec = codec
+        self.keyFile = keyFile
+        self.signaling = SignalingShell(codec, reactor.seconds, log, agent.counters,
+                                        maxRatePerSource)
         self.relayPort = relayPort
         self.controlSocket: str | None = None
         self.counters: Counter[str] = Counter()
@@ -132,6 +153,7 @@ class MPAService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.dataPlane.prepare(self.address)
+        self.signaling.announce()
         # Only the access point says who attaches, with the explicit detector.
         self.agent.attachOnFrames = self.detector.attachOnFrames
         if self.agent.relay is None:
@@ -191,16 +213,13 @@ class MPAService(Service):
 
     def datagramReceived(self, data: bytes, source: str) -> None:
         now = self.reactor.seconds()
-        try:
-            message = mh.decode(data, self.profile)
-        except mh.MobilityHeaderError as e:
-            if self._limiter.allow("mh." + e.reason):
-                log.warn("dropped a malformed Mobility Header from {source}: {error} "
-                         "({reason}, {count} so far)", source=source, error=str(e),
-                         reason=e.reason, count=self.agent.counters["malformed." + e.reason] + 1)
-            self._run(self.agent.malformed(e, source, now))
+        message = self.signaling.decode(data, source, now)
+        if message is None:
             return
-        self._run(self.agent.messageReceived(message, source, now))
+        if isinstance(message, mh.MobilityHeaderError):
+            self._run(self.agent.malformed(message, source, now))
+        else:
+            self._run(self.agent.messageReceived(message, source, now))
 
     def _run(self, actions: list[Any]) -> None:
         if actions:
@@ -284,15 +303,16 @@ class MPAService(Service):
         self._run(self.agent.tunnelFailed(binding, error, self.reactor.seconds()))
 
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
-        if self.port is None:
-            return
-        try:
-            self.port.send(mh.encode(message, self.profile), destination)
-        except OSError as e:
-            self.counters["mh.send-failed"] += 1
-            if self._limiter.allow("mh.send"):
-                log.warn("cannot send a Mobility Header to {destination}: {error}",
-                         destination=destination, error=e)
+        self.signaling.send(message, destination)
+
+    @property
+    def port(self) -> Any:
+        """What sends the encoded messages (the daemon's L{MobilityHeaderService})."""
+        return self.signaling.port
+
+    @port.setter
+    def port(self, port: Any) -> None:
+        self.signaling.port = port
 
     # --- for the control channel ---------------------------------------------
 
@@ -304,6 +324,7 @@ class MPAService(Service):
         if relay is not None:
             merged.update({"relay." + key: value for key, value in relay.counters.items()})
         merged.update(self.detector.counters)
+        merged.update(self.signaling.counters)
         if self.relayPort is not None:
             merged.update(self.relayPort.counters)
         merged.update(self.counters)
@@ -454,12 +475,17 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
         defaultDhcpServer=values["dhcp.server"],
         relay=RelayAgent(values["dhcp.answer_timeout"]) if values["dhcp.enabled"] else None,
         attachOnFrames=detector.attachOnFrames,
+        maxAuthenticating=values["attach.max_authenticating"],
+        maxVisitorsPerLink=values["attach.max_visitors_per_link"],
     )
     relayPort = DHCPv6RelayPort(values["mpa.address"], reactor) if values["dhcp.enabled"] else None
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
                 f"{values['tunnel.backend']} tunnels")
     core = MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       logLevel=values["log.level"], describeBackends=backends,
-                      relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path))
+                      relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path),
+                      codec=signalingCodec(path, values, profile, values["mpa.address"], "mpa"),
+                      keyFile=keyFileOf(path, values),
+                      maxRatePerSource=values["security.max_rate_per_source"])
     return composeMPA(core, values["control.socket"], values["log.summary_interval"],
                       reactor=reactor)

@@ -10,6 +10,7 @@ from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
     LOG_SETTINGS,
+    SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
     WIRE_SETTINGS,
     DaemonOptions,
@@ -70,6 +71,11 @@ SETTINGS = [
             help="attach detection backend by name: packet or explicit (docs/mpa.md)"),
     Setting("attach.options", config.table, {}, "the attach detection backend's own settings",
             table=True),
+    Setting("attach.max_authenticating", config.integer(1, 65536), 256,
+            help="Access-Requests outstanding at once; new MACs beyond are refused, counted"),
+    Setting("attach.max_visitors_per_link", config.integer(1, 1 << 20), 4096,
+            help="visitors (held-down MACs included) per access link; new MACs beyond are "
+                 "refused, counted"),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
     Setting("dhcp.enabled", config.boolean, True,
@@ -80,6 +86,7 @@ SETTINGS = [
             help="seconds after which a request the server did not answer is logged"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
+    *SECURITY_SETTINGS,
     *LOG_SETTINGS,
 ]
 

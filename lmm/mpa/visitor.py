@@ -9,6 +9,7 @@ command through L{VisitorList.describe}).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -245,8 +246,9 @@ def _time(value: float | None) -> str:
 class VisitorList:
     """
     The Visitor List: entries by MAC (the key), by NAI, by Local Address and
-    by LMAP. Change an indexed field through L{setNai}, L{setAddress} and
-    L{setLmap} so that the indexes follow.
+    by LMAP, and how many are on each interface. Change an indexed field
+    through L{setNai}, L{setAddress}, L{setLmap} and L{setInterface} so that
+    the indexes follow.
     """
 
     def __init__(self) -> None:
@@ -254,6 +256,7 @@ class VisitorList:
         self._byNai: dict[bytes, VisitorEntry] = {}
         self._byAddress: dict[str, VisitorEntry] = {}
         self._byLmap: dict[str, dict[str, VisitorEntry]] = {}
+        self._perInterface: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._byMac)
@@ -289,6 +292,7 @@ class VisitorList:
         if old is not None:
             self.remove(old)
         self._byMac[entry.mac] = entry
+        self._perInterface[entry.interface] += 1
         if entry.nai:
             self._byNai[entry.nai] = entry
         if entry.localAddress is not None:
@@ -301,6 +305,7 @@ class VisitorList:
         if self._byMac.get(entry.mac) is not entry:
             return False
         del self._byMac[entry.mac]
+        self._perInterface[entry.interface] -= 1
         if self._byNai.get(entry.nai) is entry:
             del self._byNai[entry.nai]
         if entry.localAddress is not None and self._byAddress.get(entry.localAddress) is entry:
@@ -322,6 +327,16 @@ class VisitorList:
         entry.localAddress = address
         if address is not None and entry in self:
             self._byAddress[address] = entry
+
+    def setInterface(self, entry: VisitorEntry, interface: str) -> None:
+        if entry in self:
+            self._perInterface[entry.interface] -= 1
+            self._perInterface[interface] += 1
+        entry.interface = interface
+
+    def onInterface(self, interface: str) -> int:
+        """How many entries are on C{interface}."""
+        return self._perInterface[interface]
 
     def setLmap(self, entry: VisitorEntry, lmap: str) -> None:
         self._unindexLmap(entry)

@@ -1,0 +1,406 @@
+"""
+Protected signaling between MPA and LMAP: RFC 4285's Mobility Message
+Authentication option (section 5) and Mobility Message Replay Protection
+option (section 6) on every message, both directions (PBU, PBA, BRI, BRA,
+Heartbeat). Pure: bytes, messages and a clock in, bytes and messages out.
+
+RFC 4285 is written for a mobile node (MN) and its home agent (HA). Here:
+
+ - the mobility security association (SA) is between one MPA and the LMAP
+   (the pair that signals), not per MS: the MS takes no part in the signaling;
+   each end holds it as the peer's address, a Mobility SPI, an algorithm and a
+   key (L{MobilitySecurityAssociation}, from a key file, L{loadKeyFile});
+ - "Mobility Data = care-of address | home address | MH Data" (5.1): the
+   care-of address is the MPA's address (the proxy care-of address), the home
+   address the LMAP's, whichever end sends. A message is bound to the pair, so
+   a message from one MPA cannot be replayed as another's;
+ - "MH Data" is the Mobility Header up to and including the option's SPI,
+   checksum zero; the option is the last one in the message (section 5);
+ - the subtype is MN-HA (1); the algorithm is the SA's: HMAC-SHA1-96
+   (RFC 4285's, for conformance) or HMAC-SHA256-128 (SHA-256 truncated to
+   128 bits, as IPsec's RFC 4868 does);
+ - the Replay Protection option carries the sender's time as a 64-bit NTP
+   timestamp (section 6). A receiver refuses a message whose timestamp is
+   further than the replay window from its own clock; the LMAP also orders
+   the PBUs of one MS by it, whichever MPA they come from
+   (L{lmm.lmap.anchor}). The two ends' clocks must agree (NTP) to well
+   within the window.
+
+What fails is refused with a L{Refused} error (a L{MobilityHeaderError}: the
+cores count it by reason and decide what to answer; docs/security.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmm import inet, mh
+from lmm.config import ConfigError
+
+# --- algorithms -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """An HMAC and how many bytes of it the option carries."""
+
+    name: str
+    digest: str  # hashlib's name
+    length: int  # bytes kept
+    minimumKey: int  # bytes: RFC 2104 2, a key no shorter than the hash's output
+
+
+HMAC_SHA1_96 = Algorithm("hmac-sha1-96", "sha1", 12, 20)
+HMAC_SHA256_128 = Algorithm("hmac-sha256-128", "sha256", 16, 32)
+ALGORITHMS = {a.name: a for a in (HMAC_SHA1_96, HMAC_SHA256_128)}
+
+#: RFC 4285 section 5: Mobility SPI values 0-255 are reserved.
+FIRST_SPI = 256
+MAX_SPI = 0xFFFFFFFF
+
+#: The replay window's default, seconds: clocks kept by NTP agree to a few ms.
+DEFAULT_REPLAY_WINDOW = 1.0
+
+
+@dataclass(frozen=True)
+class MobilitySecurityAssociation:
+    """One SA: the peer's address (canonical), the SPI, the algorithm, the key
+    (never shown by C{repr})."""
+
+    peer: str
+    spi: int
+    algorithm: Algorithm
+    key: bytes = field(repr=False)
+
+    def mac(self, data: bytes) -> bytes:
+        algorithm = self.algorithm
+        return hmac.digest(self.key, data, algorithm.digest)[: algorithm.length]
+
+    def describe(self) -> dict[str, Any]:
+        """What the control channel shows: everything but the key."""
+        return {"peer": self.peer, "spi": self.spi, "algorithm": self.algorithm.name}
+
+
+class SecurityAssociations:
+    """
+    The SAs of one daemon, by peer. Every SA listed for a peer is accepted
+    from it; the first one listed signs what is sent to it. Rolling a key over
+    (docs/security.md): list the new SA second at both ends, then first, then
+    drop the old one; each step a reload, no restart.
+    """
+
+    def __init__(self, associations: Iterable[MobilitySecurityAssociation]) -> None:
+        self.byPeer: dict[str, list[MobilitySecurityAssociation]] = {}
+        self._bySpi: dict[tuple[str, int], MobilitySecurityAssociation] = {}
+        for sa in associations:
+            if (sa.peer, sa.spi) in self._bySpi:
+                raise ValueError(f"SPI {sa.spi} is listed twice for {sa.peer}")
+            self.byPeer.setdefault(sa.peer, []).append(sa)
+            self._bySpi[sa.peer, sa.spi] = sa
+
+    def sending(self, peer: str) -> MobilitySecurityAssociation | None:
+        """The SA that signs what goes to C{peer}, or None."""
+        listed = self.byPeer.get(peer)
+        return listed[0] if listed else None
+
+    def lookup(self, peer: str, spi: int) -> MobilitySecurityAssociation | None:
+        return self._bySpi.get((peer, spi))
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self.byPeer
+
+    def __len__(self) -> int:
+        return len(self._bySpi)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [sa.describe() for listed in self.byPeer.values() for sa in listed]
+
+
+# --- key files --------------------------------------------------------------
+
+
+def _association(path: str, index: int, table: Any) -> MobilitySecurityAssociation:
+    where = f"association[{index}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(path, where, f"expected a table, got {table!r}")
+    unknown = set(table) - {"peer", "spi", "algorithm", "key"}
+    if unknown:
+        raise ConfigError(path, f"{where}.{sorted(unknown)[0]}", "unknown key")
+    for name in ("peer", "spi", "algorithm", "key"):
+        if name not in table:
+            raise ConfigError(path, f"{where}.{name}", "missing (required)")
+    try:
+        peer = inet.canonical(str(table["peer"]))
+    except (OSError, ValueError):
+        raise ConfigError(path, f"{where}.peer",
+                          f"expected an IPv6 address, got {table['peer']!r}") from None
+    spi = table["spi"]
+    if isinstance(spi, bool) or not isinstance(spi, int) or not FIRST_SPI <= spi <= MAX_SPI:
+        raise ConfigError(path, f"{where}.spi",
+                          f"expected {FIRST_SPI}..{MAX_SPI} (0-255 are reserved, RFC 4285 5)")
+    algorithm = ALGORITHMS.get(table["algorithm"])
+    if algorithm is None:
+        raise ConfigError(path, f"{where}.algorithm",
+                          f"expected one of {', '.join(ALGORITHMS)}")
+    text = table["key"]
+    try:
+        key = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        key = b""
+    if not key:
+        # The value is not repeated: it may be most of a key.
+        raise ConfigError(path, f"{where}.key", "expected the key as hexadecimal digits")
+    if len(key) < algorithm.minimumKey:
+        raise ConfigError(path, f"{where}.key",
+                          f"{len(key)} bytes; {algorithm.name} needs at least "
+                          f"{algorithm.minimumKey} (RFC 2104 section 2)")
+    return MobilitySecurityAssociation(peer, spi, algorithm, key)
+
+
+def checkPermissions(path: str) -> None:
+    """Refuse (L{ConfigError}) a key file that anybody but its owner may read
+    or write, or that is not a regular file."""
+    try:
+        status = os.stat(path)
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read the key file: {e.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ConfigError(path, None, "the key file is not a regular file")
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
+        raise ConfigError(path, None, f"the key file's mode is {mode:04o}: others may read "
+                                      f"it; chmod 600 {path}")
+
+
+def loadKeyFile(path: str) -> SecurityAssociations:
+    """
+    The SAs of a key file: TOML, one C{[[association]]} table per SA with
+    C{peer} (address), C{spi} (256..2**32-1), C{algorithm} (L{ALGORITHMS})
+    and C{key} (hexadecimal). A file others may read is refused; every error
+    is a L{ConfigError} naming the file and the key, never the key's value.
+    """
+    checkPermissions(path)
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError:
+        # tomllib's message may quote the line, and with it a key.
+        raise ConfigError(path, None, "not valid TOML") from None
+    unknown = set(document) - {"association"}
+    if unknown:
+        raise ConfigError(path, sorted(unknown)[0], "unknown key")
+    tables = document.get("association", [])
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(path, "association", "no [[association]] tables")
+    associations = [_association(path, i, t) for i, t in enumerate(tables)]
+    try:
+        return SecurityAssociations(associations)
+    except ValueError as e:
+        raise ConfigError(path, "association", str(e)) from None
+
+
+def keyFilePath(configPath: str | None, value: str) -> str:
+    """A key file named in a configuration file: relative to that file's folder."""
+    if configPath is None or os.path.isabs(value):
+        return value
+    return os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
+
+
+# --- timestamps (RFC 4285 section 6: NTP format) -------------------------------
+
+_NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def ntpTimestamp(now: float) -> int:
+    """C{now} (POSIX seconds) as a 64-bit NTP timestamp."""
+    return int((now + _NTP_EPOCH) * 4294967296.0) & 0xFFFFFFFFFFFFFFFF
+
+
+def fromNtpTimestamp(timestamp: int) -> float:
+    return timestamp / 4294967296.0 - _NTP_EPOCH
+
+
+# --- refusals -----------------------------------------------------------------
+
+
+class Refused(mh.MobilityHeaderError):
+    """
+    A message that decoded but is not protected as it must be. C{reason} (a
+    counter key, under C{refused.}) says why; C{message} is the decoded
+    message, not to be acted on; C{timestamp} its replay protection time, if
+    it had one.
+    """
+
+    reason = "refused"
+
+    def __init__(self, text: str, message: mh.Message,
+                 timestamp: int | None = None) -> None:
+        super().__init__(text)
+        self.message = message
+        self.timestamp = timestamp
+
+
+class UnknownPeer(Refused):
+    """No SA with the sender at all: not a configured peer (RFC 4285 5)."""
+
+    reason = "unknown-peer"
+
+
+class MissingAuthentication(Refused):
+    reason = "auth-missing"
+
+
+class UnknownSPI(Refused):
+    reason = "auth-unknown-spi"
+
+
+class BadAuthenticator(Refused):
+    reason = "auth-bad-mac"
+
+
+class MissingTimestamp(Refused):
+    reason = "replay-missing"
+
+
+class StaleTimestamp(Refused):
+    """The timestamp is outside the replay window of the receiver's clock."""
+
+    reason = "replay-stale"
+
+
+REFUSALS = (UnknownPeer, MissingAuthentication, UnknownSPI, BadAuthenticator,
+            MissingTimestamp, StaleTimestamp)
+
+
+# --- the codec of one end -----------------------------------------------------
+
+
+class SignalingCodec:
+    """
+    The Mobility Header codec of one end of the signaling, C{local} (its
+    address) in C{role} (C{"lmap"} or C{"mpa"}).
+
+    With C{associations} None, plain L{mh.encode} and L{mh.decode}: no
+    protection (an explicit setting; the daemons warn). Otherwise every
+    message sent gets a Replay Protection option with the time and an
+    Authentication option under the peer's sending SA, and every message
+    received must carry both, the MAC right, the time within C{replayWindow}
+    seconds of C{now}.
+    """
+
+    def __init__(self, profile: mh.WireProfile, local: str, role: str,
+                 associations: SecurityAssociations | None = None,
+                 replayWindow: float = DEFAULT_REPLAY_WINDOW) -> None:
+        if role not in ("lmap", "mpa"):
+            raise ValueError(f"role {role!r}: expected 'lmap' or 'mpa'")
+        self.profile = profile
+        self.local = inet.canonical(local)
+        self.role = role
+        self.replayWindow = replayWindow
+        self._localPacked = inet.packAddress(self.local)
+        self._pairs: dict[str, bytes] = {}
+        self.associations: SecurityAssociations | None = None
+        self.rekey(associations)
+
+    @property
+    def protected(self) -> bool:
+        return self.associations is not None
+
+    def rekey(self, associations: SecurityAssociations | None) -> None:
+        """Use these SAs from now on (a reload: what was in flight under an SA
+        still listed stays valid)."""
+        self.associations = associations
+        self._pairs = {}
+        if associations is None:
+            return
+        for peer in associations.byPeer:
+            packed = inet.packAddress(peer)
+            self._pairs[peer] = (packed + self._localPacked if self.role == "lmap"
+                                 else self._localPacked + packed)
+
+    # --- sending --------------------------------------------------------------
+
+    def encode(self, message: mh.MobilityMessage, peer: str, now: float) -> bytes:
+        """The bytes to send C{message} to C{peer}; C{ValueError} when C{peer}
+        has no SA (nothing may be sent to it)."""
+        associations = self.associations
+        if associations is None:
+            return mh.encode(message, self.profile)
+        sa = associations.sending(peer)
+        if sa is None:
+            raise ValueError(f"no security association with {peer}")
+        prefix = self._pairs[peer]
+        trailer = (
+            mh.ReplayProtection(ntpTimestamp(now)),
+            mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, sa.spi, bytes(sa.algorithm.length)),
+        )
+        return mh.encode(message, self.profile, trailer,
+                         lambda covered: sa.mac(prefix + covered))
+
+    # --- receiving ------------------------------------------------------------
+
+    def decode(self, data: bytes, peer: str, now: float) -> mh.Message:
+        """The message in C{data} from C{peer}: a L{mh.MobilityHeaderError}
+        when it does not decode, a L{Refused} one when it is not protected as
+        it must be."""
+        message = mh.decode(data, self.profile)
+        associations = self.associations
+        if associations is None:
+            return message
+        options = message.options
+        authentication = options[-1] if options else None
+        if type(authentication) is not mh.Authentication:
+            raise MissingAuthentication("no Authentication option last", message)
+        sa = associations.lookup(peer, authentication.spi)
+        if sa is None:
+            if peer not in associations:
+                raise UnknownPeer(f"no security association with {peer}", message)
+            raise UnknownSPI(f"SPI {authentication.spi} is not one of {peer}'s", message)
+        covered = data[:4] + b"\x00\x00" + data[6:authentication.covered]
+        if not hmac.compare_digest(sa.mac(self._pairs[sa.peer] + covered),
+                                   authentication.authenticationData):
+            raise BadAuthenticator(f"the authenticator does not match SPI {sa.spi}", message)
+        replay = message.option(mh.ReplayProtection)
+        if replay is None:
+            raise MissingTimestamp("no Replay Protection option", message)
+        skew = fromNtpTimestamp(replay.timestamp) - now
+        if not -self.replayWindow <= skew <= self.replayWindow:
+            raise StaleTimestamp(f"timestamp {skew:+.3f} s from this clock, the window is "
+                                 f"{self.replayWindow:g} s", message, replay.timestamp)
+        return message
+
+
+def peersWithout(associations: SecurityAssociations, peers: Sequence[str]) -> list[str]:
+    """Of C{peers}, those that have no SA (for start-up checks)."""
+    return [p for p in peers if inet.canonical(p) not in associations]
+
+
+def main(argv: Sequence[str]) -> int:
+    """C{python -m lmm.security newkey [ALGORITHM]}: a new random key, in hex."""
+    import secrets
+    import sys
+
+    if not argv or argv[0] != "newkey" or len(argv) > 2:
+        sys.stderr.write("usage: python -m lmm.security newkey [ALGORITHM]\n"
+                         f"  ALGORITHM: one of {', '.join(ALGORITHMS)} (default hmac-sha256-128)\n")
+        return 2
+    algorithm = ALGORITHMS.get(argv[1] if len(argv) > 1 else HMAC_SHA256_128.name)
+    if algorithm is None:
+        sys.stderr.write(f"unknown algorithm {argv[1]!r}; one of {', '.join(ALGORITHMS)}\n")
+        return 2
+    print(secrets.token_hex(max(32, algorithm.minimumKey)))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

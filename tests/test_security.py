@@ -1,0 +1,348 @@
+"""
+lmm.security: RFC 4285 authentication and replay protection of the MPA-LMAP
+signaling, key files, and what tshark reads of a protected message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lmm import mh, security
+from lmm.config import ConfigError
+from lmm.daemon import loadAssociations
+from lmm.security import (
+    HMAC_SHA1_96,
+    HMAC_SHA256_128,
+    MobilitySecurityAssociation,
+    SecurityAssociations,
+    SignalingCodec,
+)
+from tests.test_mh_golden import TSHARK, ipv6Frame, parsePDML
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LMAP, MPA, OTHER = "2001:db8:ff::1", "2001:db8:ff::11", "2001:db8:ff::12"
+KEY = bytes(range(32))
+NOW = 1_800_000_000.25
+NAI = b"ms1@lmm.test"
+
+
+def pair(algorithm: security.Algorithm = HMAC_SHA256_128, spi: int = 300,
+         window: float = 1.0) -> tuple[SignalingCodec, SignalingCodec]:
+    """An LMAP's codec and an MPA's, sharing one SA."""
+    lmap = SignalingCodec(mh.DRAFT, LMAP, "lmap", SecurityAssociations(
+        [MobilitySecurityAssociation(MPA, spi, algorithm, KEY)]), window)
+    mpa = SignalingCodec(mh.DRAFT, MPA, "mpa", SecurityAssociations(
+        [MobilitySecurityAssociation(LMAP, spi, algorithm, KEY)]), window)
+    return lmap, mpa
+
+
+def pbu(sequence: int = 7) -> mh.BindingUpdate:
+    return mh.ProxyBindingUpdate(sequence, 400, [mh.MobileNodeIdentifier(NAI)])
+
+
+MESSAGES: list[mh.MobilityMessage] = [
+    pbu(),
+    mh.BindingAck(0, 7, 400, (mh.LocalAddress("2001:db8:1::5", 64),), proxy=True),
+    mh.BindingRevocationIndication(3, 4, (mh.MobileNodeIdentifier(NAI),), proxy=True),
+    mh.BindingRevocationAck(0, 3, (), proxy=True),
+    mh.Heartbeat(9),
+    mh.Heartbeat(9, response=True),
+]
+
+
+class AuthenticationTests(SynchronousTestCase):
+    def test_roundTrip(self) -> None:
+        """Every message kind, both directions, both algorithms: what one end
+        seals the other opens, options and fields kept."""
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            lmap, mpa = pair(algorithm)
+            for message in MESSAGES:
+                for sender, receiver, source, destination in ((mpa, lmap, MPA, LMAP),
+                                                              (lmap, mpa, LMAP, MPA)):
+                    data = sender.encode(message, destination, NOW)
+                    self.assertEqual(len(data) % 8, 0)
+                    opened = receiver.decode(data, source, NOW + 0.01)
+                    self.assertEqual(type(opened), type(message))
+                    self.assertEqual(opened.options[:len(message.options)], message.options)
+                    authentication = opened.options[-1]
+                    assert isinstance(authentication, mh.Authentication)
+                    self.assertEqual(authentication.spi, 300)
+                    self.assertEqual(len(authentication.authenticationData), algorithm.length)
+
+    def test_macAsRFC4285Says(self) -> None:
+        """The authenticator is First(n, HMAC(key, MPA address | LMAP address |
+        the header up to the SPI, checksum zero)), computed here apart from
+        the codec, with the kernel's checksum filled in on the wire."""
+        lmap, mpa = pair(HMAC_SHA1_96)
+        data = mh.withChecksum(MPA, LMAP, mpa.encode(pbu(), LMAP, NOW))
+        self.assertNotEqual(data[4:6], b"\x00\x00")
+        message = mh.decode(data)
+        authentication = message.options[-1]
+        assert isinstance(authentication, mh.Authentication)
+        self.assertEqual(authentication.subtype, mh.AUTH_SUBTYPE_MN_HA)
+        # The option is last: after its data only padding.
+        spiEnd = data.index(struct.pack("!BI", 1, 300)) + 5
+        covered = data[:4] + b"\x00\x00" + data[6:spiEnd]
+        mobilityData = (socket.inet_pton(socket.AF_INET6, MPA)
+                        + socket.inet_pton(socket.AF_INET6, LMAP) + covered)
+        expected = hmac.new(KEY, mobilityData, hashlib.sha1).digest()[:12]
+        self.assertEqual(authentication.authenticationData, expected)
+        self.assertEqual(data[spiEnd:spiEnd + 12], expected)
+        lmap.decode(data, MPA, NOW)
+        # The other way, the MPA's address comes first all the same.
+        answer = lmap.encode(MESSAGES[1], MPA, NOW)
+        authentication = mh.decode(answer).options[-1]
+        assert isinstance(authentication, mh.Authentication)
+        spiEnd = answer.index(struct.pack("!BI", 1, 300)) + 5
+        mobilityData = (socket.inet_pton(socket.AF_INET6, MPA)
+                        + socket.inet_pton(socket.AF_INET6, LMAP) + answer[:spiEnd])
+        self.assertEqual(authentication.authenticationData,
+                         hmac.new(KEY, mobilityData, hashlib.sha1).digest()[:12])
+
+    def test_everyBitCovered(self) -> None:
+        """A change of any byte before the padding is refused: as a bad
+        authenticator, or as something that no longer decodes or names
+        another SPI."""
+        lmap, mpa = pair()
+        data = mpa.encode(pbu(), LMAP, NOW)
+        for i in range(len(data)):
+            if i in (4, 5):
+                continue  # the checksum: the kernel checks it, RFC 4285 leaves it out
+            changed = bytearray(data)
+            changed[i] ^= 0x40
+            with self.assertRaises(mh.MobilityHeaderError, msg=f"byte {i}") as caught:
+                lmap.decode(bytes(changed), MPA, NOW)
+            self.assertNotEqual(caught.exception.reason, "", f"byte {i}")
+
+    def test_refusals(self) -> None:
+        lmap, mpa = pair()
+        data = mpa.encode(pbu(), LMAP, NOW)
+        cases = [
+            # From another address: no SA with it.
+            (lambda: lmap.decode(data, OTHER, NOW), security.UnknownPeer),
+            # Plain, unprotected.
+            (lambda: lmap.decode(mh.encode(pbu()), MPA, NOW), security.MissingAuthentication),
+            # Too old, too far ahead.
+            (lambda: lmap.decode(data, MPA, NOW + 1.5), security.StaleTimestamp),
+            (lambda: lmap.decode(data, MPA, NOW - 1.5), security.StaleTimestamp),
+        ]
+        for call, kind in cases:
+            with self.assertRaises(kind):
+                call()
+        # Another SPI than the MPA's.
+        _, stranger = pair(spi=301)
+        with self.assertRaises(security.UnknownSPI):
+            lmap.decode(stranger.encode(pbu(), LMAP, NOW), MPA, NOW)
+        # Another key under the same SPI.
+        forger = SignalingCodec(mh.DRAFT, MPA, "mpa", SecurityAssociations(
+            [MobilitySecurityAssociation(LMAP, 300, HMAC_SHA256_128, bytes(32))]))
+        forged = forger.encode(pbu(), LMAP, NOW)
+        with self.assertRaises(security.BadAuthenticator) as caught:
+            lmap.decode(forged, MPA, NOW)
+        # The refused message is kept on the error, for the core's counting.
+        self.assertEqual(caught.exception.message, mh.decode(forged))
+        self.assertEqual(caught.exception.reason, "auth-bad-mac")
+        # Authenticated but without a timestamp.
+        sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
+        pairBytes = socket.inet_pton(socket.AF_INET6, MPA) + socket.inet_pton(socket.AF_INET6,
+                                                                               LMAP)
+        noTimestamp = mh.encode(
+            pbu(), mh.DRAFT,
+            (mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 300, bytes(16)),),
+            lambda covered: sa.mac(pairBytes + covered))
+        with self.assertRaises(security.MissingTimestamp):
+            lmap.decode(noTimestamp, MPA, NOW)
+
+    def test_reflectedMessage(self) -> None:
+        """A PBA the LMAP sealed for the MPA is no PBU the MPA could have sent
+        back: the roles fix the order of the addresses, but a message sealed
+        by one end and fed back to it still opens; what stops it is the
+        message kind (the cores take none of their own kinds' answers)."""
+        lmap, mpa = pair()
+        data = lmap.encode(MESSAGES[1], MPA, NOW)
+        self.assertIsInstance(lmap.decode(data, MPA, NOW), mh.BindingAck)
+
+    def test_unprotected(self) -> None:
+        """Without associations: plain codec both ways, nothing added or required."""
+        codec = SignalingCodec(mh.DRAFT, LMAP, "lmap")
+        self.assertFalse(codec.protected)
+        self.assertEqual(codec.encode(pbu(), MPA, NOW), mh.encode(pbu()))
+        self.assertEqual(codec.decode(mh.encode(pbu()), MPA, NOW), pbu())
+
+    def test_noAssociationNoSend(self) -> None:
+        lmap, _ = pair()
+        with self.assertRaises(ValueError):
+            lmap.encode(MESSAGES[1], OTHER, NOW)
+
+    def test_rollover(self) -> None:
+        """Two SAs with one peer: both accepted, the first signs; after a
+        rekey without the old one, only the new one is accepted."""
+        old = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
+        new = MobilitySecurityAssociation(MPA, 301, HMAC_SHA1_96, bytes(20))
+        lmap = SignalingCodec(mh.DRAFT, LMAP, "lmap", SecurityAssociations([new, old]))
+        senders = {
+            spi: SignalingCodec(mh.DRAFT, MPA, "mpa", SecurityAssociations(
+                [MobilitySecurityAssociation(LMAP, sa.spi, sa.algorithm, sa.key)]))
+            for spi, sa in ((300, old), (301, new))
+        }
+        for sender in senders.values():
+            lmap.decode(sender.encode(pbu(), LMAP, NOW), MPA, NOW)
+        sent = mh.decode(lmap.encode(MESSAGES[1], MPA, NOW)).options[-1]
+        assert isinstance(sent, mh.Authentication)
+        self.assertEqual(sent.spi, 301)
+        lmap.rekey(SecurityAssociations([new]))
+        with self.assertRaises(security.UnknownSPI):
+            lmap.decode(senders[300].encode(pbu(), LMAP, NOW), MPA, NOW)
+
+    def test_ntpTimestamp(self) -> None:
+        # RFC 4285 6 / the golden vector: 2023-11-14 22:13:20.5 UTC.
+        self.assertEqual(security.ntpTimestamp(1700000000.5),
+                         ((1700000000 + 2208988800) << 32) | 0x80000000)
+        self.assertAlmostEqual(security.fromNtpTimestamp(security.ntpTimestamp(NOW)), NOW,
+                               places=6)
+
+    def test_keyNeverShown(self) -> None:
+        sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
+        self.assertNotIn(KEY.hex(), repr(sa))
+        self.assertNotIn("key", sa.describe())
+
+
+class KeyFileTests(SynchronousTestCase):
+    def write(self, text: str, mode: int = 0o600) -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def association(self, **changes: object) -> str:
+        table: dict[str, object] = {"peer": MPA, "spi": 1000, "algorithm": "hmac-sha256-128",
+                                    "key": KEY.hex()}
+        table.update(changes)
+        lines = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in table.items()
+                        if v is not None)
+        return "[[association]]\n" + lines
+
+    def test_loads(self) -> None:
+        path = self.write(self.association() + self.association(spi=1001, peer="2001:DB8:FF:0::11"))
+        associations = security.loadKeyFile(path)
+        self.assertEqual(len(associations), 2)
+        self.assertEqual(associations.sending(MPA).spi, 1000)  # type: ignore[union-attr]
+        self.assertEqual(associations.lookup(MPA, 1001).key, KEY)  # type: ignore[union-attr]
+
+    def test_permissions(self) -> None:
+        """A key file others may read or write is refused, naming the mode."""
+        for mode in (0o644, 0o640, 0o604, 0o620):
+            path = self.write(self.association(), mode)
+            with self.assertRaises(ConfigError) as caught:
+                security.loadKeyFile(path)
+            self.assertIn(f"{mode:04o}", str(caught.exception))
+            self.assertIn("chmod 600", str(caught.exception))
+        security.loadKeyFile(self.write(self.association(), 0o400))
+
+    def test_errors(self) -> None:
+        """Each bad table names the file and the key, and never the key's value."""
+        cases = {
+            "association[0].spi": self.association(spi=255),
+            "association[0].algorithm": self.association(algorithm="md5"),
+            "association[0].peer": self.association(peer="not-an-address"),
+            "association[0].key": self.association(key=KEY.hex()[:30]),
+            "association[0].colour": self.association(colour="red"),
+            "association": self.association() + self.association(),
+        }
+        for key, text in cases.items():
+            path = self.write(text)
+            with self.assertRaises(ConfigError) as caught:
+                security.loadKeyFile(path)
+            self.assertEqual(caught.exception.key, key, text)
+            self.assertIn(path, str(caught.exception))
+            self.assertNotIn(KEY.hex()[:30], str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            security.loadKeyFile(self.write(f'[[association]]\nkey = "{KEY.hex()}\n'))
+        self.assertNotIn(KEY.hex(), str(caught.exception))
+        with self.assertRaises(ConfigError):
+            security.loadKeyFile(self.write(""))
+        with self.assertRaises(ConfigError):
+            security.loadKeyFile(self.mktemp())
+
+    def test_configuration(self) -> None:
+        """The [security] table: a key file relative to the configuration
+        file; none with authentication on is an error naming security.keys;
+        authentication off needs none."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        with open(os.path.join(folder, "my.keys"), "w") as f:
+            f.write(self.association())
+        os.chmod(os.path.join(folder, "my.keys"), 0o600)
+        config = os.path.join(folder, "lmap.toml")
+        values = {"security.authentication": True, "security.keys": "my.keys",
+                  "security.replay_window": 1.0}
+        self.assertEqual(len(loadAssociations(config, values) or ()), 1)
+        with self.assertRaises(ConfigError) as caught:
+            loadAssociations(config, dict(values, **{"security.keys": None}))
+        self.assertEqual(caught.exception.key, "security.keys")
+        self.assertEqual(caught.exception.path, config)
+        os.chmod(os.path.join(folder, "my.keys"), 0o644)
+        with self.assertRaises(ConfigError) as caught:
+            loadAssociations(config, values)
+        self.assertEqual(caught.exception.key, "security.keys")
+        self.assertIsNone(loadAssociations(config, dict(values, **{
+            "security.authentication": False})))
+
+    def test_samples(self) -> None:
+        """etc/'s key files load (scripts/setup gave them mode 0600) and hold
+        one SA for the pair etc/lmap.toml and etc/mpa.toml make."""
+        lmap = security.loadKeyFile(os.path.join(TOP, "etc", "keys", "lmap.keys"))
+        mpa = security.loadKeyFile(os.path.join(TOP, "etc", "keys", "mpa.keys"))
+        mine, theirs = lmap.sending("2001:db8:ff::2"), mpa.sending("2001:db8:ff::1")
+        assert mine is not None and theirs is not None
+        self.assertEqual((mine.spi, mine.algorithm, mine.key),
+                         (theirs.spi, theirs.algorithm, theirs.key))
+
+    def test_newkey(self) -> None:
+        result = subprocess.run([sys.executable, "-m", "lmm.security", "newkey"],
+                                capture_output=True, text=True, cwd=TOP, check=True)
+        self.assertEqual(len(bytes.fromhex(result.stdout.strip())), 32)
+
+
+class TsharkTests(SynchronousTestCase):
+    def test_decodesClean(self) -> None:
+        """tshark reads every protected message kind without complaint, with
+        the Replay Protection and Authentication options where they are."""
+        lmap, mpa = pair()
+        frames = []
+        for message in MESSAGES:
+            data = mpa.encode(message, LMAP, NOW)
+            frames.append(ipv6Frame(mh.withChecksum("2001:db8::1", "2001:db8::2", data)))
+        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+        for number, frame in enumerate(frames):
+            out.append(struct.pack("<IIII", 1700000000 + number, 0, len(frame), len(frame)))
+            out.append(frame)
+        directory = tempfile.mkdtemp(prefix="lmm-security-")
+        try:
+            path = os.path.join(directory, "protected.pcap")
+            with open(path, "wb") as f:
+                f.write(b"".join(out))
+            result = subprocess.run([TSHARK, "-n", "-r", path, "-T", "pdml"],
+                                    capture_output=True, timeout=60, check=True,
+                                    env={**os.environ, "HOME": directory,
+                                         "XDG_CONFIG_HOME": directory})
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        packets = parsePDML(result.stdout)
+        self.assertEqual(len(packets), len(MESSAGES))
+        for message, packet in zip(MESSAGES, packets):
+            self.assertFalse(packet.malformed, message)
+            kinds = [option.kind for option in packet.options if option.kind > 1]  # not padding
+            self.assertEqual(kinds[-2:], [mh.OptionType.REPLAY_PROTECTION,
+                                          mh.OptionType.AUTHENTICATION], message)
