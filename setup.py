@@ -25,7 +25,9 @@ setup(
     extras_require={
         # scapy: an independent decoder for the tests and the benchmarks' scale figures.
         # mypy-zope: zope interfaces (Twisted's reactor interfaces, lmm's) as types.
-        "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "mypy-zope>=1.0", "scapy>=2.5"],
+        # atheris: coverage-guided fuzzing of the parsers (bench/fuzz.py, tests/test_fuzz.py).
+        "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "mypy-zope>=1.0", "scapy>=2.5",
+                 "atheris>=2.3"],
     },
     entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main"]},
 )

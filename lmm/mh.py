@@ -18,6 +18,7 @@ their profile numbers and their decoder, read in one place.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -910,25 +911,14 @@ def _padding(n: int) -> bytes:
     return bytes((OptionType.PADN, n - 2)) + _ZEROS[: n - 2]
 
 
-def encode(
-    message: MobilityMessage,
-    profile: WireProfile = DRAFT,
-    trailer: tuple[MobilityOption, ...] = (),
-    seal: Callable[[bytes], bytes] | None = None,
-) -> bytes:
-    """The Mobility Header bytes of C{message}, checksum zero (the kernel fills
-    it on a raw socket of protocol 135; see L{checksum} otherwise).
-
-    C{trailer}: options sent after the message's own. With C{seal}, the last
-    of them is an L{Authentication} whose data is a placeholder of the MAC's
-    length: C{seal(header)} is given the header up to and including that
-    option's SPI, the checksum zero (RFC 4285 section 5, "MH Data"), and
-    returns the MAC that replaces the placeholder."""
+def _encodeBody(message: MobilityMessage, profile: WireProfile) -> tuple[list[bytes], int]:
+    """The message's fixed part and options, padded as their alignments ask:
+    the parts (the first one left empty, for the header) and the length so far."""
     fixed = message.encodeFixed()
     parts = [b"", fixed]
     position = 6 + len(fixed)
     typeOf = profile.typeOf
-    for option in message.options + trailer if trailer else message.options:
+    for option in message.options:
         body = option.encodeBody()
         if len(body) > 255:
             raise ValueError(f"{type(option).__name__} option body is {len(body)} bytes, over 255")
@@ -945,25 +935,70 @@ def encode(
         parts.append(bytes((optionType, len(body))))
         parts.append(body)
         position += 2 + len(body)
+    return parts, position
+
+
+def _header(message: MobilityMessage, length: int) -> bytes:
+    if length > MAX_HEADER_LENGTH:
+        raise ValueError(f"{type(message).__name__} is {length} bytes, over {MAX_HEADER_LENGTH}")
+    return bytes((IPPROTO_NONE, length // 8 - 1, message.mhType, 0, 0, 0))
+
+
+def encode(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
+    """The Mobility Header bytes of C{message}, checksum zero (the kernel fills
+    it on a raw socket of protocol 135; see L{checksum} otherwise)."""
+    parts, position = _encodeBody(message, profile)
     tail = -position % 8
     if tail:
         parts.append(_padding(tail))
         position += tail
-    if position > MAX_HEADER_LENGTH:
-        raise ValueError(f"{type(message).__name__} is {position} bytes, over {MAX_HEADER_LENGTH}")
-    parts[0] = bytes((IPPROTO_NONE, position // 8 - 1, message.mhType, 0, 0, 0))
-    data = b"".join(parts)
-    if seal is None:
-        return data
-    last = trailer[-1] if trailer else None
-    if type(last) is not Authentication:
-        raise ValueError("a sealed message ends with an Authentication option")
-    macLength = len(last.authenticationData)
-    sealAt = position - tail - macLength
-    mac = seal(data[:sealAt])
-    if len(mac) != macLength:
-        raise ValueError(f"the MAC is {len(mac)} bytes, the placeholder {macLength}")
-    return data[:sealAt] + mac + data[sealAt + macLength:]
+    parts[0] = _header(message, position)
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _sealLayout(position: int, spi: int, macLength: int) -> tuple[bytes, bytes, bytes, int]:
+    """
+    What follows a message's own options, ending at C{position} (mod 8), when
+    it is sealed: the bytes before the Replay Protection timestamp (padding to
+    8n+2, type, length), those after it up to the MAC (padding to 4n+1, the
+    Authentication option's type, length, MN-HA subtype, SPI), the padding
+    after the MAC, and how many bytes all that adds.
+    """
+    before = (2 - position) % 8
+    afterTimestamp = position + before + 2 + 8
+    middle = (1 - afterTimestamp) % 4
+    end = afterTimestamp + middle + 7 + macLength
+    tail = -end % 8
+    return (
+        _padding(before) + bytes((OptionType.REPLAY_PROTECTION, 8)),
+        _padding(middle) + struct.pack("!BBBI", OptionType.AUTHENTICATION, 5 + macLength,
+                                       AUTH_SUBTYPE_MN_HA, spi),
+        _padding(tail),
+        end + tail - position,
+    )
+
+
+def encodeSealed(message: MobilityMessage, profile: WireProfile, spi: int, timestamp: int,
+                 macLength: int, mac: Callable[[bytes], bytes]) -> bytes:
+    """
+    C{message} followed by a L{ReplayProtection} option carrying C{timestamp}
+    and, last, an L{Authentication} option (MN-HA, C{spi}) whose data is
+    C{mac(header)} of C{macLength} bytes, given the header up to and including
+    the SPI with the checksum zero (RFC 4285 sections 5 and 6, "MH Data").
+    The same bytes as L{encode} of the message with those two options added.
+    """
+    parts, position = _encodeBody(message, profile)
+    before, after, tail, extra = _sealLayout(position % 8, spi, macLength)
+    parts[0] = _header(message, position + extra)
+    parts.append(before)
+    parts.append(timestamp.to_bytes(8, "big"))
+    parts.append(after)
+    covered = b"".join(parts)
+    code = mac(covered)
+    if len(code) != macLength:
+        raise ValueError(f"the MAC is {len(code)} bytes, not {macLength}")
+    return covered + code + tail
 
 
 # --- decoding ---------------------------------------------------------------
@@ -1001,7 +1036,7 @@ def _decodeOptions(
     options: list[MobilityOption] = []
     while position < end:
         optionType = data[position]
-        if optionType == OptionType.PAD1:
+        if optionType == 0:  # Pad1 (ints, not the IntEnum: this is the hot loop)
             position += 1
             continue
         if position + 2 > end:
@@ -1014,7 +1049,7 @@ def _decodeOptions(
                 f"option type {optionType} at offset {body - 2}"
                 f" runs {position - end} bytes past the header"
             )
-        if optionType == OptionType.PADN:
+        if optionType == 1:  # PadN
             if data[body:position].count(0) != length:
                 raise BadPadding(f"PadN at offset {body - 2} carries non-zero bytes")
             continue

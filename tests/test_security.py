@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -156,12 +157,37 @@ class AuthenticationTests(SynchronousTestCase):
         sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
         pairBytes = socket.inet_pton(socket.AF_INET6, MPA) + socket.inet_pton(socket.AF_INET6,
                                                                                LMAP)
-        noTimestamp = mh.encode(
-            pbu(), mh.DRAFT,
-            (mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 300, bytes(16)),),
-            lambda covered: sa.mac(pairBytes + covered))
+        unsealed = mh.encode(replace(pbu(), options=pbu().options + (
+            mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 300, bytes(16)),)))
+        spiEnd = unsealed.index(struct.pack("!BI", 1, 300)) + 5
+        noTimestamp = (unsealed[:spiEnd] + sa.mac(pairBytes + unsealed[:spiEnd])
+                       + unsealed[spiEnd + 16:])
         with self.assertRaises(security.MissingTimestamp):
             lmap.decode(noTimestamp, MPA, NOW)
+
+    def test_sealedLayout(self) -> None:
+        """encodeSealed's bytes are encode's of the message with the two
+        options added, whatever the length of the message's own options (each
+        position mod 8), and decode back to it."""
+        for length in range(1, 20):
+            message = pbu()
+            message = replace(message, options=(mh.MobileNodeIdentifier(b"x" * length),))
+            sealed = mh.encodeSealed(message, mh.DRAFT, 4000, 12345, 16, lambda c: b"m" * 16)
+            expected = mh.encode(replace(message, options=message.options + (
+                mh.ReplayProtection(12345),
+                mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 4000, b"m" * 16))))
+            self.assertEqual(sealed, expected, length)
+            decoded = mh.decode(sealed)
+            self.assertEqual(decoded.options[-1].covered,  # type: ignore[attr-defined]
+                             sealed.index(b"m" * 16))
+
+    def test_longKey(self) -> None:
+        """A key longer than the hash's block is hashed first (RFC 2104 2)."""
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            key = bytes(range(200))
+            sa = MobilitySecurityAssociation(MPA, 300, algorithm, key)
+            self.assertEqual(sa.mac(b"data"),
+                             hmac.new(key, b"data", algorithm.digest).digest()[:algorithm.length])
 
     def test_reflectedMessage(self) -> None:
         """A PBA the LMAP sealed for the MPA is no PBU the MPA could have sent

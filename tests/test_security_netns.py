@@ -13,8 +13,10 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,7 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from lmm import mh
 from lmm.control import ask
 from lmm.lab.daemons import Daemon, writeConfig
-from lmm.lab.netns import link
+from lmm.lab.netns import link, socketIn, waitFor
+from lmm.lab.topology import MSSpec, randomMac
 from lmm.security import (
     HMAC_SHA256_128,
     MobilitySecurityAssociation,
@@ -30,11 +33,15 @@ from lmm.security import (
     SignalingCodec,
 )
 from lmm.testing.mixins import NetnsTestMixin
+from tests.test_lab import LabTestCase
 
 LMAP = "fd00:145::1"
 MPA1 = "fd00:145::2"
 MPA2 = "fd00:145::3"
 FARAWAY = "fd00:146::9"  # has a key, but the LMAP has no route back to it
+FLOODER = "fd00:145::66"  # on the backbone, no key of its own
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                     "tools")
 LNP = "2001:db8:1::/64"
 KEYS = {MPA1: b"\x11" * 32, MPA2: b"\x22" * 32, FARAWAY: b"\x33" * 32}
 SPI = 1000
@@ -105,7 +112,7 @@ class AuthenticatedLMAPTests(NetnsTestMixin, SynchronousTestCase):
         self.lmapNs = self.makeNamespace("lmap")
         self.mpaNs = self.makeNamespace("mpa")
         _, mpaIf = link(self.lmapNs, self.mpaNs, LMAP, MPA1)
-        for address in (MPA2, FARAWAY):
+        for address in (MPA2, FARAWAY, FLOODER):
             self.mpaNs.ip("addr", "add", f"{address}/64", "dev", mpaIf, "nodad")
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
@@ -278,3 +285,126 @@ class AuthenticatedLMAPTests(NetnsTestMixin, SynchronousTestCase):
         self.assertFalse(answer["ok"])
         self.assertIn("0644", answer["error"])
         traffic(self.mpa1, 1)
+
+    def test_legitimateUnderFlood(self) -> None:
+        """20,000 PBU/s signed under a key nobody configured, from another
+        address on the backbone (bench/tools/pbu-loadgen-auth): meanwhile
+        MPA1 registers 200 MSs, every one answered with status 0."""
+        build = tempfile.mkdtemp(prefix="lmm-flood-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, build, True)
+        loadgen = os.path.join(build, "pbu-loadgen-auth")
+        subprocess.run(["gcc", "-O2", "-o", loadgen, os.path.join(TOOLS, "pbu-loadgen-auth.c"),
+                        "-lcrypto"], check=True, capture_output=True)
+        flood = self.mpaNs.popen([loadgen, LMAP, FLOODER, str(SPI), "55" * 32, "4", "100000",
+                                  "1000", "20000"], stdout=subprocess.PIPE)
+        self.addCleanup(flood.kill)
+        time.sleep(0.5)
+        started = time.monotonic()
+        for i in range(200):
+            self.register(self.mpa1, i + 1, f"ms{i}@lmm.test".encode(),
+                          mh.LocalAddress("::", 64))
+        took = time.monotonic() - started
+        output = flood.communicate(timeout=30)[0].decode()
+        sent = int(output.split()[1])
+        self.assertGreater(sent, 50000, output)  # it did flood, for 4 s
+        self.assertLess(took, 3.5, "the registrations happened during the flood")
+        counters = self.counters()
+        self.assertEqual(counters.get("binding.created"), 200)
+        # Refused by the key, or before that by the rate of that one source.
+        self.assertGreater(counters.get("refused.unknown-peer", 0)
+                           + counters.get("mh.rate-limited", 0), 50000, counters)
+        self.assertEqual(len(self.bindings()), 200)
+
+
+class AttacksInTheLabTests(LabTestCase):
+    """The lab (real MPAs, FreeRADIUS, an MS pinging the CN), authenticated
+    as it always is: forged signaling at both daemons changes no binding and
+    no visitor, and the MS keeps reaching the CN."""
+
+    def test_forgedAtBothEnds(self) -> None:
+        spec = MSSpec("ms1", randomMac(), "mpa1")
+        lab = self.makeLab(self.topology(stations=[spec], handovers=[]))
+        station = lab.attach(spec)
+        lab.waitUsable(station)
+        waitFor(lambda: lab.registered("mpa1", spec.mac), 5, 0.02, what="MPA1's registration")
+        self.checkPing(lab, station)
+        topology = lab.topology
+        mpa1 = topology.mpas[0].address
+        visitor = lab.registered("mpa1", spec.mac)
+        assert visitor is not None
+        def seen() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+            """The Binding Cache and MPA1's Visitor List, less the MS's last-seen time."""
+            return lab.bindings(), [{k: v for k, v in entry.items() if k != "lastSeen"}
+                                    for entry in lab.visitors("mpa1")]
+
+        before = seen()
+        nai = mh.MobileNodeIdentifier(spec.nai.encode())
+        local = mh.LocalAddress(visitor["localAddress"], 64)
+        wrongKey = [MobilitySecurityAssociation(mpa1, 1000, HMAC_SHA256_128, bytes(32))]
+        # At MPA1, as the LMAP: revocations, plain and under a key nobody has.
+        asLmap = socketIn(lab.lmapNs, proto=mh.IPPROTO_MH)
+        self.addCleanup(asLmap.close)
+        asLmap.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
+        asLmap.bind((topology.lmap, 0))
+        bri = mh.BindingRevocationIndication(7, 4, (nai, local), proxy=True)
+        forger = SignalingCodec(mh.DRAFT, topology.lmap, "lmap", SecurityAssociations(wrongKey))
+        for sequence in (7, 40000):
+            message = replace(bri, sequence=sequence)
+            asLmap.sendto(mh.encode(message), (mpa1, 0))
+            asLmap.sendto(forger.encode(message, mpa1, time.time()), (mpa1, 0))
+        # At the LMAP, as MPA1: deregistrations.
+        asMpa = socketIn(lab.mpaNs["mpa1"], proto=mh.IPPROTO_MH)
+        self.addCleanup(asMpa.close)
+        asMpa.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
+        asMpa.bind((mpa1, 0))
+        for sequence in (1000, 33768):
+            asMpa.sendto(mh.encode(pbu(sequence, spec.nai.encode(), local, lifetime=0)),
+                         (topology.lmap, 0))
+        time.sleep(0.5)
+        self.assertEqual(seen(), before)
+        self.checkPing(lab, station)
+        mpaCounters, lmapCounters = lab.counters("mpa1"), lab.ask("lmap", "counters")
+        self.assertEqual(mpaCounters.get("refused.auth-missing"), 2)
+        self.assertEqual(mpaCounters.get("refused.auth-bad-mac"), 2)
+        self.assertNotIn("visitor.revoked", mpaCounters)
+        self.assertEqual(lmapCounters["counters"].get("refused.auth-missing"), 2)
+
+    def test_macFlood(self) -> None:
+        """Frames from 3,000 random MACs on MPA1's access link (a box on the
+        base station pretending to be many hosts): the visitors stay within
+        attach.max_visitors_per_link (here 100), the Access-Requests within
+        it too; the MS attached before keeps reaching the CN and its entry."""
+        import random
+        import struct as _struct
+
+        from lmm import nd
+
+        spec = MSSpec("ms1", randomMac(), "mpa1")
+        topology = self.topology(stations=[spec], handovers=[])
+        topology = replace(topology, mpaOverrides={"attach.max_visitors_per_link": 100,
+                                                   "attach.max_authenticating": 32})
+        lab = self.makeLab(topology)
+        station = lab.attach(spec)
+        lab.waitUsable(station)
+        waitFor(lambda: lab.registered("mpa1", spec.mac), 5, 0.02, what="MPA1's registration")
+        lab.air.ip("link", "add", "flood0", "type", "veth", "peer", "name", "flood1")
+        lab.air.ipBatch(["link set flood1 master bs1", "link set flood1 up",
+                         "link set flood0 up"])
+        sender = socketIn(lab.air, socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.addCleanup(sender.close)
+        sender.bind(("flood0", 0))
+        rng = random.Random(12)
+        for _ in range(3000):
+            mac = ":".join(f"{b:02x}" for b in
+                           _struct.pack("!H", rng.randrange(0x10000) & 0xfeff | 0x0200)
+                           + rng.randbytes(4))
+            sender.send(nd.buildRouterSolicitation(mac, nd.UNSPECIFIED))
+        time.sleep(1.0)
+        visitors = lab.visitors("mpa1")
+        counters = lab.counters("mpa1")
+        self.assertLessEqual(len(visitors), 100)
+        self.assertGreater(counters.get("attach.link-full", 0)
+                           + counters.get("attach.throttled", 0), 2000, counters)
+        self.assertLessEqual(counters.get("visitor.attached", 0), 101 + 100, counters)
+        self.assertIn(spec.mac, [v["mac"] for v in visitors])
+        self.checkPing(lab, station)

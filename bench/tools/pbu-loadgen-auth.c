@@ -5,12 +5,15 @@
  * LOCAL address | TARGET address | the header up to and including the SPI, checksum zero).
  * What the LMAP answers is counted as the original tool counts it; the answers' own
  * authenticators are not checked (the generator measures the responder, not itself).
+ * The HMAC's keyed inner and outer states are computed once (RFC 2104): OpenSSL 3's
+ * one-shot HMAC() fetches its algorithm at every call, which made this generator,
+ * not the LMAP, the bottleneck.
  * usage: pbu-loadgen-auth TARGET LOCAL SPI KEYHEX SECONDS WINDOW NAIS [RATE [ADDR_TYPE PREFIX]]
  * Output: the same two kinds of line as pbu-loadgen. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX: a struct copy per MAC, no provider fetch */
+#include <openssl/sha.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,8 +82,13 @@ int main(int argc, char **argv) {
     unsigned short seq = 0;
     long sent = 0, got = 0, outstanding = 0, idx = 0;
     double t0 = now(), end = t0 + dur;
-    unsigned char pkt[192], mac[EVP_MAX_MD_SIZE], data[32 + 192];
-    unsigned int maclen;
+    unsigned char pkt[192], mac[SHA256_DIGEST_LENGTH], data[32 + 192], kpad[64];
+    SHA256_CTX inner0, outer0, ctx;
+    if (keylen > 64) { fprintf(stderr, "KEYHEX: at most 64 bytes\n"); return 2; }
+    memset(kpad, 0x36, 64); for (int i = 0; i < keylen; i++) kpad[i] ^= key[i];
+    SHA256_Init(&inner0); SHA256_Update(&inner0, kpad, 64);
+    memset(kpad, 0x5c, 64); for (int i = 0; i < keylen; i++) kpad[i] ^= key[i];
+    SHA256_Init(&outer0); SHA256_Update(&outer0, kpad, 64);
     memcpy(data, &me.sin6_addr, 16);  /* the MPA's address first, then the LMAP's */
     memcpy(data + 16, &to.sin6_addr, 16);
     while (now() < end) {
@@ -114,7 +122,8 @@ int main(int argc, char **argv) {
             pkt[6] = seq >> 8; pkt[7] = seq & 255; pkt[8] = 0x82; pkt[9] = 0x00; /* A and P */
             pkt[10] = 0; pkt[11] = 100;                                          /* 400 s */
             memcpy(data + 32, pkt, spiEnd);  /* the checksum (4, 5) is zero here */
-            HMAC(EVP_sha256(), key, keylen, data, 32 + spiEnd, mac, &maclen);
+            ctx = inner0; SHA256_Update(&ctx, data, 32 + spiEnd); SHA256_Final(mac, &ctx);
+            ctx = outer0; SHA256_Update(&ctx, mac, sizeof mac); SHA256_Final(mac, &ctx);
             memcpy(pkt + spiEnd, mac, 16);
             pad(pkt, spiEnd + 16, 8, 0);
             sendto(s, pkt, total, 0, (struct sockaddr *)&to, sizeof to);

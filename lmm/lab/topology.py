@@ -518,6 +518,11 @@ class Lab:
         self.startCaptures()
         lmapKeys, self.mpaKeys = writeKeyFiles(self.runDir, topology.lmap,
                                                [spec.address for spec in topology.mpas])
+        if topology.lmapOverrides.get("security.authentication", True):
+            self.say(f"signaling: authenticated (RFC 4285, HMAC-SHA256-128), fresh keys in "
+                     f"{lmapKeys} and one file per MPA")
+        else:
+            self.say("signaling: NOT authenticated (the topology's [overrides] say so)")
         lmapConfig = writeConfig(self.path("lmap.toml"), applyOverrides({
             "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
                      "mpas": [topology.backbonePrefix]},

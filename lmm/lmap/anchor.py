@@ -507,18 +507,21 @@ class LocalMobilityAnchor:
         timestamp = 0
         careOf = mpa
         for option in bu.options:
-            if isinstance(option, MobileNodeIdentifier):
+            # type() is: the option classes are final, and this is the hot path.
+            kind = type(option)
+            if kind is MobileNodeIdentifier:
                 if mnid is None:
-                    mnid = option
-            elif isinstance(option, LocalAddress):
+                    mnid = option  # type: ignore[assignment]
+            elif kind is LocalAddress:
                 if localAddress is None:
-                    localAddress = option
-            elif isinstance(option, BindingCacheConfirmation):
+                    localAddress = option  # type: ignore[assignment]
+            elif kind is BindingCacheConfirmation:
                 confirmation = True
-            elif isinstance(option, ReplayProtection):
+            elif kind is ReplayProtection:
                 if not timestamp:
-                    timestamp = option.timestamp
-            elif isinstance(option, AlternateCareOfAddress):
+                    timestamp = option.timestamp  # type: ignore[attr-defined]
+            elif kind is AlternateCareOfAddress:
+                assert isinstance(option, AlternateCareOfAddress)
                 alternate = self._mpaOf(option.address)
                 if alternate is None:
                     raise _Rejected(
