@@ -220,7 +220,7 @@ class TunnelFailureServiceTests(SynchronousTestCase):
         self.plane = RefusingPlane(how)
         self.service = LMAPService(anchor, self.plane, LMAP, mh.DRAFT, self.clock)
         self.port = RecordingPort()
-        self.service.port = cast(Any, self.port)
+        self.service.signaling.port = cast(Any, self.port)
 
     def register(self, source: str, sequence: int, nai: bytes = b"ms1@lmm.test") -> None:
         message = pbu(sequence, nai, mh.LocalAddress("2001:db8:1::5", 64))

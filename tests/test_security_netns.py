@@ -34,6 +34,7 @@ from lmm.security import (
 )
 from lmm.testing.mixins import NetnsTestMixin
 from tests.test_lab import LabTestCase
+from tests.test_lmap_integration import MPAClient, pbu
 
 LMAP = "fd00:145::1"
 MPA1 = "fd00:145::2"
@@ -60,51 +61,34 @@ def writeKeys(path: str, entries: list[tuple[str, int, bytes]]) -> None:
     os.replace(path + ".new", path)
 
 
-class SignedMPA:
+class SignedMPA(MPAClient):
     """Sends PBUs from one address (signed with C{codec}, or as given),
     reads and opens what the LMAP sends back."""
 
     def __init__(self, sock: socket.socket, address: str, codec: SignalingCodec | None) -> None:
-        self.sock = sock
-        self.address = address
+        super().__init__(sock, address)
         self.codec = codec
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
-        sock.bind((address, 0))
 
     def seal(self, message: mh.MobilityMessage) -> bytes:
         assert self.codec is not None
         return self.codec.encode(message, LMAP, time.time())
 
-    def send(self, message: mh.MobilityMessage | bytes) -> bytes:
+    def send(self, message: mh.MobilityMessage | bytes) -> bytes:  # type: ignore[override]
         data = message if isinstance(message, bytes) else self.seal(message)
         self.sock.sendto(data, (LMAP, 0))
         return data
 
-    def receive(self, timeout: float = 3.0) -> mh.Message:
+    def receive(self, timeout: float = 3.0) -> mh.Message:  # type: ignore[override]
         self.sock.settimeout(timeout)
         data, source = self.sock.recvfrom(2048)
         assert source[0] == LMAP, source
         assert self.codec is not None
         return self.codec.decode(data, LMAP, time.time())
 
-    def nothing(self, within: float = 0.5) -> bool:
-        self.sock.settimeout(within)
-        try:
-            self.sock.recvfrom(2048)
-        except TimeoutError:
-            return True
-        return False
-
 
 def codecFor(address: str, *spis: tuple[int, bytes]) -> SignalingCodec:
     return SignalingCodec(mh.DRAFT, address, "mpa", SecurityAssociations(
         [MobilitySecurityAssociation(LMAP, spi, HMAC_SHA256_128, key) for spi, key in spis]))
-
-
-def pbu(sequence: int, nai: bytes, *options: mh.MobilityOption,
-        lifetime: int = 400) -> mh.BindingUpdate:
-    return mh.BindingUpdate(sequence, lifetime, (mh.MobileNodeIdentifier(nai), *options),
-                            ack=True, proxy=True)
 
 
 class AuthenticatedLMAPTests(NetnsTestMixin, SynchronousTestCase):

@@ -61,8 +61,9 @@ class LMAPService(Service):
         control channel's C{security reload} reads it again), or None.
     @param maxRatePerSource: Mobility Header messages a second read from one
         source at most (0: no limit).
-    @ivar port: what sends the encoded messages (C{send(data, destination)}):
-        the daemon's L{MobilityHeaderService}; None: nothing is sent.
+    @ivar signaling: the L{SignalingShell}: the codec, the per-source limit, and
+        (its C{port}) what sends the encoded messages, the daemon's
+        L{MobilityHeaderService}; None: nothing is sent.
     """
 
     name = "lmap"
@@ -160,15 +161,6 @@ class LMAPService(Service):
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         self.signaling.send(message, destination)
 
-    @property
-    def port(self) -> Any:
-        """What sends the encoded messages (the daemon's L{MobilityHeaderService})."""
-        return self.signaling.port
-
-    @port.setter
-    def port(self, port: Any) -> None:
-        self.signaling.port = port
-
     def allCounters(self) -> dict[str, int]:
         """The anchor's counters and the signaling shell's."""
         merged = Counter(self.anchor.counters)
@@ -204,7 +196,7 @@ def composeLMAP(core: LMAPService, controlSocket: str | None = None,
     top = InOrder()
     port = MobilityHeaderService(core.address, reactor, core.datagramReceived, socket)
     port.setServiceParent(top)
-    core.port = port
+    core.signaling.port = port
     if controlSocket is not None:
         ControlService(lambda words: execute(core, words), controlSocket,
                        reactor).setServiceParent(top)

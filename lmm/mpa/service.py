@@ -87,9 +87,9 @@ class MPAService(Service):
         control channel's C{security reload} reads it again), or None.
     @param maxRatePerSource: Mobility Header messages a second read from one
         source at most (0: no limit).
-    @ivar port: what sends the encoded Mobility Header messages (C{send(data,
-        destination)}): the daemon's L{MobilityHeaderService}; None: nothing
-        is sent.
+    @ivar signaling: the L{SignalingShell}: the codec, the per-source limit, and
+        (its C{port}) what sends the encoded messages, the daemon's
+        L{MobilityHeaderService}; None: nothing is sent.
     @ivar controlSocket: the control channel's path, for the start's log line.
     """
 
@@ -305,15 +305,6 @@ class MPAService(Service):
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         self.signaling.send(message, destination)
 
-    @property
-    def port(self) -> Any:
-        """What sends the encoded messages (the daemon's L{MobilityHeaderService})."""
-        return self.signaling.port
-
-    @port.setter
-    def port(self, port: Any) -> None:
-        self.signaling.port = port
-
     # --- for the control channel ---------------------------------------------
 
     def allCounters(self) -> dict[str, int]:
@@ -412,7 +403,7 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
         makeSocket = None
     port = MobilityHeaderService(core.address, reactor, core.datagramReceived, makeSocket)
     port.setServiceParent(top)
-    core.port = port
+    core.signaling.port = port
     if core.relayPort is not None:
         RelayPortService(core, core.relayPort).setServiceParent(top)
     if controlSocket is not None:
