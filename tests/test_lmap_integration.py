@@ -23,7 +23,7 @@ from lmm.lab.daemons import Daemon, writeConfig
 from lmm.lab.netns import link
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.service import LMAPService
-from lmm.testing.doubles import RefusingPlane
+from lmm.testing.doubles import RecordingDataPlane, RefusingPlane
 from lmm.testing.mixins import NetnsTestMixin
 
 LMAP = "fd00:135::1"
@@ -308,3 +308,41 @@ class TunnelFailureServiceTests(SynchronousTestCase):
                              mh.MobileNodeIdentifier(b"ms1@lmm.test"))
             self.assertEqual(self.service.describeBindings(), [])
             self.assertEqual(list(self.plane.bindings()), [])
+
+
+class TimerKeptArmedTests(SynchronousTestCase):
+    """An exception while the LMAP service carries out a tick's actions (a bug,
+    or a backend that raises what it should not) does not leave the timer
+    unarmed: the next deadline still comes (issue 13: a revocation once went
+    unsent for 100 s)."""
+
+    def test_tickRaises(self) -> None:
+        clock = Clock()
+        clock.advance(1000)
+        anchor = LocalMobilityAnchor(LMAP, [IPv6Network(LNP)], [IPv6Network("fd00:135::/64")],
+                                     maxLifetime=3600, profile=mh.DRAFT,
+                                     revocationTimeout=1.0, revocationRetries=3)
+        service = LMAPService(anchor, RecordingDataPlane(), LMAP, mh.DRAFT, clock)
+        port = RecordingPort()
+        service.signaling.port = cast(Any, port)
+        for source in (MPA1, MPA2):  # a handover: a revocation to MPA1, retransmitted
+            service.datagramReceived(
+                mh.encode(pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64))),
+                source)
+        port.sent.clear()
+        original = service.perform
+        calls = []
+
+        def failingOnce(actions: list[Any]) -> None:
+            calls.append(actions)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            original(actions)
+
+        service.perform = failingOnce  # type: ignore[method-assign]
+        with self.assertRaises(RuntimeError):
+            clock.advance(1.0)  # the first retransmission's tick: its perform raises
+        clock.advance(2.0)  # the next one still comes
+        self.assertEqual(len(calls), 2)
+        self.assertTrue(any(isinstance(mh.decode(data), mh.BindingRevocationIndication)
+                            for data, _ in port.sent))

@@ -134,13 +134,19 @@ class LMAPService(Service):
             actions = self.anchor.malformed(message, source, now)
         else:
             actions = self.anchor.receive(message, source, now)
-        if actions:
-            self.perform(actions)
-        self._schedule()
+        try:
+            if actions:
+                self.perform(actions)
+        finally:
+            self._schedule()
 
     def _tick(self) -> None:
-        self.perform(self.anchor.tick(self.reactor.seconds()))
-        self._schedule()
+        try:
+            self.perform(self.anchor.tick(self.reactor.seconds()))
+        finally:
+            # Whatever went wrong, the next deadline stays armed: an exception
+            # here once left a revocation unsent until unrelated input came.
+            self._schedule()
 
     def _schedule(self) -> None:
         self._timer.schedule(self.anchor.nextDeadline())

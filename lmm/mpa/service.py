@@ -222,13 +222,19 @@ class MPAService(Service):
             self._run(self.agent.messageReceived(message, source, now))
 
     def _run(self, actions: list[Any]) -> None:
-        if actions:
-            self.perform(actions)
-        self._schedule()
+        try:
+            if actions:
+                self.perform(actions)
+        finally:
+            self._schedule()
 
     def _tick(self) -> None:
-        self.perform(self.agent.tick(self.reactor.seconds()))
-        self._schedule()
+        try:
+            self.perform(self.agent.tick(self.reactor.seconds()))
+        finally:
+            # Whatever went wrong, the next deadline stays armed: an exception
+            # here once left a revocation unsent until unrelated input came.
+            self._schedule()
 
     def _schedule(self) -> None:
         if not self.running:
