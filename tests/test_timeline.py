@@ -207,3 +207,21 @@ class LayoutTests(SynchronousTestCase):
         self.assertLess(tl.textWidth("iiii", 10), tl.textWidth("mmmm", 10))
         self.assertLess(tl.textWidth("PBA", 10), tl.textWidth("PBA", 10, bold=True))
         self.assertLess(tl.textWidth("PBA", 10), tl.textWidth("PBA", 13))
+
+
+class PingRecordTests(SynchronousTestCase):
+    def test_lastInFlightIsNotLost(self) -> None:
+        """The request sent as ping was stopped has no reply yet: ping counts it
+        transmitted, the timeline does not count it lost; one missing before the
+        last is lost."""
+        from lmm.lab.timeline import parsePing
+
+        lines = ["PING fd00:cc::2 56 data bytes"]
+        for sequence in (1, 2, 4, 5):
+            lines.append(f"[1000.{sequence:02d}0000] 64 bytes from fd00:cc::2: "
+                         f"icmp_seq={sequence} ttl=63 time=0.3 ms")
+        lines += ["", "--- fd00:cc::2 ping statistics ---",
+                  "6 packets transmitted, 4 received, 33% packet loss"]
+        record = parsePing("\n".join(lines), 0.01)
+        self.assertEqual(record.transmitted, 6)
+        self.assertEqual(record.lost(), [3])

@@ -59,8 +59,16 @@ class PingRecord:
             return self.replies[b][0] - (b - sequence) * self.interval
         return None
 
+    def inFlightAtStop(self, sequence: int) -> bool:
+        """Whether C{sequence} is the last request, sent as ping was stopped:
+        unanswered because ping stopped listening, not lost (its summary
+        counts it as transmitted all the same)."""
+        return (sequence == self.transmitted and sequence not in self.replies
+                and sequence - 1 in self.replies)
+
     def lost(self) -> list[int]:
-        return [s for s in range(1, self.transmitted + 1) if s not in self.replies]
+        return [s for s in range(1, self.transmitted + 1)
+                if s not in self.replies and not self.inFlightAtStop(s)]
 
 
 _PING_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms")
@@ -280,7 +288,7 @@ class Timeline:
         starts = [p.start for p in self.phases]
         for sequence in range(1, ping.transmitted + 1):
             sent = ping.sentAt(sequence)
-            if sent is None:
+            if sent is None or ping.inFlightAtStop(sequence):
                 continue
             index = max([i for i, s in enumerate(starts) if s <= sent] or [0])
             phase = self.phases[index]
