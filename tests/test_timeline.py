@@ -224,4 +224,8 @@ class PingRecordTests(SynchronousTestCase):
                   "6 packets transmitted, 4 received, 33% packet loss"]
         record = parsePing("\n".join(lines), 0.01)
         self.assertEqual(record.transmitted, 6)
+        self.assertEqual(record.lost(), [3, 6])  # no stop time known: lost
+        record.stoppedAt = 1000.062  # the 6th went at ~1000.06, just before
         self.assertEqual(record.lost(), [3])
+        record.stoppedAt = 1000.2  # long after: lost
+        self.assertEqual(record.lost(), [3, 6])

@@ -142,6 +142,7 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = Fa
         # ping keeps its pace only roughly: stop it at the end of the last dwell
         # (SIGINT: it prints its summary), then give the last replies a moment.
         time.sleep(0.1)
+        lab.pingStopped = time.time()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=5)
@@ -176,6 +177,7 @@ def buildTimeline(lab: Lab, result: Result | None = None) -> tl.Timeline | None:
     if pingOutput and os.path.exists(pingOutput):
         with open(pingOutput, errors="replace") as f:
             ping = tl.parsePing(f.read(), lab.pingInterval)
+        ping.stoppedAt = getattr(lab, "pingStopped", None)
     # What the daemons sent as they stopped is not part of the scenario.
     end = getattr(lab, "end", None) or float("inf")
     events = [e for e in events if e.when <= end]

@@ -39,6 +39,7 @@ class PingRecord:
     interval: float
     replies: dict[int, tuple[float, float]] = field(default_factory=dict)  # seq: (sent, rtt)
     transmitted: int = 0
+    stoppedAt: float | None = None  # when the lab stopped ping (SIGINT), if it says
 
     def sentAt(self, sequence: int) -> float | None:
         """When request C{sequence} was sent: measured if it came back, else
@@ -60,16 +61,23 @@ class PingRecord:
         return None
 
     def inFlightAtStop(self, sequence: int) -> bool:
-        """Whether C{sequence} is the last request, sent as ping was stopped:
-        unanswered because ping stopped listening, not lost (its summary
-        counts it as transmitted all the same)."""
-        return (sequence == self.transmitted and sequence not in self.replies
-                and sequence - 1 in self.replies)
+        """Whether C{sequence} is the last request, sent in the moment before
+        ping was stopped (C{stoppedAt}, when known): unanswered because ping
+        stopped listening, not lost (its summary counts it transmitted)."""
+        if (self.stoppedAt is None or sequence != self.transmitted
+                or sequence in self.replies):
+            return False
+        sent = self.sentAt(sequence)
+        return sent is not None and sent >= self.stoppedAt - IN_FLIGHT_AT_STOP
 
     def lost(self) -> list[int]:
         return [s for s in range(1, self.transmitted + 1)
                 if s not in self.replies and not self.inFlightAtStop(s)]
 
+
+#: A last request sent this close before ping was stopped was still in flight
+#: (the round trip is ~0.3 ms here).
+IN_FLIGHT_AT_STOP = 0.005
 
 _PING_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms")
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
