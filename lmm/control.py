@@ -83,24 +83,25 @@ def securityCommand(service: Any, args: list[str]) -> dict[str, Any]:
     the key file read again, its associations used from now on (a file that
     cannot be used changes nothing)."""
     arity(args, 0, 1, SECURITY_USAGE)
-    codec = service.codec
+    signaling = service.signaling
+    codec, keyFile = signaling.codec, signaling.keyFile
     if args:
         if args[0] != "reload":
             raise CommandError(f"usage: {SECURITY_USAGE}")
-        if service.keyFile is None:
+        if keyFile is None:
             raise CommandError("authentication is off (security.authentication = false): "
                                "there is no key file to read")
         try:
-            associations = loadKeyFile(service.keyFile)
+            associations = loadKeyFile(keyFile)
         except ConfigError as e:
             raise CommandError(f"{e}; the associations in use are kept") from None
         codec.rekey(associations)
         log.info("security associations reloaded from {path}: {count}",
-                 path=service.keyFile, count=len(associations))
+                 path=keyFile, count=len(associations))
     associations = codec.associations
     return {"ok": True, "authentication": associations is not None,
             "replayWindow": codec.replayWindow if associations is not None else None,
-            "keyFile": service.keyFile,
+            "keyFile": keyFile,
             "associations": [] if associations is None else associations.describe()}
 
 

@@ -17,6 +17,7 @@ from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.journal import LOG_SETTINGS
+from lmm.service import SignalingConfig
 
 __all__ = ["LOG_SETTINGS", "SECURITY_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS",
            "DaemonOptions"]
@@ -96,8 +97,7 @@ def loadAssociations(path: str | None, values: Mapping[str, Any]
         raise ConfigError(where, "security.keys",
                           "missing: authentication is on (security.authentication = true) "
                           "and needs a key file (docs/security.md)")
-    keyPath = keyFileOf(path, values)
-    assert keyPath is not None
+    keyPath = security.keyFilePath(path, name)
     try:
         return security.loadKeyFile(keyPath)
     except ConfigError as e:
@@ -106,18 +106,16 @@ def loadAssociations(path: str | None, values: Mapping[str, Any]
         raise
 
 
-def keyFileOf(path: str | None, values: Mapping[str, Any]) -> str | None:
-    """The key file's path, if authentication is on."""
-    if not values["security.authentication"] or values["security.keys"] is None:
-        return None
-    return security.keyFilePath(path, values["security.keys"])
-
-
-def signalingCodec(path: str | None, values: Mapping[str, Any], profile: mh.WireProfile,
-                   local: str, role: str) -> security.SignalingCodec:
-    """The Mobility Header codec the configuration asks for."""
-    return security.SignalingCodec(profile, local, role, loadAssociations(path, values),
-                                   values["security.replay_window"])
+def signalingConfig(path: str | None, values: Mapping[str, Any], profile: mh.WireProfile,
+                    local: str, role: str) -> SignalingConfig:
+    """The signaling's protection as the configuration asks for it (the
+    [security] table) at C{local}, in C{role}."""
+    associations = loadAssociations(path, values)
+    codec = security.SignalingCodec(profile, local, role, associations,
+                                    values["security.replay_window"])
+    keyFile = (None if associations is None
+               else security.keyFilePath(path, values["security.keys"]))
+    return SignalingConfig(codec, keyFile, values["security.max_rate_per_source"])
 
 
 def checkBackend(path: str, key: str, interface: Any, name: str) -> None:

@@ -399,11 +399,6 @@ class SignalingCodec:
         return message
 
 
-def peersWithout(associations: SecurityAssociations, peers: Sequence[str]) -> list[str]:
-    """Of C{peers}, those that have no SA (for start-up checks)."""
-    return [p for p in peers if inet.canonical(p) not in associations]
-
-
 def main(argv: Sequence[str]) -> int:
     """C{python -m lmm.security newkey [ALGORITHM]}: a new random key, in hex."""
     import secrets

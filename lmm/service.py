@@ -10,6 +10,7 @@ way.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from twisted.application.internet import TimerService
@@ -105,6 +106,21 @@ COUNTERS = {
 }
 
 
+@dataclass(frozen=True)
+class SignalingConfig:
+    """
+    How a daemon's signaling is protected, as its configuration says
+    (L{lmm.daemon.signalingConfig}): the codec, the key file its security
+    associations came from (the control channel's C{security reload} reads it
+    again; None: authentication off), and the most Mobility Header messages a
+    second read from one source (0: no limit).
+    """
+
+    codec: SignalingCodec
+    keyFile: str | None = None
+    maxRatePerSource: float = 0.0
+
+
 class SignalingShell:
     """
     What both daemons do with Mobility Header datagrams, deciding nothing:
@@ -114,14 +130,16 @@ class SignalingShell:
     error is counted by errno (L{COUNTERS}) and logged rate-limited, and
     never stops what follows it.
 
+    @ivar codec: the L{SignalingCodec}; C{keyFile}: where its associations came from.
     @ivar port: what sends bytes (C{send(data, destination)}); None: nothing.
     @ivar counters: this shell's counters.
     """
 
-    def __init__(self, codec: SignalingCodec, clock: Callable[[], float], logger: Logger,
-                 coreCounters: Counter[str], maxRatePerSource: float = 0.0) -> None:
-        self.codec = codec
-        self.sources = SourceLimiter(maxRatePerSource)
+    def __init__(self, config: SignalingConfig, clock: Callable[[], float], logger: Logger,
+                 coreCounters: Counter[str]) -> None:
+        self.codec = config.codec
+        self.keyFile = config.keyFile
+        self.sources = SourceLimiter(config.maxRatePerSource)
         self.clock = clock
         self.log = logger
         self.coreCounters = coreCounters

@@ -111,12 +111,13 @@ class SignalingShellTests(SynchronousTestCase):
 
         from lmm import mh
         from lmm.security import SignalingCodec
-        from lmm.service import SignalingShell
+        from lmm.service import SignalingConfig, SignalingShell
 
         clock = Clock()
         core: Counter[str] = Counter()
-        shell = SignalingShell(SignalingCodec(mh.DRAFT, "2001:db8::1", "lmap"), clock.seconds,
-                               Logger(namespace="lmm.test"), core, rate)
+        shell = SignalingShell(
+            SignalingConfig(SignalingCodec(mh.DRAFT, "2001:db8::1", "lmap"), None, rate),
+            clock.seconds, Logger(namespace="lmm.test"), core)
         return shell, clock, mh
 
     def test_ratePerSource(self) -> None:

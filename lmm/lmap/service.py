@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from lmm import mh
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, keyFileOf, signalingCodec
+from lmm.daemon import buildBackend, signalingConfig
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
@@ -31,6 +31,7 @@ from lmm.service import (
     ActionPerformer,
     InOrder,
     MobilityHeaderService,
+    SignalingConfig,
     SignalingShell,
     summaryService,
 )
@@ -55,12 +56,8 @@ class LMAPService(Service):
         L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
-    @param codec: the Mobility Header codec (L{lmm.security}); default: no
-        protection.
-    @param keyFile: the key file C{codec}'s associations came from (the
-        control channel's C{security reload} reads it again), or None.
-    @param maxRatePerSource: Mobility Header messages a second read from one
-        source at most (0: no limit).
+    @param signaling: how the signaling is protected (L{SignalingConfig});
+        default: no protection, no per-source limit.
     @ivar signaling: the L{SignalingShell}: the codec, the per-source limit, and
         (its C{port}) what sends the encoded messages, the daemon's
         L{MobilityHeaderService}; None: nothing is sent.
@@ -77,19 +74,14 @@ class LMAPService(Service):
         reactor: IReactorTime | None = None,
         logLevel: str = "info",
         tunnelConfig: TunnelConfig | None = None,
-        codec: SignalingCodec | None = None,
-        keyFile: str | None = None,
-        maxRatePerSource: float = 0.0,
+        signaling: SignalingConfig | None = None,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
-        if codec is None:
-            codec = SignalingCodec(profile, address, "lmap")
+        if signaling is None:
+            signaling = SignalingConfig(SignalingCodec(profile, address, "lmap"))
         self.anchor = anchor
-        self.codec = codec
-        self.keyFile = keyFile
-        self.signaling = SignalingShell(codec, reactor.seconds, log, anchor.counters,
-                                        maxRatePerSource)
+        self.signaling = SignalingShell(signaling, reactor.seconds, log, anchor.counters)
         if not isinstance(dataPlane, SwappableTunnel):
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig)
         self.dataPlane = dataPlane
@@ -234,8 +226,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     core = LMAPService(anchor, backend, values["lmap.address"], profile, reactor,
                        logLevel=values["log.level"],
                        tunnelConfig=tunnelConfig(values, backend, path),
-                       codec=signalingCodec(path, values, profile, values["lmap.address"], "lmap"),
-                       keyFile=keyFileOf(path, values),
-                       maxRatePerSource=values["security.max_rate_per_source"])
+                       signaling=signalingConfig(path, values, profile, values["lmap.address"],
+                                                 "lmap"))
     return composeLMAP(core, values["control.socket"], values["log.summary_interval"],
                        reactor=reactor)

@@ -25,7 +25,7 @@ from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.config import ConfigError
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, keyFileOf, signalingCodec
+from lmm.daemon import buildBackend, signalingConfig
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import (
     IAccessLinks,
@@ -49,6 +49,7 @@ from lmm.service import (
     ActionPerformer,
     InOrder,
     MobilityHeaderService,
+    SignalingConfig,
     SignalingShell,
     summaryService,
 )
@@ -81,12 +82,8 @@ class MPAService(Service):
         L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
-    @param codec: the Mobility Header codec (L{lmm.security}); default: no
-        protection.
-    @param keyFile: the key file C{codec}'s associations came from (the
-        control channel's C{security reload} reads it again), or None.
-    @param maxRatePerSource: Mobility Header messages a second read from one
-        source at most (0: no limit).
+    @param signaling: how the signaling is protected (L{SignalingConfig});
+        default: no protection, no per-source limit.
     @ivar signaling: the L{SignalingShell}: the codec, the per-source limit, and
         (its C{port}) what sends the encoded messages, the daemon's
         L{MobilityHeaderService}; None: nothing is sent.
@@ -109,14 +106,12 @@ class MPAService(Service):
         describeBackends: str = "",
         relayPort: IDHCPv6Relay | None = None,
         tunnelConfig: TunnelConfig | None = None,
-        codec: SignalingCodec | None = None,
-        keyFile: str | None = None,
-        maxRatePerSource: float = 0.0,
+        signaling: SignalingConfig | None = None,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
-        if codec is None:
-            codec = SignalingCodec(profile, agent.address, "mpa")
+        if signaling is None:
+            signaling = SignalingConfig(SignalingCodec(profile, agent.address, "mpa"))
         if not IAccessLinks.providedBy(detector):
             raise TypeError(f"{detector!r} does not own the access links (IAccessLinks): the "
                             "MPA needs their frames for home-link emulation")
@@ -132,10 +127,7 @@ class MPAService(Service):
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig, self.within)
         self.dataPlane = dataPlane
         self.describeBackends = describeBackends
-        self.codec = codec
-        self.keyFile = keyFile
-        self.signaling = SignalingShell(codec, reactor.seconds, log, agent.counters,
-                                        maxRatePerSource)
+        self.signaling = SignalingShell(signaling, reactor.seconds, log, agent.counters)
         self.relayPort = relayPort
         self.controlSocket: str | None = None
         self.counters: Counter[str] = Counter()
@@ -481,8 +473,7 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
     core = MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       logLevel=values["log.level"], describeBackends=backends,
                       relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path),
-                      codec=signalingCodec(path, values, profile, values["mpa.address"], "mpa"),
-                      keyFile=keyFileOf(path, values),
-                      maxRatePerSource=values["security.max_rate_per_source"])
+                      signaling=signalingConfig(path, values, profile, values["mpa.address"],
+                                                "mpa"))
     return composeMPA(core, values["control.socket"], values["log.summary_interval"],
                       reactor=reactor)
