@@ -43,6 +43,11 @@ sys.path.insert(0, top)
 from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
 from lmm.lab.netns import Namespace, link  # noqa: E402
 from lmm.mh import OptionType  # noqa: E402
+from lmm.security import (  # noqa: E402
+    HMAC_SHA256_128,
+    MobilitySecurityAssociation,
+    writeKeyFile,
+)
 
 RESPONDER = "fd00:b::1"
 GENERATOR = "fd00:b::2"
@@ -95,11 +100,8 @@ def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None) -
     # One generator stands for many MPAs: no per-source limit.
     security: dict[str, Any] = {"authentication": False, "max_rate_per_source": 0}
     if key is not None:
-        path = os.path.join(folder, f"{name}.keys")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f'[[association]]\npeer = "{GENERATOR}"\nspi = {SPI}\n'
-                    f'algorithm = "hmac-sha256-128"\nkey = "{key.hex()}"\n')
+        path = writeKeyFile(os.path.join(folder, f"{name}.keys"), [
+            MobilitySecurityAssociation(GENERATOR, SPI, HMAC_SHA256_128, key)])
         security = {"keys": path, "max_rate_per_source": 0}
     config = writeConfig(os.path.join(folder, f"{name}.toml"), {
         "lmap": {"address": RESPONDER, "local_network_prefixes": [PREFIX + "/64"],

@@ -226,6 +226,23 @@ def loadKeyFile(path: str) -> SecurityAssociations:
         raise ConfigError(path, "association", str(e)) from None
 
 
+def writeKeyFile(path: str, associations: Iterable[MobilitySecurityAssociation]) -> str:
+    """Write C{associations} as a key file L{loadKeyFile} reads, mode 0600,
+    replacing C{path} at once (a daemon reloading it never sees half a file);
+    C{path}. For the lab, the benchmarks and the tests: an operator writes his
+    own, the format is in docs/security.md."""
+    text = "".join(f'[[association]]\npeer = "{sa.peer}"\nspi = {sa.spi}\n'
+                   f'algorithm = "{sa.algorithm.name}"\nkey = "{sa.key.hex()}"\n\n'
+                   for sa in associations)
+    partial = path + ".new"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(partial, 0o600)  # an existing file keeps its mode through O_CREAT
+    os.replace(partial, path)
+    return path
+
+
 def keyFilePath(configPath: str | None, value: str) -> str:
     """A key file named in a configuration file: relative to that file's folder."""
     if configPath is None or os.path.isabs(value):

@@ -266,6 +266,21 @@ class KeyFileTests(SynchronousTestCase):
         self.assertEqual(associations.sending(MPA).spi, 1000)  # type: ignore[union-attr]
         self.assertEqual(associations.lookup(MPA, 1001).key, KEY)  # type: ignore[union-attr]
 
+    def test_writeKeyFile(self) -> None:
+        """What writeKeyFile writes (mode 0600) loadKeyFile reads back, the
+        same SAs in the same order; writing again replaces the file."""
+        path = self.mktemp()
+        written = [MobilitySecurityAssociation(MPA, 1000, HMAC_SHA256_128, KEY),
+                   MobilitySecurityAssociation(MPA, 1001, HMAC_SHA1_96, bytes(20)),
+                   MobilitySecurityAssociation(OTHER, 1000, HMAC_SHA256_128, KEY)]
+        security.writeKeyFile(path, written)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        loaded = security.loadKeyFile(path)
+        self.assertEqual([loaded.lookup(sa.peer, sa.spi) for sa in written], written)
+        self.assertEqual(loaded.sending(MPA), written[0])
+        security.writeKeyFile(path, written[2:])
+        self.assertEqual(len(security.loadKeyFile(path)), 1)
+
     def test_permissions(self) -> None:
         """A key file others may read or write is refused, naming the mode."""
         for mode in (0o644, 0o640, 0o604, 0o620):

@@ -31,6 +31,7 @@ from lmm.security import (
     MobilitySecurityAssociation,
     SecurityAssociations,
     SignalingCodec,
+    writeKeyFile,
 )
 from lmm.testing.mixins import NetnsTestMixin
 from tests.test_lab import LabTestCase
@@ -48,17 +49,9 @@ KEYS = {MPA1: b"\x11" * 32, MPA2: b"\x22" * 32, FARAWAY: b"\x33" * 32}
 SPI = 1000
 
 
-def keyFileText(entries: list[tuple[str, int, bytes]]) -> str:
-    return "".join(f'[[association]]\npeer = "{peer}"\nspi = {spi}\n'
-                   f'algorithm = "hmac-sha256-128"\nkey = "{key.hex()}"\n\n'
-                   for peer, spi, key in entries)
-
-
 def writeKeys(path: str, entries: list[tuple[str, int, bytes]]) -> None:
-    fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(keyFileText(entries))
-    os.replace(path + ".new", path)
+    writeKeyFile(path, [MobilitySecurityAssociation(peer, spi, HMAC_SHA256_128, key)
+                        for peer, spi, key in entries])
 
 
 class SignedMPA(MPAClient):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from lmm.config import writeToml
 from lmm.lab.netns import Namespace, waitFor
+from lmm.security import ALGORITHMS, MobilitySecurityAssociation, writeKeyFile
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -32,25 +33,15 @@ def writeKeyFiles(folder: str, lmap: str, mpas: Sequence[str],
     as key files (mode 0600) in C{folder}: the LMAP's path, and each MPA's by
     address. The lab's signaling is authenticated, as a deployment's is.
     """
-    lmapLines = []
+    kind = ALGORITHMS[algorithm]
+    lmapSide = []
     paths: dict[str, str] = {}
     for index, mpa in enumerate(mpas):
-        spi = 1000 + index
-        key = secrets.token_hex(32)
-        lmapLines.append(f'[[association]]\npeer = "{mpa}"\nspi = {spi}\n'
-                         f'algorithm = "{algorithm}"\nkey = "{key}"\n')
-        paths[mpa] = _writeSecret(os.path.join(folder, f"mpa-{index + 1}.keys"),
-                                  f'[[association]]\npeer = "{lmap}"\nspi = {spi}\n'
-                                  f'algorithm = "{algorithm}"\nkey = "{key}"\n')
-    return _writeSecret(os.path.join(folder, "lmap.keys"), "\n".join(lmapLines)), paths
-
-
-def _writeSecret(path: str, text: str) -> str:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
-    return path
+        spi, key = 1000 + index, secrets.token_bytes(32)
+        lmapSide.append(MobilitySecurityAssociation(mpa, spi, kind, key))
+        paths[mpa] = writeKeyFile(os.path.join(folder, f"mpa-{index + 1}.keys"),
+                                  [MobilitySecurityAssociation(lmap, spi, kind, key)])
+    return writeKeyFile(os.path.join(folder, "lmap.keys"), lmapSide), paths
 
 
 class Daemon:
