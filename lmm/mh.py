@@ -963,11 +963,16 @@ def _sealLayout(position: int, spi: int, macLength: int) -> tuple[bytes, bytes, 
     it is sealed: the bytes before the Replay Protection timestamp (padding to
     8n+2, type, length), those after it up to the MAC (padding to 4n+1, the
     Authentication option's type, length, MN-HA subtype, SPI), the padding
-    after the MAC, and how many bytes all that adds.
+    after the MAC, and how many bytes all that adds. Of the two places 4n+1
+    offers the Authentication option, the one where it ends the header on its
+    8-byte boundary: no padding after it (a MAC a multiple of 4 bytes long,
+    as both of lmm's are), one option less for every receiver to read.
     """
     before = (2 - position) % 8
     afterTimestamp = position + before + 2 + 8
     middle = (1 - afterTimestamp) % 4
+    if (afterTimestamp + middle + 7 + macLength) % 8:
+        middle += 4 if (afterTimestamp + middle + 4 + 7 + macLength) % 8 == 0 else 0
     end = afterTimestamp + middle + 7 + macLength
     tail = -end % 8
     return (
@@ -986,7 +991,7 @@ def encodeSealed(message: MobilityMessage, profile: WireProfile, spi: int, times
     and, last, an L{Authentication} option (MN-HA, C{spi}) whose data is
     C{mac(header)} of C{macLength} bytes, given the header up to and including
     the SPI with the checksum zero (RFC 4285 sections 5 and 6, "MH Data").
-    The same bytes as L{encode} of the message with those two options added.
+    It decodes (L{decode}) to the message with those two options added.
     """
     parts, position = _encodeBody(message, profile)
     before, after, tail, extra = _sealLayout(position % 8, spi, macLength)
@@ -1007,6 +1012,49 @@ def encodeSealed(message: MobilityMessage, profile: WireProfile, spi: int, times
 def decode(data: bytes, profile: WireProfile = DRAFT) -> Message:
     """Decode one Mobility Header; raise a L{MobilityHeaderError} saying what is
     wrong. Bytes past the Header Len are not part of the header and are ignored."""
+    return _decode(data, profile, -1)[0]
+
+
+#: What L{decodeSealed} gives of the Authentication option: its subtype, SPI,
+#: where the data it covers ends (after the SPI), and its Authentication Data.
+SealFields = tuple[int, int, int, bytes]
+
+
+def decodeSealed(data: bytes, profile: WireProfile) -> tuple[Message, SealFields | None]:
+    """
+    For the signaling's security layer (L{lmm.security}): the message in
+    C{data} with the options before its Authentication option, and that
+    option's fields, not made into an L{Authentication} (the LMAP's hot
+    path). None for the fields when the header has no Authentication option
+    or something other than padding follows it (RFC 4285 5: it is the last
+    option). The same errors as L{decode} for what does not decode.
+    """
+    message, at, end = _decode(data, profile, OptionType.AUTHENTICATION)
+    if at == end:
+        return message, None
+    covered = at + 7
+    if covered > end:
+        raise OptionOverrun(f"option type {OptionType.AUTHENTICATION} at offset {at} "
+                            f"runs past the header: {end - at} bytes left")
+    length, subtype, spi = _AUTHENTICATION_HEAD.unpack_from(data, at)
+    last = at + 2 + length
+    if last != end:  # not where lmm puts it
+        if last > end:
+            raise OptionOverrun(f"option type {OptionType.AUTHENTICATION} at offset {at}"
+                                f" runs {last - end} bytes past the header")
+        if length < 5:
+            raise BadOption(f"Authentication option length {length}, expected 5 or more")
+        if _decodeOptions(data, last, end, {}, -1)[0]:
+            return message, None
+    return message, (subtype, spi, covered, data[covered:last])
+
+
+_AUTHENTICATION_HEAD = struct.Struct("!xBBI")  # type, length, subtype, SPI
+
+
+def _decode(data: bytes, profile: WireProfile, stop: int) -> tuple[Message, int, int]:
+    """The message (its options up to the first of type C{stop}), where that
+    option begins (the header's end if none), and the header's end."""
     size = len(data)
     if size < 8:
         raise TruncatedMessage(f"{size} bytes, a Mobility Header has at least 8")
@@ -1026,19 +1074,27 @@ def decode(data: bytes, profile: WireProfile = DRAFT) -> Message:
         raise BadLength(
             f"Header Len says {length} bytes, a {cls.__name__} needs at least {start}"
         )
-    options = _decodeOptions(data, start, length, profile.decoders) if start < length else ()
-    return cls.decodeFixed(data, options)  # type: ignore[return-value]
+    if start < length:
+        options, at = _decodeOptions(data, start, length, profile.decoders, stop)
+    else:
+        options, at = (), length
+    return cls.decodeFixed(data, options), at, length  # type: ignore[return-value]
 
 
 def _decodeOptions(
-    data: bytes, position: int, end: int, decoders: dict[int, type[MobilityOption]]
-) -> tuple[MobilityOption, ...]:
+    data: bytes, position: int, end: int, decoders: dict[int, type[MobilityOption]],
+    stop: int,
+) -> tuple[tuple[MobilityOption, ...], int]:
+    """The options from C{position} to C{end}, or to the first of type
+    C{stop}, and where they stopped."""
     options: list[MobilityOption] = []
     while position < end:
         optionType = data[position]
         if optionType == 0:  # Pad1 (ints, not the IntEnum: this is the hot loop)
             position += 1
             continue
+        if optionType == stop:
+            break
         if position + 2 > end:
             raise OptionOverrun(f"option type {optionType} at offset {position} has no length byte")
         length = data[position + 1]
@@ -1058,7 +1114,7 @@ def _decodeOptions(
             options.append(UnknownOption(optionType, data[body:position]))
         else:
             options.append(decoder.decodeBody(data, body, length))
-    return tuple(options)
+    return tuple(options), position
 
 
 # --- checksum ---------------------------------------------------------------

@@ -95,15 +95,42 @@ class MobilitySecurityAssociation:
 
     def mac(self, data: bytes) -> bytes:
         """First(length, HMAC(key, data)) (RFC 2104, RFC 4285 5.1)."""
+        return self.between(b"")(data)
+
+    def between(self, pair: bytes) -> Authenticator:
+        """This SA's MAC of what follows C{pair} (the two addresses that
+        begin every Mobility Data, RFC 4285 5.1), the pair hashed in once."""
         inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[: self.algorithm.length]
+        inner.update(pair)
+        return Authenticator(self, inner, self._outer)
 
     def describe(self) -> dict[str, Any]:
         """What the control channel shows: everything but the key."""
         return {"peer": self.peer, "spi": self.spi, "algorithm": self.algorithm.name}
+
+
+class Authenticator:
+    """
+    The MAC of one SA between one pair of addresses: C{authenticator(data)} is
+    First(length, HMAC(key, pair | data)). What the signaling calls per
+    message, so it keeps the keyed states (L{MobilitySecurityAssociation.between}).
+    """
+
+    __slots__ = ("sa", "spi", "length", "_inner", "_outer")
+
+    def __init__(self, sa: MobilitySecurityAssociation, inner: Any, outer: Any) -> None:
+        self.sa = sa
+        self.spi = sa.spi
+        self.length = sa.algorithm.length
+        self._inner = inner
+        self._outer = outer
+
+    def __call__(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[: self.length]
 
 
 class SecurityAssociations:
@@ -255,13 +282,18 @@ def keyFilePath(configPath: str | None, value: str) -> str:
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 
 
+_NTP_SECOND = 1 << 32  # one second in a 64-bit NTP timestamp's units
+_NTP_ERA = 1 << 64
+_NTP_HALF = 1 << 63
+
+
 def ntpTimestamp(now: float) -> int:
     """C{now} (POSIX seconds) as a 64-bit NTP timestamp."""
-    return int((now + _NTP_EPOCH) * 4294967296.0) & 0xFFFFFFFFFFFFFFFF
+    return int((now + _NTP_EPOCH) * _NTP_SECOND) % _NTP_ERA
 
 
 def fromNtpTimestamp(timestamp: int) -> float:
-    return timestamp / 4294967296.0 - _NTP_EPOCH
+    return timestamp / _NTP_SECOND - _NTP_EPOCH
 
 
 # --- refusals -----------------------------------------------------------------
@@ -344,7 +376,11 @@ class SignalingCodec:
         self.role = role
         self.replayWindow = replayWindow
         self._localPacked = inet.packAddress(self.local)
-        self._pairs: dict[str, bytes] = {}
+        # Per peer, the Authenticator that signs; per (peer, SPI), those that
+        # check: each with the peer's address pair hashed in (rekey).
+        self._signing: dict[str, Authenticator] = {}
+        self._checking: dict[tuple[str, int], Authenticator] = {}
+        self._window = 0
         self.associations: SecurityAssociations | None = None
         self.rekey(associations)
 
@@ -356,63 +392,71 @@ class SignalingCodec:
         """Use these SAs from now on (a reload: what was in flight under an SA
         still listed stays valid)."""
         self.associations = associations
-        self._pairs = {}
-        if associations is None:
-            return
-        for peer in associations.byPeer:
+        self._window = int(self.replayWindow * _NTP_SECOND)
+        signing: dict[str, Authenticator] = {}
+        checking: dict[tuple[str, int], Authenticator] = {}
+        for peer, listed in (associations.byPeer if associations else {}).items():
             packed = inet.packAddress(peer)
-            self._pairs[peer] = (packed + self._localPacked if self.role == "lmap"
-                                 else self._localPacked + packed)
+            # Mobility Data begins with the MPA's address, then the LMAP's.
+            pair = (packed + self._localPacked if self.role == "lmap"
+                    else self._localPacked + packed)
+            for sa in listed:
+                checking[peer, sa.spi] = sa.between(pair)
+            signing[peer] = checking[peer, listed[0].spi]
+        self._signing, self._checking = signing, checking
 
     # --- sending --------------------------------------------------------------
 
     def encode(self, message: mh.MobilityMessage, peer: str, now: float) -> bytes:
         """The bytes to send C{message} to C{peer}; C{ValueError} when C{peer}
         has no SA (nothing may be sent to it)."""
-        associations = self.associations
-        if associations is None:
+        if self.associations is None:
             return mh.encode(message, self.profile)
-        sa = associations.sending(peer)
-        if sa is None:
+        authenticator = self._signing.get(peer)
+        if authenticator is None:
             raise ValueError(f"no security association with {peer}")
-        prefix = self._pairs[peer]
-        return mh.encodeSealed(message, self.profile, sa.spi, ntpTimestamp(now),
-                               sa.algorithm.length, lambda covered: sa.mac(prefix + covered))
+        return mh.encodeSealed(message, self.profile, authenticator.spi, ntpTimestamp(now),
+                               authenticator.length, authenticator)
 
     # --- receiving ------------------------------------------------------------
 
     def decode(self, data: bytes, peer: str, now: float) -> mh.Message:
         """The message in C{data} from C{peer}: a L{mh.MobilityHeaderError}
         when it does not decode, a L{Refused} one when it is not protected as
-        it must be."""
-        message = mh.decode(data, self.profile)
-        associations = self.associations
-        if associations is None:
-            return message
-        options = message.options
-        authentication = options[-1] if options else None
-        if type(authentication) is not mh.Authentication:
+        it must be. A protected message comes without its Authentication
+        option (checked here, of no use beyond), with its Replay Protection
+        option (the LMAP orders a mobile node's PBUs by it)."""
+        if self.associations is None:
+            return mh.decode(data, self.profile)
+        message, authentication = mh.decodeSealed(data, self.profile)
+        if authentication is None:
             raise MissingAuthentication("no Authentication option last", message)
-        sa = associations.lookup(peer, authentication.spi)
-        if sa is None:
-            if peer not in associations:
+        subtype, spi, covered, authenticationData = authentication
+        if subtype != mh.AUTH_SUBTYPE_MN_HA:
+            raise MissingAuthentication(f"an Authentication option of subtype {subtype}, "
+                                        "not MN-HA", message)
+        authenticator = self._checking.get((peer, spi))
+        if authenticator is None:
+            if peer not in self._signing:
                 raise UnknownPeer(f"no security association with {peer}", message)
-            raise UnknownSPI(f"SPI {authentication.spi} is not one of {peer}'s", message)
-        if not hmac.compare_digest(
-                sa.mac(b"".join((self._pairs[sa.peer], data[:4], _ZERO_CHECKSUM,
-                                 data[6:authentication.covered]))),
-                authentication.authenticationData):
-            raise BadAuthenticator(f"the authenticator does not match SPI {sa.spi}", message)
-        # Where lmm puts it, just before; elsewhere is allowed too.
-        replay = options[-2] if len(options) > 1 else None
+            raise UnknownSPI(f"SPI {spi} is not one of {peer}'s", message)
+        # RFC 4285 5.1: the checksum taken as zero, up to and including the SPI.
+        if not hmac.compare_digest(authenticator(data[:4] + _ZERO_CHECKSUM + data[6:covered]),
+                                   authenticationData):
+            raise BadAuthenticator(f"the authenticator does not match SPI {spi}", message)
+        # Where lmm puts it, last of what is left; elsewhere is allowed too.
+        options = message.options
+        replay = options[-1] if options else None
         if type(replay) is not mh.ReplayProtection:
             replay = message.option(mh.ReplayProtection)
             if replay is None:
                 raise MissingTimestamp("no Replay Protection option", message)
-        skew = fromNtpTimestamp(replay.timestamp) - now
-        if not -self.replayWindow <= skew <= self.replayWindow:
-            raise StaleTimestamp(f"timestamp {skew:+.3f} s from this clock, the window is "
-                                 f"{self.replayWindow:g} s", message, replay.timestamp)
+        # The difference modulo 2**64: right across NTP's era change of 2036.
+        skew = (replay.timestamp - ntpTimestamp(now) + _NTP_HALF) % _NTP_ERA - _NTP_HALF
+        if not -self._window <= skew <= self._window:
+            raise StaleTimestamp(f"timestamp {skew / _NTP_SECOND:+.3f} s from this clock, "
+                                 f"the window is {self.replayWindow:g} s", message,
+                                 replay.timestamp)
         return message
 
 

@@ -74,8 +74,10 @@ class AuthenticationTests(SynchronousTestCase):
                     self.assertEqual(len(data) % 8, 0)
                     opened = receiver.decode(data, source, NOW + 0.01)
                     self.assertEqual(type(opened), type(message))
-                    self.assertEqual(opened.options[:len(message.options)], message.options)
-                    authentication = opened.options[-1]
+                    # The Authentication option, checked, is not passed on.
+                    self.assertEqual(opened.options, message.options + (
+                        mh.ReplayProtection(security.ntpTimestamp(NOW)),))
+                    authentication = mh.decode(data).options[-1]
                     assert isinstance(authentication, mh.Authentication)
                     self.assertEqual(authentication.spi, 300)
                     self.assertEqual(len(authentication.authenticationData), algorithm.length)
@@ -151,7 +153,9 @@ class AuthenticationTests(SynchronousTestCase):
         with self.assertRaises(security.BadAuthenticator) as caught:
             lmap.decode(forged, MPA, NOW)
         # The refused message is kept on the error, for the core's counting.
-        self.assertEqual(caught.exception.message, mh.decode(forged))
+        decoded = mh.decode(forged)
+        self.assertEqual(caught.exception.message,
+                         replace(decoded, options=decoded.options[:-1]))
         self.assertEqual(caught.exception.reason, "auth-bad-mac")
         # Authenticated but without a timestamp.
         sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
@@ -166,20 +170,59 @@ class AuthenticationTests(SynchronousTestCase):
             lmap.decode(noTimestamp, MPA, NOW)
 
     def test_sealedLayout(self) -> None:
-        """encodeSealed's bytes are encode's of the message with the two
-        options added, whatever the length of the message's own options (each
-        position mod 8), and decode back to it."""
-        for length in range(1, 20):
-            message = pbu()
-            message = replace(message, options=(mh.MobileNodeIdentifier(b"x" * length),))
-            sealed = mh.encodeSealed(message, mh.DRAFT, 4000, 12345, 16, lambda c: b"m" * 16)
-            expected = mh.encode(replace(message, options=message.options + (
-                mh.ReplayProtection(12345),
-                mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 4000, b"m" * 16))))
-            self.assertEqual(sealed, expected, length)
-            decoded = mh.decode(sealed)
-            self.assertEqual(decoded.options[-1].covered,  # type: ignore[attr-defined]
-                             sealed.index(b"m" * 16))
+        """encodeSealed's bytes decode to the message with the two options
+        added, whatever the length of the message's own options (each
+        position mod 8), with no padding after the Authentication option
+        (4n+1, RFC 4285 5), which decodeSealed finds as decode does."""
+        for macLength in (12, 16):
+            for length in range(1, 20):
+                message = pbu()
+                message = replace(message, options=(mh.MobileNodeIdentifier(b"x" * length),))
+                sealed = mh.encodeSealed(message, mh.DRAFT, 4000, 12345, macLength,
+                                         lambda c: b"m" * macLength)  # noqa: B023
+                self.assertEqual(len(sealed) % 8, 0)
+                decoded = mh.decode(sealed)
+                self.assertEqual(decoded, replace(message, options=message.options + (
+                    mh.ReplayProtection(12345),
+                    mh.Authentication(mh.AUTH_SUBTYPE_MN_HA, 4000, b"m" * macLength))))
+                authentication = decoded.options[-1]
+                assert isinstance(authentication, mh.Authentication)
+                start = sealed.index(b"m" * macLength)
+                self.assertEqual(authentication.covered, start)
+                self.assertEqual(start % 4, 0, (macLength, length))  # the option at 4n+1
+                self.assertEqual(start + macLength, len(sealed), (macLength, length))
+                self.assertEqual(mh.decodeSealed(sealed, mh.DRAFT), (
+                    replace(decoded, options=decoded.options[:-1]),
+                    (mh.AUTH_SUBTYPE_MN_HA, 4000, start, b"m" * macLength)))
+
+    def test_otherLayouts(self) -> None:
+        """What another implementation may send opens too: the options in
+        another order, the Authentication option padded after (mh.encode's
+        layout); one that is not last, or not MN-HA, is refused."""
+        lmap, _ = pair()
+        sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
+        addresses = socket.inet_pton(socket.AF_INET6, MPA) + socket.inet_pton(socket.AF_INET6,
+                                                                               LMAP)
+
+        def signed(options: tuple[mh.MobilityOption, ...], subtype: int = 1,
+                   after: tuple[mh.MobilityOption, ...] = ()) -> bytes:
+            placeholder = mh.Authentication(subtype, 300, bytes(16))
+            data = mh.encode(replace(pbu(), options=options + (placeholder,) + after))
+            spiEnd = data.index(struct.pack("!BI", subtype, 300)) + 5
+            return data[:spiEnd] + sa.mac(addresses + data[:spiEnd]) + data[spiEnd + 16:]
+
+        replay = mh.ReplayProtection(security.ntpTimestamp(NOW))
+        padded = 0
+        for options in ((replay,) + pbu().options, pbu().options + (replay,)):
+            data = signed(options)
+            padded += not data.endswith(mh.decode(data).options[-1].authenticationData)  # type: ignore[attr-defined]
+            self.assertEqual(lmap.decode(data, MPA, NOW).options, options)
+        self.assertTrue(padded)
+        with self.assertRaises(security.MissingAuthentication):
+            lmap.decode(signed((replay,) + pbu().options, subtype=mh.AUTH_SUBTYPE_MN_AAA),
+                        MPA, NOW)
+        with self.assertRaises(security.MissingAuthentication):
+            lmap.decode(signed((replay,), after=pbu().options), MPA, NOW)
 
     def test_longKey(self) -> None:
         """A key longer than the hash's block is hashed first (RFC 2104 2)."""

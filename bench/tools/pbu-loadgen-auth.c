@@ -1,7 +1,8 @@
 /* pbu-loadgen-auth: ../shared/tools/pbu-loadgen, extended to sign what it sends the way
  * lmm.security does (RFC 4285, docs/security.md): every PBU ends with a Replay Protection
  * option (type 10, 8n+2, the sending time as a 64-bit NTP timestamp) and an Authentication
- * option (type 9, 4n+1, subtype 1 MN-HA, SPI, HMAC-SHA256 truncated to 16 bytes over
+ * option (type 9, 4n+1 taken as 8n+1 so that nothing follows it, as lmm.mh.encodeSealed
+ * lays it out; subtype 1 MN-HA, SPI, HMAC-SHA256 truncated to 16 bytes over
  * LOCAL address | TARGET address | the header up to and including the SPI, checksum zero).
  * What the LMAP answers is counted as the original tool counts it; the answers' own
  * authenticators are not checked (the generator measures the responder, not itself).
@@ -131,7 +132,7 @@ int main(int argc, char **argv) {
             pkt[off] = 10; pkt[off + 1] = 8;
             for (int b = 0; b < 8; b++) pkt[off + 2 + b] = (ts >> (56 - 8 * b)) & 255;
             off += 10;
-            off = pad(pkt, off, 4, 1);                          /* Authentication, 4n+1 */
+            off = pad(pkt, off, 8, 1); /* Authentication, 4n+1: at 8n+1 it ends the header, as lmm puts it */
             pkt[off] = 9; pkt[off + 1] = 1 + 4 + 16; pkt[off + 2] = 1;
             pkt[off + 3] = spi >> 24; pkt[off + 4] = spi >> 16; pkt[off + 5] = spi >> 8; pkt[off + 6] = spi;
             int spiEnd = off + 7, total = (spiEnd + 16 + 7) & ~7;
