@@ -100,6 +100,7 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
         "lmap": {"address": LMAP, "local_network_prefixes": [PREFIX + "/64"],
                  "mpas": ["fd00:be::/64"]},
         "security": {"keys": lmapKeys},
+        "store": {"path": os.path.join(folder, "lmap.sqlite")},
         "log": {"level": "info", "summary_interval": 0},
     })
     daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))

@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -41,6 +42,14 @@ class Setting:
     default: Any = REQUIRED
     help: str = ""
     table: bool = False  # a free-form table handed over whole (backend options)
+
+
+def besideConfig(configPath: str | None, value: str) -> str:
+    """A file named in a configuration file (a key file, a database):
+    relative to that file's folder."""
+    if configPath is None or os.path.isabs(value):
+        return value
+    return os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
 
 
 # --- parsers: each raises ValueError with a message for the user -------------

@@ -97,7 +97,7 @@ def loadAssociations(path: str | None, values: Mapping[str, Any]
         raise ConfigError(where, "security.keys",
                           "missing: authentication is on (security.authentication = true) "
                           "and needs a key file (docs/security.md)")
-    keyPath = security.keyFilePath(path, name)
+    keyPath = config.besideConfig(path, name)
     try:
         return security.loadKeyFile(keyPath)
     except ConfigError as e:
@@ -114,7 +114,7 @@ def signalingConfig(path: str | None, values: Mapping[str, Any], profile: mh.Wir
     codec = security.SignalingCodec(profile, local, role, associations,
                                     values["security.replay_window"])
     keyFile = (None if associations is None
-               else security.keyFilePath(path, values["security.keys"]))
+               else config.besideConfig(path, values["security.keys"]))
     return SignalingConfig(codec, keyFile, values["security.max_rate_per_source"])
 
 

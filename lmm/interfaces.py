@@ -183,6 +183,23 @@ class IBindingStore(Interface):
     def __iter__():
         """Iterate over the entries."""
 
+    persistent = Attribute("Whether the entries outlive the process (bool).")
+    pending = Attribute("Whether changes wait for L{commit} (bool).")
+
+    def commit():
+        """Write the changes made since the last commit (one transaction);
+        how many entries it wrote. A store in memory has nothing to write."""
+
+    def close():
+        """Commit what is left; release the store."""
+
+    def saveRevocations(rows, lastSequence):
+        """Keep the revocations in flight (at the next commit): rows as
+        L{lmm.lmap.revocation.Revocations.snapshot} gives them."""
+
+    def loadRevocations():
+        """The revocations in flight last committed, and the last sequence number."""
+
 
 class IAccessLinks(IAttachDetector):
     """

@@ -270,13 +270,6 @@ def writeKeyFile(path: str, associations: Iterable[MobilitySecurityAssociation])
     return path
 
 
-def keyFilePath(configPath: str | None, value: str) -> str:
-    """A key file named in a configuration file: relative to that file's folder."""
-    if configPath is None or os.path.isabs(value):
-        return value
-    return os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
-
-
 # --- timestamps (RFC 4285 section 6: NTP format) -------------------------------
 
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01

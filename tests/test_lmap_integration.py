@@ -85,6 +85,7 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
             # The anchor's rules over the wire, with plain messages; the same
             # daemon with authentication is tests.test_security_netns's.
             "security": {"authentication": False},
+            "store": {"path": os.path.join(folder, "lmap.sqlite")},
         })
         self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
         self.addCleanup(self.stopDaemon)

@@ -105,6 +105,7 @@ class AuthenticatedLMAPTests(NetnsTestMixin, SynchronousTestCase):
             "revocation": {"timeout": 0.2, "max_retries": 2},
             "security": {"keys": "lmap.keys", "replay_window": 1.0},
             "control": {"socket": self.control},
+            "store": {"path": "lmap.sqlite"},  # beside the configuration
         })
         self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
         self.addCleanup(self.stopDaemon)

@@ -62,15 +62,41 @@ class Daemon:
         argv = [TWISTD, "-n", "--pidfile=", f"--logfile={self.logPath}", self.plugin,
                 "--config", self.configPath]
         env = dict(os.environ, PYTHONPATH=_REPO)
+        # A restart appends to the same log: only this run's lines say it is ready.
+        before = self._logSize()
         self.process = self.namespace.popen(argv, env=env, stdout=subprocess.DEVNULL,
-                                            stderr=open(self.logPath + ".stderr", "wb"))
+                                            stderr=open(self.logPath + ".stderr", "ab"))
         def seen() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.plugin} exited with {self.process.returncode}:\n"
                                    + self.logTail())
-            return ready in self.log()
+            return ready in self._logSince(before)
         waitFor(seen, timeout, what=f"{self.plugin} to log {ready!r}")
         return self
+
+    def _logSize(self) -> int:
+        try:
+            return os.path.getsize(self.logPath)
+        except OSError:
+            return 0
+
+    def _logSince(self, offset: int) -> str:
+        try:
+            with open(self.logPath, "rb") as f:
+                # twistd rotates a log at 1 MB: a smaller file is a new one.
+                f.seek(offset if os.fstat(f.fileno()).st_size >= offset else 0)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """End the daemon as a crash would: SIGKILL, nothing cleaned up."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.returncode = self.process.returncode
+        self.process = None
 
     def log(self) -> str:
         text = ""

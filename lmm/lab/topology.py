@@ -530,6 +530,7 @@ class Lab:
             "revocation": {"timeout": 0.3, "max_retries": 3},
             "security": {"keys": lmapKeys},
             "control": {"socket": self.controlPath("lmap")},
+            "store": {"path": self.path("lmap.sqlite")},
             "tunnel": {"backend": topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
         }, topology.lmapOverrides))

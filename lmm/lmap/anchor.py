@@ -189,6 +189,7 @@ COUNTERS = {
     "pbu.deregistered.stale": "late deregistrations from an MPA the MS left",
     "pbu.deregistered.unknown": "deregistrations of no binding",
     "binding.expired": "bindings expired unrefreshed",
+    "binding.resumed": "bindings of a previous run taken up at start (a persistent store)",
     "binding.tunnel-failed": "bindings dropped: the data plane could not install their tunnel",
     "binding.tunnel-failed.stale": "tunnel failures of a binding changed since",
     "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847); refused: not an MPA",
@@ -410,6 +411,30 @@ class LocalMobilityAnchor:
         actions: list[Action] = [RemoveTunnel(entry.tunnel) for entry in self.store]
         self.revocations.clear()
         actions.append(Note("lmap.stopped", {"bindings": len(actions)}))
+        return actions
+
+    def resume(self, now: float) -> list[Action]:
+        """
+        The daemon starts with a store that kept a previous run's entries (a
+        persistent one; an in-memory store starts empty): each binding still
+        alive gets its tunnel again (a data plane that adopted the previous
+        run's gets nothing new), an expired one goes (its leftover tunnel
+        with it), and the revocations that were in flight are sent again
+        (L{Revocations.restore}).
+        """
+        actions: list[Action] = []
+        resumed = 0
+        for entry in list(self.store):
+            if entry.expires <= now:
+                self._expire(entry, actions)
+            else:
+                actions.append(AddTunnel(entry.tunnel))
+                resumed += 1
+        rows, lastSequence = self.store.loadRevocations()
+        sends = self.revocations.restore(rows, lastSequence, now)
+        actions.extend(sends)
+        self.counters["binding.resumed"] += resumed
+        actions.append(Note("lmap.resumed", {"bindings": resumed, "revocations": len(sends)}))
         return actions
 
     def _expiryOf(self, nai: bytes) -> float | None:

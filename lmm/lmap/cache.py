@@ -1,6 +1,7 @@
 """
 The LMAP's Binding Cache: one entry per Mobile Station, found by its NAI or by
-its Local Address.
+its Local Address. This one lives in memory only; L{lmm.lmap.store} keeps one
+on disk as well.
 
 Sized for a million bindings: an entry is one slotted object, the cache is two
 dicts pointing at the same entries, and nothing else is kept per binding.
@@ -8,9 +9,9 @@ dicts pointing at the same entries, and nothing else is kept per binding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from zope.interface import implementer
 
@@ -67,6 +68,20 @@ class BindingStore(Protocol):
 
     def __iter__(self) -> Iterator[BindingCacheEntry]: ...
 
+    @property
+    def persistent(self) -> bool: ...
+
+    @property
+    def pending(self) -> bool: ...
+
+    def commit(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    def saveRevocations(self, rows: Iterable[tuple[Any, ...]], lastSequence: int) -> None: ...
+
+    def loadRevocations(self) -> tuple[list[tuple[Any, ...]], int]: ...
+
 
 @implementer(IBindingStore)
 class BindingCache:
@@ -108,3 +123,19 @@ class BindingCache:
 
     def __iter__(self) -> Iterator[BindingCacheEntry]:
         return iter(self._byNai.values())
+
+    # Nothing outlives the process: nothing to write, nothing to read back.
+    persistent = False
+    pending = False
+
+    def commit(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    def saveRevocations(self, rows: Iterable[tuple[Any, ...]], lastSequence: int) -> None:
+        pass
+
+    def loadRevocations(self) -> tuple[list[tuple[Any, ...]], int]:
+        return [], 0

@@ -18,11 +18,18 @@ Rules:
     whatever its status (a status other than success is counted).
  4. A pending revocation towards an MPA is cancelled when the same MS
     registers there again (it came back).
+ 5. After a restart with a persistent Binding Cache, the revocations that
+    were in flight (L{Revocations.snapshot}, kept by the store) are resumed
+    (L{Revocations.restore}): each is sent again at once, its retransmissions
+    so far counted, and the sequence counter goes on after the last number
+    handed out, so that a late acknowledgement of the previous run answers
+    nothing of this one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from lmm.actions import Note, SendMessage
 from lmm.mh import (
@@ -43,6 +50,7 @@ COUNTERS = {
     "bri.given-up": "indications given up",
     "bri.cancelled": "revocations stopped: the MS came back to that MPA",
     "bra.unmatched": "acknowledgements answering no indication in flight",
+    "bri.resumed": "indications of a previous run sent again at start (rule 5)",
     "revocation-heap.compacted": "rebuilds of the revocations' timer heap",
 }
 
@@ -76,6 +84,9 @@ class Revocations:
         self._deadlines: Deadlines[tuple[str, int]] = Deadlines(
             self._due, self._scheduled, self.__len__, counters, "revocation-heap.compacted"
         )
+        #: One more at every change of what is in flight: the service saves a
+        #: snapshot for a persistent store when it moved.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -104,6 +115,7 @@ class Revocations:
         self._byVisitor[mpa, mnid.identifier] = sequence
         self._deadlines.schedule(key, revocation.due, None)
         self.counters["bri.sent"] += 1
+        self.version += 1
         return SendMessage(message, mpa)
 
     def cancel(self, mpa: str, nai: bytes) -> None:
@@ -113,6 +125,7 @@ class Revocations:
         sequence = self._byVisitor.pop((mpa, nai), None)
         if sequence is not None and self._pending.pop((mpa, sequence), None) is not None:
             self.counters["bri.cancelled"] += 1
+            self.version += 1
 
     def acknowledged(self, mpa: str | None, sequence: int, status: int) -> bool:
         """Rule 3: an acknowledgement from C{mpa} (None: no MPA); whether it
@@ -122,6 +135,7 @@ class Revocations:
             self.counters["bra.unmatched"] += 1
             return False
         self._forget(revocation)
+        self.version += 1
         self.counters["bri.acknowledged"] += 1
         if status != RevocationStatus.SUCCESS:
             self.counters[f"bra.status.{status}"] += 1
@@ -150,6 +164,7 @@ class Revocations:
         policy = self.policy
         for key in self._deadlines.due(now):
             revocation = self._pending[key]
+            self.version += 1
             mpa, sequence = key
             if policy.exhausted(revocation.retransmissions):
                 del self._pending[key]
@@ -177,3 +192,38 @@ class Revocations:
         self._pending.clear()
         self._byVisitor.clear()
         self._deadlines.clear()
+        self.version += 1
+
+    # --- across restarts (rule 5) ---------------------------------------------------
+
+    def snapshot(self) -> list[tuple[Any, ...]]:
+        """What is in flight, as rows of (MPA, sequence, NAI, address, prefix
+        length, issued, retransmissions, interval)."""
+        rows = []
+        for (mpa, sequence), r in self._pending.items():
+            address = r.message.option(LocalAddress)
+            assert isinstance(address, LocalAddress)
+            rows.append((mpa, sequence, r.nai, address.address, address.prefixLength,
+                         r.issued, r.retransmissions, r.interval))
+        return rows
+
+    def restore(self, rows: list[tuple[Any, ...]], lastSequence: int,
+                now: float) -> list[SendMessage]:
+        """Resume a previous run's revocations: each sent at once."""
+        self.sequence = SequenceCounter(lastSequence)
+        sends = []
+        for mpa, sequence, nai, address, prefixLength, issued, retransmissions, interval in rows:
+            message = BindingRevocationIndication(
+                sequence, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+                (MobileNodeIdentifier(nai), LocalAddress(address, prefixLength)), proxy=True)
+            revocation = Revocation(message, mpa, nai, issued, interval)
+            revocation.retransmissions = retransmissions
+            revocation.due = now + interval
+            key = (mpa, sequence)
+            self._pending[key] = revocation
+            self._byVisitor[mpa, nai] = sequence
+            self._deadlines.schedule(key, revocation.due, None)
+            self.counters["bri.resumed"] += 1
+            sends.append(SendMessage(message, mpa))
+        self.version += 1
+        return sends

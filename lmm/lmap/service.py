@@ -20,12 +20,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh
+from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
 from lmm.daemon import buildBackend, signalingConfig
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.lmap.anchor import LocalMobilityAnchor
+from lmm.lmap.cache import BindingCache, BindingStore
+from lmm.lmap.store import SQLiteBindingCache, StoreError
+from lmm.ratelimit import LogLimiter
 from lmm.security import SignalingCodec
 from lmm.service import (
     ActionPerformer,
@@ -39,6 +43,12 @@ from lmm.timers import DeadlineTimer
 from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.lmap")
+
+#: What the service counts beside the anchor (a persistent Binding Cache's commits).
+COUNTERS = {
+    "store.commits": "transactions written to the persistent Binding Cache",
+    "store.commit-failed": "commits that failed (the changes are kept for the next one)",
+}
 
 
 class LMAPService(Service):
@@ -95,6 +105,11 @@ class LMAPService(Service):
         self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
                                          self.journal, log,
                                          self._tunnelFailed)
+        self.counters: Counter[str] = Counter()
+        # A persistent store: the messages of a turn wait here for its commit.
+        self._held: list[tuple[mh.MobilityMessage, str]] | None = None
+        self._savedRevocations = anchor.revocations.version
+        self._commitLimiter = LogLimiter(reactor.seconds)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -102,6 +117,16 @@ class LMAPService(Service):
         Service.startService(self)
         self.dataPlane.prepare(self.address)
         self.signaling.announce()
+        store = self.anchor.store
+        if store.persistent:
+            # A previous run's bindings: their tunnels again, its revocations resumed.
+            self.perform(self.anchor.resume(self.reactor.seconds()))
+            self._schedule()
+            log.info("Binding Cache kept in {path}: {count} binding(s) taken up",
+                     path=getattr(store, "path", "?"), count=len(store))
+        else:
+            log.warn("Binding Cache in memory only (store.backend = \"memory\"): every "
+                     "binding is lost when the LMAP restarts")
         log.info("LMAP listening for Proxy Binding Updates on {address} ({profile} profile, "
                  "{backend} tunnels)", address=self.address, profile=self.profile.name,
                  backend=self.dataPlane.name)
@@ -113,6 +138,11 @@ class LMAPService(Service):
         Service.stopService(self)
         self._timer.cancel()
         self.perform(self.anchor.stop(self.reactor.seconds()))
+        self._commit()
+        try:
+            self.anchor.store.close()
+        except Exception as e:
+            log.critical("could not close the Binding Cache: {error}", error=e)
         return maybeDeferred(self.dataPlane.stop)
 
     # --- input --------------------------------------------------------------
@@ -146,7 +176,37 @@ class LMAPService(Service):
     # --- output -------------------------------------------------------------
 
     def perform(self, actions: list[Any]) -> None:
+        if self._held is None and self.anchor.store.persistent and (
+                self.anchor.store.pending
+                or self.anchor.revocations.version != self._savedRevocations):
+            # What this event changed is written before its answers leave, in
+            # one transaction with the rest of the reactor turn's.
+            self._held = []
+            self.reactor.callLater(0, self._commit)
         self.performer.perform(actions)
+
+    def _commit(self) -> None:
+        """Write the turn's changes, then send what waited for them. A failed
+        commit is logged and counted; the answers go all the same (the MPAs
+        are served; the changes stay for the next commit)."""
+        held, self._held = self._held, None
+        store = self.anchor.store
+        revocations = self.anchor.revocations
+        try:
+            if revocations.version != self._savedRevocations:
+                store.saveRevocations(revocations.snapshot(), revocations.sequence.last)
+                self._savedRevocations = revocations.version
+            if store.commit():
+                self.counters["store.commits"] += 1
+        except Exception as e:
+            self.counters["store.commit-failed"] += 1
+            if self._commitLimiter.allow("store.commit-failed"):
+                log.critical("could not write the Binding Cache: {error} ({count} failed "
+                             "commits so far)", error=e,
+                             count=self.counters["store.commit-failed"])
+        finally:
+            for message, destination in held or ():
+                self.signaling.send(message, destination)
 
     def _tunnelFailed(self, failure: Failure, binding: TunnelBinding) -> None:
         # The anchor's Note logs it, the error's text included: no traceback
@@ -157,12 +217,17 @@ class LMAPService(Service):
         self._schedule()
 
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
+        held = self._held
+        if held is not None:
+            held.append((message, destination))
+            return
         self.signaling.send(message, destination)
 
     def allCounters(self) -> dict[str, int]:
-        """The anchor's counters and the signaling shell's."""
+        """The anchor's counters, the signaling shell's and the store's."""
         merged = Counter(self.anchor.counters)
         merged.update(self.signaling.counters)
+        merged.update(self.counters)
         return dict(merged)
 
     # --- for the control channel ---------------------------------------------
@@ -205,6 +270,18 @@ def composeLMAP(core: LMAPService, controlSocket: str | None = None,
     return top
 
 
+def bindingStore(values: dict[str, Any], path: str | None) -> BindingStore:
+    """The Binding Cache the [store] table asks for; a L{ConfigError} naming
+    C{store.path} when its database cannot be used."""
+    if values["store.backend"] == "memory":
+        return BindingCache()
+    database = besideConfig(path, values["store.path"])
+    try:
+        return SQLiteBindingCache(database, values["store.synchronous"])
+    except (StoreError, OSError) as e:
+        raise ConfigError(path or "the configuration", "store.path", str(e)) from None
+
+
 def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
                     path: str | None = None, reactor: IReactor | None = None) -> InOrder:
     """The LMAP daemon as configured (values from L{lmm.lmap.tap.SETTINGS}
@@ -214,6 +291,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     backend = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
                            reactor, path or "the configuration", "tunnel.options")
     anchor = LocalMobilityAnchor(
+        store=bindingStore(values, path),
         address=values["lmap.address"],
         prefixes=list(values["lmap.local_network_prefixes"]),
         mpas=[ipaddress.IPv6Network(n) for n in values["lmap.mpas"]],

@@ -14,6 +14,7 @@ from lmm.daemon import (
     DaemonOptions,
     configErrorExit,
 )
+from lmm.lmap.store import SYNCHRONOUS
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 SETTINGS = [
@@ -33,6 +34,12 @@ SETTINGS = [
             help="longest interval between retransmissions, seconds (the back-off's cap)"),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
+    Setting("store.backend", config.oneOf("sqlite", "memory"), "sqlite",
+            help="where the Binding Cache is kept: sqlite (survives restarts) or memory"),
+    Setting("store.path", config.string, "/var/lib/lmm/lmap.sqlite",
+            help="the sqlite store's database file, relative to this file; mode 0600"),
+    Setting("store.synchronous", config.oneOf(*SYNCHRONOUS), "normal",
+            help="normal: a commit survives the daemon's death; full: also a power cut"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,
