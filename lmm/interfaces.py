@@ -190,6 +190,11 @@ class IBindingStore(Interface):
         """Write the changes made since the last commit (one transaction);
         how many entries it wrote. A store in memory has nothing to write."""
 
+    def checkpoint():
+        """Bring the store's files up to date with its commits (a
+        write-ahead log copied into the database), in a thread of its own;
+        blocks no commit."""
+
     def close():
         """Commit what is left; release the store."""
 

@@ -159,6 +159,62 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         self.mpa2.send(pbu(4, nai, mh.BindingCacheConfirmation()))
         self.assertEqual(self.mpa2.receive()[0].status, 141)  # type: ignore[union-attr]
 
+    def test_killedWhileRegistering(self) -> None:
+        """kill -9 in the middle of a burst of registrations, and a restart:
+        every binding the LMAP acknowledged is in its Binding Cache (the MPA
+        asks with a Binding Cache Confirmation: found, same address), and a
+        revocation it was waiting on is sent again, same number (issue 13)."""
+        nai = b"mover@lmm.test"
+        self.mpa1.send(pbu(10, nai, mh.LocalAddress("2001:db8:1::77", 64)))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.mpa2.send(pbu(1, nai, mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa2.receive()[0].status, 0)  # type: ignore[union-attr]
+        bri, _ = self.mpa1.receive()  # left unanswered
+        assert isinstance(bri, mh.BindingRevocationIndication)
+        count = 3000
+        for n in range(count):
+            self.mpa1.send(pbu(1, b"ms%d@lmm.test" % n))
+        acknowledged: set[str] = set()
+
+        def acknowledgement(timeout: float) -> bool:
+            try:
+                ack, _ = self.mpa1.receive(timeout)
+            except TimeoutError:
+                return False
+            if isinstance(ack, mh.BindingAck) and ack.status == 0:
+                address = ack.option(mh.LocalAddress)
+                assert address is not None
+                acknowledged.add(address.address)
+            return True
+
+        while len(acknowledged) < count // 3:
+            acknowledgement(3.0)
+        self.daemon.kill()
+        # What left before the kill is acknowledged too.
+        while acknowledgement(0.2):
+            pass
+        self.assertLess(len(acknowledged), count)  # killed mid-burst
+        self.daemon.start(ready="listening for Proxy Binding Updates")
+        self.assertIn("binding(s) taken up", self.daemon.log())
+        # The revocation, again.
+        again, _ = self.mpa1.receive()
+        assert isinstance(again, mh.BindingRevocationIndication), again
+        self.assertEqual((again.sequence, again.option(mh.MobileNodeIdentifier)),
+                         (bri.sequence, mh.MobileNodeIdentifier(nai)))
+        self.mpa1.send(mh.BindingRevocationAck(bri.sequence, 0, proxy=True))
+        # Each acknowledged binding: found at MPA1 with its address.
+        found = 0
+        for n in range(count):
+            self.mpa1.send(pbu(2, b"ms%d@lmm.test" % n, mh.BindingCacheConfirmation()))
+            ack, _ = self.mpa1.receive()
+            assert isinstance(ack, mh.BindingAck)
+            address = ack.option(mh.LocalAddress)
+            if ack.status == 0 and address is not None:
+                found += 1
+                acknowledged.discard(address.address)
+        self.assertEqual(acknowledged, set(), "acknowledged, then lost")
+        self.assertGreaterEqual(found, count // 3)
+
     def test_rejections(self) -> None:
         self.mpa1.send(pbu(1, b"nobody@lmm.test", mh.BindingCacheConfirmation()))
         self.assertEqual(self.mpa1.receive()[0].status, 141)  # type: ignore[union-attr]

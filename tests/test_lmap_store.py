@@ -107,6 +107,22 @@ class SQLiteBindingCacheTests(SynchronousTestCase):
             SQLiteBindingCache(self.path)
         self.assertIn(self.path, str(caught.exception))
 
+    def test_checkpoint(self) -> None:
+        """The write-ahead log is copied into the database by checkpoint (not
+        by a commit: the service runs it in a thread), and emptied by close."""
+        store = SQLiteBindingCache(self.path)
+        for n in range(1, 200):
+            store.put(entry(n))
+            store.commit()
+        wal = self.path + "-wal"
+        self.assertGreater(os.path.getsize(wal), 100 * 4096)  # no automatic checkpoint
+        busy, frames, done = store.checkpoint()
+        self.assertEqual((busy, done), (0, frames))
+        self.assertGreater(frames, 0)
+        store.close()
+        self.assertEqual(os.path.getsize(wal) if os.path.exists(wal) else 0, 0)
+        self.assertEqual(len(self.open()), 199)
+
     def test_revocations(self) -> None:
         store = self.open()
         rows = [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0)]
@@ -197,6 +213,28 @@ class GroupCommitTests(SynchronousTestCase):
         # A turn that changes nothing (a rejected PBU) waits for no commit.
         self.service.datagramReceived(pbu(1, b"ms0@lmm.test"), MPA1)
         self.assertEqual(len(port.sent), 4)
+
+    def test_checkpointsWhileRunning(self) -> None:
+        """The running service checkpoints every checkpointInterval; stopping
+        it closes the store (its log checkpointed and cut to nothing)."""
+        calls: list[tuple[int, int, int]] = []
+        original = self.store.checkpoint
+
+        def checkpoint() -> tuple[int, int, int]:
+            calls.append(original())
+            return calls[-1]
+
+        self.store.checkpoint = checkpoint  # type: ignore[method-assign]
+        self.service.startService()
+        self.service.signaling.port = cast(Any, RecordingPort())
+        self.service.datagramReceived(pbu(1, b"ms0@lmm.test"), MPA1)
+        self.clock.advance(0)
+        self.clock.advance(1.0)
+        self.assertEqual(len(calls), 1)
+        self.assertGreater(calls[0][2], 0)
+        self.successResultOf(self.service.stopService())
+        wal = self.path + "-wal"
+        self.assertFalse(os.path.exists(wal) and os.path.getsize(wal))
 
     def test_commitFails(self) -> None:
         """A commit that fails is counted and logged; the answers go all the

@@ -76,6 +76,8 @@ class BindingStore(Protocol):
 
     def commit(self) -> int: ...
 
+    def checkpoint(self) -> tuple[int, int, int]: ...
+
     def close(self) -> None: ...
 
     def saveRevocations(self, rows: Iterable[tuple[Any, ...]], lastSequence: int) -> None: ...
@@ -130,6 +132,9 @@ class BindingCache:
 
     def commit(self) -> int:
         return 0
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        return 0, 0, 0
 
     def close(self) -> None:
         pass

@@ -14,8 +14,10 @@ from collections import Counter
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -48,6 +50,7 @@ log = Logger(namespace="lmm.lmap")
 COUNTERS = {
     "store.commits": "transactions written to the persistent Binding Cache",
     "store.commit-failed": "commits that failed (the changes are kept for the next one)",
+    "store.checkpoint-failed": "checkpoints of the write-ahead log that failed",
 }
 
 
@@ -85,6 +88,7 @@ class LMAPService(Service):
         logLevel: str = "info",
         tunnelConfig: TunnelConfig | None = None,
         signaling: SignalingConfig | None = None,
+        checkpointInterval: float = 1.0,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
@@ -110,6 +114,9 @@ class LMAPService(Service):
         self._held: list[tuple[mh.MobilityMessage, str]] | None = None
         self._savedRevocations = anchor.revocations.version
         self._commitLimiter = LogLimiter(reactor.seconds)
+        self.checkpointInterval = checkpointInterval
+        self._checkpoints: LoopingCall | None = None
+        self._checkpointing: Deferred[Any] | None = None
 
     # --- life cycle ---------------------------------------------------------
 
@@ -122,6 +129,9 @@ class LMAPService(Service):
             # A previous run's bindings: their tunnels again, its revocations resumed.
             self.perform(self.anchor.resume(self.reactor.seconds()))
             self._schedule()
+            self._checkpoints = LoopingCall(self._checkpoint)
+            self._checkpoints.clock = self.reactor
+            self._checkpoints.start(self.checkpointInterval, now=False)
             log.info("Binding Cache kept in {path}: {count} binding(s) taken up",
                      path=getattr(store, "path", "?"), count=len(store))
         else:
@@ -139,11 +149,43 @@ class LMAPService(Service):
         self._timer.cancel()
         self.perform(self.anchor.stop(self.reactor.seconds()))
         self._commit()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
+        # Closed once a checkpoint in its thread is done with it.
+        running = self._checkpointing or succeed(None)
+        running.addBoth(lambda _: self._closeStore())
+        running.addCallback(lambda _: self.dataPlane.stop())
+        return running
+
+    def _closeStore(self) -> None:
         try:
             self.anchor.store.close()
         except Exception as e:
             log.critical("could not close the Binding Cache: {error}", error=e)
-        return maybeDeferred(self.dataPlane.stop)
+
+    def _checkpoint(self) -> None:
+        """The store's checkpoint, in the reactor's thread pool (inline on a
+        reactor without threads, a test's clock), one at a time."""
+        if self._checkpointing is not None:
+            return
+        store = self.anchor.store
+        if IReactorThreads.providedBy(self.reactor):
+            running = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                        store.checkpoint)
+        else:
+            running = maybeDeferred(store.checkpoint)
+        self._checkpointing = running
+
+        def done(result: Any) -> None:
+            self._checkpointing = None
+            if isinstance(result, Failure):
+                self.counters["store.checkpoint-failed"] += 1
+                if self._commitLimiter.allow("store.checkpoint-failed"):
+                    log.critical("could not checkpoint the Binding Cache: {error}",
+                                 error=result.value)
+
+        running.addBoth(done)
 
     # --- input --------------------------------------------------------------
 
@@ -305,6 +347,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
                        logLevel=values["log.level"],
                        tunnelConfig=tunnelConfig(values, backend, path),
                        signaling=signalingConfig(path, values, profile, values["lmap.address"],
-                                                 "lmap"))
+                                                 "lmap"),
+                       checkpointInterval=values["store.checkpoint_interval"])
     return composeLMAP(core, values["control.socket"], values["log.summary_interval"],
                        reactor=reactor)

@@ -40,6 +40,8 @@ from lmm.tunnel import TunnelBinding
 SYNCHRONOUS = ("normal", "full")
 
 _SCHEMA_VERSION = 1
+# What the write-ahead log is cut back to once checkpointed, bytes.
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # An NTP timestamp is unsigned 64-bit; SQLite's integers are signed.
 _SIGN = 1 << 63
 
@@ -124,6 +126,8 @@ class SQLiteBindingCache:
         self._dirty: dict[bytes, BindingCacheEntry | None] = {}
         self._revocations: list[tuple[Any, ...]] | None = None
         self._revocationSequence = 0
+        self._synchronous = synchronous
+        self._checkpointer: sqlite3.Connection | None = None
         try:
             self._db = self._open(path, synchronous)
             self.restartCounter = self._load()
@@ -144,6 +148,11 @@ class SQLiteBindingCache:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode = WAL")
+        # Checkpoints come from L{checkpoint}, in a thread: one run by the
+        # commit that crossed SQLite's threshold held the LMAP's reactor for
+        # milliseconds (p99 at 5,000 PBU/s: 2.6-3.1 ms with, 0.6-0.8 without).
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         db.executescript(_SCHEMA)
         return db
@@ -241,9 +250,27 @@ class SQLiteBindingCache:
         self._revocations = None
         return len(upserts) + len(deletes)
 
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy what the write-ahead log holds into the database: SQLite's
+        PASSIVE checkpoint, which waits for no writer and blocks none, on a
+        connection of its own, for a thread of its own (the service runs it
+        every C{store.checkpoint_interval} seconds, one at a time). SQLite's
+        answer: (busy, frames in the log, frames checkpointed)."""
+        db = self._checkpointer
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            self._checkpointer = db
+        busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, frames, done
+
     def close(self) -> None:
-        """Commit what is left and close the database."""
+        """Commit what is left, checkpoint all of it, close the database.
+        Not while a L{checkpoint} runs."""
         try:
             self.commit()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()

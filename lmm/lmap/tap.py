@@ -40,6 +40,8 @@ SETTINGS = [
             help="the sqlite store's database file, relative to this file; mode 0600"),
     Setting("store.synchronous", config.oneOf(*SYNCHRONOUS), "normal",
             help="normal: a commit survives the daemon's death; full: also a power cut"),
+    Setting("store.checkpoint_interval", config.number(0.05, 3600), 1.0,
+            help="seconds between copies of the write-ahead log into the database"),
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,
