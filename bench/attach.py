@@ -118,6 +118,7 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
         f.write(f'[mpa]\naddress = "{MPA}"\nlmap = "{LMAP}"\naccess_interfaces = '
                 f'["{access}"]\n[security]\nkeys = "{mpaKeys[MPA]}"\n'
                 f'[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
+                f'[state]\npath = "{os.path.join(folder, "mpa.state")}"\n'
                 f'[log]\nlevel = "info"\nsummary_interval = 0\n')
     daemons.append(Daemon(mpaNs, "lmm-mpa", mpaConfig, os.path.join(folder, "mpa.log"))
                    .start("MPA ready"))

@@ -65,9 +65,28 @@ def common(service: Any, command: str, args: list[str],
         return tunnelCommand(service, args)
     if command == "security":
         return securityCommand(service, args)
+    if command == "peers":
+        arity(args, 0, 0, "peers")
+        return peersCommand(service)
     if command == "help":
         return {"ok": True, "commands": dict(commands)}
     raise CommandError(f"unknown command {command!r}; try help")
+
+
+# --- the peers command, both daemons' -------------------------------------------
+
+PEERS_HELP = ("the signaling peers' heartbeats (RFC 5847): up, down or unknown, missed "
+              "requests, their Restart Counters and restarts seen; this node's counter")
+
+
+def peersCommand(service: Any) -> dict[str, Any]:
+    """C{peers}: what the core's heartbeats know (L{lmm.heartbeat.Heartbeats})."""
+    beats = service.heartbeats
+    policy = beats.policy
+    return {"ok": True, "restartCounter": beats.restartCounter,
+            "interval": policy.interval, "timeout": policy.timeout,
+            "missedAllowed": policy.missedAllowed,
+            "peers": beats.describe(service.reactor.seconds())}
 
 
 # --- the security command, both daemons' ----------------------------------------

@@ -12,15 +12,15 @@ from typing import Any, ClassVar, Mapping, NoReturn, Sequence
 
 from twisted.python import usage
 
-from lmm import config, mh, security
+from lmm import config, heartbeat, mh, security
 from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.journal import LOG_SETTINGS
 from lmm.service import SignalingConfig
 
-__all__ = ["LOG_SETTINGS", "SECURITY_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS",
-           "DaemonOptions"]
+__all__ = ["HEARTBEAT_SETTINGS", "LOG_SETTINGS", "SECURITY_SETTINGS", "TUNNEL_SETTINGS",
+           "WIRE_SETTINGS", "DaemonOptions"]
 
 _OPTION_TYPE = config.integer(2, 255)
 _REJECT_STATUS = config.integer(128, 255)
@@ -51,6 +51,16 @@ SECURITY_SETTINGS = [
     Setting("security.max_rate_per_source", config.number(0, 1e7), 5000.0,
             "Mobility Header messages read from one source address a second at most, "
             "the rest dropped unread (0: no limit)"),
+]
+
+HEARTBEAT_SETTINGS = [
+    Setting("heartbeat.interval", config.number(0, 3600), heartbeat.DEFAULT_INTERVAL,
+            "seconds between Heartbeat requests to each peer (RFC 5847; 0: none)"),
+    Setting("heartbeat.timeout", config.number(0.01, 3600), heartbeat.DEFAULT_TIMEOUT,
+            "seconds a Heartbeat request waits for its response before it is missed"),
+    Setting("heartbeat.missed_allowed", config.integer(1, 100),
+            heartbeat.DEFAULT_MISSED_ALLOWED,
+            "missed Heartbeat requests in a row before a peer is down"),
 ]
 
 TUNNEL_SETTINGS = [
@@ -104,6 +114,16 @@ def loadAssociations(path: str | None, values: Mapping[str, Any]
         if e.key is None:
             raise ConfigError(where, "security.keys", f"{keyPath}: {e.message}") from None
         raise
+
+
+def heartbeatPolicy(path: str | None, values: Mapping[str, Any]) -> heartbeat.HeartbeatPolicy:
+    """The [heartbeat] table's policy; a L{ConfigError} naming the key that does not fit."""
+    try:
+        return heartbeat.HeartbeatPolicy(values["heartbeat.interval"],
+                                          values["heartbeat.timeout"],
+                                          values["heartbeat.missed_allowed"])
+    except ValueError as e:
+        raise ConfigError(path or "the configuration", "heartbeat.timeout", str(e)) from None
 
 
 def signalingConfig(path: str | None, values: Mapping[str, Any], profile: mh.WireProfile,

@@ -70,6 +70,7 @@ class OptionType(IntEnum):
     MOBILE_NODE_LINK_LAYER_IDENTIFIER = 25
     LINK_LOCAL_ADDRESS = 26
     TIMESTAMP = 27
+    RESTART_COUNTER = 28  # RFC 5847
 
 
 class Status(IntEnum):
@@ -527,6 +528,24 @@ class Timestamp(MobilityOption):
 
 
 @dataclass(frozen=True, slots=True)
+class RestartCounter(MobilityOption):
+    """RFC 5847 5.2: a node's 32-bit Restart Counter, one more after each
+    restart, carried in Heartbeat messages (alignment 4n+2)."""
+
+    counter: int
+    kind: ClassVar[object] = OptionType.RESTART_COUNTER
+    alignment: ClassVar[tuple[int, int]] = (4, 2)
+
+    def encodeBody(self) -> bytes:
+        return struct.pack("!I", self.counter)
+
+    @classmethod
+    def decodeBody(cls, data: bytes, offset: int, length: int) -> RestartCounter:
+        inet.fixedLength(BadOption, cls, length, 4)
+        return cls(struct.unpack_from("!I", data, offset)[0])
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownOption(MobilityOption):
     """An option this profile does not know: kept, and skipped (RFC 6275 9.2)."""
 
@@ -556,6 +575,7 @@ _KNOWN_OPTIONS: tuple[type[MobilityOption], ...] = (
     MobileNodeLinkLayerIdentifier,
     LinkLocalAddress,
     Timestamp,
+    RestartCounter,
 )
 
 

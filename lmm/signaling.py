@@ -1,9 +1,9 @@
 """
 What both ends of the MPA-LMAP signaling share, pure (no I/O, no clock of its
 own): 16-bit sequence numbers, deadlines kept in a heap with lazy deletion,
-retransmission with one back-off policy, and heartbeat answers. The LMAP's
-anchor (L{lmm.lmap.anchor}) and the MPA's registrations
-(L{lmm.mpa.registration}) are built on these.
+and retransmission with one back-off policy. The LMAP's anchor
+(L{lmm.lmap.anchor}), the MPA's registrations (L{lmm.mpa.registration}) and
+both ends' heartbeats (L{lmm.heartbeat}) are built on these.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from lmm.actions import SendMessage
-from lmm.mh import Heartbeat
 
 # --- sequence numbers (RFC 6275 9.5.1) -------------------------------------------
 
@@ -214,23 +211,3 @@ class Deadlines(Generic[K]):
             else:
                 return deadline
         return None
-
-
-# --- heartbeat (RFC 5847) ----------------------------------------------------------
-
-
-def answerHeartbeat(message: Heartbeat, source: str, fromPeer: bool,
-                    counters: Counter[str]) -> list[SendMessage]:
-    """
-    RFC 5847 5.2: a Heartbeat request from a peer is answered with a response
-    carrying its sequence number. A request from anyone else is refused
-    (answering would make the node a reflector); a response is counted.
-    """
-    if message.response:
-        counters["heartbeat.response"] += 1
-        return []
-    if not fromPeer:
-        counters["heartbeat.refused"] += 1
-        return []
-    counters["heartbeat.answered"] += 1
-    return [SendMessage(Heartbeat(message.sequence, response=True), source)]

@@ -24,10 +24,10 @@ from twisted.trial.unittest import SynchronousTestCase
 # shares without declaring (lmm.signaling and lmm.actions count into the counters
 # they are given).
 GROUPS = {
-    "the MPA's agent": (["lmm.mpa.agent", "lmm.mpa.registration", "lmm.mpa.homelink"],
-                        ["lmm.signaling", "lmm.actions"]),
+    "the MPA's agent": (["lmm.mpa.agent", "lmm.mpa.registration", "lmm.mpa.homelink",
+                         "lmm.heartbeat"], ["lmm.signaling", "lmm.actions"]),
     "the DHCPv6 relay core": (["lmm.mpa.relay"], []),
-    "the LMAP's anchor": (["lmm.lmap.anchor", "lmm.lmap.revocation"],
+    "the LMAP's anchor": (["lmm.lmap.anchor", "lmm.lmap.revocation", "lmm.heartbeat"],
                           ["lmm.signaling", "lmm.actions"]),
 }
 

@@ -9,6 +9,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from lmm import mh, signaling
+from lmm.heartbeat import HeartbeatPolicy
 from lmm.lmap.anchor import (
     Action,
     AddTunnel,
@@ -1038,13 +1039,47 @@ class OtherMessageTests(SynchronousTestCase):
         self.anchor = makeAnchor()
 
     def test_heartbeat(self) -> None:
+        """An MPA's request is answered, with the LMAP's Restart Counter."""
         actions = self.anchor.receive(mh.Heartbeat(0xDEADBEEF), MPA1, T0)
-        self.assertEqual(actions, [SendMessage(mh.Heartbeat(0xDEADBEEF, response=True), MPA1)])
+        self.assertEqual(actions, [SendMessage(mh.Heartbeat(
+            0xDEADBEEF, response=True, options=(mh.RestartCounter(0),)), MPA1)])
         self.assertEqual(self.anchor.counters["heartbeat.answered"], 1)
 
     def test_heartbeatResponse(self) -> None:
+        """A response to no request of the LMAP's is counted, nothing more."""
         self.assertEqual(self.anchor.receive(mh.Heartbeat(1, response=True), MPA1, T0), [])
-        self.assertEqual(self.anchor.counters["heartbeat.response"], 1)
+        self.assertEqual(self.anchor.counters["heartbeat.unmatched"], 1)
+
+    def test_mpaRestarted(self) -> None:
+        """Rule 12: the LMAP asks the MPAs it registers bindings of; an MPA
+        whose Restart Counter changed loses its bindings not registered since
+        (tunnels removed, each revoked with trigger 7); another MPA's stay."""
+        anchor = makeAnchor(heartbeat=HeartbeatPolicy(interval=10, timeout=2),
+                            restartCounter=70)
+        anchor.receive(pbu(1, nai=b"a@lmm.test", address="2001:db8:1::a"), MPA1, T0)
+        anchor.receive(pbu(1, nai=b"b@lmm.test", address="2001:db8:1::b"), MPA2, T0)
+        self.assertEqual(anchor.nextDeadline(), T0)
+        requests = [a for a in anchor.tick(T0) if isinstance(a, SendMessage)]
+        self.assertEqual(sorted(a.destination for a in requests), sorted([MPA1, MPA2]))
+        for request in requests:
+            assert isinstance(request.message, mh.Heartbeat)
+            self.assertEqual(request.message.option(mh.RestartCounter), mh.RestartCounter(70))
+            anchor.receive(mh.Heartbeat(request.message.sequence, response=True,
+                                        options=(mh.RestartCounter(5),)),
+                           request.destination, T0 + 0.01)
+        # MPA1 restarts; its first request says so.
+        actions = anchor.receive(mh.Heartbeat(1, options=(mh.RestartCounter(6),)), MPA1, T0 + 5)
+        self.assertIsNone(anchor.store.get(b"a@lmm.test"))
+        self.assertIsNotNone(anchor.store.get(b"b@lmm.test"))
+        [bri] = [a.message for a in actions if isinstance(a, SendMessage)
+                 and isinstance(a.message, mh.BindingRevocationIndication)]
+        assert isinstance(bri, mh.BindingRevocationIndication)
+        self.assertEqual(bri.trigger, mh.RevocationTrigger.POSSIBLE_OUT_OF_SYNC_BCE_STATE)
+        self.assertEqual(bri.option(mh.MobileNodeIdentifier),
+                         mh.MobileNodeIdentifier(b"a@lmm.test"))
+        self.assertEqual(len([a for a in actions if isinstance(a, RemoveTunnel)]), 1)
+        self.assertEqual(anchor.counters["binding.peer-restarted"], 1)
+        self.assertIn("lmap.mpa-restarted", [a.event for a in actions if isinstance(a, Note)])
 
     def test_heartbeatFromStranger(self) -> None:
         self.assertEqual(self.anchor.receive(mh.Heartbeat(1), STRANGER, T0), [])

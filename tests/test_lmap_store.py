@@ -125,7 +125,7 @@ class SQLiteBindingCacheTests(SynchronousTestCase):
 
     def test_revocations(self) -> None:
         store = self.open()
-        rows = [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0)]
+        rows = [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0, 4)]
         store.saveRevocations(rows, 9)
         self.assertTrue(store.pending)
         store.commit()
@@ -142,7 +142,7 @@ class ResumeTests(SynchronousTestCase):
         store.put(entry(1))
         store.put(entry(2, expires=NOW - 1))
         store.saveRevocations([(MPA2, 40, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 3, 1,
-                                2.0)], 41)
+                                2.0, 4)], 41)
         store.commit()
         lma = anchor(store)
         actions = lma.resume(NOW)

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.heartbeat import HeartbeatPolicy
 from lmm.mpa.agent import (
     Action,
     Authenticate,
@@ -1243,13 +1244,40 @@ class RevocationTests(SynchronousTestCase):
         self.assertIsNone(agent.nextDeadline())
 
     def test_heartbeat(self) -> None:
-        agent = makeAgent()
+        agent = makeAgent(restartCounter=9)
         actions = agent.messageReceived(mh.Heartbeat(42), LMAP, T0)
-        self.assertEqual(actions, [SendMessage(mh.Heartbeat(42, response=True), LMAP)])
+        self.assertEqual(actions, [SendMessage(mh.Heartbeat(
+            42, response=True, options=(mh.RestartCounter(9),)), LMAP)])
         self.assertEqual(agent.messageReceived(mh.Heartbeat(43), STRANGER, T0), [])
         self.assertEqual(agent.messageReceived(mh.Heartbeat(44, response=True), LMAP, T0), [])
         self.assertEqual(agent.counters["heartbeat.refused"], 1)
-        self.assertEqual(agent.counters["heartbeat.response"], 1)
+        self.assertEqual(agent.counters["heartbeat.unmatched"], 1)
+
+    def test_lmapRestarted(self) -> None:
+        """Rule 12: from start the MPA asks its LMAP at once; when the LMAP's
+        Restart Counter changes, every visitor registered with it is
+        registered again at once, and stays registered when it is accepted."""
+        agent = makeAgent(heartbeat=HeartbeatPolicy(interval=10, timeout=2),
+                          restartCounter=3)
+        [request] = only(agent.start(T0), SendMessage)
+        assert isinstance(request.message, mh.Heartbeat)
+        self.assertEqual((request.destination, request.message.response), (LMAP, False))
+        self.assertEqual(request.message.option(mh.RestartCounter), mh.RestartCounter(3))
+        agent.messageReceived(mh.Heartbeat(request.message.sequence, response=True,
+                                           options=(mh.RestartCounter(100),)), LMAP, T0)
+        visitor = register(self, agent, now=T0 + 1)
+        # The LMAP restarts and asks: its counter is one more.
+        actions = agent.messageReceived(mh.Heartbeat(1, options=(mh.RestartCounter(101),)),
+                                        LMAP, T0 + 20)
+        pbus = [a.message for a in only(actions, SendMessage)
+                if isinstance(a.message, mh.BindingUpdate)]
+        self.assertEqual(len(pbus), 1)
+        self.assertEqual(pbus[0].option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        self.assertIn("mpa.lmap-restarted", events(actions))
+        self.assertEqual(agent.counters["registration.lmap-restarted"], 1)
+        agent.messageReceived(pba(pbus[0].sequence, address=MS_ADDR), LMAP, T0 + 20.01)
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        self.assertEqual(agent.heartbeats.describe(T0 + 21)[0]["restarts"], 1)
 
     def test_otherMessages(self) -> None:
         agent = makeAgent()

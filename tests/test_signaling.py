@@ -6,14 +6,11 @@ from collections import Counter
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lmm.actions import SendMessage
-from lmm.mh import Heartbeat
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
     RetransmissionPolicy,
     SequenceCounter,
-    answerHeartbeat,
     isNewer,
 )
 
@@ -153,18 +150,3 @@ class DeadlinesTests(SynchronousTestCase):
                 self.deadlines[key] = 2.0
                 self.heap.schedule(key, 2.0, None)
         self.assertEqual(seen, [b"a", b"a"])
-
-
-class HeartbeatTests(SynchronousTestCase):
-    def test_answered(self) -> None:
-        counters: Counter[str] = Counter()
-        self.assertEqual(answerHeartbeat(Heartbeat(7), "2001:db8::1", True, counters),
-                         [SendMessage(Heartbeat(7, response=True), "2001:db8::1")])
-        self.assertEqual(counters["heartbeat.answered"], 1)
-
-    def test_refusedAndResponse(self) -> None:
-        counters: Counter[str] = Counter()
-        self.assertEqual(answerHeartbeat(Heartbeat(7), "2001:db8::1", False, counters), [])
-        self.assertEqual(answerHeartbeat(Heartbeat(7, response=True), "2001:db8::1", True,
-                                         counters), [])
-        self.assertEqual(counters, Counter({"heartbeat.refused": 1, "heartbeat.response": 1}))

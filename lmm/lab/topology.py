@@ -62,6 +62,9 @@ _LAB_NAMESPACE = re.compile(r"^lmm\d+[0-9a-f]{3}-lab-")
 RUN_ROOT = "/tmp"
 STATE_FILE = "lab.json"
 VIRTUAL_LMAP_MAC = DEFAULT_VIRTUAL_LMAP_MAC
+#: The lab's heartbeats (RFC 5847): a restart is seen within a second or two,
+#: not the products' minute (docs/lab.md).
+LAB_HEARTBEAT = {"interval": 1.0, "timeout": 0.5, "missed_allowed": 3}
 
 
 class TopologyError(ValueError):
@@ -531,6 +534,7 @@ class Lab:
             "security": {"keys": lmapKeys},
             "control": {"socket": self.controlPath("lmap")},
             "store": {"path": self.path("lmap.sqlite")},
+            "heartbeat": dict(LAB_HEARTBEAT),
             "tunnel": {"backend": topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
         }, topology.lmapOverrides))
@@ -610,6 +614,8 @@ class Lab:
             "aaa": aaa,
             "aaa.options": aaaOptions,
             "control": {"socket": self.controlPath(spec.name)},
+            "state": {"path": self.path(f"{spec.name}.state")},
+            "heartbeat": dict(LAB_HEARTBEAT),
             "tunnel": {"backend": self.topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
         }

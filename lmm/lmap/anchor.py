@@ -98,9 +98,19 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     would carry the refused message's sequence number to the MPA it names,
     where it could end a registration in flight.
 
+12. Heartbeats (RFC 5847, L{lmm.heartbeat}): the LMAP asks every MPA it
+    has registered bindings of, every C{heartbeat.interval} seconds, and
+    answers theirs, each message with its Restart Counter (one more at each
+    start, kept in the Binding Cache's database). An MPA whose Restart
+    Counter changed has restarted and forgotten its visitors: each of its
+    bindings not registered since is removed with its tunnel and revoked
+    (trigger 7, "possible out-of-sync BCE state"): the new MPA answers
+    "binding does not exist", or, had a visitor registered again before the
+    restart was seen, drops it, and the MS's next frame registers it anew.
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
-were none). Heartbeat requests (RFC 5847) from MPAs are answered; an unknown
+were none). An unknown
 Mobility Header type is answered with a Binding Error, status 2 (RFC 6275
 9.2), at most C{bindingErrorRate} per second (RFC 6275 asks for ICMP-like
 rate limiting).
@@ -129,6 +139,7 @@ from ipaddress import IPv6Network
 from typing import Any
 
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
+from lmm.heartbeat import HeartbeatPolicy, Heartbeats
 from lmm.inet import addressToInt, intToAddress
 from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
 from lmm.lmap.revocation import Revocations
@@ -149,6 +160,7 @@ from lmm.mh import (
     MobilityHeaderError,
     MobilityMessage,
     ReplayProtection,
+    RevocationTrigger,
     Status,
     UnknownMessageType,
     WireProfile,
@@ -158,7 +170,6 @@ from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
     RetransmissionPolicy,
-    answerHeartbeat,
     isNewer,
 )
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
@@ -192,7 +203,7 @@ COUNTERS = {
     "binding.resumed": "bindings of a previous run taken up at start (a persistent store)",
     "binding.tunnel-failed": "bindings dropped: the data plane could not install their tunnel",
     "binding.tunnel-failed.stale": "tunnel failures of a binding changed since",
-    "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847); refused: not an MPA",
+    "binding.peer-restarted": "bindings removed (and revoked): their MPA restarted (rule 12)",
     "ignored.<message type>": "Mobility Header messages of a kind the LMAP takes none of",
     "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
     "refused.<reason>": "messages refused by the signaling's protection (rule 11), by reason",
@@ -261,6 +272,8 @@ class LocalMobilityAnchor:
         store: BindingStore | None = None,
         bindingErrorRate: float = 10.0,
         revocationMaxInterval: float = MAX_BINDACK_TIMEOUT,
+        heartbeat: HeartbeatPolicy | None = None,
+        restartCounter: int = 0,
     ) -> None:
         if not prefixes:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
@@ -286,6 +299,8 @@ class LocalMobilityAnchor:
         except ValueError as e:
             raise ValueError(f"revocation: {e}") from None
         self.revocations = Revocations(policy, self.counters)
+        self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
+                                     self.counters)
 
         # Binding expiries; an adopted store's entries expire like new ones.
         store = self.store
@@ -393,16 +408,15 @@ class LocalMobilityAnchor:
             assert entry is not None
             self._expire(entry, actions)
         self.revocations.tick(now, actions)  # type: ignore[arg-type]
+        self.heartbeats.tick(now, actions)
         return actions
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None. It tidies the heaps
         (drops and requeues stale items) and changes no binding."""
-        expiry = self._expiries.next()
-        revocation = self.revocations.nextDeadline()
-        if expiry is None or (revocation is not None and revocation < expiry):
-            return revocation
-        return expiry
+        deadlines = [d for d in (self._expiries.next(), self.revocations.nextDeadline(),
+                                 self.heartbeats.nextDeadline()) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: remove every binding's tunnel and forget pending
@@ -429,6 +443,7 @@ class LocalMobilityAnchor:
                 self._expire(entry, actions)
             else:
                 actions.append(AddTunnel(entry.tunnel))
+                self.heartbeats.watch(entry.careOfAddress, now)
                 resumed += 1
         rows, lastSequence = self.store.loadRevocations()
         sends = self.revocations.restore(rows, lastSequence, now)
@@ -599,6 +614,8 @@ class LocalMobilityAnchor:
         self.store.put(entry)
         self._expiries.schedule(nai, expires, None)
         self.revocations.cancel(careOf, nai)
+        if mpa not in self.heartbeats.peers:
+            self.heartbeats.watch(mpa, now)
         # The tunnel before the PBA (draft 6.1).
         actions.append(AddTunnel(tunnel))
         if bu.ack:
@@ -658,6 +675,8 @@ class LocalMobilityAnchor:
             )
             return
         self.revocations.cancel(careOf, nai)
+        if mpa not in self.heartbeats.peers:
+            self.heartbeats.watch(mpa, now)
         actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
                                                old.prefixLength, now))
         self.counters["pbu.handover"] += 1
@@ -871,9 +890,36 @@ class LocalMobilityAnchor:
     # --- the rest -----------------------------------------------------------
 
     def _heartbeat(self, message: Heartbeat, source: str, now: float) -> list[Action]:
-        # Not a peer: answering would make the LMAP a reflector.
-        return list(answerHeartbeat(message, source, self._mpaOf(source) is not None,
-                                    self.counters))
+        """RFC 5847 (L{lmm.heartbeat}): an MPA's request answered (anyone
+        else's refused: the LMAP is no reflector), a response matched; a
+        changed Restart Counter is rule 12."""
+        actions: list[Action] = []
+        mpa = self._mpaOf(source)
+        beats = self.heartbeats
+        if message.response:
+            restarted = beats.response(message, source, now, actions)
+        else:
+            restarted = beats.request(message, source, mpa is not None, now, actions)
+        if restarted and mpa is not None:
+            self._mpaRestarted(mpa, now, actions)
+        return actions
+
+    def _mpaRestarted(self, mpa: str, now: float, actions: list[Action]) -> None:
+        """Rule 12: the MPA restarted and forgot its visitors: each binding
+        it had not registered since is removed, tunnel and all, and revoked
+        (trigger "possible out-of-sync BCE state", RFC 5846 8.1) in case a
+        visitor did register again before the restart was seen (its first
+        heartbeat lost): that MPA then drops it, and the MS's next frame
+        registers it anew. O(bindings), once per restart."""
+        removed = [e for e in self.store if e.careOfAddress == mpa and e.updated < now]
+        for entry in removed:
+            self.store.remove(entry.nai)
+            actions.append(RemoveTunnel(entry.tunnel))
+            actions.append(self.revocations.revoke(
+                mpa, MobileNodeIdentifier(entry.nai), entry.localAddress, entry.prefixLength,
+                now, RevocationTrigger.POSSIBLE_OUT_OF_SYNC_BCE_STATE))
+        self.counters["binding.peer-restarted"] += len(removed)
+        actions.append(Note("lmap.mpa-restarted", {"mpa": mpa, "bindings": len(removed)}))
 
     def _bindingErrorAllowed(self, now: float) -> bool:
         """A token bucket of C{bindingErrorRate} per second, burst the same."""

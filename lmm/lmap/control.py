@@ -8,6 +8,7 @@ C{python -m lmm.control} are L{lmm.control}'s):
                              swap the tunnel backend (shared with the other daemon:
                              L{lmm.control}, docs/dataplane.md)
     security [reload]        the signaling's protection; reload the key file (shared)
+    peers                    the MPAs' heartbeats: up or down, Restart Counters (shared)
     help                     the commands
 """
 
@@ -25,6 +26,7 @@ HELP = {
     "counters": "every counter",
     control.TUNNEL_USAGE: control.TUNNEL_HELP,
     control.SECURITY_USAGE: control.SECURITY_HELP,
+    "peers": control.PEERS_HELP,
     "help": "this",
 }
 

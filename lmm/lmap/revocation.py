@@ -99,12 +99,13 @@ class Revocations:
         return [(r.due, key) for key, r in self._pending.items()]
 
     def revoke(self, mpa: str, mnid: MobileNodeIdentifier, address: str, prefixLength: int,
-               now: float) -> SendMessage:
+               now: float,
+               trigger: int = RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN) -> SendMessage:
         """Rule 1: the indication to C{mpa} for the MS's binding there."""
         sequence = self.sequence.next()
         message = BindingRevocationIndication(
             sequence,
-            RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+            trigger,
             (mnid, LocalAddress(address, prefixLength)),
             proxy=True,
         )
@@ -198,13 +199,13 @@ class Revocations:
 
     def snapshot(self) -> list[tuple[Any, ...]]:
         """What is in flight, as rows of (MPA, sequence, NAI, address, prefix
-        length, issued, retransmissions, interval)."""
+        length, issued, retransmissions, interval, trigger)."""
         rows = []
         for (mpa, sequence), r in self._pending.items():
             address = r.message.option(LocalAddress)
             assert isinstance(address, LocalAddress)
             rows.append((mpa, sequence, r.nai, address.address, address.prefixLength,
-                         r.issued, r.retransmissions, r.interval))
+                         r.issued, r.retransmissions, r.interval, r.message.trigger))
         return rows
 
     def restore(self, rows: list[tuple[Any, ...]], lastSequence: int,
@@ -212,9 +213,10 @@ class Revocations:
         """Resume a previous run's revocations: each sent at once."""
         self.sequence = SequenceCounter(lastSequence)
         sends = []
-        for mpa, sequence, nai, address, prefixLength, issued, retransmissions, interval in rows:
+        for (mpa, sequence, nai, address, prefixLength, issued, retransmissions, interval,
+             trigger) in rows:
             message = BindingRevocationIndication(
-                sequence, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+                sequence, trigger,
                 (MobileNodeIdentifier(nai), LocalAddress(address, prefixLength)), proxy=True)
             revocation = Revocation(message, mpa, nai, issued, interval)
             revocation.retransmissions = retransmissions

@@ -21,10 +21,10 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lmm import mh
+from lmm import heartbeat, mh
 from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, signalingConfig
+from lmm.daemon import buildBackend, heartbeatPolicy, signalingConfig
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
@@ -258,6 +258,11 @@ class LMAPService(Service):
         self.perform(self.anchor.tunnelFailed(binding, error, self.reactor.seconds()))
         self._schedule()
 
+    @property
+    def heartbeats(self) -> heartbeat.Heartbeats:
+        """The anchor's heartbeats (the control channel's C{peers})."""
+        return self.anchor.heartbeats
+
     def send(self, message: mh.MobilityMessage, destination: str) -> None:
         held = self._held
         if held is not None:
@@ -332,8 +337,12 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
         reactor = globalReactor()
     backend = buildBackend(ITunnelDataPlane, values["tunnel.backend"], values["tunnel.options"],
                            reactor, path or "the configuration", "tunnel.options")
+    store = bindingStore(values, path)
     anchor = LocalMobilityAnchor(
-        store=bindingStore(values, path),
+        store=store,
+        heartbeat=heartbeatPolicy(path, values),
+        restartCounter=store.restartCounter if isinstance(store, SQLiteBindingCache)
+        else heartbeat.unkeptRestartCounter(),
         address=values["lmap.address"],
         prefixes=list(values["lmap.local_network_prefixes"]),
         mpas=[ipaddress.IPv6Network(n) for n in values["lmap.mpas"]],

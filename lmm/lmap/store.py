@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS revocation (
     issued REAL NOT NULL,
     retransmissions INTEGER NOT NULL,
     interval REAL NOT NULL,
+    trigger INTEGER NOT NULL,
     PRIMARY KEY (mpa, sequence)
 ) WITHOUT ROWID;
 """
@@ -209,7 +210,7 @@ class SQLiteBindingCache:
     def saveRevocations(self, rows: Iterable[tuple[Any, ...]], lastSequence: int) -> None:
         """Replace the revocations in flight, at the next L{commit}: rows of
         (MPA, sequence, NAI, address, prefix length, issued, retransmissions,
-        interval), as L{lmm.lmap.revocation.Revocations.snapshot} gives them,
+        interval, trigger), as L{lmm.lmap.revocation.Revocations.snapshot} gives them,
         and the last sequence number handed out."""
         self._revocations = list(rows)
         self._revocationSequence = lastSequence
@@ -242,7 +243,7 @@ class SQLiteBindingCache:
                 db.executemany(_DELETE, deletes)
             if revocations is not None:
                 db.execute("DELETE FROM revocation")
-                db.executemany("INSERT INTO revocation VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                db.executemany("INSERT INTO revocation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                revocations)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('revocation_sequence', ?)",
                            (self._revocationSequence,))

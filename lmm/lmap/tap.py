@@ -7,6 +7,7 @@ from twisted.application.service import MultiService
 from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
+    HEARTBEAT_SETTINGS,
     LOG_SETTINGS,
     SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
@@ -42,6 +43,7 @@ SETTINGS = [
             help="normal: a commit survives the daemon's death; full: also a power cut"),
     Setting("store.checkpoint_interval", config.number(0.05, 3600), 1.0,
             help="seconds between copies of the write-ahead log into the database"),
+    *HEARTBEAT_SETTINGS,
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,

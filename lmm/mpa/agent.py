@@ -128,6 +128,15 @@ in their modules):
     A visitor whose link reports another NAI leaves and attaches again. A
     second visitor authenticated with the NAI of a first replaces it (its
     tunnel goes; no deregistration, which would remove the new binding).
+ 12. Heartbeats (RFC 5847, L{lmm.heartbeat}): from L{start}, the default
+    LMAP and every LMAP a visitor registered with are asked every
+    C{heartbeat.interval} seconds, each request and answer with this MPA's
+    Restart Counter (one more at each start, kept in C{state.path}): the
+    first request tells the LMAP at once that the MPA restarted (it drops
+    the bindings this MPA forgot). An LMAP whose counter changed has
+    restarted: every visitor registered with it, with nothing in flight, is
+    registered again at once (an LMAP that kept its Binding Cache takes it
+    as a refresh; one that lost it, as a new binding).
 
 Notes come after the frames, messages and tunnel changes of the same event.
 The counters are listed in L{COUNTERS} and in the sub-machines' modules.
@@ -145,6 +154,7 @@ from lmm import nd
 from lmm.aaa import AAAUnavailable, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
+from lmm.heartbeat import HeartbeatPolicy, Heartbeats
 from lmm.inet import canonical
 from lmm.mh import (
     LIFETIME_UNIT,
@@ -186,7 +196,6 @@ from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
     RetransmissionPolicy,
-    answerHeartbeat,
 )
 from lmm.tunnel import ROLE_MPA, TunnelBinding
 
@@ -275,7 +284,7 @@ COUNTERS = {
     "bri.received": "Binding Revocation Indications received",
     "bri.unknown": "indications naming no binding of ours",
     "bri.unknown-source": "indications from an address that is no known LMAP",
-    "heartbeat.<answered|response|refused>": "heartbeats (RFC 5847)",
+    "registration.lmap-restarted": "registrations sent again at once: their LMAP restarted",
     "binding-error.received": "Binding Errors received",
     "ignored.<message type>": "Mobility Header messages of a kind the MPA takes none of",
     "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
@@ -360,6 +369,8 @@ class MobilityProxyAgent:
         maxRetransmitInterval: float = MAX_BINDACK_TIMEOUT,
         relay: RelayAgent | None = None,
         attachOnFrames: bool = True,
+        heartbeat: HeartbeatPolicy | None = None,
+        restartCounter: int = 0,
     ) -> None:
         if not LIFETIME_UNIT <= lifetime <= MAX_LIFETIME:
             raise ValueError(f"lifetime {lifetime} is not in {LIFETIME_UNIT}..{MAX_LIFETIME}")
@@ -404,6 +415,8 @@ class MobilityProxyAgent:
         self.homeLink = HomeLink(raMtu, routerLifetime, self.counters)
         policy = RetransmissionPolicy(retransmitTimeout, maxRetries, maxRetransmitInterval)
         self.registrations = Registrations(lifetime, policy, self.counters, initialSequence)
+        self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
+                                     self.counters)
         # Frames from these are the MPA's own (or its echo), never an attach.
         self._ownMacs: set[str] = set(self.interfaceMacs.values())
         if defaultVirtualLmapMac is not None:
@@ -900,16 +913,21 @@ class MobilityProxyAgent:
             self._reschedule(visitor)
         if self.relay is not None:
             self._relayed(self.relay.tick(now), "(no answer)", now, actions)
+        self.heartbeats.tick(now, actions)
         return actions
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None."""
-        deadline = self._timers.next()
-        if self.relay is not None:
-            other = self.relay.nextDeadline()
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
-        return deadline
+        deadlines = [d for d in (self._timers.next(),
+                                 None if self.relay is None else self.relay.nextDeadline(),
+                                 self.heartbeats.nextDeadline()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def start(self, now: float) -> list[Action]:
+        """The daemon starts: heartbeats with the default LMAP, the first at
+        once (its Restart Counter tells the LMAP this MPA restarted: rule 12)."""
+        self.heartbeats.watch(self.defaultLmap, now)
+        return self.tick(now)
 
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: deregister every visitor with a binding (once, no
@@ -1400,6 +1418,8 @@ class MobilityProxyAgent:
         self.visitors.setAddress(visitor, address)
         visitor.state = _REGISTERED
         visitor.registeredAt = now
+        if visitor.lmapAddress not in self.heartbeats.peers:
+            self.heartbeats.watch(visitor.lmapAddress, now)
         visitor.lifetime = ack.lifetime
         # Counted from the first transmission: never after the LMAP's own expiry.
         visitor.expires = pending.firstSentAt + ack.lifetime
@@ -1552,7 +1572,31 @@ class MobilityProxyAgent:
         return actions
 
     def _heartbeat(self, message: Heartbeat, source: str, now: float) -> list[Action]:
-        return list(answerHeartbeat(message, source, self._knownLmap(source), self.counters))
+        """Rule 12: a known LMAP's request answered (anyone else's refused: the
+        MPA is no reflector), a response matched; a changed Restart Counter
+        is the LMAP's restart: every visitor registered with it is
+        registered again at once."""
+        actions: list[Action] = []
+        beats = self.heartbeats
+        if message.response:
+            restarted = beats.response(message, source, now, actions)
+        else:
+            restarted = beats.request(message, source, self._knownLmap(source), now, actions)
+        if restarted:
+            self._lmapRestarted(source, now, actions)
+        return actions
+
+    def _lmapRestarted(self, lmap: str, now: float, actions: list[Action]) -> None:
+        sent = 0
+        for visitor in self.visitors.byLmap(lmap):
+            if (visitor.state is _REGISTERED and visitor.localAddress is not None
+                    and visitor.pending is None):
+                request = RegistrationRequest(False, visitor.localAddress, _prefixLength(visitor))
+                self._register(visitor, request, now, actions, refresh=True)
+                self._reschedule(visitor)
+                sent += 1
+        self.counters["registration.lmap-restarted"] += sent
+        actions.append(Note("mpa.lmap-restarted", {"lmap": lmap, "registrations": sent}))
 
     def _bindingError(self, message: BindingError, source: str, now: float) -> list[Action]:
         self.counters["binding-error.received"] += 1

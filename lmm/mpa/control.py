@@ -11,6 +11,7 @@ command per line, one line of JSON per answer.
                              swap the tunnel backend (shared with the other daemon:
                              L{lmm.control}, docs/dataplane.md)
     security [reload]        the signaling's protection; reload the key file (shared)
+    peers                    the LMAPs' heartbeats: up or down, Restart Counters (shared)
     help                     the commands
 
 The line protocol, the client and the command line tool are L{lmm.control}'s;
@@ -36,6 +37,7 @@ HELP = {
     "detach IF MAC": "report a detach",
     control.TUNNEL_USAGE: control.TUNNEL_HELP,
     control.SECURITY_USAGE: control.SECURITY_HELP,
+    "peers": control.PEERS_HELP,
     "help": "this",
 }
 

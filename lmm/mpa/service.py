@@ -21,11 +21,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lmm import mh, nd
+from lmm import heartbeat, mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
-from lmm.config import ConfigError
+from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, signalingConfig
+from lmm.daemon import buildBackend, heartbeatPolicy, signalingConfig
 from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
 from lmm.interfaces import (
     IAccessLinks,
@@ -152,11 +152,19 @@ class MPAService(Service):
             dhcp = "off"
         else:
             dhcp = f"default server {self.agent.defaultDhcpServer or 'none (profiles only)'}"
+        # Heartbeats with the LMAP from now: the first tells it of this start.
+        self.perform(self.agent.start(self.reactor.seconds()))
+        self._schedule()
         log.info("MPA ready on {address}: access interfaces {interfaces}, default LMAP {lmap}, "
                  "{profile} profile{backends}, DHCPv6 relay {dhcp}, control channel {control}",
                  address=self.address, interfaces=", ".join(self.agent.accessInterfaces),
                  lmap=self.agent.defaultLmap, profile=self.profile.name,
                  backends=self.describeBackends, dhcp=dhcp, control=self.controlSocket or "off")
+
+    @property
+    def heartbeats(self) -> heartbeat.Heartbeats:
+        """The agent's heartbeats (the control channel's C{peers})."""
+        return self.agent.heartbeats
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
@@ -418,6 +426,16 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
 # --- building it from the configuration ----------------------------------------------
 
 
+def restartCounter(path: str, values: dict[str, Any]) -> int:
+    """This start's Restart Counter (RFC 5847), one more than the state
+    file's; a L{ConfigError} naming C{state.path} when the file cannot be used."""
+    statePath = besideConfig(path, values["state.path"])
+    try:
+        return heartbeat.nextRestartCounter(statePath)
+    except (OSError, ValueError) as e:
+        raise ConfigError(path, "state.path", str(e)) from None
+
+
 def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
                    reactor: IReactor | None = None) -> InOrder:
     """The MPA daemon as configured (values from L{lmm.mpa.tap.SETTINGS});
@@ -466,6 +484,8 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
         attachOnFrames=detector.attachOnFrames,
         maxAuthenticating=values["attach.max_authenticating"],
         maxVisitorsPerLink=values["attach.max_visitors_per_link"],
+        heartbeat=heartbeatPolicy(path, values),
+        restartCounter=restartCounter(path, values),
     )
     relayPort = DHCPv6RelayPort(values["mpa.address"], reactor) if values["dhcp.enabled"] else None
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "

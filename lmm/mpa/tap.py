@@ -9,6 +9,7 @@ from twisted.application.service import MultiService
 from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
+    HEARTBEAT_SETTINGS,
     LOG_SETTINGS,
     SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
@@ -84,6 +85,9 @@ SETTINGS = [
             help="the DHCPv6 server when the MS profile names none (default: none)"),
     Setting("dhcp.answer_timeout", config.number(0.1, 600), 5.0,
             help="seconds after which a request the server did not answer is logged"),
+    Setting("state.path", config.string, "/var/lib/lmm/mpa.state",
+            help="where the MPA keeps its Restart Counter (RFC 5847), relative to this file"),
+    *HEARTBEAT_SETTINGS,
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,
