@@ -36,9 +36,12 @@ LNP = "2001:db8:1::/64"
 class MPAClient:
     """Sends PBUs from one address, reads what the LMAP sends back."""
 
+    lmap = LMAP
+
     def __init__(self, sock: socket.socket, address: str) -> None:
         self.sock = sock
         self.address = address
+        self.heartbeats: list[mh.Heartbeat] = []
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
         sock.bind((address, 0))
         sock.settimeout(3.0)
@@ -47,16 +50,27 @@ class MPAClient:
         data = message if isinstance(message, bytes) else mh.encode(message)
         self.sock.sendto(data, (LMAP, 0))
 
+    def opened(self, data: bytes) -> mh.Message:
+        """What C{data} from the LMAP says (a subclass checks its protection)."""
+        return mh.decode(data)
+
     def receive(self, timeout: float = 3.0) -> tuple[mh.Message, bytes]:
-        self.sock.settimeout(timeout)
-        data, source = self.sock.recvfrom(2048)
-        assert source[0] == LMAP, source
-        return mh.decode(data), data
+        """The next message from the LMAP that is not a Heartbeat request (those
+        are kept in C{heartbeats}: the LMAP asks every MPA it has bindings of)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock.settimeout(max(0.0, deadline - time.monotonic()))
+            data, source = self.sock.recvfrom(2048)
+            assert source[0] == self.lmap, source
+            message = self.opened(data)
+            if isinstance(message, mh.Heartbeat) and not message.response:
+                self.heartbeats.append(message)
+                continue
+            return message, data
 
     def nothing(self, within: float) -> bool:
-        self.sock.settimeout(within)
         try:
-            self.sock.recvfrom(2048)
+            self.receive(within)
         except TimeoutError:
             return True
         return False

@@ -199,8 +199,11 @@ class MPAIntegrationTests(LabTestCase):
     def carrierChanges(self, station: Station) -> int:
         return int(station.namespace.run(["cat", "/sys/class/net/ms0/carrier_changes"]).stdout)
 
-    def exchanges(self) -> list[Exchange]:
-        return mobilityHeaders(self.lab.backbonePcap)
+    def exchanges(self, heartbeats: bool = False) -> list[Exchange]:
+        """The Mobility Header messages on the backbone; the heartbeats
+        (RFC 5847, every second in the lab) only with C{heartbeats}."""
+        return [e for e in mobilityHeaders(self.lab.backbonePcap)
+                if heartbeats or not isinstance(e.message, mh.Heartbeat)]
 
     def find(self, kind: type, source: str, destination: str, after: float = 0.0,
              **fields: Any) -> list[Exchange]:

@@ -146,11 +146,13 @@ _MH_NAMES = {
 }
 
 
-def backboneEvents(path: str, names: dict[str, str], mobile: str | None) -> list[Event]:
+def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
+                   heartbeats: bool = False) -> list[Event]:
     """
     Mobility Header messages on the backbone, and each first tunnelled packet
     of C{mobile} from an MPA after a gap (its first through a new MPA).
-    C{names} maps addresses to node names.
+    C{names} maps addresses to node names. Heartbeats (RFC 5847, every second
+    in the lab) only with C{heartbeats}: they would drown the rest.
     """
     events = []
     lastTunnel: dict[str, float] = {}
@@ -166,6 +168,8 @@ def backboneEvents(path: str, names: dict[str, str], mobile: str | None) -> list
                 message = mh.decode(frame[54:])
             except mh.MobilityHeaderError as e:
                 events.append(Event(when, "wire", f"undecodable Mobility Header {a}→{b}: {e}"))
+                continue
+            if isinstance(message, mh.Heartbeat) and not heartbeats:
                 continue
             kind = _MH_NAMES.get(type(message), type(message).__name__)
             detail = f" seq={message.sequence}" if hasattr(message, "sequence") else ""

@@ -400,7 +400,8 @@ class LabDaemon(Daemon):
         argv = [TWISTD, "-n", "--pidfile=", "--logger=lmm.lab.logger.observer", self.plugin,
                 "--config", self.configPath]
         env = dict(os.environ, PYTHONPATH=_REPO, **{LOG_VARIABLE: self.logPath})
-        with open(self.logPath + ".stderr", "wb") as stderr:
+        before = self._logSize()  # a restart appends to the same log
+        with open(self.logPath + ".stderr", "ab") as stderr:
             self.process = self.namespace.popen(argv, env=env, stdout=subprocess.DEVNULL,
                                                 stderr=stderr)
 
@@ -408,7 +409,7 @@ class LabDaemon(Daemon):
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.plugin} exited with {self.process.returncode}:\n"
                                    + self.logTail())
-            return ready in self.log()
+            return ready in self._logSince(before)
 
         waitFor(seen, timeout, what=f"{self.plugin} to log {ready!r}")
         return self
@@ -467,6 +468,7 @@ class Lab:
         #: Each MPA's key file, by address (written when the lab starts).
         self.mpaKeys: dict[str, str] = {}
         self.backbonePcap = self.path("backbone.pcap")
+        self._ready: dict[str, str] = {}  # what each daemon logs when it is ready
 
     def say(self, text: str) -> None:
         if self.out is not None:
@@ -641,7 +643,20 @@ class Lab:
                     ready: str) -> None:
         daemon = LabDaemon(ns, plugin, config, self.path(f"{name}.log"))
         self.daemons[name] = daemon
+        self._ready[name] = ready
         daemon.start(ready=ready)
+
+    def crash(self, name: str) -> float:
+        """Kill the daemon C{name} as a crash would (SIGKILL: nothing cleaned
+        up, kernel state left); when it died (time.time)."""
+        self.daemons[name].kill()
+        return time.time()
+
+    def restart(self, name: str) -> float:
+        """Start the daemon C{name} again, same configuration, same log; when
+        it was ready (time.time)."""
+        self.daemons[name].start(ready=self._ready[name])
+        return time.time()
 
     def startCaptures(self) -> None:
         """tcpdump on the backbone (Mobility Header, tunnelled packets) and, per MS
