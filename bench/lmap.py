@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +128,23 @@ def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None,
     return daemon
 
 
+def alternated(seconds: float,
+               kinds: dict[str, Callable[[int], tuple[Daemon, bytes | None]]],
+               gen: Namespace, tools: str) -> dict[str, dict[str, float]]:
+    """Each kind of LMAP (C{kinds[label](turn)}: a fresh daemon and the key the
+    generator signs with) run twice in turn (A, B, A, B), from pbu-loadgen-auth
+    with L{AUTH_NAIS} NAIs: each figure the two runs' together (L{merged}), so
+    that a slow spell of the machine falls on both."""
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in kinds}
+    for turn in range(2):
+        for label, start in kinds.items():
+            daemon, key = start(turn)
+            runs[label].append(loadgen(gen, tools, seconds, 256, AUTH_NAIS, key=key,
+                                       signing=True))
+            daemon.stop()
+    return {label: merged(results) for label, results in runs.items()}
+
+
 def merged(results: list[dict[str, float]]) -> dict[str, float]:
     """Several runs' figures as one: rates over their total time, the worst p50 and p99."""
     seconds = sum(r["seconds"] for r in results)
@@ -190,30 +208,23 @@ def main() -> int:
 
         print(f"lmm-lmap, authentication off and on (RFC 4285, HMAC-SHA256-128), "
               f"window 256, {AUTH_NAIS} NAIs")
-        # Off, on, off, on: each figure the two runs' together, so that a
-        # slow spell of the machine falls on both.
         # The Binding Cache in memory for both: the figure is what authentication costs.
-        runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-        for turn in range(2):
-            for label, runKey in (("off", None), ("on", key)):
-                daemon = startLMAP(resp, work, f"auth-{label}-{turn}", runKey, store="memory")
-                runs[label].append(loadgen(gen, tools, args.seconds / 2, 256, AUTH_NAIS,
-                                           key=runKey, signing=True))
-                daemon.stop()
-        rates = {label: merged(results) for label, results in runs.items()}
+        rates = alternated(args.seconds / 2, {
+            "off": lambda n: (startLMAP(resp, work, f"auth-off-{n}", None, store="memory"),
+                              None),
+            "on": lambda n: (startLMAP(resp, work, f"auth-on-{n}", key, store="memory"), key),
+        }, gen, tools)
         for label in ("off", "on"):
             show(f"authentication {label} (2 runs of {args.seconds / 2:g} s)", rates[label])
 
         print(f"lmm-lmap, Binding Cache in memory and in SQLite (authentication on), "
               f"window 256, {AUTH_NAIS} NAIs")
-        stores: dict[str, list[dict[str, float]]] = {"memory": [], "sqlite": []}
-        for turn in range(2):
-            for label in ("memory", "sqlite"):
-                daemon = startLMAP(resp, work, f"store-{label}-{turn}", key, store=label)
-                stores[label].append(loadgen(gen, tools, args.seconds / 2, 256, AUTH_NAIS,
-                                             key=key, signing=True))
-                daemon.stop()
-        storeRates = {label: merged(results) for label, results in stores.items()}
+        def withStore(store: str) -> Callable[[int], tuple[Daemon, bytes | None]]:
+            return lambda n: (startLMAP(resp, work, f"store-{store}-{n}", key, store=store), key)
+
+        storeRates = alternated(args.seconds / 2, {store: withStore(store)
+                                                   for store in ("memory", "sqlite")},
+                                gen, tools)
         for label in ("memory", "sqlite"):
             show(f"{label} (2 runs of {args.seconds / 2:g} s)", storeRates[label])
 
