@@ -52,6 +52,20 @@ def besideConfig(configPath: str | None, value: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
 
 
+def writePrivateFile(path: str, text: str, sync: bool = False) -> None:
+    """Write C{text} to C{path}, mode 0600, replacing it at once (a reader
+    never sees half a file); with C{sync}, on the disk before it replaces."""
+    partial = path + ".new"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.chmod(partial, 0o600)  # an existing file keeps its mode through O_CREAT
+    os.replace(partial, path)
+
+
 # --- parsers: each raises ValueError with a message for the user -------------
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmm.actions import Note, SendMessage
+from lmm.config import writePrivateFile
 from lmm.mh import Heartbeat, RestartCounter
 from lmm.signaling import Deadlines
 
@@ -86,15 +87,8 @@ def nextRestartCounter(path: str) -> int:
         counter = (int(text) + 1) & _SEQUENCE_MASK
     except ValueError:
         raise ValueError(f"{path}: not a restart counter: {text[:40]!r}") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    partial = path + ".new"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{counter}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    writePrivateFile(path, f"{counter}\n", sync=True)
     return counter
 
 

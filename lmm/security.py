@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmm import inet, mh
-from lmm.config import ConfigError
+from lmm.config import ConfigError, writePrivateFile
 
 # --- algorithms -------------------------------------------------------------
 
@@ -261,12 +261,7 @@ def writeKeyFile(path: str, associations: Iterable[MobilitySecurityAssociation])
     text = "".join(f'[[association]]\npeer = "{sa.peer}"\nspi = {sa.spi}\n'
                    f'algorithm = "{sa.algorithm.name}"\nkey = "{sa.key.hex()}"\n\n'
                    for sa in associations)
-    partial = path + ".new"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(partial, 0o600)  # an existing file keeps its mode through O_CREAT
-    os.replace(partial, path)
+    writePrivateFile(path, text)
     return path
 
 

@@ -614,8 +614,7 @@ class LocalMobilityAnchor:
         self.store.put(entry)
         self._expiries.schedule(nai, expires, None)
         self.revocations.cancel(careOf, nai)
-        if mpa not in self.heartbeats.peers:
-            self.heartbeats.watch(mpa, now)
+        self.heartbeats.watch(mpa, now)
         # The tunnel before the PBA (draft 6.1).
         actions.append(AddTunnel(tunnel))
         if bu.ack:
@@ -675,8 +674,7 @@ class LocalMobilityAnchor:
             )
             return
         self.revocations.cancel(careOf, nai)
-        if mpa not in self.heartbeats.peers:
-            self.heartbeats.watch(mpa, now)
+        self.heartbeats.watch(mpa, now)
         actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
                                                old.prefixLength, now))
         self.counters["pbu.handover"] += 1

@@ -1418,8 +1418,7 @@ class MobilityProxyAgent:
         self.visitors.setAddress(visitor, address)
         visitor.state = _REGISTERED
         visitor.registeredAt = now
-        if visitor.lmapAddress not in self.heartbeats.peers:
-            self.heartbeats.watch(visitor.lmapAddress, now)
+        self.heartbeats.watch(visitor.lmapAddress, now)
         visitor.lifetime = ack.lifetime
         # Counted from the first transmission: never after the LMAP's own expiry.
         visitor.expires = pending.firstSentAt + ack.lifetime
