@@ -1119,6 +1119,47 @@ class RefreshTests(SynchronousTestCase):
         register(self, agent, granted=400)
         self.assertEqual(agent.nextDeadline(), T0 + 300)
 
+    def test_rejectedRefreshUnregisters(self) -> None:
+        """Issue 13, rule 2: a refused refresh leaves no registered visitor and
+        no tunnel; a retry that is accepted registers it again."""
+        agent = makeAgent()
+        visitor = register(self, agent)
+        bu = onlyPbu(self, agent.tick(T0 + 2700))
+        actions = agent.messageReceived(
+            pba(bu.sequence, status=mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, lifetime=0),
+            LMAP, T0 + 2700.1,
+        )
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(events(actions), ["visitor.unregistered", "registration.rejected"])
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertIsNone(visitor.tunnel)
+        self.assertEqual(agent.counters["visitor.unregistered"], 1)
+        self.assertEqual(agent.nextDeadline(), T0 + 2700.1 + 30)
+        retry = onlyPbu(self, agent.tick(T0 + 2730.1))
+        self.assertEqual(retry.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        actions = agent.messageReceived(pba(retry.sequence, address=MS_ADDR), LMAP, T0 + 2731)
+        self.assertEqual(shape(actions), [f"add {MS_ADDR} {IFACE}"])
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+
+    def test_rejectedRefreshStillExpires(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        now = T0 + 2700
+        bu = onlyPbu(self, agent.tick(now))
+        agent.messageReceived(pba(bu.sequence, status=129, lifetime=0), LMAP, now)
+        while True:
+            deadline = agent.nextDeadline()
+            assert deadline is not None
+            actions = agent.tick(deadline)
+            for message in only(actions, SendMessage):
+                agent.messageReceived(
+                    pba(message.message.sequence, status=129, lifetime=0), LMAP, deadline
+                )
+            if "visitor.expired" in events(actions):
+                break
+        self.assertEqual(deadline, T0 + 3600)
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+
     def test_refreshGivesUpThenExpires(self) -> None:
         agent = makeAgent()
         visitor = register(self, agent)

@@ -103,8 +103,11 @@ in their modules):
     past the LMAP's number, once per registration; a 135 that matches no
     sequence number does that for every registration in flight to that LMAP
     (the LMAP carries its own number, not ours). Any other rejection: the
-    visitor keeps its binding if it has one, else waits in AWAITING_ADDRESS;
-    the registration is retried after C{retryInterval}. An acknowledgement
+    visitor waits in AWAITING_ADDRESS; a REGISTERED one is no longer (the
+    LMAP refused this MPA for it: a newer binding elsewhere, a refused
+    refresh) and its tunnel goes, so no MPA shows a binding the LMAP does
+    not hold; it still leaves when its old binding would have expired. The
+    registration is retried after C{retryInterval}. An acknowledgement
     matching nothing is counted and dropped.
  9. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
     known LMAP (C{defaultLmap} or the LMAP of a visitor) names the visitor by
@@ -239,6 +242,7 @@ COUNTERS = {
     "visitor.replaced": "visitors replaced by a newer one with their NAI",
     "visitor.detached": "visitors that left (detach, link down, another NAI)",
     "visitor.revoked": "visitors removed by a Binding Revocation Indication",
+    "visitor.unregistered": "registered visitors whose refresh or handover the LMAP rejected",
     "visitor.session-ended": "visitors whose AAA Session-Timeout ended",
     "visitor.tunnel-failed": "visitors whose tunnel the data plane could not carry",
     "tunnel.failed.stale": "tunnel failures of a visitor gone or moved since",
@@ -1483,8 +1487,20 @@ class MobilityProxyAgent:
         if status >= 128:
             self.counters[f"pba.rejected.{status}"] += 1
         visitor.failure = reason or f"rejected with status {status}"
-        if visitor.state is not _REGISTERED:
-            visitor.state = _AWAITING
+        if visitor.state is _REGISTERED:
+            # The LMAP refused this MPA for the MS (a refresh, or a newer binding
+            # elsewhere): the visitor is no longer bound here, and traffic is not
+            # tunnelled on an unconfirmed binding (issue 13, rule 2).
+            # It still goes when the old binding would have ended, unless a
+            # retry is accepted first.
+            self._removeTunnel(visitor, actions)
+            self.counters["visitor.unregistered"] += 1
+            actions.append(
+                Note("visitor.unregistered", {"nai": visitor.naiText, "mac": visitor.mac,
+                                              "address": visitor.localAddress,
+                                              "lmap": visitor.lmapAddress, "status": status})
+            )
+        visitor.state = _AWAITING
         visitor.retryAt = now + self.retryInterval
         actions.append(
             Note(
