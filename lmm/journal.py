@@ -55,7 +55,8 @@ MPA_PER_VISITOR = frozenset({
 })
 # The MPA's refusals and failures, limited as the LMAP's are.
 MPA_LIMITED = frozenset({
-    "visitor.rejected", "visitor.tunnel-failed", "registration.rejected", "registration.given-up",
+    "visitor.rejected", "visitor.tunnel-failed", "visitor.unregistered", "registration.rejected",
+    "registration.given-up",
     "deregistration.given-up", "address.not-allowed", "address.outside-prefix",
     "binding-error.received", "dhcpv6.no-answer", "dhcpv6.server-status",
     "dhcpv6.address-outside-prefix", "dhcpv6.wrong-source", "dhcpv6.dropped",

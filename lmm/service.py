@@ -9,9 +9,10 @@ way.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
@@ -45,6 +46,12 @@ class ActionPerformer:
     raises, or its Deferred fails) goes to C{tunnelFailed(failure, binding)},
     and what followed it is dropped.
 
+    Any other action that raises is counted (C{action.failed.<kind>} in
+    C{counters}) and logged with its traceback, once a second per kind at
+    most, and the actions after it are carried out all the same: one broken
+    backend call never takes another event's PBA, BRI or tunnel with it, and
+    the caller's timer is re-armed as usual (issue 13, part 4).
+
     @param log: the daemon's L{Logger}, for failures to remove a tunnel.
     @param resume: what carries out the actions held back once their tunnel
         is up (default: L{perform}); a service whose own loop does more
@@ -54,39 +61,62 @@ class ActionPerformer:
     def __init__(self, dataPlane: ITunnelDataPlane, send: Callable[[Any, str], None],
                  journal: Journal,
                  log: Logger, tunnelFailed: Callable[[Failure, TunnelBinding], None],
-                 resume: Callable[[list[object]], None] | None = None) -> None:
+                 resume: Callable[[list[object]], None] | None = None,
+                 counters: Counter[str] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.dataPlane = dataPlane
         self.send = send
         self.journal = journal
         self.log = log
         self.tunnelFailed = tunnelFailed
         self.resume = resume
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        self._limiter = LogLimiter(clock or time.monotonic)
 
     def perform(self, actions: Iterable[object], other: Other | None = None) -> None:
         remaining = iter(actions)
         for action in remaining:
-            if isinstance(action, SendMessage):
-                self.send(action.message, action.destination)
-            elif isinstance(action, AddTunnel):
-                binding = action.binding
-                try:
-                    result = self.dataPlane.addBinding(binding)
-                except Exception:
-                    self.tunnelFailed(Failure(), binding)
-                    return
-                if isinstance(result, Deferred):
-                    result.addCallbacks(self._resume, self.tunnelFailed,
-                                        callbackArgs=(list(remaining), other),
-                                        errbackArgs=(binding,))
-                    return
-            elif isinstance(action, RemoveTunnel):
-                result = self.dataPlane.removeBinding(action.binding)
-                if isinstance(result, Deferred):
-                    result.addErrback(self._logFailure, "removing a tunnel binding")
-            elif isinstance(action, Note):
-                self.journal.note(action)
-            elif other is not None:
-                other(action)
+            try:
+                if isinstance(action, AddTunnel):
+                    if not self._addTunnel(action.binding, remaining, other):
+                        return
+                elif isinstance(action, SendMessage):
+                    self.send(action.message, action.destination)
+                elif isinstance(action, RemoveTunnel):
+                    result = self.dataPlane.removeBinding(action.binding)
+                    if isinstance(result, Deferred):
+                        result.addErrback(self._logFailure, "removing a tunnel binding")
+                elif isinstance(action, Note):
+                    self.journal.note(action)
+                elif other is not None:
+                    other(action)
+            except Exception:
+                self.failed(action, Failure())
+
+    def _addTunnel(self, binding: TunnelBinding, remaining: Iterator[object],
+                   other: Other | None) -> bool:
+        """Whether what follows C{binding}'s addition may be carried out now."""
+        try:
+            result = self.dataPlane.addBinding(binding)
+        except Exception:
+            self.tunnelFailed(Failure(), binding)
+            return False
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._resume, self.tunnelFailed,
+                                callbackArgs=(list(remaining), other),
+                                errbackArgs=(binding,))
+            result.addErrback(self._logFailure, "carrying out what waited for a tunnel")
+            return False
+        return True
+
+    def failed(self, action: object, failure: Failure) -> None:
+        """C{action} raised C{failure}: counted, and logged once a second per kind."""
+        kind = type(action).__name__
+        key = "action.failed." + kind
+        self.counters[key] += 1
+        if self._limiter.allow(key):
+            self.log.failure("carrying out {kind} failed; the actions after it go on "
+                             "({count} so far)", failure, kind=kind, count=self.counters[key])
 
     def _resume(self, _: object, rest: list[object], other: Other | None) -> None:
         if self.resume is not None:
@@ -98,8 +128,10 @@ class ActionPerformer:
         self.log.failure("{what} failed", failure, what=what)
 
 
-#: What L{SignalingShell} counts (the daemons' C{counters} show them).
+#: What L{ActionPerformer} and L{SignalingShell} count (the daemons'
+#: C{counters} show them).
 COUNTERS = {
+    "action.failed.<kind>": "actions that raised (logged); those after them were carried out",
     "mh.send-failed.<errno>": "Mobility Header sends the kernel refused, by errno",
     "mh.send-unprotected": "messages not sent: no security association with the destination",
     "mh.rate-limited": "messages dropped unread: over security.max_rate_per_source",

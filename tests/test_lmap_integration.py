@@ -417,3 +417,71 @@ class TimerKeptArmedTests(SynchronousTestCase):
         self.assertEqual(len(calls), 2)
         self.assertTrue(any(isinstance(mh.decode(data), mh.BindingRevocationIndication)
                             for data, _ in port.sent))
+
+
+class ActionFaultServiceTests(SynchronousTestCase):
+    """Issue 13, part 4, at the LMAP service: a handover (a new tunnel, the old
+    one removed, the PBA, the revocation to the previous MPA, the notes) with
+    one kind of action raising each time. Every other action is carried out,
+    the failure counted, and the revocation's retransmission timer still runs;
+    the same with the persistent store, whose PBAs wait for the turn's commit."""
+
+    def run_(self, failing: str, store: str) -> tuple[LMAPService, RecordingPort, Clock]:
+        from lmm.lmap.store import SQLiteBindingCache
+
+        clock = Clock()
+        clock.advance(1000)
+        cache = None
+        if store == "sqlite":
+            cache = SQLiteBindingCache(os.path.join(self.mktemp(), "lmap.sqlite"))
+            self.addCleanup(cache.close)
+        anchor = LocalMobilityAnchor(LMAP, [IPv6Network(LNP)], [IPv6Network("fd00:135::/64")],
+                                     maxLifetime=3600, profile=mh.DRAFT, store=cache,
+                                     revocationTimeout=1.0, revocationRetries=3)
+
+        class Faulty(RecordingDataPlane):
+            def removeBinding(self, binding: Any) -> None:  # type: ignore[override]
+                if failing == "RemoveTunnel":
+                    raise RuntimeError("the backend broke")
+                super().removeBinding(binding)
+
+        service = LMAPService(anchor, Faulty(), LMAP, mh.DRAFT, clock)
+        port = RecordingPort()
+        service.signaling.port = cast(Any, port)
+        message = pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64))
+        service.datagramReceived(mh.encode(message), MPA1)
+        clock.advance(0)
+        if failing == "SendMessage":
+            def send(data: bytes, destination: str) -> None:
+                if destination == MPA2:
+                    raise RuntimeError("the port broke")
+                port.sent.append((data, destination))
+            port.send = send  # type: ignore[method-assign]
+        elif failing == "Note":
+            def note(note: Any) -> None:
+                raise RuntimeError("the log broke")
+            service.journal.note = note  # type: ignore[method-assign]
+        port.sent.clear()
+        service.datagramReceived(mh.encode(message), MPA2)
+        clock.advance(0)  # the turn's commit
+        return service, port, clock
+
+    def test_everyKind(self) -> None:
+        for store in ("memory", "sqlite"):
+            for failing in ("SendMessage", "RemoveTunnel", "Note"):
+                service, port, clock = self.run_(failing, store)
+                what = f"{failing} failing, {store} store"
+                kinds = [(type(mh.decode(data)).__name__, destination)
+                         for data, destination in port.sent]
+                expected = [("BindingAck", MPA2), ("BindingRevocationIndication", MPA1)]
+                if failing == "SendMessage":
+                    expected = expected[1:]
+                self.assertEqual(kinds, expected, what)
+                self.assertGreaterEqual(service.counters[f"action.failed.{failing}"], 1, what)
+                self.assertEqual(service.describeBindings()[0]["careOfAddress"], MPA2, what)
+                self.flushLoggedErrors(RuntimeError)
+                # The revocation is retransmitted: the timer survived.
+                port.sent.clear()
+                clock.advance(1.0)
+                self.assertEqual([type(mh.decode(d)).__name__ for d, _ in port.sent],
+                                 ["BindingRevocationIndication"], what)

@@ -1151,9 +1151,10 @@ class RefreshTests(SynchronousTestCase):
             deadline = agent.nextDeadline()
             assert deadline is not None
             actions = agent.tick(deadline)
-            for message in only(actions, SendMessage):
+            for sent in only(actions, SendMessage):
+                assert isinstance(sent.message, mh.BindingUpdate)
                 agent.messageReceived(
-                    pba(message.message.sequence, status=129, lifetime=0), LMAP, deadline
+                    pba(sent.message.sequence, status=129, lifetime=0), LMAP, deadline
                 )
             if "visitor.expired" in events(actions):
                 break

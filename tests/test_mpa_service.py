@@ -559,6 +559,57 @@ class PerformTests(SynchronousTestCase):
         self.assertEqual(service.agent.counters["tunnel.failed.stale"], 1)
 
 
+    def performFailing(self, failing: str) -> MPAService:
+        """A service whose C{failing} kind of action raises, given each of its
+        own kinds (and a send) twice."""
+        from lmm.mpa.relay import SendToServer
+
+        service = self.makeService("failed")
+        self.plane.refused.clear()
+        order = self.order
+
+        class RelayPort:
+            counters: dict[str, int] = {}
+
+            def sendToServer(self, server: str, payload: bytes) -> None:
+                if failing == "SendToServer":
+                    raise RuntimeError("the relay socket broke")
+                order.append(f"relay {server}")
+
+        def sendFrame(interface: str, frame: bytes) -> bool:
+            if failing == "SendFrame":
+                raise RuntimeError("the access link broke")
+            order.append(f"frame {interface}")
+            return True
+
+        def send(message: mh.MobilityMessage, destination: str) -> None:
+            if failing == "SendMessage":
+                raise RuntimeError("the port broke")
+            order.append(f"send {destination}")
+
+        service.relayPort = cast(Any, RelayPort())
+        service.detector.sendFrame = sendFrame  # type: ignore[method-assign]
+        service.send = send  # type: ignore[method-assign]
+        actions = [SendFrame("eth1", b"ra"), SendToServer("2001:db8::53", b"x"),
+                   SendMessage(mh.ProxyBindingAck(0, 1, 60), LMAP),
+                   Authenticate(AccessRequest(MS_MAC, "eth1"))]
+        service.perform(actions + actions)
+        return service
+
+    def test_ownKindsFailing(self) -> None:
+        """Issue 13, part 4: a frame, a relayed DHCPv6 message or a send that
+        raises is counted and logged; the actions after it are carried out."""
+        everything = ["frame eth1", "relay 2001:db8::53", f"send {LMAP}"] * 2 + [
+            f"auth {MS_MAC}"] * 2
+        prefix = {"SendFrame": "frame", "SendToServer": "relay", "SendMessage": "send"}
+        for failing, skipped in prefix.items():
+            service = self.performFailing(failing)
+            self.assertEqual(self.order, [a for a in everything if not a.startswith(skipped)],
+                             failing)
+            self.assertEqual(service.counters[f"action.failed.{failing}"], 2, failing)
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1, failing)
+
+
 class NetlinkTests(NetnsTestMixin, SynchronousTestCase):
     def test_readLinks(self) -> None:
         ns = self.makeNamespace("nl")

@@ -164,3 +164,99 @@ class SignalingShellTests(SynchronousTestCase):
         shell.send(mh.Heartbeat(1), "2001:db8::2")
         self.assertEqual(sent, [])
         self.assertEqual(shell.counters["mh.send-unprotected"], 1)
+
+
+class ActionFaultTests(SynchronousTestCase):
+    """Issue 13, part 4: an action that raises, of any kind, is counted and
+    logged, and every action after it is carried out (L{ActionPerformer})."""
+
+    KINDS = ("SendMessage", "RemoveTunnel", "Note", "Other")
+
+    def perform(self, failing: str) -> tuple[list[str], Any]:
+        from collections import Counter
+
+        from twisted.logger import Logger
+
+        from lmm import mh
+        from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+        from lmm.journal import Journal
+        from lmm.service import ActionPerformer
+        from lmm.tunnel import ROLE_LMAP, RecordingDataPlane, TunnelBinding
+
+        done: list[str] = []
+
+        def fault(kind: str) -> None:
+            if kind == failing:
+                raise RuntimeError(f"{kind} broke")
+
+        class Plane(RecordingDataPlane):
+            def addBinding(self, binding: TunnelBinding) -> None:  # type: ignore[override]
+                done.append("add")
+
+            def removeBinding(self, binding: TunnelBinding) -> None:  # type: ignore[override]
+                fault("RemoveTunnel")
+                done.append("remove")
+
+        class Recording(Journal):
+            def note(self, note: Note) -> None:
+                fault("Note")
+                done.append(note.event)
+
+        def send(message: object, destination: str) -> None:
+            fault("SendMessage")
+            done.append("send " + destination)
+
+        def other(action: object) -> None:
+            fault("Other")
+            done.append("other")
+
+        clock = Clock()
+        counters: Counter[str] = Counter()
+        journal = Recording("lmm.test", "info", clock.seconds, frozenset(), frozenset())
+        performer = ActionPerformer(Plane(), send, journal, Logger(namespace="lmm.test"),
+                                    lambda failure, binding: done.append("tunnel-failed"),
+                                    counters=counters, clock=clock.seconds)
+        binding = TunnelBinding("2001:db8:1::5", 128, "2001:db8::1", "2001:db8::2", ROLE_LMAP)
+        actions: list[object] = []
+        for n in range(2):  # each kind twice: the second of each still runs
+            actions += [SendMessage(mh.Heartbeat(n), f"mpa{n}"), RemoveTunnel(binding),
+                        AddTunnel(binding), Note(f"note{n}", {}), object()]
+        performer.perform(actions, other)
+        return done, counters
+
+    def test_everyKind(self) -> None:
+        everything = ["send mpa0", "remove", "add", "note0", "other",
+                      "send mpa1", "remove", "add", "note1", "other"]
+        for failing in self.KINDS:
+            done, counters = self.perform(failing)
+            expected = {"SendMessage": "send", "RemoveTunnel": "remove", "Note": "note",
+                        "Other": "other"}[failing]
+            self.assertEqual(done, [a for a in everything if not a.startswith(expected)],
+                             failing)
+            kind = "object" if failing == "Other" else failing
+            self.assertEqual(dict(counters), {f"action.failed.{kind}": 2})
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1, failing)
+
+    def test_addTunnelRaises(self) -> None:
+        """The one kind that stops the rest: what followed a tunnel that could not
+        be added answered a registration that did not happen (L{tunnelFailed})."""
+        from twisted.logger import Logger
+
+        from lmm import mh
+        from lmm.actions import AddTunnel, SendMessage
+        from lmm.journal import Journal
+        from lmm.service import ActionPerformer
+        from lmm.testing.doubles import RefusingPlane
+        from lmm.tunnel import ROLE_LMAP, TunnelBinding
+
+        done: list[str] = []
+        clock = Clock()
+        plane = RefusingPlane("raise")
+        plane.refused.add("2001:db8::2")
+        performer = ActionPerformer(
+            plane, lambda m, d: done.append("send"),
+            Journal("lmm.test", "info", clock.seconds, frozenset(), frozenset()),
+            Logger(namespace="lmm.test"), lambda failure, binding: done.append("failed"))
+        binding = TunnelBinding("2001:db8:1::5", 128, "2001:db8::1", "2001:db8::2", ROLE_LMAP)
+        performer.perform([AddTunnel(binding), SendMessage(mh.Heartbeat(1), "x")])
+        self.assertEqual(done, ["failed"])

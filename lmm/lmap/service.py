@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import heartbeat, mh
+from lmm.actions import SendMessage
 from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
 from lmm.daemon import buildBackend, heartbeatPolicy, signalingConfig
@@ -106,10 +107,10 @@ class LMAPService(Service):
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
                                LMAP_PER_BINDING, LMAP_LIMITED)
         # send looked up at each call: a test (or a subclass) may replace it.
-        self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
-                                         self.journal, log,
-                                         self._tunnelFailed)
         self.counters: Counter[str] = Counter()
+        self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
+                                         self.journal, log, self._tunnelFailed,
+                                         counters=self.counters, clock=reactor.seconds)
         # A persistent store: the messages of a turn wait here for its commit.
         self._held: list[tuple[mh.MobilityMessage, str]] | None = None
         self._savedRevocations = anchor.revocations.version
@@ -247,8 +248,12 @@ class LMAPService(Service):
                              "commits so far)", error=e,
                              count=self.counters["store.commit-failed"])
         finally:
+            performer = self.performer
             for message, destination in held or ():
-                self.signaling.send(message, destination)
+                try:
+                    self.signaling.send(message, destination)
+                except Exception:
+                    performer.failed(SendMessage(message, destination), Failure())
 
     def _tunnelFailed(self, failure: Failure, binding: TunnelBinding) -> None:
         # The anchor's Note logs it, the error's text included: no traceback

@@ -138,7 +138,8 @@ class MPAService(Service):
         # send looked up at each call: a test (or a subclass) may replace it.
         self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
                                          self.journal, log,
-                                         self._tunnelFailed, self.perform)
+                                         self._tunnelFailed, self.perform,
+                                         counters=self.counters, clock=reactor.seconds)
 
     # --- life cycle ---------------------------------------------------------
 
