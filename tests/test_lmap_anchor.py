@@ -541,6 +541,29 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(ack.status, Status.INSUFFICIENT_RESOURCES)
         self.assertEqual(len(anchor.store), 2)
 
+    def test_cacheFull(self) -> None:
+        """Rule 13: past lmap.max_bindings a new binding gets 130; the bindings
+        held are still refreshed; an expired one makes room."""
+        anchor = makeAnchor(maxBindings=2)
+        for nai in (b"a", b"b"):
+            self.assertEqual(onlyAck(self, anchor.receive(pbu(1, nai=nai, address="::"),
+                                                          MPA1, T0)).status, 0)
+        actions = anchor.receive(pbu(1, nai=b"c", address="::"), MPA1, T0 + 1)
+        self.assertEqual(onlyAck(self, actions).status, Status.INSUFFICIENT_RESOURCES)
+        [note] = [a for a in actions if isinstance(a, Note)]
+        self.assertIn("the Binding Cache is full (2 bindings", note.fields["reason"])
+        self.assertEqual(anchor.counters["binding.cache-full"], 1)
+        self.assertEqual(anchor.counters["pbu.rejected.130"], 1)
+        self.assertEqual(len(anchor.store), 2)
+        # A refresh is served.
+        self.assertEqual(onlyAck(self, anchor.receive(pbu(2, nai=b"a", address="::"),
+                                                      MPA1, T0 + 2)).status, 0)
+        # b expires (the timer has not run): c takes its place.
+        later = T0 + 3601
+        self.assertEqual(onlyAck(self, anchor.receive(pbu(2, nai=b"c", address="::"),
+                                                      MPA1, later)).status, 0)
+        self.assertEqual(sorted(e.nai for e in anchor.store), [b"a", b"c"])
+
     def test_expiredHolderMakesRoom(self) -> None:
         """An address whose holder has expired (tick not run yet) is free."""
         prefix = IPv6Network("2001:db8:9::/127")

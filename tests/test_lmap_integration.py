@@ -94,7 +94,9 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         os.makedirs(folder)
         config = writeConfig(os.path.join(folder, "lmap.toml"), {
             "lmap": {"address": LMAP, "local_network_prefixes": [LNP],
-                     "mpas": ["fd00:135::/64"], "max_lifetime": 3600},
+                     "mpas": ["fd00:135::/64"], "max_lifetime": 3600,
+                     # test_cacheFull's bound; the others register thousands.
+                     "max_bindings": 3 if self._testMethodName == "test_cacheFull" else 10000},
             "revocation": {"timeout": 0.2, "max_retries": 2},
             # The anchor's rules over the wire, with plain messages; the same
             # daemon with authentication is tests.test_security_netns's.
@@ -250,6 +252,19 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         stranger = MPAClient(self.socketIn(self.mpaNs, proto=mh.IPPROTO_MH), STRANGER)
         stranger.send(pbu(1, b"z@lmm.test", mh.LocalAddress("2001:db8:1::11", 64)))
         self.assertEqual(stranger.receive()[0].status, 140)  # type: ignore[union-attr]
+
+    def test_cacheFull(self) -> None:
+        """Issue 13, part 6: lmap.max_bindings (3 here) bounds the Binding Cache;
+        a new binding past it gets 130 and a log line; the others are served."""
+        for n in range(1, 5):
+            self.mpa1.send(pbu(n, f"ms{n}@lmm.test".encode(), mh.LocalAddress("::", 64)))
+            ack, _ = self.mpa1.receive()
+            assert isinstance(ack, mh.BindingAck)
+            self.assertEqual(ack.status, 0 if n <= 3 else mh.Status.INSUFFICIENT_RESOURCES)
+        self.mpa1.send(pbu(5, b"ms1@lmm.test", mh.LocalAddress("::", 64)))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.assertIn("the Binding Cache is full (3 bindings, lmap.max_bindings)",
+                      self.daemon.log())
 
     def test_badInputCountedNotFatal(self) -> None:
         good = mh.encode(pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64)))

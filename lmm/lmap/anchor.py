@@ -108,6 +108,14 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     "binding does not exist", or, had a visitor registered again before the
     restart was seen, drops it, and the MS's next frame registers it anew.
 
+13. Limits: a PBU for a new binding when the Binding Cache holds
+    C{maxBindings} (lmap.max_bindings; expired entries not yet reached by
+    the timer are removed first) is answered with INSUFFICIENT_RESOURCES
+    (130; RFC 5213 8.9, "insufficient resources"), as is one that needs an
+    assigned address when every address of the LNP is taken (rule 4).
+    Refreshes, handovers and deregistrations of existing bindings are
+    served as usual.
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
 were none). An unknown
@@ -194,6 +202,7 @@ COUNTERS = {
     "pbu.accepted": "Binding Updates accepted (registrations, refreshes, deregistrations)",
     "pbu.rejected.<status>": "Binding Updates rejected, by status",
     "binding.created": "new bindings",
+    "binding.cache-full": "new bindings refused: the Binding Cache held lmap.max_bindings",
     "pbu.handover": "bindings moved to another MPA",
     "binding.address-changed": "bindings given another address by the same MPA",
     "pbu.deregistered": "bindings deregistered by their MPA",
@@ -219,6 +228,10 @@ _pton = socket.inet_pton
 _ntop = socket.inet_ntop
 # Assignment probes at most this many interface identifiers before giving up.
 _MAX_PROBES = 1 << 16
+
+#: lmap.max_bindings' default: bounds memory (about 0.8 kB a binding, with
+#: the SQLite store's copy) under a flood of new NAIs from an MPA.
+DEFAULT_MAX_BINDINGS = 1_000_000
 # Remembered MPA decisions; the cache is emptied when a flood of spoofed
 # sources fills it.
 _MPA_CACHE_SIZE = 1 << 16
@@ -274,6 +287,7 @@ class LocalMobilityAnchor:
         revocationMaxInterval: float = MAX_BINDACK_TIMEOUT,
         heartbeat: HeartbeatPolicy | None = None,
         restartCounter: int = 0,
+        maxBindings: int = DEFAULT_MAX_BINDINGS,
     ) -> None:
         if not prefixes:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
@@ -290,6 +304,7 @@ class LocalMobilityAnchor:
         self._mpaCache: dict[str, str | None] = {}
         # What the wire can carry, rounded down to whole units.
         self.maxLifetime = min(maxLifetime, MAX_LIFETIME) // LIFETIME_UNIT * LIFETIME_UNIT
+        self.maxBindings = maxBindings
         self.profile = profile
         self.store: BindingStore = BindingCache() if store is None else store
         self.counters: Counter[str] = Counter()
@@ -402,14 +417,17 @@ class LocalMobilityAnchor:
     def tick(self, now: float) -> list[Action]:
         """Do everything due by C{now}: binding expiry, revocation retransmission."""
         actions: list[Action] = []
+        self._expireDue(now, actions)
+        self.revocations.tick(now, actions)  # type: ignore[arg-type]
+        self.heartbeats.tick(now, actions)
+        return actions
+
+    def _expireDue(self, now: float, actions: list[Action]) -> None:
         store = self.store
         for nai in self._expiries.due(now):
             entry = store.get(nai)
             assert entry is not None
             self._expire(entry, actions)
-        self.revocations.tick(now, actions)  # type: ignore[arg-type]
-        self.heartbeats.tick(now, actions)
-        return actions
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None. It tidies the heaps
@@ -492,6 +510,8 @@ class LocalMobilityAnchor:
             if bu.lifetime == 0:
                 self._deregister(actions, bu, mpa, careOf, nai, entry, localAddress, sameMpa)
                 return actions
+            if entry is None and len(self.store) >= self.maxBindings:
+                self._full(now, actions)
             address, prefixLength = self._address(confirmation, localAddress, nai, entry, now,
                                                   actions)
         except _Rejected as rejection:
@@ -528,6 +548,16 @@ class LocalMobilityAnchor:
             self._move(actions, bu, mpa, careOf, mnid, entry, address, prefixLength, granted,
                        sameMpa, now, timestamp)
         return actions
+
+    def _full(self, now: float, actions: list[Action]) -> None:
+        """Rule 13: a new binding when the cache holds C{maxBindings}. Expired
+        entries the timer has not reached yet make room first."""
+        self._expireDue(now, actions)
+        if len(self.store) >= self.maxBindings:
+            self.counters["binding.cache-full"] += 1
+            raise _Rejected(Status.INSUFFICIENT_RESOURCES,
+                            f"the Binding Cache is full ({self.maxBindings} bindings, "
+                            "lmap.max_bindings)")
 
     def _request(
         self, bu: BindingUpdate, source: str

@@ -15,6 +15,7 @@ from lmm.daemon import (
     DaemonOptions,
     configErrorExit,
 )
+from lmm.lmap.anchor import DEFAULT_MAX_BINDINGS
 from lmm.lmap.store import SYNCHRONOUS
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
@@ -27,6 +28,8 @@ SETTINGS = [
             help="addresses or prefixes of the MPAs allowed proxy registration"),
     Setting("lmap.max_lifetime", config.integer(4, 262140), 3600,
             help="the longest registration lifetime granted, seconds"),
+    Setting("lmap.max_bindings", config.integer(1, 100_000_000), DEFAULT_MAX_BINDINGS,
+            help="most bindings held; a new one past it is refused with 130"),
     Setting("revocation.timeout", config.number(0.01, 60), 1.0,
             help="first Binding Revocation Indication retransmission timeout, seconds"),
     Setting("revocation.max_retries", config.integer(0, 10), 3,
