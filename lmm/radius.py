@@ -69,6 +69,11 @@ MAX_PACKET_LENGTH = 4096  # RFC 2865 section 3
 
 SERVICE_TYPES = {"framed": 2, "call-check": 10}  # Framed-User, Call-Check (RFC 3580)
 NAS_PORT_TYPE_ETHERNET = 15
+#: radius.dead_time's default: FreeRADIUS marks a home server zombie, then
+#: dead, within about 30-40 s of silence (zombie_period 40); Cisco's
+#: radius-server deadtime is minutes. 30 s keeps a dead server off the attach
+#: path while it is down, and finds it again soon after it returns.
+DEFAULT_DEAD_TIME = 30.0
 
 
 
@@ -276,6 +281,74 @@ class RadiusServer:
             f"{self.address}:{self.port}"
 
 
+class ServerPool:
+    """
+    Which RADIUS servers a request tries, in which order: the configured
+    order, less the servers that did not answer a request recently. A server
+    whose C{1 + retries} transmissions went unanswered is dead for
+    C{deadTime} seconds (0: never skipped): requests go to the next one at
+    once instead of each waiting out its timeouts (as FreeRADIUS' home
+    servers and Cisco's C{radius-server deadtime} do). When that time is
+    over, one request at a time tries it again in its place (the probe):
+    answered, it is alive and first again (C{revived}); not, dead for
+    another C{deadTime}. When every server is dead, each is tried all the
+    same, in order: a dead pool never refuses without asking.
+    """
+
+    def __init__(self, servers: list[RadiusServer], deadTime: float) -> None:
+        self.servers = list(servers)
+        self.deadTime = deadTime
+        self._deadUntil: dict[RadiusServer, float] = {}
+        self._probing: set[RadiusServer] = set()
+
+    def order(self, now: float) -> list[RadiusServer]:
+        """The servers a request begun at C{now} tries, in turn."""
+        ready = [server for server in self.servers if self._ready(server, now)]
+        return ready or list(self.servers)
+
+    def _ready(self, server: RadiusServer, now: float) -> bool:
+        until = self._deadUntil.get(server)
+        return until is None or (until <= now and server not in self._probing)
+
+    def asking(self, server: RadiusServer) -> None:
+        """A request asks C{server} now: if it is dead, that is its probe."""
+        if server in self._deadUntil:
+            self._probing.add(server)
+
+    def isDead(self, server: RadiusServer) -> bool:
+        return server in self._deadUntil
+
+    def answered(self, server: RadiusServer) -> bool:
+        """C{server} answered; whether it had been dead."""
+        self._probing.discard(server)
+        return self._deadUntil.pop(server, None) is not None
+
+    def silent(self, server: RadiusServer, now: float) -> bool:
+        """C{server} answered none of a request's transmissions; whether it
+        is now marked dead (it was not)."""
+        self._probing.discard(server)
+        if self.deadTime <= 0:
+            return False
+        newly = server not in self._deadUntil
+        self._deadUntil[server] = now + self.deadTime
+        return newly
+
+    def abandoned(self, server: RadiusServer) -> None:
+        """A request stopped before C{server} answered or timed out."""
+        self._probing.discard(server)
+
+    def describe(self, now: float) -> list[dict[str, Any]]:
+        """Each server and its state, for the control channel."""
+        out = []
+        for server in self.servers:
+            until = self._deadUntil.get(server)
+            state = "alive" if until is None else (
+                "probing" if server in self._probing else "dead")
+            out.append({"server": str(server), "state": state,
+                        "deadFor": None if until is None else max(0.0, until - now)})
+        return out
+
+
 class IdPool:
     """
     The 256 Identifiers of one socket: no two requests in flight share one.
@@ -369,13 +442,15 @@ class RadiusAuthenticator:
 
     Each server gets C{1 + retries} transmissions of the same packet (same
     Identifier and Request Authenticator, RFC 5080 section 2.2.1), C{timeout}
-    seconds apart; a server that answers none is skipped for the next. When
-    none answers, L{AAAUnavailable}.
+    seconds apart; a server that answers none is skipped for the next, and
+    for C{deadTime} seconds after by the requests that follow (L{ServerPool}).
+    When none answers, L{AAAUnavailable}.
 
     @ivar counters: what happened, by name: C{request.sent},
         C{request.retransmitted}, C{request.queued}, C{access.accept},
         C{access.reject}, C{access.challenge}, C{access.unavailable},
-        C{server.timeout}, and the dropped replies C{reply.malformed},
+        C{server.timeout}, C{server.marked-dead}, C{server.revived}, and the
+        dropped replies C{reply.malformed},
         C{reply.unmatched}, C{reply.bad-authenticator},
         C{reply.bad-message-authenticator}, C{reply.missing-message-authenticator},
         C{reply.unexpected-code}, C{reply.unexpected-proxy-state}; and the
@@ -392,6 +467,7 @@ class RadiusAuthenticator:
         dictionary: Dictionary | None = None,
         timeout: float = 1.0,
         retries: int = 2,
+        deadTime: float = DEFAULT_DEAD_TIME,
         naiTemplate: str = DEFAULT_NAI_TEMPLATE,
         password: str = "mac",
         nasIdentifier: str = "lmm-mpa",
@@ -408,6 +484,7 @@ class RadiusAuthenticator:
                              f"got {serviceType!r}")
         self.reactor = reactor
         self.servers = list(servers)
+        self.pool = ServerPool(self.servers, deadTime)
         self.dictionary = dictionary if dictionary is not None else loadDictionary()
         self.timeout = timeout
         self.retries = retries
@@ -466,7 +543,9 @@ class RadiusAuthenticator:
             # with AccessRejected or AAAUnavailable.
             raise AccessRejected(f"cannot authenticate {request}: {e}") from None
         silent = []
-        for server in self.servers:
+        pool = self.pool
+        for server in pool.order(self.reactor.seconds()):
+            pool.asking(server)
             try:
                 reply = await self._exchange(server, request, nai)
             except _NoAnswer:
@@ -475,8 +554,20 @@ class RadiusAuthenticator:
                     "RADIUS server {server} did not answer {transmissions} transmission(s) "
                     "for {nai}", server=str(server), transmissions=1 + self.retries,
                     nai=nai.decode("utf-8", "replace"))
+                if pool.silent(server, self.reactor.seconds()):
+                    self.counters["server.marked-dead"] += 1
+                    self.log.warn("RADIUS server {server} marked dead: the next {deadTime} s "
+                                  "of requests go to the others first", server=str(server),
+                                  deadTime=pool.deadTime)
                 silent.append(str(server))
                 continue
+            except BaseException:
+                pool.abandoned(server)
+                raise
+            if pool.answered(server):
+                self.counters["server.revived"] += 1
+                self.log.info("RADIUS server {server} answers again: back in its place",
+                              server=str(server))
             return self._interpret(reply, server, request, nai)
         self.counters["access.unavailable"] += 1
         reason = f"no RADIUS server answered ({', '.join(silent)})"
@@ -679,6 +770,8 @@ RADIUS_SETTINGS = [
             help="[{address, port = 1812, secret}, ...], tried in this order"),
     Setting("timeout", config.number(0.01, 60), 1.0, "seconds between transmissions"),
     Setting("retries", config.integer(0, 10), 2, "retransmissions per server"),
+    Setting("dead_time", config.number(0, 86400), DEFAULT_DEAD_TIME,
+            "seconds a server that answered nothing is skipped (0: never)"),
     Setting("nai_template", naiTemplate, DEFAULT_NAI_TEMPLATE,
             "NAI for an MS the link gives only a MAC for"),
     Setting("password", _password, "mac",
@@ -711,6 +804,7 @@ def radiusBackend(settings: Mapping[str, Any], reactor: IReactor) -> RadiusAuthe
         dictionary=dictionary,
         timeout=values["timeout"],
         retries=values["retries"],
+        deadTime=values["dead_time"],
         naiTemplate=values["nai_template"],
         password=values["password"],
         nasIdentifier=values["nas_identifier"],

@@ -14,6 +14,8 @@ from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.heartbeat import HeartbeatPolicy
 from lmm.mpa.agent import (
+    REJECT_HOLD_DOWN,
+    UNAVAILABLE_HOLD_DOWN,
     Action,
     Authenticate,
     MobilityProxyAgent,
@@ -1014,7 +1016,8 @@ class RejectionTests(SynchronousTestCase):
 
     def test_unavailableHoldsShorter(self) -> None:
         agent = self.rejected(AAAUnavailable("no server"))
-        self.assertEqual(agent.nextDeadline(), T0 + 5)
+        self.assertEqual(agent.nextDeadline(), T0 + UNAVAILABLE_HOLD_DOWN)
+        self.assertLess(UNAVAILABLE_HOLD_DOWN, REJECT_HOLD_DOWN)
         self.assertEqual(agent.counters["aaa.unavailable"], 1)
 
     def test_detachEndsRejection(self) -> None:

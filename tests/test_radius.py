@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
+import signal
 import socket
 import struct
 import time
@@ -33,6 +35,7 @@ from lmm.radius import (
     IdPool,
     RadiusAuthenticator,
     RadiusServer,
+    ServerPool,
     checkMessageAuthenticator,
     loadDictionary,
     profileFromReply,
@@ -264,6 +267,56 @@ class IdPoolTests(SynchronousTestCase):
         self.assertRaises(KeyError, IdPool().release, 3)
 
 
+class ServerPoolTests(SynchronousTestCase):
+    """L{ServerPool}: dead servers skipped, probed one request at a time."""
+
+    A = RadiusServer("127.0.0.1", 1812, b"a")
+    B = RadiusServer("127.0.0.2", 1812, b"b")
+
+    def test_deadSkippedThenProbed(self) -> None:
+        pool = ServerPool([self.A, self.B], deadTime=30)
+        self.assertEqual(pool.order(0), [self.A, self.B])
+        pool.asking(self.A)
+        self.assertTrue(pool.silent(self.A, 3))
+        self.assertFalse(pool.silent(self.A, 3))  # already dead: not again
+        self.assertEqual(pool.order(10), [self.B])
+        # Its time is over: the next request probes it, in its place; the
+        # requests meanwhile do not.
+        self.assertEqual(pool.order(33), [self.A, self.B])
+        pool.asking(self.A)
+        self.assertEqual(pool.order(33.5), [self.B])
+        self.assertEqual([d["state"] for d in pool.describe(33.5)], ["probing", "alive"])
+        self.assertTrue(pool.answered(self.A))
+        self.assertFalse(pool.answered(self.A))
+        self.assertEqual(pool.order(34), [self.A, self.B])
+
+    def test_probeSilentDeadAgain(self) -> None:
+        pool = ServerPool([self.A, self.B], deadTime=30)
+        pool.silent(self.A, 0)
+        pool.asking(self.A)
+        pool.silent(self.A, 31)
+        self.assertEqual(pool.order(40), [self.B])
+        self.assertEqual(pool.order(61), [self.A, self.B])
+
+    def test_abandonedProbe(self) -> None:
+        pool = ServerPool([self.A, self.B], deadTime=30)
+        pool.silent(self.A, 0)
+        pool.asking(self.A)
+        pool.abandoned(self.A)
+        self.assertEqual(pool.order(31), [self.A, self.B])
+
+    def test_allDeadAllTried(self) -> None:
+        pool = ServerPool([self.A, self.B], deadTime=30)
+        pool.silent(self.A, 0)
+        pool.silent(self.B, 0)
+        self.assertEqual(pool.order(1), [self.A, self.B])
+
+    def test_deadTimeZero(self) -> None:
+        pool = ServerPool([self.A, self.B], deadTime=0)
+        self.assertFalse(pool.silent(self.A, 0))
+        self.assertEqual(pool.order(1), [self.A, self.B])
+
+
 class DictionaryTests(SynchronousTestCase):
     def test_default(self) -> None:
         checkout = Path(radius.__file__).resolve().parent.parent
@@ -371,7 +424,8 @@ class FakeServerTests(RadiusTestMixin, TestCase):
         self.assertGreaterEqual(elapsed, (1 + RETRIES) * TIMEOUT)
         self.assertLess(elapsed, (1 + RETRIES) * TIMEOUT + 0.5)
         self.assertEqual(auth.counters, {"request.sent": 1, "request.retransmitted": 2,
-                                         "server.timeout": 1, "access.unavailable": 1})
+                                         "server.timeout": 1, "server.marked-dead": 1,
+                                         "access.unavailable": 1})
 
     async def test_forgedRepliesDropped(self) -> None:
         # Signed with the wrong secret: counted, logged, dropped; the request
@@ -608,6 +662,46 @@ class FreeRADIUSTests(RadiusTestMixin, TestCase):
         self.assertEqual(auth.counters["server.timeout"], 1)
         self.assertEqual(auth.counters["request.sent"], 2)
         self.assertEqual(auth.counters["request.retransmitted"], RETRIES)
+
+
+class FailoverAndBackTests(RadiusTestMixin, TestCase):
+    """Issue 13, part 5, against two real FreeRADIUS: the first stops
+    answering (SIGSTOP), requests go to the second, at once after the first
+    one's timeouts; the first answers again (SIGCONT), and after dead_time
+    the requests are its again."""
+
+    async def test_failoverAndBack(self) -> None:
+        first = freeradius.startFor(self)
+        second = freeradius.startFor(self)
+        servers = [RadiusServer("127.0.0.1", f.port, f.secret) for f in (first, second)]
+        deadTime = 1.0
+        auth = self.authenticator(servers, deadTime=deadTime)
+        self.assertEqual(await auth.authenticate(ALICE), ALICE_PROFILE)
+        os.kill(first.process.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, first.process.pid, signal.SIGCONT)
+        start = time.monotonic()
+        self.assertEqual(await auth.authenticate(ALICE), ALICE_PROFILE)
+        failoverGap = time.monotonic() - start
+        self.assertGreaterEqual(failoverGap, (1 + RETRIES) * TIMEOUT)
+        self.assertEqual(auth.counters["server.marked-dead"], 1)
+        # The next ones go to the second at once.
+        start = time.monotonic()
+        for _ in range(3):
+            self.assertEqual(await auth.authenticate(ALICE), ALICE_PROFILE)
+        self.assertLess(time.monotonic() - start, TIMEOUT)
+        self.assertEqual(auth.counters["server.timeout"], 1)
+        os.kill(first.process.pid, signal.SIGCONT)
+        await deferLater(deadTime + 0.1)
+        before = first.log().count("Received Access-Request")
+        self.assertEqual(await auth.authenticate(ALICE), ALICE_PROFILE)
+        self.assertEqual(auth.counters["server.revived"], 1)
+        self.assertEqual(auth.counters["server.timeout"], 1)
+        self.assertEqual([d["state"] for d in auth.pool.describe(reactor.seconds())],
+                         ["alive", "alive"])
+        await deferLater(0.2)  # its -X log is written
+        self.assertGreater(first.log().count("Received Access-Request"), before)
+        print(f"\nRADIUS failover gap {failoverGap * 1000:.0f} ms "
+              f"(timeout {TIMEOUT} s x {1 + RETRIES}); back after dead_time {deadTime} s")
 
 
 class UnreachableTests(RadiusTestMixin, TestCase):

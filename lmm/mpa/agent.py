@@ -226,6 +226,15 @@ Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFram
 
 #: What the agent counts (the sub-machines' counters are in their modules,
 #: the relay core's show as C{relay.<name>}). C{<...>} stands for a value.
+#: attach.reject_hold_down's default: a MAC the AAA server rejected is
+#: answered nothing for this long (a flood of strangers costs one
+#: Access-Request each per hold-down).
+REJECT_HOLD_DOWN = 30.0
+#: attach.unavailable_hold_down's default: shorter, since nothing was decided:
+#: no AAA server answered (the radius backend has tried every server), or the
+#: data plane could not carry the tunnel. The next frame after it asks again.
+UNAVAILABLE_HOLD_DOWN = 2.0
+
 COUNTERS = {
     "visitor.attached": "new visitors (an attach report or, with attachOnFrames, a frame)",
     "attach.frame": "visitors that attached by a frame",
@@ -362,8 +371,8 @@ class MobilityProxyAgent:
         defaultVirtualLmapMac: str | None,
         refreshFraction: float,
         *,
-        rejectHoldDown: float = 30.0,
-        unavailableHoldDown: float = 5.0,
+        rejectHoldDown: float = REJECT_HOLD_DOWN,
+        unavailableHoldDown: float = UNAVAILABLE_HOLD_DOWN,
         retryInterval: float = 30.0,
         routerLifetime: int = 1800,
         maxAuthenticating: int = 256,

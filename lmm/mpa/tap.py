@@ -19,6 +19,7 @@ from lmm.daemon import (
     configErrorExit,
 )
 from lmm.interfaces import IAttachDetector, IAuthenticator
+from lmm.mpa.agent import REJECT_HOLD_DOWN, UNAVAILABLE_HOLD_DOWN
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 # Locally administered (the 02 bit) and inside IANA's documentation block
@@ -77,6 +78,10 @@ SETTINGS = [
     Setting("attach.max_visitors_per_link", config.integer(1, 1 << 20), 4096,
             help="visitors (held-down MACs included) per access link; new MACs beyond are "
                  "refused, counted"),
+    Setting("attach.reject_hold_down", config.number(0, 86400), REJECT_HOLD_DOWN,
+            help="seconds a MAC the AAA server rejected gets no answer"),
+    Setting("attach.unavailable_hold_down", config.number(0, 86400), UNAVAILABLE_HOLD_DOWN,
+            help="seconds a MAC no AAA server answered for (or whose tunnel failed) waits"),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
     Setting("dhcp.enabled", config.boolean, True,
