@@ -705,35 +705,65 @@ class HandoverTests(SynchronousTestCase):
         self.assertEqual((first.sequence, second.sequence), (65535, 0))  # type: ignore[attr-defined]
 
     def test_retransmission(self) -> None:
-        """After the timeout, then doubling; given up after the last interval."""
+        """After the timeout, then doubling; past the retransmissions, every
+        cap interval while the revoked binding may live at the MPA (rule 2 of
+        lmm.lmap.revocation); given up once it has expired."""
         t = T0 + 10
         bri = sends(self.handover(now=t))[1].message
         self.assertEqual(self.anchor.nextDeadline(), t + 1)
         self.assertEqual(self.anchor.tick(t + 0.5), [])
-        times = []
         for due in (t + 1, t + 3, t + 7):
             self.assertEqual(self.anchor.nextDeadline(), due)
             actions = self.anchor.tick(due)
             self.assertEqual(actions, [SendMessage(bri, MPA1)])
-            times.append(due)
         self.assertEqual(self.anchor.counters["bri.retransmitted"], 3)
         self.assertEqual(self.anchor.nextDeadline(), t + 15)
         actions = self.anchor.tick(t + 15)
-        self.assertEqual(shape(actions), [])
+        self.assertEqual(shape(actions), [f"send BindingRevocationIndication {MPA1}"])
+        [note] = notes(actions)
+        self.assertEqual((note.event, note.fields["until"]), ("revocation.unanswered", T0 + 3600))
+        self.assertEqual(self.anchor.counters["bri.unanswered"], 1)
+        due = t + 15
+        while True:
+            due += 32
+            self.assertEqual(self.anchor.nextDeadline(), due)
+            actions = self.anchor.tick(due)
+            if due >= T0 + 3600:
+                break
+            self.assertEqual(actions, [SendMessage(bri, MPA1)])
         self.assertEqual([n.event for n in notes(actions)], ["revocation.given-up"])
         self.assertEqual(self.anchor.counters["bri.given-up"], 1)
-        # Only the binding's expiry is left to wait for.
+        self.assertEqual(self.anchor.counters["bri.unanswered"], 1)
+        # Only the new binding's expiry is left to wait for.
+        self.assertEqual(self.anchor.nextDeadline(), t + 3600)
+
+    def test_acknowledgedWhileUnanswered(self) -> None:
+        """Loss over: the MPA's acknowledgement ends the repetitions."""
+        t = T0 + 10
+        bri = sends(self.handover(now=t))[1].message
+        for due in (t + 1, t + 3, t + 7, t + 15, t + 47):
+            self.anchor.tick(due)
+        bra = mh.BindingRevocationAck(bri.sequence, 0, proxy=True)  # type: ignore[attr-defined]
+        self.anchor.receive(bra, MPA1, t + 48)
+        self.assertEqual(self.anchor.counters["bri.acknowledged"], 1)
         self.assertEqual(self.anchor.nextDeadline(), t + 3600)
 
     def test_noRetries(self) -> None:
-        anchor = makeAnchor(revocationRetries=0, revocationTimeout=0.5)
+        anchor = makeAnchor(revocationRetries=0, revocationTimeout=0.5,
+                            revocationMaxInterval=1000)
         anchor.receive(pbu(1), MPA1, T0)
         anchor.receive(pbu(1), MPA2, T0 + 1)
         self.assertEqual(anchor.nextDeadline(), T0 + 1.5)
         actions = anchor.tick(T0 + 1.5)
-        self.assertEqual(shape(actions), [])
+        self.assertEqual(shape(actions), [f"send BindingRevocationIndication {MPA1}"])
+        self.assertEqual(anchor.nextDeadline(), T0 + 1001.5)
+        for due in (T0 + 1001.5, T0 + 2001.5, T0 + 3001.5):
+            anchor.tick(due)
+        self.assertEqual(anchor.counters["bri.retransmitted"], 4)
+        self.assertEqual(anchor.revocations.nextDeadline(), T0 + 4001.5)
+        self.assertNotIn(f"send BindingRevocationIndication {MPA1}",
+                         shape(anchor.tick(T0 + 4001.5)))
         self.assertEqual(anchor.counters["bri.given-up"], 1)
-        self.assertEqual(anchor.counters["bri.retransmitted"], 0)
 
     def test_lateTick(self) -> None:
         """A late tick retransmits once and schedules from then."""

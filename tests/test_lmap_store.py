@@ -125,11 +125,32 @@ class SQLiteBindingCacheTests(SynchronousTestCase):
 
     def test_revocations(self) -> None:
         store = self.open()
-        rows = [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0, 4)]
+        rows = [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0, 4, NOW + 60)]
         store.saveRevocations(rows, 9)
         self.assertTrue(store.pending)
         store.commit()
         self.assertEqual(self.open().loadRevocations(), (rows, 9))
+
+
+    def test_schemaOneMigrated(self) -> None:
+        """A database of the first schema (revocations without C{until}) is
+        read; its revocations give up after their retransmissions, as then."""
+        store = self.open()
+        store.close()
+        db = sqlite3.connect(self.path)
+        with db:
+            db.execute("DROP TABLE revocation")
+            db.execute("CREATE TABLE revocation (mpa TEXT NOT NULL, sequence INTEGER NOT NULL, "
+                       "nai BLOB NOT NULL, address TEXT NOT NULL, prefix_length INTEGER "
+                       "NOT NULL, issued REAL NOT NULL, retransmissions INTEGER NOT NULL, "
+                       "interval REAL NOT NULL, trigger INTEGER NOT NULL, "
+                       "PRIMARY KEY (mpa, sequence)) WITHOUT ROWID")
+            db.execute("INSERT INTO revocation VALUES (?, 7, ?, '2001:db8:1::1', 64, ?, 1, "
+                       "2.0, 4)", (MPA1, b"ms1@lmm.test", NOW - 2))
+            db.execute("UPDATE meta SET value = 1 WHERE key = 'schema'")
+        db.close()
+        self.assertEqual(self.open().loadRevocations()[0],
+                         [(MPA1, 7, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 2, 1, 2.0, 4, 0)])
 
 
 class ResumeTests(SynchronousTestCase):
@@ -142,7 +163,7 @@ class ResumeTests(SynchronousTestCase):
         store.put(entry(1))
         store.put(entry(2, expires=NOW - 1))
         store.saveRevocations([(MPA2, 40, b"ms1@lmm.test", "2001:db8:1::1", 64, NOW - 3, 1,
-                                2.0, 4)], 41)
+                                2.0, 4, NOW + 60)], 41)
         store.commit()
         lma = anchor(store)
         actions = lma.resume(NOW)

@@ -62,6 +62,8 @@ _LAB_NAMESPACE = re.compile(r"^lmm\d+[0-9a-f]{3}-lab-")
 RUN_ROOT = "/tmp"
 STATE_FILE = "lab.json"
 VIRTUAL_LMAP_MAC = DEFAULT_VIRTUAL_LMAP_MAC
+#: The nftables table of L{Lab.backboneLoss}, in each namespace of the backbone.
+LOSS_TABLE = "lmm_lab_loss"
 #: The lab's heartbeats (RFC 5847): a restart is seen within a second or two,
 #: not the products' minute (docs/lab.md).
 LAB_HEARTBEAT = {"interval": 1.0, "timeout": 0.5, "missed_allowed": 3}
@@ -508,6 +510,10 @@ class Lab:
 
         backbone = bridge(self.lmapNs, backboneMembers, address=topology.lmap)
         self.backbone = backbone.name
+        # Each MPA's end of the backbone, and the LMAP's bridge port for it.
+        self.backboneLinks = {
+            spec.name: (backbone.interfaces[i], backbone.ports[i])
+            for i, spec in enumerate(topology.mpas)}
         link(self.lmapNs, self.cnNs, topology.cnGateway, topology.cn)
         self.cnNs.ip("-6", "route", "add", "default", "via", topology.cnGateway)
         # The base stations are bridges: no IPv6 of their own on the access links.
@@ -532,7 +538,9 @@ class Lab:
         lmapConfig = writeConfig(self.path("lmap.toml"), applyOverrides({
             "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
                      "mpas": [topology.backbonePrefix]},
-            "revocation": {"timeout": 0.3, "max_retries": 3},
+            # Retransmissions short enough that a lab heals within seconds
+            # of a backbone outage (docs/lab.md).
+            "revocation": {"timeout": 0.3, "max_retries": 3, "max_interval": 2.0},
             "security": {"keys": lmapKeys},
             "control": {"socket": self.controlPath("lmap")},
             "store": {"path": self.path("lmap.sqlite")},
@@ -611,7 +619,7 @@ class Lab:
         tables: dict[str, dict[str, Any]] = {
             "mpa": {"address": spec.address, "lmap": self.topology.lmap,
                     "access_interfaces": [self.access[spec.name]]},
-            "registration": {"timeout": 0.5},
+            "registration": {"timeout": 0.5, "max_interval": 2.0, "retry_interval": 2.0},
             "security": {"keys": self.mpaKeys[spec.address]},
             "aaa": aaa,
             "aaa.options": aaaOptions,
@@ -730,6 +738,48 @@ class Lab:
         self.air.ip("link", "set", station.port, "down")
         if self.topology.associationReports and mpa is not None:
             self.ask(mpa, f"detach {self.access[mpa]} {station.spec.mac}")
+
+    def backboneLoss(self, percent: float, mpas: list[str] | None = None) -> None:
+        """Drop C{percent} % of the packets between the LMAP and each MPA, at
+        random, in both directions (0: none). The drop is at each receiver's
+        ingress (nftables, netdev family, C{numgen random}): before seg6
+        decapsulation, so it takes signaling and tunnelled data alike (a
+        seg6 tunnel's packets never reach an INPUT hook). The backbone's own
+        Neighbor Discovery is spared, the outer header's ICMPv6, so that the
+        loss is the signaling's and the data's, not the neighbour cache's.
+        C{mpas}: only the links of these MPAs (default: all)."""
+        table = LOSS_TABLE
+        for name, (inside, port) in self.backboneLinks.items():
+            if mpas is not None and name not in mpas:
+                continue
+            for ns, device in ((self.mpaNs[name], inside), (self.lmapNs, port)):
+                chain = f"in_{device}".replace("-", "_")
+                # Every packet at 100 %; else a random draw per packet.
+                sample = "" if percent >= 100 else \
+                    f"numgen random mod 1000 < {round(percent * 10)} "
+                if percent <= 0:
+                    ns.run(["nft", "delete", "chain", "netdev", table, chain], check=False)
+                    continue
+                script = (f"add table netdev {table}\n"
+                          f"add chain netdev {table} {chain} "
+                          f"{{ type filter hook ingress device {device} priority 0 ; }}\n"
+                          f"flush chain netdev {table} {chain}\n"
+                          f"add rule netdev {table} {chain} meta protocol ip6 "
+                          f"ip6 nexthdr != ipv6-icmp {sample}counter drop\n")
+                ns.run(["nft", "-f", "-"], input=script)
+
+    def backboneDropped(self) -> int:
+        """Packets the backbone's loss has dropped so far, all links."""
+        total = 0
+        for ns in (self.lmapNs, *self.mpaNs.values()):
+            out = ns.run(["nft", "-j", "list", "table", "netdev", LOSS_TABLE], check=False)
+            if out.returncode:
+                continue
+            for item in json.loads(out.stdout)["nftables"]:
+                for expr in item.get("rule", {}).get("expr", []):
+                    if "counter" in expr:
+                        total += expr["counter"]["packets"]
+        return total
 
     def servingMpa(self, station: Station) -> str | None:
         """The MPA whose base station the MS's link is on."""

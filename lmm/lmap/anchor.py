@@ -668,8 +668,10 @@ class LocalMobilityAnchor:
         expires = now + granted
         previous = old.careOfAddress
         oldTunnel = old.tunnel
+        # Until then the previous MPA may hold it: its revocation lasts as long.
+        previousExpires = old.expires
         tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
-        self._expiries.schedule(nai, expires, old.expires)
+        self._expiries.schedule(nai, expires, previousExpires)
         entry = old
         if address == old.localAddress:
             entry.careOfAddress = careOf
@@ -706,7 +708,8 @@ class LocalMobilityAnchor:
         self.revocations.cancel(careOf, nai)
         self.heartbeats.watch(mpa, now)
         actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
-                                               old.prefixLength, now))
+                                               old.prefixLength, now,
+                                               until=previousExpires))
         self.counters["pbu.handover"] += 1
         actions.append(
             Note(
@@ -945,7 +948,7 @@ class LocalMobilityAnchor:
             actions.append(RemoveTunnel(entry.tunnel))
             actions.append(self.revocations.revoke(
                 mpa, MobileNodeIdentifier(entry.nai), entry.localAddress, entry.prefixLength,
-                now, RevocationTrigger.POSSIBLE_OUT_OF_SYNC_BCE_STATE))
+                now, RevocationTrigger.POSSIBLE_OUT_OF_SYNC_BCE_STATE, entry.expires))
         self.counters["binding.peer-restarted"] += len(removed)
         actions.append(Note("lmap.mpa-restarted", {"mpa": mpa, "bindings": len(removed)}))
 

@@ -13,7 +13,15 @@ Rules:
  2. It is retransmitted after C{revocation_timeout}, the interval doubling
     each time up to the cap (L{lmm.signaling.RetransmissionPolicy}), up to
     C{revocation_max_retries} times; one more interval without an
-    acknowledgement and the LMAP gives up.
+    acknowledgement and the LMAP gives up -- unless the binding the MPA was
+    told to drop could still be alive there (C{until}: the revoked
+    registration's expiry). Then it goes on, every cap interval
+    (C{revocation.max_interval}), until it is acknowledged or that binding
+    has expired (C{revocation.unanswered}, noted once): an MPA that never
+    heard it would keep a registered visitor for an MS that left, and the
+    visitor's refresh would take the binding back from the MPA the MS is on
+    (issue 13: loss on the backbone). Once the loss is over, the MPA hears
+    it within one cap interval.
  3. An acknowledgement from that MPA with that sequence number ends it,
     whatever its status (a status other than success is counted).
  4. A pending revocation towards an MPA is cancelled when the same MS
@@ -48,6 +56,8 @@ COUNTERS = {
     "bri.acknowledged": "indications acknowledged",
     "bra.status.<status>": "acknowledgements with another status than success",
     "bri.given-up": "indications given up",
+    "bri.unanswered": "indications past their retransmissions, repeated until the binding "
+                      "they revoke has expired",
     "bri.cancelled": "revocations stopped: the MS came back to that MPA",
     "bra.unmatched": "acknowledgements answering no indication in flight",
     "bri.resumed": "indications of a previous run sent again at start (rule 5)",
@@ -58,15 +68,18 @@ COUNTERS = {
 class Revocation:
     """A Binding Revocation Indication waiting for its acknowledgement."""
 
-    __slots__ = ("message", "destination", "nai", "issued", "retransmissions", "interval", "due")
+    __slots__ = ("message", "destination", "nai", "issued", "until", "retransmissions",
+                 "interval", "due")
 
     def __init__(self, message: BindingRevocationIndication, destination: str, nai: bytes,
-                 issued: float, interval: float) -> None:
+                 issued: float, interval: float, until: float = 0.0) -> None:
         self.message = message
         self.destination = destination
         self.nai = nai
         # The handover's time: tells which revocation a failed tunnel held back.
         self.issued = issued
+        # Until when the revoked binding may live at the MPA (rule 2).
+        self.until = until
         self.retransmissions = 0
         self.interval = interval
         self.due = issued + interval
@@ -100,8 +113,10 @@ class Revocations:
 
     def revoke(self, mpa: str, mnid: MobileNodeIdentifier, address: str, prefixLength: int,
                now: float,
-               trigger: int = RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN) -> SendMessage:
-        """Rule 1: the indication to C{mpa} for the MS's binding there."""
+               trigger: int = RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+               until: float = 0.0) -> SendMessage:
+        """Rule 1: the indication to C{mpa} for the MS's binding there, which
+        may live there until C{until} (rule 2)."""
         sequence = self.sequence.next()
         message = BindingRevocationIndication(
             sequence,
@@ -111,7 +126,7 @@ class Revocations:
         )
         key = (mpa, sequence)
         revocation = self._pending[key] = Revocation(
-            message, mpa, mnid.identifier, now, self.policy.initial
+            message, mpa, mnid.identifier, now, self.policy.initial, until
         )
         self._byVisitor[mpa, mnid.identifier] = sequence
         self._deadlines.schedule(key, revocation.due, None)
@@ -167,7 +182,7 @@ class Revocations:
             revocation = self._pending[key]
             self.version += 1
             mpa, sequence = key
-            if policy.exhausted(revocation.retransmissions):
+            if policy.exhausted(revocation.retransmissions) and now >= revocation.until:
                 del self._pending[key]
                 self._forget(revocation)
                 self.counters["bri.given-up"] += 1
@@ -178,8 +193,20 @@ class Revocations:
                           "retransmissions": revocation.retransmissions})
                 )
                 continue
+            if policy.exhausted(revocation.retransmissions):
+                # Rule 2: its binding may live on at the MPA; repeated at the cap.
+                if revocation.retransmissions == policy.maxRetries:
+                    self.counters["bri.unanswered"] += 1
+                    actions.append(
+                        Note("revocation.unanswered",
+                             {"nai": revocation.nai.decode("utf-8", "replace"), "mpa": mpa,
+                              "sequence": sequence, "until": revocation.until,
+                              "every": policy.maxInterval})
+                    )
+                revocation.interval = max(policy.maxInterval, policy.initial)
+            else:
+                revocation.interval = policy.backOff(revocation.interval)
             revocation.retransmissions += 1
-            revocation.interval = policy.backOff(revocation.interval)
             revocation.due = now + revocation.interval
             self._deadlines.schedule(key, revocation.due, None)
             self.counters["bri.retransmitted"] += 1
@@ -199,13 +226,14 @@ class Revocations:
 
     def snapshot(self) -> list[tuple[Any, ...]]:
         """What is in flight, as rows of (MPA, sequence, NAI, address, prefix
-        length, issued, retransmissions, interval, trigger)."""
+        length, issued, retransmissions, interval, trigger, until)."""
         rows = []
         for (mpa, sequence), r in self._pending.items():
             address = r.message.option(LocalAddress)
             assert isinstance(address, LocalAddress)
             rows.append((mpa, sequence, r.nai, address.address, address.prefixLength,
-                         r.issued, r.retransmissions, r.interval, r.message.trigger))
+                         r.issued, r.retransmissions, r.interval, r.message.trigger,
+                         r.until))
         return rows
 
     def restore(self, rows: list[tuple[Any, ...]], lastSequence: int,
@@ -214,11 +242,11 @@ class Revocations:
         self.sequence = SequenceCounter(lastSequence)
         sends = []
         for (mpa, sequence, nai, address, prefixLength, issued, retransmissions, interval,
-             trigger) in rows:
+             trigger, until) in rows:
             message = BindingRevocationIndication(
                 sequence, trigger,
                 (MobileNodeIdentifier(nai), LocalAddress(address, prefixLength)), proxy=True)
-            revocation = Revocation(message, mpa, nai, issued, interval)
+            revocation = Revocation(message, mpa, nai, issued, interval, until)
             revocation.retransmissions = retransmissions
             revocation.due = now + interval
             key = (mpa, sequence)

@@ -39,7 +39,7 @@ from lmm.tunnel import TunnelBinding
 #: What C{store.synchronous} may be, as SQLite's PRAGMA synchronous takes it.
 SYNCHRONOUS = ("normal", "full")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 # What the write-ahead log is cut back to once checkpointed, bytes.
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # An NTP timestamp is unsigned 64-bit; SQLite's integers are signed.
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS revocation (
     retransmissions INTEGER NOT NULL,
     interval REAL NOT NULL,
     trigger INTEGER NOT NULL,
+    until REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (mpa, sequence)
 ) WITHOUT ROWID;
 """
@@ -162,6 +163,11 @@ class SQLiteBindingCache:
         """Read the entries; count this start (RFC 5847 3.2); the new counter."""
         db = self._db
         version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if version is not None and version[0] == 1:
+            # Version 2 keeps how long a revoked binding may live at its MPA;
+            # a revocation of version 1 gives up as it used to (0).
+            db.execute("ALTER TABLE revocation ADD COLUMN until REAL NOT NULL DEFAULT 0")
+            version = None
         if version is not None and version[0] != _SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {version[0]}, this lmm reads "
                              f"{_SCHEMA_VERSION}")
@@ -210,7 +216,7 @@ class SQLiteBindingCache:
     def saveRevocations(self, rows: Iterable[tuple[Any, ...]], lastSequence: int) -> None:
         """Replace the revocations in flight, at the next L{commit}: rows of
         (MPA, sequence, NAI, address, prefix length, issued, retransmissions,
-        interval, trigger), as L{lmm.lmap.revocation.Revocations.snapshot} gives them,
+        interval, trigger, until), as L{lmm.lmap.revocation.Revocations.snapshot} gives them,
         and the last sequence number handed out."""
         self._revocations = list(rows)
         self._revocationSequence = lastSequence
@@ -243,7 +249,7 @@ class SQLiteBindingCache:
                 db.executemany(_DELETE, deletes)
             if revocations is not None:
                 db.execute("DELETE FROM revocation")
-                db.executemany("INSERT INTO revocation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                db.executemany("INSERT INTO revocation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                revocations)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('revocation_sequence', ?)",
                            (self._revocationSequence,))

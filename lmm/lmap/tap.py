@@ -33,7 +33,8 @@ SETTINGS = [
     Setting("revocation.timeout", config.number(0.01, 60), 1.0,
             help="first Binding Revocation Indication retransmission timeout, seconds"),
     Setting("revocation.max_retries", config.integer(0, 10), 3,
-            help="Binding Revocation Indication retransmissions before giving up"),
+            help="Binding Revocation Indication retransmissions at the doubling back-off "
+                 "(then every max_interval while the revoked binding may live)"),
     Setting("revocation.max_interval", config.number(0.01, 3600), MAX_BINDACK_TIMEOUT,
             help="longest interval between retransmissions, seconds (the back-off's cap)"),
     Setting("control.socket", config.string, None,

@@ -234,6 +234,9 @@ REJECT_HOLD_DOWN = 30.0
 #: no AAA server answered (the radius backend has tried every server), or the
 #: data plane could not carry the tunnel. The next frame after it asks again.
 UNAVAILABLE_HOLD_DOWN = 2.0
+#: registration.retry_interval's default: a registration given up (or
+#: rejected) is tried again after this long.
+RETRY_INTERVAL = 30.0
 
 COUNTERS = {
     "visitor.attached": "new visitors (an attach report or, with attachOnFrames, a frame)",
@@ -373,7 +376,7 @@ class MobilityProxyAgent:
         *,
         rejectHoldDown: float = REJECT_HOLD_DOWN,
         unavailableHoldDown: float = UNAVAILABLE_HOLD_DOWN,
-        retryInterval: float = 30.0,
+        retryInterval: float = RETRY_INTERVAL,
         routerLifetime: int = 1800,
         maxAuthenticating: int = 256,
         maxVisitorsPerLink: int = 4096,

@@ -19,7 +19,7 @@ from lmm.daemon import (
     configErrorExit,
 )
 from lmm.interfaces import IAttachDetector, IAuthenticator
-from lmm.mpa.agent import REJECT_HOLD_DOWN, UNAVAILABLE_HOLD_DOWN
+from lmm.mpa.agent import REJECT_HOLD_DOWN, RETRY_INTERVAL, UNAVAILABLE_HOLD_DOWN
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 # Locally administered (the 02 bit) and inside IANA's documentation block
@@ -61,6 +61,8 @@ SETTINGS = [
             help="Proxy Binding Update retransmissions before giving up"),
     Setting("registration.max_interval", config.number(0.01, 3600), MAX_BINDACK_TIMEOUT,
             help="longest interval between PBU retransmissions, seconds (the back-off's cap)"),
+    Setting("registration.retry_interval", config.number(0.1, 86400), RETRY_INTERVAL,
+            help="seconds before a registration given up or rejected is tried again"),
     Setting("registration.refresh_fraction", config.number(0.05, 0.95), 0.75,
             help="a binding is refreshed when this fraction of its lifetime has passed"),
     Setting("ra.mtu", config.integer(1280, 65535), 1460,
