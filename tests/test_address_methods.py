@@ -100,9 +100,12 @@ class AddressMethodTests(LabTestCase):
 
     # --- the domain -------------------------------------------------------------------
 
-    def startDomain(self, stations: list[MSSpec], dhcp: bool = False) -> Lab:
+    def startDomain(self, stations: list[MSSpec], dhcp: bool = False,
+                    leaseTimers: tuple[int, int, int, int] = (2, 3, 8, 10)) -> Lab:
         """The lab with C{stations} (not attached yet), FreeRADIUS as AAA, Kea
-        with short timers if C{dhcp}."""
+        with short timers if C{dhcp} (renew, rebind, preferred and valid
+        lifetime: C{leaseTimers})."""
+        renew, rebind, preferred, valid = leaseTimers
         if dhcp:
             for reason in (kea.missingReason(), kea.dhclientMissingReason()):
                 if reason is not None:
@@ -111,8 +114,8 @@ class AddressMethodTests(LabTestCase):
             loadTopology(), tunnel=self.dataPlane, aaa="radius", lmap=LMAP, prefix=LNP,
             cn=CN, cnGateway=CN_GATEWAY, mpas=[MPASpec("mpa1", MPAS[0]), MPASpec("mpa2", MPAS[1])],
             stations=stations, handovers=[], associationReports=False,
-            kea=KeaSpec(KEA, POOL, renewTimer=2, rebindTimer=3, preferredLifetime=8,
-                        validLifetime=10) if dhcp else None)
+            kea=KeaSpec(KEA, POOL, renewTimer=renew, rebindTimer=rebind,
+                        preferredLifetime=preferred, validLifetime=valid) if dhcp else None)
         self.lab = self.makeLab(topology)
         return self.lab
 
@@ -302,6 +305,44 @@ class AddressMethodTests(LabTestCase):
         self.checkReaches(station, address)
         self.assertEqual(self.wait(lambda: self.registered(1, station), 1,
                                    "MPA2's registration")["localAddress"], address)
+
+    def test_dhcpv6ServerRestarts(self) -> None:
+        """Issue 13, part 5: Kea killed (SIGKILL) and started again on its
+        files 4 s later. An MS bound before keeps its address (its lease
+        outlives the outage) and renews it once Kea is back; an MS attaching
+        meanwhile gets no answer (the relay counts it), then its address from
+        a Solicit retransmitted after Kea returns. Both reach the CN."""
+        first = MSSpec("ms1", randomMac(), "mpa1", addressMethod="dhcpv6",
+                       mayChooseAddress=False)
+        second = MSSpec("ms2", randomMac(), "mpa1", addressMethod="dhcpv6",
+                        mayChooseAddress=False)
+        lab = self.startDomain([first, second], dhcp=True, leaseTimers=(3, 5, 30, 40))
+        assert lab.kea is not None
+        bound = lab.attach(first)
+        [address] = lab.waitUsable(bound, timeout=15)
+        lab.kea.crash()
+        crashed = time.time()
+        newcomer = lab.attach(second)
+        self.wait(lambda: self.counters(0).get("relay.server.no-answer", 0) >= 1, 10,
+                  "the relay to count a request Kea did not answer")
+        time.sleep(max(0.0, crashed + 4.0 - time.time()))
+        lab.kea.restart()
+        back = time.time()
+        [newAddress] = lab.waitUsable(newcomer, timeout=30)
+        log.info("DHCPv6: Kea down {down:.1f} s; the newcomer bound {after:.2f} s after "
+                 "it was back", down=back - crashed, after=time.time() - back)
+        client = bound.client
+        assert client is not None
+        renewed = self.wait(lambda: [e for e in client.events()
+                                     if e.get("reason") in ("RENEW6", "REBIND6")
+                                     and float(e.get("time", 0)) > back], 20,
+                            "the first MS's lease renewed after Kea came back")
+        self.assertEqual(renewed[0]["new_ip6_address"], address)
+        self.assertEqual(lab.configuredAddress(bound), address)
+        self.assertNotEqual(newAddress, address)
+        for station, its in ((bound, address), (newcomer, newAddress)):
+            self.checkBinding(station, its)
+            self.checkReaches(station, its)
 
     # --- manual ---------------------------------------------------------------------------
 

@@ -171,6 +171,18 @@ class Kea:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def crash(self) -> None:
+        """Kill the server (SIGKILL); its files, leases included, stay for L{restart}."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self, readyTimeout: float = 10.0) -> None:
+        """Start the server again on its files (after L{crash}), and wait until
+        it is bound: what a DHCPv6 server coming back after an outage does."""
+        self.crash()
+        self.process = _launch(self.namespace, self.directory, self.address, readyTimeout)
+
     def stop(self) -> None:
         """End the server (SIGTERM, then SIGKILL after 5 s) and remove its files."""
         if self.stopped:
@@ -200,44 +212,50 @@ def start(
     if reason is not None:
         raise RuntimeError(reason)
     directory = Path(tempfile.mkdtemp(prefix="lmm-kea-", dir=parent))
-    server: Kea | None = None
     try:
         configPath = directory / "kea-dhcp6.conf"
         configPath.write_text(
             json.dumps(config(directory, interface, address, subnets, **options), indent=2)
         )
-        env = dict(os.environ)
-        # Kea's pid and lock files go to its system directories unless told.
-        env["KEA_PIDFILE_DIR"] = str(directory)
-        env["KEA_LOCKFILE_DIR"] = str(directory)
-        env.pop("KEA_LOGGER_DESTINATION", None)
-        with open(directory / "kea.out", "wb") as out:
-            process = namespace.popen(
-                [KEA_DHCP6, "-c", str(configPath)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=dieWithParent,
-            )
-        server = Kea(directory, namespace, interface, address, tuple(subnets), process)
-        deadline = time.monotonic() + readyTimeout
-        while process.poll() is None:
-            if callIn(namespace, _boundUDP, address, 547):
-                return server
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.005)
-        tail = "\n".join(server.log().splitlines()[-20:])
-        state = "is not bound" if process.poll() is None else f"exited ({process.returncode})"
-        raise RuntimeError(f"Kea {state} after start; the end of its log:\n{tail}")
+        process = _launch(namespace, directory, address, readyTimeout)
+        return Kea(directory, namespace, interface, address, tuple(subnets), process)
     except BaseException:
-        if server is not None:
-            server.stop()
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+def _launch(namespace: Namespace, directory: Path, address: str,
+            readyTimeout: float) -> subprocess.Popen[bytes]:
+    """Start kea-dhcp6 on the configuration in C{directory}; wait until it is
+    bound to C{address}, port 547."""
+    env = dict(os.environ)
+    # Kea's pid and lock files go to its system directories unless told.
+    env["KEA_PIDFILE_DIR"] = str(directory)
+    env["KEA_LOCKFILE_DIR"] = str(directory)
+    env.pop("KEA_LOGGER_DESTINATION", None)
+    with open(directory / "kea.out", "ab") as out:
+        process = namespace.popen(
+            [KEA_DHCP6, "-c", str(directory / "kea-dhcp6.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=dieWithParent,
+        )
+    deadline = time.monotonic() + readyTimeout
+    while process.poll() is None:
+        if callIn(namespace, _boundUDP, address, 547):
+            return process
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.005)
+    end(process)
+    text = readText(directory / "kea.out") + readText(directory / "kea-dhcp6.log")
+    tail = "\n".join(text.splitlines()[-20:])
+    state = "is not bound" if process.returncode is None or process.returncode < 0 \
+        else f"exited ({process.returncode})"
+    raise RuntimeError(f"Kea {state} after start; the end of its log:\n{tail}")
 
 
 def startFor(testCase: Any, namespace: Namespace, interface: str, address: str,
