@@ -74,6 +74,11 @@ class PingRecord:
         return [s for s in range(1, self.transmitted + 1)
                 if s not in self.replies and not self.inFlightAtStop(s)]
 
+    def longestGap(self) -> float:
+        """The longest time between two replies' arrivals, seconds."""
+        arrivals = sorted(sent + rtt for sent, rtt in self.replies.values())
+        return max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0)
+
 
 #: A last request sent this close before ping was stopped was still in flight
 #: (the round trip is ~0.3 ms here).

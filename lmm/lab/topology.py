@@ -40,7 +40,7 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
@@ -50,7 +50,7 @@ from lmm.lab.daemons import TWISTD, Daemon, writeConfig, writeKeyFiles
 from lmm.lab.logger import LOG_VARIABLE
 from lmm.lab.netns import RUN_TAG, Namespace, callIn, link, waitFor
 from lmm.lab.processes import end
-from lmm.lab.timeline import pingSummary
+from lmm.lab.timeline import PingRecord, parsePing, pingSummary
 from lmm.mpa.control import ask
 from lmm.mpa.tap import DEFAULT_VIRTUAL_LMAP_MAC
 
@@ -433,6 +433,26 @@ class Station:
     address: str | None = None
 
 
+class BackgroundPing:
+    """C{ping -n -D} from an MS in the background (iputils: its C{-i 0.02} is
+    about 24 ms here, see L{lmm.lab.pinger}); L{stop} gives what it lost."""
+
+    def __init__(self, station: Station, destination: str, interval: float) -> None:
+        self.interval = interval
+        self.process = station.namespace.popen(
+            ["ping", "-n", "-D", "-i", f"{interval:g}", "-W", "1", destination],
+            stdout=subprocess.PIPE, text=True)
+
+    def stop(self) -> PingRecord:
+        time.sleep(0.1)  # the last reply's room
+        stopped = time.time()
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=10)
+        record = parsePing(out, self.interval)
+        record.stoppedAt = stopped
+        return record
+
+
 class Lab:
     """
     A running topology. L{start} builds it, L{stop} removes it all (logs and
@@ -780,6 +800,31 @@ class Lab:
                     if "counter" in expr:
                         total += expr["counter"]["packets"]
         return total
+
+    def agrees(self, stations: Sequence[Station]) -> bool:
+        """Whether the LMAP and the MPAs agree on C{stations}: one binding
+        each, at the MPA whose base station it is on; that MPA shows it
+        registered; no other MPA holds a visitor for it."""
+        bindings = {b["nai"]: b["careOfAddress"] for b in self.bindings()}
+        if len(bindings) != len(stations):
+            return False
+        visitors = {m.name: {v["mac"]: v["state"] for v in self.visitors(m.name)}
+                    for m in self.topology.mpas}
+        for station in stations:
+            serving = self.servingMpa(station)
+            mac = station.spec.mac
+            if serving is None or bindings.get(station.spec.nai) != \
+                    self.topology.mpa(serving).address:
+                return False
+            if visitors[serving].get(mac) != "registered":
+                return False
+            if any(mac in v for name, v in visitors.items() if name != serving):
+                return False
+        return True
+
+    def backgroundPing(self, station: Station, interval: float = 0.02) -> BackgroundPing:
+        """C{ping -D} from C{station} to the CN until L{BackgroundPing.stop}."""
+        return BackgroundPing(station, self.topology.cn, interval)
 
     def servingMpa(self, station: Station) -> str | None:
         """The MPA whose base station the MS's link is on."""
