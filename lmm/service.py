@@ -77,11 +77,11 @@ class ActionPerformer:
         remaining = iter(actions)
         for action in remaining:
             try:
-                if isinstance(action, AddTunnel):
+                if isinstance(action, SendMessage):
+                    self.send(action.message, action.destination)
+                elif isinstance(action, AddTunnel):
                     if not self._addTunnel(action.binding, remaining, other):
                         return
-                elif isinstance(action, SendMessage):
-                    self.send(action.message, action.destination)
                 elif isinstance(action, RemoveTunnel):
                     result = self.dataPlane.removeBinding(action.binding)
                     if isinstance(result, Deferred):
@@ -99,7 +99,11 @@ class ActionPerformer:
         try:
             result = self.dataPlane.addBinding(binding)
         except Exception:
-            self.tunnelFailed(Failure(), binding)
+            failure = Failure()
+            try:
+                self.tunnelFailed(failure, binding)
+            except Exception:
+                self.failed(AddTunnel(binding), Failure())
             return False
         if isinstance(result, Deferred):
             result.addCallbacks(self._resume, self.tunnelFailed,
