@@ -37,6 +37,9 @@ WIRE_SETTINGS = [
             "option type of the Binding Cache Confirmation option (default: the profile's)"),
     Setting("wire.local_address_type", _OPTION_TYPE, None,
             "option type of the assigned Local Address option (default: the profile's)"),
+    Setting("wire.binding_cache_confirmation_length", config.integer(0, 1), None,
+            "data bytes in a Binding Cache Confirmation sent: 0 (the draft) or 1 (default: "
+            "the profile's, 1, which tshark reads cleanly)"),
 ]
 
 SECURITY_SETTINGS = [
@@ -74,6 +77,7 @@ _WIRE_FIELDS = {
     "wire.binding_cache_entry_missing": "bindingCacheEntryMissing",
     "wire.binding_cache_confirmation_type": "bindingCacheConfirmationType",
     "wire.local_address_type": "localAddressType",
+    "wire.binding_cache_confirmation_length": "bindingCacheConfirmationLength",
 }
 
 

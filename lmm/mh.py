@@ -386,7 +386,10 @@ class Experimental(MobilityOption):
 @dataclass(frozen=True, slots=True)
 class BindingCacheConfirmation(MobilityOption):
     """The draft's option (section 4.3): no data, asks the LMAP whether it holds a
-    Binding Cache entry for the NAI. Its type number is the profile's."""
+    Binding Cache entry for the NAI. Its type number and its length are the
+    profile's: one reserved zero byte by default, which tshark 4.0 reads
+    cleanly as an Experimental option (length 0, the draft's, makes it mark
+    the packet malformed); any length is read."""
 
     kind: ClassVar[object] = "binding-cache-confirmation"
 
@@ -598,7 +601,12 @@ class WireProfile:
     bindingCacheEntryMissing: int
     bindingCacheConfirmationType: int
     localAddressType: int
+    #: Bytes of data (reserved, zero) in a Binding Cache Confirmation sent: 0
+    #: as the draft writes it, 1 (default) for tshark (docs/wire.md).
+    bindingCacheConfirmationLength: int = 1
     typeOf: dict[type, int] = field(init=False, repr=False, compare=False)
+    #: Bodies that the profile, not the option, decides.
+    bodyOf: dict[type, bytes] = field(init=False, repr=False, compare=False)
     decoders: dict[int, type[MobilityOption]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -610,6 +618,9 @@ class WireProfile:
             value = getattr(self, key)
             if not 2 <= value <= 255:
                 raise ValueError(f"{key} must be an option type, 2..255, not {value}")
+        if self.bindingCacheConfirmationLength not in (0, 1):
+            raise ValueError("bindingCacheConfirmationLength must be 0 (the draft) or 1, "
+                             f"not {self.bindingCacheConfirmationLength}")
         if self.bindingCacheConfirmationType == self.localAddressType:
             raise ValueError(
                 "bindingCacheConfirmationType and localAddressType are the same number"
@@ -632,6 +643,8 @@ class WireProfile:
         typeOf[LocalAddress] = self.localAddressType
         object.__setattr__(self, "typeOf", typeOf)
         object.__setattr__(self, "decoders", decoders)
+        object.__setattr__(self, "bodyOf", {
+            BindingCacheConfirmation: bytes(self.bindingCacheConfirmationLength)})
 
 
 # The draft as written, with the two options placed where tshark and RFC 5213
@@ -931,6 +944,12 @@ def _padding(n: int) -> bytes:
     return bytes((OptionType.PADN, n - 2)) + _ZEROS[: n - 2]
 
 
+def optionBody(option: MobilityOption, profile: WireProfile = DRAFT) -> bytes:
+    """The data C{option} is sent with in C{profile} (L{_encodeBody} inlines it)."""
+    body = profile.bodyOf.get(type(option))
+    return option.encodeBody() if body is None else body
+
+
 def _encodeBody(message: MobilityMessage, profile: WireProfile) -> tuple[list[bytes], int]:
     """The message's fixed part and options, padded as their alignments ask:
     the parts (the first one left empty, for the header) and the length so far."""
@@ -938,8 +957,10 @@ def _encodeBody(message: MobilityMessage, profile: WireProfile) -> tuple[list[by
     parts = [b"", fixed]
     position = 6 + len(fixed)
     typeOf = profile.typeOf
+    bodyOf = profile.bodyOf
     for option in message.options:
-        body = option.encodeBody()
+        kind = type(option)
+        body = bodyOf[kind] if kind in bodyOf else option.encodeBody()
         if len(body) > 255:
             raise ValueError(f"{type(option).__name__} option body is {len(body)} bytes, over 255")
         x, y = option.alignment
@@ -948,10 +969,10 @@ def _encodeBody(message: MobilityMessage, profile: WireProfile) -> tuple[list[by
             if pad:
                 parts.append(_padding(pad))
                 position += pad
-        if type(option) is UnknownOption:
-            optionType = option.type
+        if kind is UnknownOption:
+            optionType = option.type  # type: ignore[attr-defined]
         else:
-            optionType = typeOf[type(option)]
+            optionType = typeOf[kind]
         parts.append(bytes((optionType, len(body))))
         parts.append(body)
         position += 2 + len(body)

@@ -119,7 +119,8 @@ class WireProfileConfigTests(SynchronousTestCase):
     def values(self, **wire: object) -> dict[str, object]:
         v: dict[str, object] = {"wire.profile": "draft"}
         for key in ("proxy_registration_not_supported", "binding_cache_entry_missing",
-                    "binding_cache_confirmation_type", "local_address_type"):
+                    "binding_cache_confirmation_type", "local_address_type",
+                    "binding_cache_confirmation_length"):
             v["wire." + key] = None
         v.update({"wire." + k: x for k, x in wire.items()})
         return v

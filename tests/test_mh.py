@@ -8,6 +8,7 @@ taken from the codec's own tables, so a wrong table cannot agree with itself.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import struct
@@ -354,12 +355,20 @@ class OptionRoundTripTests(RoundTripTestCase):
         self.assertEqual(decoded.options, (BindingCacheConfirmation(),))
 
     def test_bindingCacheConfirmation(self) -> None:
-        """No number of its own: RFC 5096's Experimental option, length 0, in both profiles."""
+        """No number of its own: RFC 5096's Experimental option, in both
+        profiles, with one reserved byte (tshark 4.0 calls length 0
+        malformed), or length 0 as the draft writes it when asked."""
         for profile in (DRAFT, RFC5213):
-            self.checkOption(BindingCacheConfirmation(), 18, b"", profile)
-        # Data after it is tolerated: another experiment may share type 18.
-        data = bindingUpdateBytes(b"\x12\x02ab")
-        self.assertEqual(decode(data).options, (BindingCacheConfirmation(),))
+            self.checkOption(BindingCacheConfirmation(), 18, b"\x00", profile)
+        literal = dataclasses.replace(DRAFT, bindingCacheConfirmationLength=0)
+        self.checkOption(BindingCacheConfirmation(), 18, b"", literal)
+        self.assertRaises(ValueError, dataclasses.replace, DRAFT,
+                          bindingCacheConfirmationLength=2)
+        # Any length is read: length 0 (the draft's), or data after it (another
+        # experiment may share type 18).
+        for body in (b"\x12\x00", b"\x12\x02ab"):
+            self.assertEqual(decode(bindingUpdateBytes(body)).options,
+                             (BindingCacheConfirmation(),))
 
     def test_localAddressDraft(self) -> None:
         """The draft profile sends the Local Address in RFC 5213's HNP layout
@@ -384,7 +393,7 @@ class OptionRoundTripTests(RoundTripTestCase):
     def test_customProfile(self) -> None:
         """A profile with other numbers sends and reads the draft's options there."""
         lab = WireProfile("lab", 200, 201, 240, 241)
-        self.checkOption(BindingCacheConfirmation(), 240, b"", lab)
+        self.checkOption(BindingCacheConfirmation(), 240, b"\x00", lab)
         self.checkOption(
             LocalAddress("2001:db8::1", 64),
             241,
@@ -399,7 +408,7 @@ class OptionRoundTripTests(RoundTripTestCase):
         )
         # The same bytes read with DRAFT: 240 and 241 are nobody's options.
         data = encode(BindingUpdate(1, 4, (BindingCacheConfirmation(),)), lab)
-        self.assertEqual(decode(data, DRAFT).options, (UnknownOption(240, b""),))
+        self.assertEqual(decode(data, DRAFT).options, (UnknownOption(240, b"\x00"),))
 
     def test_unknownOptionKeptAndSkipped(self) -> None:
         """RFC 6275 9.2: an unknown option is skipped, and the ones after it are read."""
