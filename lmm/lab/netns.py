@@ -84,18 +84,25 @@ def _next() -> int:
     return _counter
 
 
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+#: Interface names are case-sensitive: 62 digits give a run 3,844 two-digit bases.
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_interfaces = 0
+
+
+def _compact(n: int) -> str:
     out = ""
     while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
+        n, r = divmod(n, len(_DIGITS))
+        out = _DIGITS[r] + out
         if not n:
             return out
 
 
 def _interfaceBase() -> str:
-    base = RUN_TAG + _base36(_next())
+    """RUN_TAG and a number of its own (the namespaces' do not use it up)."""
+    global _interfaces
+    _interfaces += 1
+    base = RUN_TAG + _compact(_interfaces)
     if len(base) > _IFNAMSIZ - 2:
         raise RuntimeError(f"interface names of this run are used up ({base!r} is too long)")
     return base
