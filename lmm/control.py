@@ -76,17 +76,23 @@ def common(service: Any, command: str, args: list[str],
 # --- the peers command, both daemons' -------------------------------------------
 
 PEERS_HELP = ("the signaling peers' heartbeats (RFC 5847): up, down or unknown, missed "
-              "requests, their Restart Counters and restarts seen; this node's counter")
+              "requests, their Restart Counters and restarts seen; this node's counter; at "
+              "the LMAP, the MPAs sent no revocations (without RFC 5846) and why")
 
 
 def peersCommand(service: Any) -> dict[str, Any]:
     """C{peers}: what the core's heartbeats know (L{lmm.heartbeat.Heartbeats})."""
     beats = service.heartbeats
     policy = beats.policy
-    return {"ok": True, "restartCounter": beats.restartCounter,
-            "interval": policy.interval, "timeout": policy.timeout,
-            "missedAllowed": policy.missedAllowed,
-            "peers": beats.describe(service.reactor.seconds())}
+    answer = {"ok": True, "restartCounter": beats.restartCounter,
+              "interval": policy.interval, "timeout": policy.timeout,
+              "missedAllowed": policy.missedAllowed,
+              "peers": beats.describe(service.reactor.seconds())}
+    # The LMAP's: the MPAs it sends no revocations (its anchor's rule 14), and why.
+    revocationless = getattr(service, "revocationless", None)
+    if revocationless is not None:
+        answer["withoutRevocation"] = dict(revocationless)
+    return answer
 
 
 # --- the security command, both daemons' ----------------------------------------

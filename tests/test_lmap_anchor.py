@@ -635,6 +635,91 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual((entry.created, entry.updated, entry.sequence), (T0, T0 + 1, 2))
 
 
+class WithoutRevocationTests(SynchronousTestCase):
+    """Rule 14: MPAs that do not do RFC 5846 get no revocations: configured,
+    learned from a Binding Error answering one, or from revocations left
+    unanswered while the MPA answers heartbeats."""
+
+    def bris(self, actions: list[Action], to: str = MPA1) -> list[mh.Message]:
+        return [a.message for a in actions if isinstance(a, SendMessage)
+                and isinstance(a.message, mh.BindingRevocationIndication)
+                and a.destination == to]
+
+    def test_configured(self) -> None:
+        anchor = makeAnchor(withoutRevocation=[IPv6Network(f"{MPA1}/128")])
+        anchor.receive(pbu(1), MPA1, T0)
+        actions = anchor.receive(pbu(1), MPA2, T0 + 1)
+        self.assertEqual(self.bris(actions), [])
+        self.assertEqual(onlyAck(self, actions).status, 0)
+        self.assertEqual(anchor.counters["bri.not-sent"], 1)
+        self.assertIn("configured", anchor.revocationless[MPA1])
+        # Moving back to MPA1: MPA2 does RFC 5846, it is told.
+        self.assertEqual(len(self.bris(anchor.receive(pbu(2), MPA1, T0 + 2), MPA2)), 1)
+
+    def test_bindingErrorAnswer(self) -> None:
+        anchor = makeAnchor()
+        anchor.receive(pbu(1), MPA1, T0)
+        anchor.receive(pbu(1), MPA2, T0 + 1)
+        actions = anchor.receive(
+            mh.BindingError(mh.BindingErrorStatus.UNRECOGNIZED_MH_TYPE), MPA1, T0 + 1.01)
+        [note] = notes(actions)
+        self.assertEqual((note.event, note.fields["mpa"], note.fields["dropped"]),
+                         ("mpa.without-revocation", MPA1, 1))
+        self.assertEqual(anchor.counters["mpa.without-revocation"], 1)
+        self.assertEqual(len(anchor.revocations), 0)  # no retransmission
+        anchor.receive(pbu(2), MPA1, T0 + 2)
+        self.assertEqual(self.bris(anchor.receive(pbu(2), MPA2, T0 + 3)), [])
+        # A Binding Error with nothing in flight, or another status, says nothing.
+        other = makeAnchor()
+        self.assertEqual(other.receive(mh.BindingError(1), MPA1, T0), [])
+        self.assertEqual(other.revocationless, {})
+        self.assertEqual(other.counters["binding-error.received"], 1)
+
+    def silence(self, anchor: LocalMobilityAnchor, n: int, start: float,
+                answerHeartbeats: bool = True) -> float:
+        """C{n} handovers of new MSs away from MPA1, each revocation left
+        unanswered until its retransmissions are spent, MPA1 heard (a
+        heartbeat request from it) after each was issued."""
+        now = start
+        for i in range(n):
+            nai = b"s%d@lmm.test" % (start + i)
+            address = f"2001:db8:1::{int(start) % 1000 + i + 100:x}"
+            anchor.receive(pbu(1, nai=nai, address=address), MPA1, now)
+            anchor.receive(pbu(1, nai=nai, address=address), MPA2, now + 0.1)
+            if answerHeartbeats:
+                anchor.receive(mh.Heartbeat(int(now) + i), MPA1, now + 0.2)
+            for due in (1.1, 3.1, 7.1, 15.1):
+                anchor.tick(now + due)
+            now += 20
+        return now
+
+    def test_silentWhileHeard(self) -> None:
+        anchor = makeAnchor(heartbeat=HeartbeatPolicy(interval=10, timeout=2))
+        self.silence(anchor, 2, T0)
+        self.assertEqual(anchor.revocationless, {})
+        self.assertEqual(len(anchor.revocations), 2)  # repeated (rule 2 of revocation)
+        self.silence(anchor, 1, T0 + 40)
+        self.assertIn("unanswered while it answered heartbeats", anchor.revocationless[MPA1])
+        # The third was given up; the earlier ones go at their next repetition.
+        anchor.tick(T0 + 200)
+        self.assertEqual(len(anchor.revocations), 0)
+
+    def test_silenceNotHeardIsLoss(self) -> None:
+        """No heartbeat heard: an outage, not a peer without RFC 5846."""
+        anchor = makeAnchor(heartbeat=HeartbeatPolicy(interval=10, timeout=2))
+        self.silence(anchor, 4, T0, answerHeartbeats=False)
+        self.assertEqual(anchor.revocationless, {})
+
+    def test_acknowledgedOnceIsLossAfter(self) -> None:
+        anchor = makeAnchor(heartbeat=HeartbeatPolicy(interval=10, timeout=2))
+        anchor.receive(pbu(1), MPA1, T0)
+        [bri] = self.bris(anchor.receive(pbu(1), MPA2, T0 + 1))
+        anchor.receive(mh.BindingRevocationAck(bri.sequence, 0, proxy=True),  # type: ignore[union-attr]
+                       MPA1, T0 + 1.01)
+        self.silence(anchor, 4, T0 + 10)
+        self.assertEqual(anchor.revocationless, {})
+
+
 class HandoverTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.anchor = makeAnchor()
@@ -1141,7 +1226,6 @@ class OtherMessageTests(SynchronousTestCase):
     def test_ignored(self) -> None:
         for message, name in (
             (mh.BindingAck(0, 1, 4), "binding-ack"),
-            (mh.BindingError(1), "binding-error"),
             (mh.BindingRevocationIndication(1, 0), "binding-revocation"),
         ):
             self.assertEqual(self.anchor.receive(message, MPA1, T0), [])

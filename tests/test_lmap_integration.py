@@ -175,6 +175,28 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         self.mpa2.send(pbu(4, nai, mh.BindingCacheConfirmation()))
         self.assertEqual(self.mpa2.receive()[0].status, 141)  # type: ignore[union-attr]
 
+    def test_peerWithoutRevocation(self) -> None:
+        """Issue 16, part 4: an MPA that answers a revocation with a Binding
+        Error (unrecognized MH type: it does not do RFC 5846) is sent no more
+        revocations, and the log says so, naming it."""
+        nai = b"mover@lmm.test"
+        self.mpa1.send(pbu(10, nai, mh.LocalAddress("2001:db8:1::77", 64)))
+        self.mpa1.receive()
+        self.mpa2.send(pbu(1, nai, mh.BindingCacheConfirmation()))
+        self.mpa2.receive()
+        bri, _ = self.mpa1.receive()
+        assert isinstance(bri, mh.BindingRevocationIndication)
+        self.mpa1.send(mh.BindingError(mh.BindingErrorStatus.UNRECOGNIZED_MH_TYPE))
+        self.assertTrue(self.mpa1.nothing(within=0.6))  # no retransmission
+        # Back to MPA1 (MPA2 is told), and away again: MPA1 is told nothing.
+        self.mpa1.send(pbu(11, nai, mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.assertIsInstance(self.mpa2.receive()[0], mh.BindingRevocationIndication)
+        self.mpa2.send(pbu(2, nai, mh.BindingCacheConfirmation()))
+        self.assertEqual(self.mpa2.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.assertTrue(self.mpa1.nothing(within=0.6))
+        self.assertIn(f"mpa.without-revocation mpa={MPA1}", self.daemon.log())
+
     def test_killedWhileRegistering(self) -> None:
         """kill -9 in the middle of a burst of registrations, and a restart:
         every binding the LMAP acknowledged is in its Binding Cache (the MPA

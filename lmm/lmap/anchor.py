@@ -116,6 +116,18 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     Refreshes, handovers and deregistrations of existing bindings are
     served as usual.
 
+14. Peers without revocation (RFC 5846 is optional to an RFC 5213 MAG):
+    an MPA gets no Binding Revocation Indications when it is configured so
+    (C{withoutRevocation}, revocation.disabled_for), when it answers one
+    with a Binding Error "unrecognized MH type" (RFC 6275 9.2; its
+    indications in flight are dropped), or when C{SILENT_REVOCATIONS}
+    revocations in a row went unanswered past their retransmissions although
+    it answered heartbeats since each was sent (silence alone could be an
+    outage: rule 2 of L{lmm.lmap.revocation} goes on then; an MPA that has
+    acknowledged one does RFC 5846, and its silences stay loss). Logged once
+    (C{mpa.without-revocation}), shown by C{peers}; it lasts until the
+    daemon restarts. Its MSs' old bindings there end with their lifetime.
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
 were none). An unknown
@@ -150,7 +162,7 @@ from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.heartbeat import HeartbeatPolicy, Heartbeats
 from lmm.inet import addressToInt, intToAddress
 from lmm.lmap.cache import BindingCache, BindingCacheEntry, BindingStore
-from lmm.lmap.revocation import Revocations
+from lmm.lmap.revocation import Revocation, Revocations
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
@@ -203,6 +215,9 @@ COUNTERS = {
     "pbu.rejected.<status>": "Binding Updates rejected, by status",
     "binding.created": "new bindings",
     "binding.cache-full": "new bindings refused: the Binding Cache held lmap.max_bindings",
+    "binding-error.received": "Binding Errors from anyone (rule 14 reads those of MPAs)",
+    "mpa.without-revocation": "MPAs found not to do RFC 5846: no more revocations to them",
+    "bri.not-sent": "revocations not sent: the MPA gets none (rule 14)",
     "pbu.handover": "bindings moved to another MPA",
     "binding.address-changed": "bindings given another address by the same MPA",
     "pbu.deregistered": "bindings deregistered by their MPA",
@@ -228,6 +243,10 @@ _pton = socket.inet_pton
 _ntop = socket.inet_ntop
 # Assignment probes at most this many interface identifiers before giving up.
 _MAX_PROBES = 1 << 16
+
+#: Rule 14: revocations unanswered in a row (their retransmissions spent)
+#: while the MPA answers heartbeats, before it is taken for one without RFC 5846.
+SILENT_REVOCATIONS = 3
 
 #: lmap.max_bindings' default: bounds memory (about 0.8 kB a binding, with
 #: the SQLite store's copy) under a flood of new NAIs from an MPA.
@@ -288,6 +307,7 @@ class LocalMobilityAnchor:
         heartbeat: HeartbeatPolicy | None = None,
         restartCounter: int = 0,
         maxBindings: int = DEFAULT_MAX_BINDINGS,
+        withoutRevocation: Sequence[IPv6Network] = (),
     ) -> None:
         if not prefixes:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
@@ -313,7 +333,14 @@ class LocalMobilityAnchor:
                                           revocationMaxInterval)
         except ValueError as e:
             raise ValueError(f"revocation: {e}") from None
-        self.revocations = Revocations(policy, self.counters)
+        self.revocations = Revocations(policy, self.counters, self._revocationUnanswered)
+        # Rule 14: the MPAs that get no revocations, and why; those configured
+        # so, by prefix; who has acknowledged one; unanswered ones in a row.
+        self.revocationless: dict[str, str] = {}
+        self._withoutRevocation = [(int(n.network_address), int(n.netmask))
+                                   for n in map(IPv6Network, withoutRevocation)]
+        self._revocationAnswered: set[str] = set()
+        self._revocationsUnanswered: Counter[str] = Counter()
         self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
                                      self.counters)
 
@@ -331,6 +358,7 @@ class LocalMobilityAnchor:
         self._handlers: dict[type, Callable[[Any, str, float], list[Action]]] = {
             BindingUpdate: self._bindingUpdate,
             BindingRevocationAck: self._revocationAck,
+            BindingError: self._bindingError,
             Heartbeat: self._heartbeat,
         }
 
@@ -707,9 +735,10 @@ class LocalMobilityAnchor:
             return
         self.revocations.cancel(careOf, nai)
         self.heartbeats.watch(mpa, now)
-        actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
-                                               old.prefixLength, now,
-                                               until=previousExpires))
+        if self._revokes(previous):
+            actions.append(self.revocations.revoke(previous, mnid, old.localAddress,
+                                                   old.prefixLength, now,
+                                                   until=previousExpires))
         self.counters["pbu.handover"] += 1
         actions.append(
             Note(
@@ -915,8 +944,66 @@ class LocalMobilityAnchor:
     def _revocationAck(
         self, message: BindingRevocationAck, source: str, now: float
     ) -> list[Action]:
-        self.revocations.acknowledged(self._mpaOf(source), message.sequence, message.status)
+        mpa = self._mpaOf(source)
+        if self.revocations.acknowledged(mpa, message.sequence, message.status):
+            assert mpa is not None
+            # Rule 14: it does RFC 5846; its silences are loss from now on.
+            self._revocationAnswered.add(mpa)
+            self._revocationsUnanswered.pop(mpa, None)
         return []
+
+    def _revokes(self, mpa: str) -> bool:
+        """Rule 14: whether C{mpa} gets revocations."""
+        if mpa in self.revocationless:
+            self.counters["bri.not-sent"] += 1
+            return False
+        if self._withoutRevocation:
+            value = addressToInt(mpa)
+            if any(value & mask == network for network, mask in self._withoutRevocation):
+                self.revocationless[mpa] = "configured (revocation.disabled_for)"
+                self.counters["bri.not-sent"] += 1
+                return False
+        return True
+
+    def _noRevocations(self, mpa: str, why: str, actions: list[Action]) -> None:
+        """Rule 14: C{mpa} does not do RFC 5846: no more revocations to it."""
+        self.revocationless[mpa] = why
+        self.counters["mpa.without-revocation"] += 1
+        dropped = self.revocations.dropTowards(mpa)
+        actions.append(Note("mpa.without-revocation", {"mpa": mpa, "reason": why,
+                                                       "dropped": dropped}))
+
+    def _revocationUnanswered(self, revocation: Revocation, now: float,
+                              actions: list[Any]) -> bool:
+        """Rule 14, for the revocation sub-machine: whether to go on with
+        C{revocation}, unanswered after its retransmissions."""
+        mpa = revocation.destination
+        if mpa in self.revocationless:
+            return False
+        peer = self.heartbeats.peers.get(mpa)
+        heard = peer is not None and peer.lastHeard is not None and \
+            peer.lastHeard > revocation.issued
+        if not heard or mpa in self._revocationAnswered:
+            return True  # loss, or an outage: rule 2's repetitions
+        self._revocationsUnanswered[mpa] += 1
+        if self._revocationsUnanswered[mpa] < SILENT_REVOCATIONS:
+            return True
+        self._noRevocations(mpa, f"{SILENT_REVOCATIONS} revocations in a row unanswered "
+                                 "while it answered heartbeats", actions)
+        return False
+
+    def _bindingError(self, message: BindingError, source: str, now: float) -> list[Action]:
+        """Rule 14: an MPA that answers a revocation with "unrecognized MH
+        type" (RFC 6275 9.2) does not do RFC 5846."""
+        self.counters["binding-error.received"] += 1
+        mpa = self._mpaOf(source)
+        actions: list[Action] = []
+        if (mpa is not None and mpa not in self.revocationless
+                and message.status == BindingErrorStatus.UNRECOGNIZED_MH_TYPE
+                and self.revocations.pendingTowards(mpa)):
+            self._noRevocations(mpa, "a Binding Error (unrecognized MH type) answered its "
+                                     "revocation", actions)
+        return actions
 
     # --- the rest -----------------------------------------------------------
 
@@ -946,6 +1033,8 @@ class LocalMobilityAnchor:
         for entry in removed:
             self.store.remove(entry.nai)
             actions.append(RemoveTunnel(entry.tunnel))
+            if not self._revokes(mpa):
+                continue
             actions.append(self.revocations.revoke(
                 mpa, MobileNodeIdentifier(entry.nai), entry.localAddress, entry.prefixLength,
                 now, RevocationTrigger.POSSIBLE_OUT_OF_SYNC_BCE_STATE, entry.expires))

@@ -22,6 +22,9 @@ Rules:
     visitor's refresh would take the binding back from the MPA the MS is on
     (issue 13: loss on the backbone). Once the loss is over, the MPA hears
     it within one cap interval.
+    Before the first repetition past the retransmissions, C{unanswered} (the
+    anchor's, rule 14 there) may say to give up instead: the MPA answers
+    heartbeats but not revocations, it does not do RFC 5846.
  3. An acknowledgement from that MPA with that sequence number ends it,
     whatever its status (a status other than success is counted).
  4. A pending revocation towards an MPA is cancelled when the same MS
@@ -37,7 +40,7 @@ Rules:
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from lmm.actions import Note, SendMessage
 from lmm.mh import (
@@ -88,9 +91,14 @@ class Revocation:
 class Revocations:
     """The LMAP's revocations in flight; see the module docstring for the rules."""
 
-    def __init__(self, policy: RetransmissionPolicy, counters: Counter[str]) -> None:
+    def __init__(self, policy: RetransmissionPolicy, counters: Counter[str],
+                 unanswered: Callable[[Revocation, float, list[object]], bool] | None = None
+                 ) -> None:
         self.policy = policy
         self.counters = counters
+        #: Rule 2: whether to go on repeating an indication past its
+        #: retransmissions (False: give it up); default: always.
+        self.unanswered = unanswered or (lambda revocation, now, actions: True)
         self.sequence = SequenceCounter()
         self._pending: dict[tuple[str, int], Revocation] = {}
         self._byVisitor: dict[tuple[str, bytes], int] = {}
@@ -157,6 +165,19 @@ class Revocations:
             self.counters[f"bra.status.{status}"] += 1
         return True
 
+    def pendingTowards(self, mpa: str) -> bool:
+        """Whether an indication to C{mpa} waits for its acknowledgement."""
+        return any(key[0] == mpa for key in self._pending)
+
+    def dropTowards(self, mpa: str) -> int:
+        """Stop every indication in flight to C{mpa}; how many there were."""
+        keys = [key for key in self._pending if key[0] == mpa]
+        for key in keys:
+            self._forget(self._pending.pop(key))
+        if keys:
+            self.version += 1
+        return len(keys)
+
     def heldBack(self, nai: bytes, issued: float) -> Revocation | None:
         """The revocation of C{nai}'s binding issued at C{issued} (by the
         handover that gave its entry its tunnel), if none of its copies has
@@ -179,11 +200,16 @@ class Revocations:
         """Rule 2: the retransmissions and give-ups due by C{now}."""
         policy = self.policy
         for key in self._deadlines.due(now):
-            revocation = self._pending[key]
+            revocation = self._pending.get(key)
+            if revocation is None:  # dropped by the hook of one due before it
+                continue
             self.version += 1
             mpa, sequence = key
-            if policy.exhausted(revocation.retransmissions) and now >= revocation.until:
-                del self._pending[key]
+            exhausted = policy.exhausted(revocation.retransmissions)
+            if exhausted and (now >= revocation.until or (
+                    revocation.retransmissions == policy.maxRetries
+                    and not self.unanswered(revocation, now, actions))):
+                self._pending.pop(key, None)
                 self._forget(revocation)
                 self.counters["bri.given-up"] += 1
                 actions.append(
@@ -193,7 +219,7 @@ class Revocations:
                           "retransmissions": revocation.retransmissions})
                 )
                 continue
-            if policy.exhausted(revocation.retransmissions):
+            if exhausted:
                 # Rule 2: its binding may live on at the MPA; repeated at the cap.
                 if revocation.retransmissions == policy.maxRetries:
                     self.counters["bri.unanswered"] += 1

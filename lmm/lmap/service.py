@@ -264,6 +264,11 @@ class LMAPService(Service):
         self._schedule()
 
     @property
+    def revocationless(self) -> dict[str, str]:
+        """The MPAs sent no revocations, and why (the anchor's rule 14)."""
+        return self.anchor.revocationless
+
+    @property
     def heartbeats(self) -> heartbeat.Heartbeats:
         """The anchor's heartbeats (the control channel's C{peers})."""
         return self.anchor.heartbeats
@@ -353,6 +358,7 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
         mpas=[ipaddress.IPv6Network(n) for n in values["lmap.mpas"]],
         maxLifetime=values["lmap.max_lifetime"],
         maxBindings=values["lmap.max_bindings"],
+        withoutRevocation=[ipaddress.IPv6Network(n) for n in values["revocation.disabled_for"]],
         profile=profile,
         revocationTimeout=values["revocation.timeout"],
         revocationRetries=values["revocation.max_retries"],

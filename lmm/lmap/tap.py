@@ -37,6 +37,8 @@ SETTINGS = [
                  "(then every max_interval while the revoked binding may live)"),
     Setting("revocation.max_interval", config.number(0.01, 3600), MAX_BINDACK_TIMEOUT,
             help="longest interval between retransmissions, seconds (the back-off's cap)"),
+    Setting("revocation.disabled_for", config.listOf(config.ipv6Prefix), [],
+            help="MPAs (addresses or prefixes) that do not do RFC 5846: sent no revocations"),
     Setting("control.socket", config.string, None,
             help="path of the control channel's UNIX socket (default: none)"),
     Setting("store.backend", config.oneOf("sqlite", "memory"), "sqlite",
