@@ -77,7 +77,8 @@ def common(service: Any, command: str, args: list[str],
 
 PEERS_HELP = ("the signaling peers' heartbeats (RFC 5847): up, down or unknown, missed "
               "requests, their Restart Counters and restarts seen; this node's counter; at "
-              "the LMAP, the MPAs sent no revocations (without RFC 5846) and why")
+              "the LMAP, the MPAs sent no revocations (without RFC 5846) and why; the peers "
+              "seen speaking another wire profile")
 
 
 def peersCommand(service: Any) -> dict[str, Any]:
@@ -92,6 +93,8 @@ def peersCommand(service: Any) -> dict[str, Any]:
     revocationless = getattr(service, "revocationless", None)
     if revocationless is not None:
         answer["withoutRevocation"] = dict(revocationless)
+    # Peers whose messages carry another wire profile's signs, with the first.
+    answer["profileMismatches"] = dict(service.profileMismatches)
     return answer
 
 

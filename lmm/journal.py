@@ -64,6 +64,11 @@ MPA_LIMITED = frozenset({
 })
 
 
+#: Both daemons' events that say the deployment is wrong, not the traffic:
+#: logged at warn (each comes once per peer).
+WARNINGS = frozenset({"peer.profile-mismatch"})
+
+
 def formatNote(note: Note) -> str:
     """C{event key=value ...}, status codes with their names, for grep and for people."""
     parts = [note.event]
@@ -104,7 +109,9 @@ class Journal:
 
     def note(self, note: Note) -> None:
         event = note.event
-        if event in self.perBinding:
+        if event in WARNINGS:
+            level = LogLevel.warn
+        elif event in self.perBinding:
             level = LogLevel.debug
         elif event in self.limited:
             fields = note.fields

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
@@ -668,6 +668,57 @@ RFC5213 = WireProfile(
 )
 
 PROFILES = {p.name: p for p in (DRAFT, RFC5213)}
+
+
+def foreignProfileSign(
+    options: Sequence[MobilityOption], status: int | None, profile: WireProfile
+) -> str | None:
+    """
+    What in a message read under C{profile} belongs to another profile: an
+    option whose type is that profile's Local Address, or a rejection status
+    that is its "Binding Cache Entry missing" or "Proxy Registration not
+    supported"; a sentence for the log, or None (docs/wire.md, "Profile
+    mismatch"; issue 16: a mismatch is named on the first exchange, never
+    left silent).
+
+    The draft's Local Address has RFC 5213's Home Network Prefix layout and,
+    in the draft profile, its type (22): read as an HNP it carries a whole
+    address, bits set past its prefix length, or a /128. An HNP of C{::} asks
+    for a prefix, as an RFC 5213 MAG's does, and is no sign.
+    """
+    for option in options:
+        kind = type(option)
+        if kind is UnknownOption:
+            number = option.type  # type: ignore[attr-defined]
+        elif kind is HomeNetworkPrefix:
+            prefix = option.prefix  # type: ignore[attr-defined]
+            length = option.prefixLength  # type: ignore[attr-defined]
+            if prefix == "::" or (length < 128 and not _hostBits(prefix, length)):
+                continue
+            number = int(OptionType.HOME_NETWORK_PREFIX)
+        else:
+            continue
+        for other in PROFILES.values():
+            if other is not profile and other.localAddressType == number:
+                return (f"option type {number} is the Local Address of the {other.name!r} "
+                        f"wire profile, and this daemon speaks {profile.name!r}")
+    if status is not None and status >= 128:
+        for other in PROFILES.values():
+            if other is profile:
+                continue
+            for key, meaning in (("bindingCacheEntryMissing", "Binding Cache Entry missing"),
+                                 ("proxyRegistrationNotSupported",
+                                  "Proxy Registration not supported")):
+                if status == getattr(other, key) != getattr(profile, key):
+                    return (f"status {status} is {meaning!r} in the {other.name!r} wire "
+                            f"profile, and this daemon speaks {profile.name!r}")
+    return None
+
+
+def _hostBits(address: str, length: int) -> bool:
+    """Whether C{address} has bits set past its first C{length}."""
+    value = int.from_bytes(_packAddress(address), "big")
+    return bool(value & ((1 << (128 - length)) - 1))
 
 
 # --- messages ---------------------------------------------------------------

@@ -11,9 +11,12 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from lmm.actions import Note
+from lmm.mh import MobilityOption, WireProfile, foreignProfileSign
 
 # --- sequence numbers (RFC 6275 9.5.1) -------------------------------------------
 
@@ -211,3 +214,40 @@ class Deadlines(Generic[K]):
             else:
                 return deadline
         return None
+
+
+# --- wire-profile mismatches (issue 16, docs/wire.md) ------------------------------
+
+#: Peers remembered with a mismatch; past it (a flood of spoofed sources, with
+#: the signaling unprotected) new ones are counted, not remembered or noted.
+_MISMATCH_PEERS = 1 << 12
+
+
+class ProfileMismatches:
+    """
+    The peers whose messages carry another wire profile's signs
+    (L{lmm.mh.foreignProfileSign}): each named once, on the first message
+    that shows it, as a C{peer.profile-mismatch} note; kept for the control
+    channel's C{peers}. Both ends' cores own one.
+
+    @ivar peers: peer address to the sign first seen.
+    """
+
+    def __init__(self, profile: WireProfile, counters: Counter[str]) -> None:
+        self.profile = profile
+        self.counters = counters
+        self.peers: dict[str, str] = {}
+
+    def check(self, peer: str, options: Sequence[MobilityOption], status: int | None,
+              actions: list[Any]) -> str | None:
+        """The sign in a message from C{peer}, or None; the first from each
+        peer appends a note to C{actions}."""
+        sign = foreignProfileSign(options, status, self.profile)
+        if sign is None:
+            return None
+        self.counters["peer.profile-mismatch"] += 1
+        if peer not in self.peers and len(self.peers) < _MISMATCH_PEERS:
+            self.peers[peer] = sign
+            actions.append(Note("peer.profile-mismatch",
+                                {"peer": peer, "profile": self.profile.name, "sign": sign}))
+        return sign

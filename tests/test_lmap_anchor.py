@@ -927,7 +927,9 @@ class TunnelFailureTests(SynchronousTestCase):
         first = sends(actions)[0]
         self.assertEqual(first.destination, mpa)
         self.assertEqual(
-            first.message, mh.ProxyBindingAck(Status.INSUFFICIENT_RESOURCES, sequence, 0)
+            first.message,
+            mh.ProxyBindingAck(Status.INSUFFICIENT_RESOURCES, sequence, 0,
+                               [mh.MobileNodeIdentifier(NAI)]),
         )
         decoded = mh.decode(mh.encode(first.message, mh.DRAFT), mh.DRAFT)
         assert isinstance(decoded, mh.BindingAck)
@@ -1267,6 +1269,65 @@ class OtherMessageTests(SynchronousTestCase):
         self.assertEqual(notes(actions)[0].fields["bindings"], 2)
         # Pending revocations are forgotten.
         self.assertEqual(shape(self.anchor.tick(T0 + 5)), [])
+
+
+class ForeignRequestTests(SynchronousTestCase):
+    """Rule 15: what an RFC 5213 MAG or a peer on the other profile asks."""
+
+    def test_zeroPrefixAsksForAddress(self) -> None:
+        """An HNP of ::/0 (RFC 5213 6.9.1.1) asks for the assigned address."""
+        anchor = makeAnchor(mh.RFC5213)
+        bu = pbu(1, address=None, extra=(mh.HomeNetworkPrefix("::", 0),))
+        ack = onlyAck(self, anchor.receive(bu, MPA1, T0))
+        self.assertEqual(ack.status, 0)
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(int(IPv6Address(entry.localAddress)), hashAddress(NAI, LNP))
+        self.assertEqual(anchor.profileMismatches.peers, {})
+
+    def test_prefixNotDelegated(self) -> None:
+        """A real prefix asked for is refused with 155, never silently
+        replaced by an assigned address; the rejection names the MS."""
+        anchor = makeAnchor(mh.RFC5213)
+        bu = pbu(1, address=None, extra=(mh.HomeNetworkPrefix("2001:db8:1::", 64),))
+        actions = anchor.receive(bu, MPA1, T0)
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.lifetime, ack.options),
+                         (Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0,
+                          (mh.MobileNodeIdentifier(NAI),)))
+        self.assertEqual(len(anchor.store), 0)
+        self.assertEqual([n.event for n in notes(actions)], ["pbu.rejected"])
+        self.assertEqual(anchor.counters["pbu.rejected.155"], 1)
+
+    def test_draftLocalAddressNamed(self) -> None:
+        """A draft MPA's Local Address (type 22) read by an rfc5213 LMAP as an
+        HNP holding a whole address: refused, and the mismatch named once."""
+        anchor = makeAnchor(mh.RFC5213)
+        data = mh.encode(pbu(1), mh.DRAFT)
+        bu = mh.decode(data, mh.RFC5213)
+        assert isinstance(bu, mh.BindingUpdate)
+        self.assertEqual(bu.option(mh.HomeNetworkPrefix), mh.HomeNetworkPrefix(ADDRESS, 64))
+        actions = anchor.receive(bu, MPA1, T0)
+        self.assertEqual(onlyAck(self, actions).status,
+                         Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
+        self.assertEqual([n.event for n in notes(actions)],
+                         ["peer.profile-mismatch", "pbu.rejected"])
+        self.assertIn("the Local Address of the 'draft' wire profile",
+                      notes(actions)[0].fields["sign"])
+        actions = anchor.receive(mh.decode(mh.encode(pbu(2), mh.DRAFT), mh.RFC5213), MPA1, T0)
+        self.assertEqual([n.event for n in notes(actions)], ["pbu.rejected"])
+        self.assertEqual(anchor.counters["peer.profile-mismatch"], 2)
+        self.assertEqual(list(anchor.profileMismatches.peers), [MPA1])
+
+    def test_rfc5213LocalAddressNamed(self) -> None:
+        """An rfc5213 MPA's Local Address (type 253) is unknown to a draft
+        LMAP: the RFC has it skipped (RFC 6275 9.2), and the peer named."""
+        anchor = makeAnchor(mh.DRAFT)
+        bu = mh.decode(mh.encode(pbu(1), mh.RFC5213), mh.DRAFT)
+        assert isinstance(bu, mh.BindingUpdate)
+        actions = anchor.receive(bu, MPA1, T0)
+        self.assertIn("peer.profile-mismatch", [n.event for n in notes(actions)])
+        self.assertIn("'rfc5213'", anchor.profileMismatches.peers[MPA1])
 
 
 class WireTests(SynchronousTestCase):

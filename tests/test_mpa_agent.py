@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import replace
 from ipaddress import IPv6Network
@@ -14,7 +15,9 @@ from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.heartbeat import HeartbeatPolicy
 from lmm.mpa.agent import (
+    INVALID_BACKOFF_DOUBLINGS,
     REJECT_HOLD_DOWN,
+    RETRY_INTERVAL,
     UNAVAILABLE_HOLD_DOWN,
     Action,
     Authenticate,
@@ -755,11 +758,25 @@ class AcknowledgementMatchingTests(SynchronousTestCase):
         self.assertEqual(agent.counters["pba.unmatched"], 1)
 
     def test_acceptedWithoutAddress(self) -> None:
+        """Rule 8: the LMAP said yes to nothing: its binding is deregistered,
+        the visitor waits, and the retry backs off."""
         agent = makeAgent()
         bu = onlyPbu(self, authenticate(agent))
         actions = agent.messageReceived(pba(bu.sequence), LMAP, T0)
-        self.assertEqual(shape(actions), [])
-        self.assertEqual(agent.counters["pba.no-address"], 1)
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}"])
+        dereg = onlyPbu(self, actions)
+        self.assertEqual((dereg.lifetime, dereg.option(mh.MobileNodeIdentifier)),
+                         (0, mh.MobileNodeIdentifier(NAI)))
+        self.assertIsNone(dereg.option(mh.LocalAddress))
+        self.assertEqual(agent.counters["pba.invalid.no-address"], 1)
+        self.assertEqual(events(actions), ["registration.rejected"])
+        note = only(actions, Note)[0]
+        self.assertEqual(note.fields["lmap"], LMAP)
+        self.assertEqual(note.fields["reason"], "accepted without an address (deregistered)")
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertEqual(visitor.retryAt, T0 + RETRY_INTERVAL)
 
     def test_sequenceResync(self) -> None:
         agent = makeAgent()
@@ -1025,6 +1042,127 @@ class RejectionTests(SynchronousTestCase):
         self.assertEqual(shape(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)), [])
         self.assertEqual(shape(agent.frameReceived(IFACE, routerSolicitation(), T0 + 2)),
                          [f"authenticate {MS_MAC}"])
+
+
+class InvalidAcceptanceTests(SynchronousTestCase):
+    """Rule 8, issue 16: an acceptance the MPA cannot use is deregistered,
+    named, counted and retried with back-off; another profile's signs are
+    named once per LMAP."""
+
+    def registration(self, actions: list[Action]) -> mh.BindingUpdate:
+        """The one registration among C{actions}; the deregistration of the
+        unusable binding may be retransmitted beside it."""
+        registrations = [m.message for m in only(actions, SendMessage)
+                         if isinstance(m.message, mh.BindingUpdate) and m.message.lifetime]
+        self.assertEqual(len(registrations), 1, actions)
+        return registrations[0]
+
+    def test_otherAddress(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        actions = agent.messageReceived(pba(bu.sequence, address=OTHER_ADDR), LMAP, T0)
+        self.assertEqual(only(actions, AddTunnel), [])
+        dereg = onlyPbu(self, actions)
+        self.assertEqual((dereg.lifetime, dereg.option(mh.LocalAddress)),
+                         (0, mh.LocalAddress(OTHER_ADDR, 64)))
+        self.assertEqual(agent.counters["pba.invalid.other-address"], 1)
+        self.assertIn(f"accepted with address {OTHER_ADDR}, not the {MS_ADDR} asked for",
+                      only(actions, Note)[0].fields["reason"])
+
+    def test_outsidePrefix(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        self.assertIsNotNone(bu.option(mh.BindingCacheConfirmation))
+        actions = agent.messageReceived(pba(bu.sequence, address="2001:db8:2::5"), LMAP, T0)
+        self.assertEqual(only(actions, AddTunnel), [])
+        self.assertEqual(onlyPbu(self, actions).lifetime, 0)
+        self.assertEqual(agent.counters["pba.invalid.outside-prefix"], 1)
+
+    def test_zeroLifetime(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        actions = agent.messageReceived(pba(bu.sequence, lifetime=0, address=MS_ADDR), LMAP, T0)
+        self.assertEqual(only(actions, AddTunnel), [])
+        self.assertEqual(agent.counters["pba.invalid.no-lifetime"], 1)
+
+    def test_backOffThenReset(self) -> None:
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        now = T0
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        delays = []
+        for _ in range(INVALID_BACKOFF_DOUBLINGS + 2):
+            agent.messageReceived(pba(bu.sequence, address=OTHER_ADDR), LMAP, now)
+            assert visitor.retryAt is not None
+            delays.append(visitor.retryAt - now)
+            now = visitor.retryAt
+            bu = self.registration(agent.tick(now))
+            self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        cap = RETRY_INTERVAL * 2 ** INVALID_BACKOFF_DOUBLINGS
+        self.assertEqual(delays, [RETRY_INTERVAL * 2 ** i for i in
+                                  range(INVALID_BACKOFF_DOUBLINGS)] + [cap, cap])
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, now)
+        self.assertEqual(only(actions, AddTunnel), [AddTunnel(tunnel())])
+        self.assertEqual(visitor.invalidAnswers, 0)
+
+    def test_refreshAnsweredUnusable(self) -> None:
+        """A registered visitor whose refresh gets another address stops
+        being registered: its tunnel goes, and the LMAP's binding too."""
+        agent = makeAgent()
+        visitor = register(self, agent)
+        now = visitor.refreshAt
+        assert now is not None
+        bu = onlyPbu(self, agent.tick(now))
+        actions = agent.messageReceived(pba(bu.sequence, address=OTHER_ADDR), LMAP, now)
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(onlyPbu(self, actions).lifetime, 0)
+        self.assertIs(visitor.state, VisitorState.AWAITING_ADDRESS)
+        self.assertIn("visitor.unregistered", events(actions))
+
+    def test_rfc5213LmapNamedOnce(self) -> None:
+        """An LMAP on the rfc5213 profile answers a draft MPA with its Local
+        Address under type 253: the MPA finds no address, and says why."""
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
+        foreign = mh.UnknownOption(253, bytes((0, 64)) + socket.inet_pton(socket.AF_INET6,
+                                                                           MS_ADDR))
+        actions = agent.messageReceived(pba(bu.sequence, options=(foreign,)), LMAP, T0)
+        self.assertEqual(events(actions), ["peer.profile-mismatch", "registration.rejected"])
+        mismatch, rejected = only(actions, Note)
+        self.assertEqual(mismatch.fields["peer"], LMAP)
+        self.assertIn("the Local Address of the 'rfc5213' wire profile",
+                      mismatch.fields["sign"])
+        self.assertIn("rfc5213", rejected.fields["reason"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None and visitor.retryAt is not None
+        now = visitor.retryAt
+        bu = self.registration(agent.tick(now))
+        actions = agent.messageReceived(pba(bu.sequence, options=(foreign,)), LMAP, now)
+        self.assertEqual(events(actions), ["registration.rejected"])
+        self.assertEqual(agent.counters["peer.profile-mismatch"], 2)
+        self.assertEqual(agent.profileMismatches.peers, {LMAP: mismatch.fields["sign"]})
+
+    def test_rfc5213StatusNamed(self) -> None:
+        """The rfc5213 profile's "no entry" (153) to a draft MPA's
+        confirmation: rejected, and the status named."""
+        agent = makeAgent()
+        bu = onlyPbu(self, authenticate(agent))
+        actions = agent.messageReceived(
+            pba(bu.sequence, status=mh.Status.NOT_LMA_FOR_THIS_MOBILE_NODE, lifetime=0),
+            LMAP, T0)
+        self.assertEqual(events(actions), ["peer.profile-mismatch", "registration.rejected"])
+        self.assertIn("status 153 is 'Binding Cache Entry missing' in the 'rfc5213'",
+                      only(actions, Note)[1].fields["reason"])
+
+    def test_ownProfileNoSign(self) -> None:
+        agent = makeAgent(profile=mh.RFC5213)
+        bu = onlyPbu(self, authenticate(agent))
+        actions = agent.messageReceived(
+            pba(bu.sequence, status=mh.Status.NOT_LMA_FOR_THIS_MOBILE_NODE, lifetime=0),
+            LMAP, T0)
+        self.assertNotIn("peer.profile-mismatch", events(actions))
 
 
 # --- timers ------------------------------------------------------------------

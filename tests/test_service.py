@@ -12,10 +12,13 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from lmm.actions import Note
 from lmm.control import ControlService
 from lmm.interfaces import globalReactor
+from lmm.journal import Journal
 from lmm.service import InOrder, summaryService
 
 
@@ -260,3 +263,24 @@ class ActionFaultTests(SynchronousTestCase):
         binding = TunnelBinding("2001:db8:1::5", 128, "2001:db8::1", "2001:db8::2", ROLE_LMAP)
         performer.perform([AddTunnel(binding), SendMessage(mh.Heartbeat(1), "x")])
         self.assertEqual(done, ["failed"])
+
+
+class JournalLevelTests(SynchronousTestCase):
+    """What level each kind of Note is logged at (lmm.journal)."""
+
+    def test_levels(self) -> None:
+        seen: list[tuple[str, LogLevel]] = []
+
+        def observer(event: dict[str, Any]) -> None:
+            if "lmmEvent" in event:
+                seen.append((event["lmmEvent"], event["log_level"]))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        journal = Journal("lmm.test", "info", Clock().seconds, frozenset({"binding.created"}),
+                          frozenset())
+        for event in ("peer.profile-mismatch", "visitor.registered", "binding.created"):
+            journal.note(Note(event, {"peer": "2001:db8::1"}))
+        # A deployment's mistake at warn; a per-binding event only at debug.
+        self.assertEqual(seen, [("peer.profile-mismatch", LogLevel.warn),
+                                ("visitor.registered", LogLevel.info)])

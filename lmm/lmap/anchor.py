@@ -128,6 +128,19 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     (C{mpa.without-revocation}), shown by C{peers}; it lasts until the
     daemon restarts. Its MSs' old bindings there end with their lifetime.
 
+15. What an RFC 5213 PBU asks that this LMAP does not do, and another
+    profile's signs (issue 16; docs/wire.md, "Profile mismatch"): a Home
+    Network Prefix option other than C{::} (in the rfc5213 profile, where
+    type 22 is RFC 5213's HNP) is refused with
+    NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX (155; RFC 5213 5.3.2, 8.9)
+    instead of assigning another address in silence; an HNP of C{::} asks
+    for an assigned address, as no Local Address does (RFC 5213 6.9.1.1:
+    a MAG asks so). A PBU carrying another profile's Local Address type (an
+    unknown option there) or the draft's Local Address read as an HNP
+    (L{lmm.mh.foreignProfileSign}) has its MPA named once in a
+    C{peer.profile-mismatch} note and in C{peers}. Every rejection carries
+    the Mobile Node Identifier when the PBU had one (RFC 5213 5.3.6).
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
 were none). An unknown
@@ -175,6 +188,7 @@ from lmm.mh import (
     BindingRevocationAck,
     BindingUpdate,
     Heartbeat,
+    HomeNetworkPrefix,
     LocalAddress,
     MobileNodeIdentifier,
     MobilityHeaderError,
@@ -183,12 +197,14 @@ from lmm.mh import (
     RevocationTrigger,
     Status,
     UnknownMessageType,
+    UnknownOption,
     WireProfile,
 )
 from lmm.security import Refused
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
+    ProfileMismatches,
     RetransmissionPolicy,
     isNewer,
 )
@@ -218,6 +234,7 @@ COUNTERS = {
     "binding-error.received": "Binding Errors from anyone (rule 14 reads those of MPAs)",
     "mpa.without-revocation": "MPAs found not to do RFC 5846: no more revocations to them",
     "bri.not-sent": "revocations not sent: the MPA gets none (rule 14)",
+    "peer.profile-mismatch": "PBUs carrying another wire profile's options (rule 15)",
     "pbu.handover": "bindings moved to another MPA",
     "binding.address-changed": "bindings given another address by the same MPA",
     "pbu.deregistered": "bindings deregistered by their MPA",
@@ -343,6 +360,8 @@ class LocalMobilityAnchor:
         self._revocationsUnanswered: Counter[str] = Counter()
         self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
                                      self.counters)
+        # Rule 15: peers whose PBUs carry another wire profile's signs.
+        self.profileMismatches = ProfileMismatches(profile, self.counters)
 
         # Binding expiries; an adopted store's entries expire like new ones.
         store = self.store
@@ -425,7 +444,8 @@ class LocalMobilityAnchor:
         counters["binding.tunnel-failed"] += 1
         status = Status.INSUFFICIENT_RESOURCES
         actions: list[Action] = [
-            SendMessage(BindingAck(status, entry.sequence, 0, (), proxy=True), careOf)
+            SendMessage(BindingAck(status, entry.sequence, 0, (MobileNodeIdentifier(nai),),
+                                   proxy=True), careOf)
         ]
         previous: str | None = None
         revocation = self.revocations.heldBack(entry.nai, entry.updated)
@@ -519,7 +539,8 @@ class LocalMobilityAnchor:
                     "not a proxy registration", proxy=False,
                 )
                 return actions
-            mpa, careOf, mnid, localAddress, confirmation, timestamp = self._request(bu, source)
+            mpa, careOf, mnid, localAddress, confirmation, timestamp = self._request(
+                bu, source, actions)
             nai = mnid.identifier
             entry = self.store.get(nai)
             if entry is not None and entry.expires <= now:
@@ -588,12 +609,13 @@ class LocalMobilityAnchor:
                             "lmap.max_bindings)")
 
     def _request(
-        self, bu: BindingUpdate, source: str
+        self, bu: BindingUpdate, source: str, actions: list[Action]
     ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool, int]:
-        """Rules 1, 2, 6 and 11: the BU's MPA and care-of address (both
+        """Rules 1, 2, 6, 11 and 15: the BU's MPA and care-of address (both
         allowed MPAs), its NAI, its Local Address option, whether it asks for
         a confirmation, and its Replay Protection timestamp (0: none); the
-        first of each option counts."""
+        first of each option counts. An option that may be another profile's
+        (an unknown one, a Home Network Prefix) goes to L{_foreign}."""
         mpa = self._mpaOf(source)
         if mpa is None:
             raise _Rejected(
@@ -604,6 +626,7 @@ class LocalMobilityAnchor:
         confirmation = False
         timestamp = 0
         careOf = mpa
+        foreign = False
         for option in bu.options:
             # type() is: the option classes are final, and this is the hot path.
             kind = type(option)
@@ -627,9 +650,27 @@ class LocalMobilityAnchor:
                         "alternate care-of address is not an allowed MPA",
                     )
                 careOf = alternate
+            elif kind is HomeNetworkPrefix or kind is UnknownOption:
+                foreign = True
         if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
             raise _Rejected(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier")
+        if foreign:
+            self._foreign(bu, source, actions)
         return mpa, careOf, mnid, localAddress, confirmation, timestamp
+
+    def _foreign(self, bu: BindingUpdate, source: str, actions: list[Action]) -> None:
+        """Rule 15: a PBU with an unknown option or a Home Network Prefix:
+        another profile's signs are named; a prefix other than C{::} is
+        refused (none is delegated; C{::} asks for the address the LMAP
+        assigns, as no Local Address does)."""
+        self.profileMismatches.check(source, bu.options, None, actions)
+        prefix = bu.option(HomeNetworkPrefix)
+        if prefix is not None and prefix.prefix != "::":
+            raise _Rejected(
+                Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                f"Home Network Prefix {prefix.prefix}/{prefix.prefixLength} asked for: this "
+                "LMAP delegates no prefixes (it assigns addresses in its Local Network Prefixes)",
+            )
 
     def _address(
         self,
@@ -892,6 +933,11 @@ class LocalMobilityAnchor:
         self.counters[f"pbu.rejected.{status}"] += 1
         if sequence is None:
             sequence = bu.sequence
+        if nai is None:
+            # Refused before its NAI was read (rule 1, 15): still named.
+            mnid = bu.option(MobileNodeIdentifier)
+            if mnid is not None and mnid.subtype == MN_ID_SUBTYPE_NAI:
+                nai = mnid.identifier
         actions.append(
             Note(
                 "pbu.rejected",
@@ -899,8 +945,11 @@ class LocalMobilityAnchor:
                  "nai": None if nai is None else _naiText(nai), "sequence": bu.sequence},
             )
         )
-        # Rejections are always answered, A flag or not (RFC 6275 9.5.1).
-        actions.append(SendMessage(BindingAck(status, sequence, 0, (), proxy=proxy), source))
+        # Rejections are always answered, A flag or not (RFC 6275 9.5.1), and
+        # name the MS when it is known (RFC 5213 5.3.6: the MAG matches by it).
+        options = () if nai is None else (MobileNodeIdentifier(nai),)
+        actions.append(SendMessage(BindingAck(status, sequence, 0, options, proxy=proxy),
+                                   source))
 
     def _mpaOf(self, source: str) -> str | None:
         """The canonical (shared) text of C{source} if it may register, else None."""

@@ -269,6 +269,12 @@ class LMAPService(Service):
         return self.anchor.revocationless
 
     @property
+    def profileMismatches(self) -> dict[str, str]:
+        """The peers seen with another wire profile's signs (the control
+        channel's C{peers})."""
+        return self.anchor.profileMismatches.peers
+
+    @property
     def heartbeats(self) -> heartbeat.Heartbeats:
         """The anchor's heartbeats (the control channel's C{peers})."""
         return self.anchor.heartbeats

@@ -108,7 +108,18 @@ in their modules):
     refresh) and its tunnel goes, so no MPA shows a binding the LMAP does
     not hold; it still leaves when its old binding would have expired. The
     registration is retried after C{retryInterval}. An acknowledgement
-    matching nothing is counted and dropped.
+    matching nothing is counted and dropped. An acceptance the MPA cannot
+    use (issue 16: without an address -- no Local Address option and none
+    asked for, or none where another profile's sign is --, with lifetime 0,
+    with another
+    address than the one asked for, or one outside the MS's LNP) is
+    counted (C{pba.invalid.<reason>}), its binding at the LMAP
+    deregistered (so that it does not go stale there), and handled as a
+    rejection, named in the C{registration.rejected} note; its retry backs
+    off, doubling up to C{INVALID_BACKOFF_DOUBLINGS} times. A PBA carrying
+    another wire profile's Local Address type or status
+    (L{lmm.mh.foreignProfileSign}) has its LMAP named once in a
+    C{peer.profile-mismatch} note, and the sign in the rejection's.
  9. Revocation (draft 6.4, RFC 5846). A Binding Revocation Indication from a
     known LMAP (C{defaultLmap} or the LMAP of a visitor) names the visitor by
     its Mobile Node Identifier, else by its Local Address; with G set, every
@@ -150,7 +161,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from ipaddress import IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 from lmm import nd
@@ -198,6 +209,7 @@ from lmm.security import Refused
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
+    ProfileMismatches,
     RetransmissionPolicy,
 )
 from lmm.tunnel import ROLE_MPA, TunnelBinding
@@ -237,6 +249,9 @@ UNAVAILABLE_HOLD_DOWN = 2.0
 #: registration.retry_interval's default: a registration given up (or
 #: rejected) is tried again after this long.
 RETRY_INTERVAL = 30.0
+#: An acceptance the MPA cannot use backs its retry off, doubling from
+#: retryInterval up to this many times (rule 8): 30 s .. 4 min by default.
+INVALID_BACKOFF_DOUBLINGS = 3
 
 COUNTERS = {
     "visitor.attached": "new visitors (an attach report or, with attachOnFrames, a frame)",
@@ -292,7 +307,9 @@ COUNTERS = {
     "binding.refresh-sent": "refreshes sent",
     "pba.accepted": "registrations accepted",
     "pba.rejected.<status>": "acknowledgements with a rejection status",
-    "pba.no-address": "acceptances without an address",
+    "pba.invalid.<reason>": "acceptances the MPA cannot use (rule 8): no-address, "
+                            "no-lifetime, other-address, outside-prefix; deregistered",
+    "peer.profile-mismatch": "PBAs carrying another wire profile's options or statuses",
     "pba.deregistration": "deregistrations answered",
     "binding.refreshed": "refreshes accepted",
     "binding.expired": "bindings expired unrefreshed",
@@ -433,6 +450,8 @@ class MobilityProxyAgent:
         self.registrations = Registrations(lifetime, policy, self.counters, initialSequence)
         self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
                                      self.counters)
+        # Rule 8: LMAPs whose PBAs carry another wire profile's signs.
+        self.profileMismatches = ProfileMismatches(profile, self.counters)
         # Frames from these are the MPA's own (or its echo), never an attach.
         self._ownMacs: set[str] = set(self.interfaceMacs.values())
         if defaultVirtualLmapMac is not None:
@@ -1354,6 +1373,7 @@ class MobilityProxyAgent:
             return []
         actions: list[Action] = []
         status = ack.status
+        sign = self.profileMismatches.check(source, ack.options, status, actions)
         if status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW and not pending.resynced:
             self._resendResynced(visitor, pending, ack.sequence, now, actions)
         elif pending.lifetime == 0:
@@ -1362,11 +1382,12 @@ class MobilityProxyAgent:
             if status >= 128:
                 self.counters[f"pba.rejected.{status}"] += 1
         elif status < 128:
-            self._accepted(visitor, pending, ack, now, actions)
+            self._accepted(visitor, pending, ack, now, actions, sign)
         elif status == self.profile.bindingCacheEntryMissing and pending.request.confirmation:
             self._missing(visitor, now, actions)
         else:
-            self._rejected(visitor, pending, status, now, actions)
+            self._rejected(visitor, pending, status, now, actions,
+                           None if sign is None else f"rejected with status {status}; {sign}")
         self._reschedule(visitor)
         return actions
 
@@ -1406,6 +1427,7 @@ class MobilityProxyAgent:
         ack: BindingAck,
         now: float,
         actions: list[Action],
+        sign: str | None = None,
     ) -> None:
         counters = self.counters
         self.registrations.drop(visitor)
@@ -1414,13 +1436,15 @@ class MobilityProxyAgent:
         address = pending.request.address
         if option is not None and option.address != "::":
             address = option.address
-        if address is None or address == "::" or ack.lifetime <= 0:
-            # Nothing to tunnel: the LMAP said yes to nothing.
-            counters["pba.no-address"] += 1
-            self._rejected(
-                visitor, pending, ack.status, now, actions, "accepted without an address"
-            )
+        if option is None and sign is not None:
+            # The address is there under another profile's number.
+            address = None
+        problem = self._unusable(visitor, pending.request, option, address, ack.lifetime)
+        if problem is not None:
+            self._invalid(visitor, pending, ack, address, problem, sign, now, actions)
             return
+        assert address is not None
+        visitor.invalidAnswers = 0
         counters["pba.accepted"] += 1
         learnedPrefix = False
         if visitor.localNetworkPrefix is None and option is not None and option.prefixLength < 128:
@@ -1461,6 +1485,53 @@ class MobilityProxyAgent:
             )
         else:
             counters["binding.refreshed"] += 1
+
+    def _unusable(self, visitor: VisitorEntry, request: RegistrationRequest,
+                  option: LocalAddress | None, address: str | None,
+                  lifetime: int) -> tuple[str, str] | None:
+        """Rule 8: why an acceptance cannot be used, as (counter reason,
+        sentence), or None: no address, no lifetime, another address than the
+        one asked for, an address outside the LNP the MS is served."""
+        if address is None or address == "::":
+            return "no-address", "accepted without an address"
+        if lifetime <= 0:
+            return "no-lifetime", "accepted with lifetime 0"
+        asked = request.address
+        if option is not None and asked not in (None, "::") and address != asked:
+            return "other-address", f"accepted with address {address}, not the {asked} asked for"
+        prefix = visitor.localNetworkPrefix
+        if prefix is not None:
+            try:
+                inside = IPv6Address(address) in prefix
+            except ValueError:
+                inside = False
+            if not inside:
+                return ("outside-prefix",
+                        f"accepted with address {address}, outside the MS's prefix {prefix}")
+        return None
+
+    def _invalid(self, visitor: VisitorEntry, pending: PendingRegistration, ack: BindingAck,
+                 address: str | None, problem: tuple[str, str], sign: str | None,
+                 now: float, actions: list[Action]) -> None:
+        """Rule 8: an acceptance the MPA cannot use. The binding the LMAP
+        made is deregistered (it would go stale there), the visitor waits,
+        unregistered, and the registration is retried after
+        C{retryInterval}, doubling with each such answer in a row up to
+        C{2**INVALID_BACKOFF_DOUBLINGS} times it."""
+        kind, reason = problem
+        if sign is not None:
+            reason = f"{reason}; {sign}"
+        self.counters[f"pba.invalid.{kind}"] += 1
+        entry = replace(visitor, pending=None, tunnel=None, deadline=None, noted=set())
+        bound = None if address == "::" else address
+        request = RegistrationRequest(False, bound, _prefixLength(visitor))
+        actions.append(self.registrations.deregister(entry, request, now))
+        self._reschedule(entry)
+        self._rejected(visitor, pending, ack.status, now, actions,
+                       f"{reason} (deregistered)")
+        visitor.invalidAnswers += 1
+        visitor.retryAt = now + self.retryInterval * (
+            1 << min(visitor.invalidAnswers - 1, INVALID_BACKOFF_DOUBLINGS))
 
     def _missing(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
         """The LMAP has no binding to confirm: a new MS."""

@@ -163,6 +163,12 @@ class MPAService(Service):
                  backends=self.describeBackends, dhcp=dhcp, control=self.controlSocket or "off")
 
     @property
+    def profileMismatches(self) -> dict[str, str]:
+        """The peers seen with another wire profile's signs (the control
+        channel's C{peers})."""
+        return self.agent.profileMismatches.peers
+
+    @property
     def heartbeats(self) -> heartbeat.Heartbeats:
         """The agent's heartbeats (the control channel's C{peers})."""
         return self.agent.heartbeats

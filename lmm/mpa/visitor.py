@@ -130,6 +130,8 @@ class VisitorEntry:
     @ivar lastRequest: the last registration asked for (retried after a failure).
     @ivar lastStatus: the status of the last Proxy Binding Acknowledgement.
     @ivar failure: why the last registration failed, while it stays failed.
+    @ivar invalidAnswers: acceptances in a row the MPA could not use (the
+        agent's rule 8: the retry backs off on them).
     @ivar candidateAddress: an address learned while authenticating, checked
         against the profile when it arrives; C{candidateSource} says how
         (C{"dad"} or C{"packet"}).
@@ -169,6 +171,7 @@ class VisitorEntry:
     lastRequest: RegistrationRequest | None = None
     lastStatus: int | None = None
     failure: str | None = None
+    invalidAnswers: int = 0
     candidateAddress: str | None = None
     candidateSource: str | None = None
     refreshAt: float | None = None
