@@ -32,6 +32,7 @@ cores count it by reason and decide what to answer; docs/security.md).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -284,6 +285,18 @@ def fromNtpTimestamp(timestamp: int) -> float:
     return timestamp / _NTP_SECOND - _NTP_EPOCH
 
 
+def rfc5213Timestamp(now: float) -> int:
+    """C{now} (POSIX seconds) as RFC 5213 8.8's Timestamp option: seconds in
+    the upper 48 bits, 1/65536 s in the lower 16."""
+    return int(now * 65536) & (_NTP_ERA - 1)
+
+
+def ntpFromRfc5213(timestamp: int) -> int:
+    """An RFC 5213 Timestamp in 64-bit NTP units, the ones the LMAP orders
+    PBUs in (L{lmm.lmap.anchor}, rule 11), whichever option carried it."""
+    return ((((timestamp >> 16) + _NTP_EPOCH) << 32) | ((timestamp & 0xFFFF) << 16)) % _NTP_ERA
+
+
 # --- refusals -----------------------------------------------------------------
 
 
@@ -347,7 +360,10 @@ class SignalingCodec:
     address) in C{role} (C{"lmap"} or C{"mpa"}).
 
     With C{associations} None, plain L{mh.encode} and L{mh.decode}: no
-    protection (an explicit setting; the daemons warn). Otherwise every
+    protection (an explicit setting; the daemons warn), but the MPA's PBUs
+    still carry RFC 5213's Timestamp option (5.5, its default ordering) and
+    the LMAP refuses one outside the window, so that the LMAP orders an MS's
+    PBUs across MPAs either way (issue 16, part 2). Otherwise every
     message sent gets a Replay Protection option with the time and an
     Authentication option under the peer's sending SA, and every message
     received must carry both, the MAC right, the time within C{replayWindow}
@@ -369,6 +385,8 @@ class SignalingCodec:
         self._signing: dict[str, Authenticator] = {}
         self._checking: dict[tuple[str, int], Authenticator] = {}
         self._window = 0
+        # Unprotected, the MPA stamps its PBUs and the LMAP checks the stamps.
+        self._stamps = role == "mpa"
         self.associations: SecurityAssociations | None = None
         self.rekey(associations)
 
@@ -399,6 +417,9 @@ class SignalingCodec:
         """The bytes to send C{message} to C{peer}; C{ValueError} when C{peer}
         has no SA (nothing may be sent to it)."""
         if self.associations is None:
+            if self._stamps and type(message) is mh.BindingUpdate:
+                message = dataclasses.replace(message, options=(
+                    *message.options, mh.Timestamp(rfc5213Timestamp(now))))
             return mh.encode(message, self.profile)
         authenticator = self._signing.get(peer)
         if authenticator is None:
@@ -415,7 +436,12 @@ class SignalingCodec:
         option (checked here, of no use beyond), with its Replay Protection
         option (the LMAP orders a mobile node's PBUs by it)."""
         if self.associations is None:
-            return mh.decode(data, self.profile)
+            plain = mh.decode(data, self.profile)
+            if not self._stamps and type(plain) is mh.BindingUpdate:
+                stamp = plain.option(mh.Timestamp)
+                if stamp is not None:
+                    self._checkWindow(ntpFromRfc5213(stamp.timestamp), now, plain)
+            return plain
         message, authentication = mh.decodeSealed(data, self.profile)
         if authentication is None:
             raise MissingAuthentication("no Authentication option last", message)
@@ -439,13 +465,17 @@ class SignalingCodec:
             replay = message.option(mh.ReplayProtection)
             if replay is None:
                 raise MissingTimestamp("no Replay Protection option", message)
+        self._checkWindow(replay.timestamp, now, message)
+        return message
+
+    def _checkWindow(self, timestamp: int, now: float, message: mh.Message) -> None:
+        """L{StaleTimestamp} unless C{timestamp} (NTP units) is within the
+        replay window of C{now}."""
         # The difference modulo 2**64: right across NTP's era change of 2036.
-        skew = (replay.timestamp - ntpTimestamp(now) + _NTP_HALF) % _NTP_ERA - _NTP_HALF
+        skew = (timestamp - ntpTimestamp(now) + _NTP_HALF) % _NTP_ERA - _NTP_HALF
         if not -self._window <= skew <= self._window:
             raise StaleTimestamp(f"timestamp {skew / _NTP_SECOND:+.3f} s from this clock, "
-                                 f"the window is {self.replayWindow:g} s", message,
-                                 replay.timestamp)
-        return message
+                                 f"the window is {self.replayWindow:g} s", message, timestamp)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1406,6 +1406,27 @@ class TimestampOrderTests(SynchronousTestCase):
         self.assertEqual(after.careOfAddress, MPA2)
         self.assertEqual(anchor.counters["pbu.rejected.157"], 1)
 
+    def test_unprotectedTimestampOption(self) -> None:
+        """Unprotected, RFC 5213's Timestamp option orders them the same way
+        (issue 16, part 2): the replay across a handover gets 157."""
+        from lmm.security import rfc5213Timestamp
+
+        def stamped(sequence: int, at: float, **kwargs: Any) -> mh.BindingUpdate:
+            return pbu(sequence, extra=(mh.Timestamp(rfc5213Timestamp(at)),), **kwargs)
+
+        anchor = makeAnchor()
+        first = stamped(1, T0)
+        self.assertEqual(onlyAck(self, anchor.receive(first, MPA1, T0)).status, 0)
+        moved = stamped(1, T0 + 1, confirm=True, address=None)
+        handover = sends(anchor.receive(moved, MPA2, T0 + 1))
+        self.assertEqual([type(m.message).__name__ for m in handover],
+                         ["BindingAck", "BindingRevocationIndication"])
+        actions = anchor.receive(first, MPA1, T0 + 1.2)
+        self.assertEqual(onlyAck(self, actions).status, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual(entry.careOfAddress, MPA2)
+
     def test_newerAccepted(self) -> None:
         """Newer timestamps are accepted from either MPA, and the entry keeps
         the last accepted one; a late PBU from the MPA the MS left is refused

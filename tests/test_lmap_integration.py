@@ -197,6 +197,32 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
         self.assertTrue(self.mpa1.nothing(within=0.6))
         self.assertIn(f"mpa.without-revocation mpa={MPA1}", self.daemon.log())
 
+    def test_unprotectedTimestampOrder(self) -> None:
+        """Issue 16, part 2: unprotected, RFC 5213's Timestamp option orders
+        an MS's PBUs across MPAs: MPA1's PBU replayed after the handover to
+        MPA2 gets 157 and the binding stays at MPA2; one stamped outside the
+        replay window (1 s) gets no answer."""
+        from lmm.security import rfc5213Timestamp
+
+        nai = b"mover@lmm.test"
+        address = mh.LocalAddress("2001:db8:1::78", 64)
+        first = pbu(10, nai, address, mh.Timestamp(rfc5213Timestamp(time.time())))
+        self.mpa1.send(first)
+        self.assertEqual(self.mpa1.receive()[0].status, 0)  # type: ignore[union-attr]
+        self.mpa2.send(pbu(1, nai, mh.BindingCacheConfirmation(),
+                           mh.Timestamp(rfc5213Timestamp(time.time()))))
+        self.assertEqual(self.mpa2.receive()[0].status, 0)  # type: ignore[union-attr]
+        bri = self.mpa1.receive()[0]
+        assert isinstance(bri, mh.BindingRevocationIndication)
+        self.mpa1.send(mh.BindingRevocationAck(bri.sequence, 0, proxy=True))
+        self.mpa1.send(first)
+        ack = self.mpa1.receive()[0]
+        assert isinstance(ack, mh.BindingAck)
+        self.assertEqual(ack.status, mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+        self.mpa1.send(pbu(11, nai, address, mh.Timestamp(rfc5213Timestamp(time.time() + 5))))
+        self.assertTrue(self.mpa1.nothing(within=0.5))
+        self.assertIn("timestamp not newer", self.daemon.log())
+
     def test_killedWhileRegistering(self) -> None:
         """kill -9 in the middle of a burst of registrations, and a restart:
         every binding the LMAP acknowledged is in its Binding Cache (the MPA

@@ -143,6 +143,29 @@ VECTORS = [
         ProxyBindingAck(153, 5, 0),
     ),
     Vector(
+        "pba155",
+        RFC5213,
+        "3b 03 06 00 0000"
+        " 9b 20 0006 0000"  # NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX (anchor rule 15)
+        " 08 0d 01 6d7331406c6d6d2e74657374"  # every rejection names the MS (RFC 5213 5.3.6)
+        " 01 03 000000",
+        ProxyBindingAck(155, 6, 0, [MobileNodeIdentifier(NAI)]),
+    ),
+    Vector(
+        "pbuUnprotectedTimestamp",
+        DRAFT,
+        "3b 07 05 00 0000"
+        " 0008 8200 0064"
+        " 08 0d 01 6d7331406c6d6d2e74657374"
+        " 00"  # Pad1
+        " 16 12 00 40 20010db8000100000000000000000005"  # LoA at 28 (8n+4)
+        " 01 00"
+        " 1b 08 00006553f100 8000"  # Timestamp at 50 (8n+2): an unprotected MPA's
+        " 01 02 0000",
+        ProxyBindingUpdate(8, 400, [MobileNodeIdentifier(NAI), LocalAddress("2001:db8:1::5", 64),
+                                    Timestamp(TIMESTAMP)]),
+    ),
+    Vector(
         "buRFC5213Options",
         RFC5213,
         "3b 0c 05 00 0000"

@@ -242,11 +242,34 @@ class AuthenticationTests(SynchronousTestCase):
         self.assertIsInstance(lmap.decode(data, MPA, NOW), mh.BindingAck)
 
     def test_unprotected(self) -> None:
-        """Without associations: plain codec both ways, nothing added or required."""
+        """Without associations: plain codec both ways, nothing required; the
+        LMAP adds nothing."""
         codec = SignalingCodec(mh.DRAFT, LMAP, "lmap")
         self.assertFalse(codec.protected)
         self.assertEqual(codec.encode(pbu(), MPA, NOW), mh.encode(pbu()))
         self.assertEqual(codec.decode(mh.encode(pbu()), MPA, NOW), pbu())
+
+    def test_unprotectedTimestamp(self) -> None:
+        """Issue 16, part 2: unprotected, the MPA's PBUs carry RFC 5213's
+        Timestamp option (8.8's 48.16 format) and nothing else changes; the
+        LMAP refuses a PBU stamped outside the window."""
+        mpa = SignalingCodec(mh.DRAFT, MPA, "mpa")
+        lmap = SignalingCodec(mh.DRAFT, LMAP, "lmap", replayWindow=1.0)
+        data = mpa.encode(pbu(), LMAP, NOW)
+        decoded = lmap.decode(data, MPA, NOW + 0.5)
+        assert isinstance(decoded, mh.BindingUpdate)
+        stamp = decoded.option(mh.Timestamp)
+        self.assertEqual(stamp, mh.Timestamp(int(NOW) << 16 | 0x4000))
+        self.assertEqual(replace(decoded, options=decoded.options[:-1]), pbu())
+        self.assertEqual(security.ntpFromRfc5213(stamp.timestamp),  # type: ignore[union-attr]
+                         security.ntpTimestamp(NOW))
+        ack = mh.ProxyBindingAck(0, 7, 400)
+        self.assertEqual(mpa.encode(ack, LMAP, NOW), mh.encode(ack))
+        with self.assertRaises(security.StaleTimestamp) as caught:
+            lmap.decode(data, MPA, NOW + 1.5)
+        self.assertEqual(caught.exception.reason, security.StaleTimestamp.reason)
+        # A PBU without one (another implementation's) is taken as it is.
+        self.assertEqual(lmap.decode(mh.encode(pbu()), MPA, NOW + 100), pbu())
 
     def test_noAssociationNoSend(self) -> None:
         lmap, _ = pair()

@@ -88,7 +88,9 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     checked each message's Authentication option and that its Replay
     Protection timestamp is within the window of this clock), the PBUs of
     one MS are ordered by their timestamps, whichever MPA sends them, as
-    RFC 5213 5.5 orders them with its Timestamp option: a PBU not newer than
+    RFC 5213 5.5 orders them with its Timestamp option; unprotected, by that
+    Timestamp option (lmm's MPAs send it then; the codec has checked the
+    window; one clock, in NTP units, for both): a PBU not newer than
     the one the entry was last accepted with is answered with
     TIMESTAMP_LOWER_THAN_PREV_ACCEPTED (157) and changes nothing (a replayed
     or late PBU from the MPA the MS left cannot take the binding back). A
@@ -196,11 +198,12 @@ from lmm.mh import (
     ReplayProtection,
     RevocationTrigger,
     Status,
+    Timestamp,
     UnknownMessageType,
     UnknownOption,
     WireProfile,
 )
-from lmm.security import Refused
+from lmm.security import Refused, ntpFromRfc5213
 from lmm.signaling import (
     MAX_BINDACK_TIMEOUT,
     Deadlines,
@@ -638,9 +641,11 @@ class LocalMobilityAnchor:
                     localAddress = option  # type: ignore[assignment]
             elif kind is BindingCacheConfirmation:
                 confirmation = True
-            elif kind is ReplayProtection:
-                if not timestamp:
-                    timestamp = option.timestamp  # type: ignore[attr-defined]
+            elif kind is ReplayProtection or kind is Timestamp:
+                # One clock for both (rule 11): NTP units.
+                timestamp = timestamp or (
+                    option.timestamp if kind is ReplayProtection  # type: ignore[attr-defined]
+                    else ntpFromRfc5213(option.timestamp))  # type: ignore[attr-defined]
             elif kind is AlternateCareOfAddress:
                 assert isinstance(option, AlternateCareOfAddress)
                 alternate = self._mpaOf(option.address)
