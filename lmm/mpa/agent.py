@@ -111,9 +111,8 @@ in their modules):
     matching nothing is counted and dropped. An acceptance the MPA cannot
     use (issue 16: without an address -- no Local Address option and none
     asked for, or none where another profile's sign is --, with lifetime 0,
-    with another
-    address than the one asked for, or one outside the MS's LNP) is
-    counted (C{pba.invalid.<reason>}), its binding at the LMAP
+    with another address than the one asked for, or with one outside the
+    MS's LNP) is counted (C{pba.invalid.<reason>}), its binding at the LMAP
     deregistered (so that it does not go stale there), and handled as a
     rejection, named in the C{registration.rejected} note; its retry backs
     off, doubling up to C{INVALID_BACKOFF_DOUBLINGS} times. A PBA carrying
