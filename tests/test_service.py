@@ -7,12 +7,12 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lmm.actions import Note
@@ -275,8 +275,10 @@ class JournalLevelTests(SynchronousTestCase):
             if "lmmEvent" in event:
                 seen.append((event["lmmEvent"], event["log_level"]))
 
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        # (cast: mypy cannot see that a function provides ILogObserver)
+        provider = cast(ILogObserver, observer)
+        globalLogPublisher.addObserver(provider)
+        self.addCleanup(globalLogPublisher.removeObserver, provider)
         journal = Journal("lmm.test", "info", Clock().seconds, frozenset({"binding.created"}),
                           frozenset())
         for event in ("peer.profile-mismatch", "visitor.registered", "binding.created"):
