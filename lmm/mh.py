@@ -717,8 +717,7 @@ def foreignProfileSign(
 
 def _hostBits(address: str, length: int) -> bool:
     """Whether C{address} has bits set past its first C{length}."""
-    value = int.from_bytes(_packAddress(address), "big")
-    return bool(value & ((1 << (128 - length)) - 1))
+    return bool(inet.addressToInt(address) & ((1 << (128 - length)) - 1))
 
 
 # --- messages ---------------------------------------------------------------

@@ -160,7 +160,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 from typing import Any
 
 from lmm import nd
@@ -1499,14 +1499,9 @@ class MobilityProxyAgent:
         if option is not None and asked not in (None, "::") and address != asked:
             return "other-address", f"accepted with address {address}, not the {asked} asked for"
         prefix = visitor.localNetworkPrefix
-        if prefix is not None:
-            try:
-                inside = IPv6Address(address) in prefix
-            except ValueError:
-                inside = False
-            if not inside:
-                return ("outside-prefix",
-                        f"accepted with address {address}, outside the MS's prefix {prefix}")
+        if prefix is not None and not inPrefix(address, prefix):
+            return ("outside-prefix",
+                    f"accepted with address {address}, outside the MS's prefix {prefix}")
         return None
 
     def _invalid(self, visitor: VisitorEntry, pending: PendingRegistration, ack: BindingAck,
