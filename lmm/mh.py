@@ -604,6 +604,12 @@ class WireProfile:
     #: Bytes of data (reserved, zero) in a Binding Cache Confirmation sent: 0
     #: as the draft writes it, 1 (default) for tshark (docs/wire.md).
     bindingCacheConfirmationLength: int = 1
+    #: RFC 5213's own protocol (issue 16): each MS gets a home network prefix
+    #: of its own, named by Home Network Prefix options (RFC 5213 5.3, 6.9),
+    #: with the Handoff Indicator and Access Technology Type in every PBU and
+    #: PBA; False: the draft's, one address inside a shared LNP, named by the
+    #: Local Address option.
+    perNodePrefixes: bool = False
     typeOf: dict[type, int] = field(init=False, repr=False, compare=False)
     #: Bodies that the profile, not the option, decides.
     bodyOf: dict[type, bytes] = field(init=False, repr=False, compare=False)
@@ -646,6 +652,21 @@ class WireProfile:
         object.__setattr__(self, "bodyOf", {
             BindingCacheConfirmation: bytes(self.bindingCacheConfirmationLength)})
 
+    def addressOption(self, address: str, prefixLength: int) -> LocalAddress | HomeNetworkPrefix:
+        """What names a binding's address in this profile: the MS's home
+        network prefix (RFC 5213 8.3), or the draft's Local Address."""
+        if self.perNodePrefixes:
+            return HomeNetworkPrefix(address, prefixLength)
+        return LocalAddress(address, prefixLength)
+
+    def addressIn(self, message: MobilityMessage) -> tuple[str, int] | None:
+        """The (address or prefix, length) that L{addressOption} put in C{message}."""
+        if self.perNodePrefixes:
+            prefix = message.option(HomeNetworkPrefix)
+            return None if prefix is None else (prefix.prefix, prefix.prefixLength)
+        local = message.option(LocalAddress)
+        return None if local is None else (local.address, local.prefixLength)
+
 
 # The draft as written, with the two options placed where tshark and RFC 5213
 # peers can read them (docs/wire.md).
@@ -657,14 +678,15 @@ DRAFT = WireProfile(
     localAddressType=OptionType.HOME_NETWORK_PREFIX,
 )
 
-# RFC 5213's numbers for the same meanings, for interoperation; the draft's two
-# options get numbers no IANA option uses (docs/wire.md).
+# RFC 5213's protocol and numbers: per-MN home network prefixes; the draft's
+# two options, which it does not send, get numbers no IANA option uses (docs/wire.md).
 RFC5213 = WireProfile(
     name="rfc5213",
     proxyRegistrationNotSupported=Status.PROXY_REG_NOT_ENABLED,
     bindingCacheEntryMissing=Status.NOT_LMA_FOR_THIS_MOBILE_NODE,
     bindingCacheConfirmationType=OptionType.EXPERIMENTAL,
     localAddressType=253,
+    perNodePrefixes=True,
 )
 
 PROFILES = {p.name: p for p in (DRAFT, RFC5213)}
@@ -684,10 +706,26 @@ def foreignProfileSign(
     The draft's Local Address has RFC 5213's Home Network Prefix layout and,
     in the draft profile, its type (22): read as an HNP it carries a whole
     address, bits set past its prefix length, or a /128. An HNP of C{::} asks
-    for a prefix, as an RFC 5213 MAG's does, and is no sign.
+    for a prefix, as an RFC 5213 MAG's does, and is no sign. A Handoff
+    Indicator or Access Technology Type option, which RFC 5213 puts in every
+    PBU and PBA (5.3.6, 6.9.1.5) and the draft never sends, is one at a
+    daemon of the draft's protocol, as are the statuses only that protocol
+    sends (a missing HNP, Handoff Indicator or Access Technology Type, a
+    prefix set that does not match); and the draft's Binding Cache
+    Confirmation is one at a daemon of RFC 5213's.
     """
     for option in options:
         kind = type(option)
+        if (kind is HandoffIndicatorOption or kind is AccessTechnologyType) \
+                and not profile.perNodePrefixes:
+            for other in PROFILES.values():
+                if other.perNodePrefixes:
+                    return (f"a {kind.__name__} option is RFC 5213's protocol (the "
+                            f"{other.name!r} wire profile), and this daemon speaks "
+                            f"{profile.name!r}")
+        if kind is BindingCacheConfirmation and profile.perNodePrefixes:
+            return ("a Binding Cache Confirmation option is the draft's protocol, and this "
+                    f"daemon speaks {profile.name!r}")
         if kind is UnknownOption:
             number = option.type  # type: ignore[attr-defined]
         elif kind is HomeNetworkPrefix:
@@ -702,7 +740,15 @@ def foreignProfileSign(
             if other is not profile and other.localAddressType == number:
                 return (f"option type {number} is the Local Address of the {other.name!r} "
                         f"wire profile, and this daemon speaks {profile.name!r}")
-    if status is not None and status >= 128:
+    return None if status is None else _foreignStatus(status, profile)
+
+
+def _foreignStatus(status: int, profile: WireProfile) -> str | None:
+    """L{foreignProfileSign} for a status."""
+    if status in _PER_NODE_STATUSES and not profile.perNodePrefixes:
+        return (f"status {status} ({Status(status).name}) belongs to RFC 5213's protocol, "
+                f"and this daemon speaks {profile.name!r}")
+    if status >= 128:
         for other in PROFILES.values():
             if other is profile:
                 continue
@@ -713,6 +759,12 @@ def foreignProfileSign(
                     return (f"status {status} is {meaning!r} in the {other.name!r} wire "
                             f"profile, and this daemon speaks {profile.name!r}")
     return None
+
+
+# Statuses only RFC 5213's protocol sends: what its PBUs lack or ask (8.9).
+_PER_NODE_STATUSES = frozenset((
+    Status.MISSING_HOME_NETWORK_PREFIX_OPTION, Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH,
+    Status.MISSING_HANDOFF_INDICATOR_OPTION, Status.MISSING_ACCESS_TECH_TYPE_OPTION))
 
 
 def _hostBits(address: str, length: int) -> bool:

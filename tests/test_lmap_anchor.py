@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from hashlib import blake2b
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
@@ -70,6 +71,41 @@ def pbu(
         options.append(mh.LocalAddress(address, prefixLength))
     options.extend(extra)
     return mh.BindingUpdate(sequence, lifetime, tuple(options), ack=ack, proxy=proxy)
+
+
+POOL = IPv6Network("2001:db8:100::/48")
+LLID = mh.MobileNodeLinkLayerIdentifier(bytes.fromhex("020000000001"))
+
+
+def pbu5213(
+    sequence: int,
+    prefix: str | None = "::",
+    prefixLength: int = 0,
+    handoff: int | None = mh.HandoffIndicator.UNKNOWN,
+    technology: int | None = mh.AccessTechnology.IEEE_802_3,
+    lifetime: int = 3600,
+    nai: bytes | None = NAI,
+    extra: tuple[mh.MobilityOption, ...] = (LLID,),
+) -> mh.BindingUpdate:
+    """A PBU as RFC 5213 6.9.1.5 has a MAG build it."""
+    options: list[mh.MobilityOption] = []
+    if nai is not None:
+        options.append(mh.MobileNodeIdentifier(nai))
+    if prefix is not None:
+        options.append(mh.HomeNetworkPrefix(prefix, prefixLength))
+    if handoff is not None:
+        options.append(mh.HandoffIndicatorOption(handoff))
+    if technology is not None:
+        options.append(mh.AccessTechnologyType(technology))
+    options.extend(extra)
+    return mh.BindingUpdate(sequence, lifetime, tuple(options), ack=True, proxy=True)
+
+
+def hashPrefix(nai: bytes, pool: IPv6Network = POOL, length: int = 64) -> str:
+    """The first home network prefix the anchor tries for C{nai}."""
+    index = int.from_bytes(blake2b(nai, digest_size=16).digest(), "big")
+    index &= (1 << (length - pool.prefixlen)) - 1
+    return str(IPv6Address(int(pool.network_address) | index << (128 - length)))
 
 
 def sends(actions: list[Action]) -> list[SendMessage]:
@@ -366,7 +402,9 @@ class SequenceTests(SynchronousTestCase):
 
 class ConfirmationTests(SynchronousTestCase):
     def test_missing(self) -> None:
-        for profile, status in ((mh.DRAFT, 141), (mh.RFC5213, Status.NOT_LMA_FOR_THIS_MOBILE_NODE)):
+        for profile, status in ((mh.DRAFT, 141),
+                                (dataclasses.replace(mh.DRAFT, bindingCacheEntryMissing=153),
+                                 Status.NOT_LMA_FOR_THIS_MOBILE_NODE)):
             anchor = makeAnchor(profile)
             actions = anchor.receive(pbu(1, confirm=True, address=None), MPA1, T0)
             ack = onlyAck(self, actions)
@@ -1272,44 +1310,23 @@ class OtherMessageTests(SynchronousTestCase):
 
 
 class ForeignRequestTests(SynchronousTestCase):
-    """Rule 15: what an RFC 5213 MAG or a peer on the other profile asks."""
-
-    def test_zeroPrefixAsksForAddress(self) -> None:
-        """An HNP of ::/0 (RFC 5213 6.9.1.1) asks for the assigned address."""
-        anchor = makeAnchor(mh.RFC5213)
-        bu = pbu(1, address=None, extra=(mh.HomeNetworkPrefix("::", 0),))
-        ack = onlyAck(self, anchor.receive(bu, MPA1, T0))
-        self.assertEqual(ack.status, 0)
-        entry = anchor.store.get(NAI)
-        assert entry is not None
-        self.assertEqual(int(IPv6Address(entry.localAddress)), hashAddress(NAI, LNP))
-        self.assertEqual(anchor.profileMismatches.peers, {})
-
-    def test_prefixNotDelegated(self) -> None:
-        """A real prefix asked for is refused with 155, never silently
-        replaced by an assigned address; the rejection names the MS."""
-        anchor = makeAnchor(mh.RFC5213)
-        bu = pbu(1, address=None, extra=(mh.HomeNetworkPrefix("2001:db8:1::", 64),))
-        actions = anchor.receive(bu, MPA1, T0)
-        ack = onlyAck(self, actions)
-        self.assertEqual((ack.status, ack.lifetime, ack.options),
-                         (Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0,
-                          (mh.MobileNodeIdentifier(NAI),)))
-        self.assertEqual(len(anchor.store), 0)
-        self.assertEqual([n.event for n in notes(actions)], ["pbu.rejected"])
-        self.assertEqual(anchor.counters["pbu.rejected.155"], 1)
+    """Rule 15: what a peer on the other profile asks."""
 
     def test_draftLocalAddressNamed(self) -> None:
         """A draft MPA's Local Address (type 22) read by an rfc5213 LMAP as an
-        HNP holding a whole address: refused, and the mismatch named once."""
+        HNP holding a whole address: the mismatch named once, and the PBU,
+        which lacks RFC 5213's Handoff Indicator, refused with 161 (5.3.1)."""
         anchor = makeAnchor(mh.RFC5213)
         data = mh.encode(pbu(1), mh.DRAFT)
         bu = mh.decode(data, mh.RFC5213)
         assert isinstance(bu, mh.BindingUpdate)
         self.assertEqual(bu.option(mh.HomeNetworkPrefix), mh.HomeNetworkPrefix(ADDRESS, 64))
         actions = anchor.receive(bu, MPA1, T0)
-        self.assertEqual(onlyAck(self, actions).status,
-                         Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
+        ack = onlyAck(self, actions)
+        self.assertEqual(ack.status, Status.MISSING_HANDOFF_INDICATOR_OPTION)
+        # RFC 5213 5.3.6: a rejection carries the request's HNP back.
+        self.assertEqual(ack.options, (mh.MobileNodeIdentifier(NAI),
+                                       mh.HomeNetworkPrefix(ADDRESS, 64)))
         self.assertEqual([n.event for n in notes(actions)],
                          ["peer.profile-mismatch", "pbu.rejected"])
         self.assertIn("the Local Address of the 'draft' wire profile",
@@ -1318,6 +1335,27 @@ class ForeignRequestTests(SynchronousTestCase):
         self.assertEqual([n.event for n in notes(actions)], ["pbu.rejected"])
         self.assertEqual(anchor.counters["peer.profile-mismatch"], 2)
         self.assertEqual(list(anchor.profileMismatches.peers), [MPA1])
+
+    def test_draftConfirmationNamed(self) -> None:
+        """A draft MPA's Binding Cache Confirmation at an rfc5213 LMAP: an
+        option RFC 5213 does not know, skipped (RFC 6275 9.2), so the PBU
+        has no HNP: 158; the mismatch named."""
+        anchor = makeAnchor(mh.RFC5213)
+        actions = anchor.receive(pbu(1, confirm=True, address=None), MPA1, T0)
+        self.assertEqual(onlyAck(self, actions).status,
+                         Status.MISSING_HOME_NETWORK_PREFIX_OPTION)
+        self.assertIn("Binding Cache Confirmation", anchor.profileMismatches.peers[MPA1])
+        self.assertEqual(len(anchor.store), 0)
+
+    def test_rfc5213RequestNamed(self) -> None:
+        """An RFC 5213 PBU at a draft LMAP: its Handoff Indicator and Access
+        Technology Type name the peer."""
+        anchor = makeAnchor(mh.DRAFT)
+        bu = mh.decode(mh.encode(pbu5213(1), mh.RFC5213), mh.DRAFT)
+        assert isinstance(bu, mh.BindingUpdate)
+        actions = anchor.receive(bu, MPA1, T0)
+        self.assertIn("peer.profile-mismatch", [n.event for n in notes(actions)])
+        self.assertIn("RFC 5213's protocol", anchor.profileMismatches.peers[MPA1])
 
     def test_rfc5213LocalAddressNamed(self) -> None:
         """An rfc5213 MPA's Local Address (type 253) is unknown to a draft
@@ -1328,6 +1366,163 @@ class ForeignRequestTests(SynchronousTestCase):
         actions = anchor.receive(bu, MPA1, T0)
         self.assertIn("peer.profile-mismatch", [n.event for n in notes(actions)])
         self.assertIn("'rfc5213'", anchor.profileMismatches.peers[MPA1])
+
+
+def perNodeAnchor(prefixes: tuple[IPv6Network, ...] = (POOL,),
+                  **kwargs: Any) -> LocalMobilityAnchor:
+    return makeAnchor(mh.RFC5213, prefixes=prefixes, **kwargs)
+
+
+class PerNodePrefixTests(SynchronousTestCase):
+    """Rule 16: RFC 5213's protocol, a home network prefix per MS."""
+
+    def test_initial(self) -> None:
+        """An HNP of ::/0 (RFC 5213 6.9.1.1) gets a /64 of the pool, chosen
+        by the NAI's hash; its tunnel routes the prefix before the PBA, which
+        carries RFC 5213 5.3.6's options: MN-ID, HNP, and the request's
+        Handoff Indicator, Access Technology Type and Link-layer Identifier."""
+        anchor = perNodeAnchor()
+        stamp = mh.Timestamp(123 << 16)
+        actions = anchor.receive(pbu5213(1, extra=(LLID, stamp)), MPA1, T0)
+        prefix = hashPrefix(NAI)
+        self.assertEqual(shape(actions), [f"add {prefix} {MPA1}", f"send BindingAck {MPA1}"])
+        add = actions[0]
+        assert isinstance(add, AddTunnel)
+        self.assertEqual(add.binding, TunnelBinding(prefix, 64, LMAP, MPA1, ROLE_LMAP))
+        ack = onlyAck(self, actions)
+        self.assertEqual((ack.status, ack.lifetime), (0, 3600))
+        self.assertEqual(ack.options, (
+            mh.MobileNodeIdentifier(NAI), mh.HomeNetworkPrefix(prefix, 64),
+            mh.HandoffIndicatorOption(mh.HandoffIndicator.UNKNOWN),
+            mh.AccessTechnologyType(mh.AccessTechnology.IEEE_802_3), LLID, stamp))
+        entry = anchor.store.get(NAI)
+        assert entry is not None
+        self.assertEqual((entry.localAddress, entry.prefixLength), (prefix, 64))
+
+    def test_sameNaiSamePrefix(self) -> None:
+        """Deregistered and registered again, an MS gets the same prefix."""
+        anchor = perNodeAnchor()
+        anchor.receive(pbu5213(1), MPA1, T0)
+        anchor.receive(pbu5213(2, lifetime=0), MPA1, T0 + 1)
+        self.assertEqual(len(anchor.store), 0)
+        ack = onlyAck(self, anchor.receive(pbu5213(3), MPA1, T0 + 2))
+        self.assertEqual(ack.option(mh.HomeNetworkPrefix),
+                         mh.HomeNetworkPrefix(hashPrefix(NAI), 64))
+
+    def test_collision(self) -> None:
+        """Two MSs never share a prefix: the second probes upwards."""
+        anchor = perNodeAnchor(prefixes=(IPv6Network("2001:db8:100::/63"),))
+        first = onlyAck(self, anchor.receive(pbu5213(1), MPA1, T0))
+        second = onlyAck(self, anchor.receive(pbu5213(1, nai=b"other"), MPA1, T0))
+        third = onlyAck(self, anchor.receive(pbu5213(1, nai=b"third"), MPA1, T0))
+        prefixes = {m.option(mh.HomeNetworkPrefix) for m in (first, second)}
+        self.assertEqual(prefixes, {mh.HomeNetworkPrefix("2001:db8:100::", 64),
+                                    mh.HomeNetworkPrefix("2001:db8:100:1::", 64)})
+        self.assertEqual(third.status, Status.INSUFFICIENT_RESOURCES)
+
+    def test_ownAddressNeverDelegated(self) -> None:
+        """The /64 holding the LMAP's own address is not delegated."""
+        anchor = perNodeAnchor(prefixes=(IPv6Network("2001:db8:100::/63"),),
+                               address="2001:db8:100::1")
+        ack = onlyAck(self, anchor.receive(pbu5213(1, nai=b"a"), MPA1, T0))
+        self.assertEqual(ack.option(mh.HomeNetworkPrefix),
+                         mh.HomeNetworkPrefix("2001:db8:100:1::", 64))
+        ack = onlyAck(self, anchor.receive(pbu5213(1, nai=b"b"), MPA1, T0))
+        self.assertEqual(ack.status, Status.INSUFFICIENT_RESOURCES)
+
+    def test_requestedHonoured(self) -> None:
+        """A free /64 of a pool asked for (a MAG that knows the MS's prefix)
+        is delegated."""
+        anchor = perNodeAnchor()
+        ack = onlyAck(self, anchor.receive(pbu5213(1, "2001:db8:100:7::", 64), MPA1, T0))
+        self.assertEqual((ack.status, ack.option(mh.HomeNetworkPrefix)),
+                         (0, mh.HomeNetworkPrefix("2001:db8:100:7::", 64)))
+
+    def test_requestedRefused(self) -> None:
+        """155 for a prefix this LMAP does not delegate: outside the pools,
+        another length, host bits (the draft's Local Address), another MS's;
+        159 for an MS whose binding holds another. Each rejection names the
+        MS and carries the request's HNP, HI and ATT (RFC 5213 5.3.6)."""
+        anchor = perNodeAnchor()
+        anchor.receive(pbu5213(1, nai=b"other", prefix="2001:db8:100:9::", prefixLength=64),
+                       MPA1, T0)
+        cases = [("2001:db8:200::", 64, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX),
+                 ("2001:db8:100::", 56, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX),
+                 ("2001:db8:100::10", 64, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX),
+                 ("2001:db8:100:9::", 64, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)]
+        for sequence, (prefix, length, status) in enumerate(cases, 1):
+            actions = anchor.receive(pbu5213(sequence, prefix, length), MPA1, T0)
+            ack = onlyAck(self, actions)
+            self.assertEqual((ack.status, ack.lifetime), (status, 0), prefix)
+            self.assertEqual(ack.options, (
+                mh.MobileNodeIdentifier(NAI), mh.HomeNetworkPrefix(prefix, length),
+                mh.HandoffIndicatorOption(mh.HandoffIndicator.UNKNOWN),
+                mh.AccessTechnologyType(mh.AccessTechnology.IEEE_802_3), LLID))
+        self.assertIsNone(anchor.store.get(NAI))
+        anchor.receive(pbu5213(10), MPA1, T0)
+        ack = onlyAck(self, anchor.receive(pbu5213(11, "2001:db8:100:7::", 64), MPA1, T0))
+        self.assertEqual(ack.status, Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH)
+
+    def test_requiredOptions(self) -> None:
+        """RFC 5213 5.3.1: no HNP 158, no Handoff Indicator 161, no Access
+        Technology Type 162; nothing is created."""
+        anchor = perNodeAnchor()
+        for bu, status in ((pbu5213(1, prefix=None), Status.MISSING_HOME_NETWORK_PREFIX_OPTION),
+                           (pbu5213(2, handoff=None), Status.MISSING_HANDOFF_INDICATOR_OPTION),
+                           (pbu5213(3, technology=None), Status.MISSING_ACCESS_TECH_TYPE_OPTION),
+                           (pbu5213(4, nai=None), Status.MISSING_MN_IDENTIFIER_OPTION)):
+            self.assertEqual(onlyAck(self, anchor.receive(bu, MPA1, T0)).status, status)
+        self.assertEqual(len(anchor.store), 0)
+        self.assertEqual(anchor.profileMismatches.peers, {})
+
+    def test_handover(self) -> None:
+        """The MS at another MAG, asking ::/0 (handoff state unknown) or its
+        prefix: the same prefix, its tunnel moved, the PBA to the new MAG,
+        then RFC 5846's revocation to the old one naming the prefix."""
+        for asked in (("::", 0), (hashPrefix(NAI), 64)):
+            anchor = perNodeAnchor()
+            anchor.receive(pbu5213(1), MPA1, T0)
+            prefix = hashPrefix(NAI)
+            actions = anchor.receive(pbu5213(1, *asked), MPA2, T0 + 1)
+            self.assertEqual(shape(actions), [
+                f"remove {prefix} {MPA1}", f"add {prefix} {MPA2}",
+                f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"])
+            bri = sends(actions)[1].message
+            assert isinstance(bri, mh.BindingRevocationIndication)
+            self.assertEqual(bri.options, (mh.MobileNodeIdentifier(NAI),
+                                           mh.HomeNetworkPrefix(prefix, 64)))
+            self.assertEqual(anchor.revocations.snapshot()[0][3:5], (prefix, 64))
+
+    def test_refresh(self) -> None:
+        """A re-registration (Handoff Indicator 5) from the same MAG touches
+        no tunnel and echoes its options."""
+        anchor = perNodeAnchor()
+        anchor.receive(pbu5213(1), MPA1, T0)
+        prefix = hashPrefix(NAI)
+        actions = anchor.receive(
+            pbu5213(2, prefix, 64, handoff=mh.HandoffIndicator.NOT_CHANGED), MPA1, T0 + 1)
+        self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+        self.assertEqual(onlyAck(self, actions).option(mh.HandoffIndicatorOption),
+                         mh.HandoffIndicatorOption(mh.HandoffIndicator.NOT_CHANGED))
+
+    def test_deregistration(self) -> None:
+        """Lifetime 0 from the binding's MAG: tunnel and entry go; the PBA
+        names the MS and its prefix (RFC 5213 5.3.5, 5.3.6)."""
+        anchor = perNodeAnchor()
+        anchor.receive(pbu5213(1), MPA1, T0)
+        prefix = hashPrefix(NAI)
+        actions = anchor.receive(pbu5213(2, prefix, 64, lifetime=0), MPA1, T0 + 1)
+        self.assertEqual(shape(actions), [f"remove {prefix} {MPA1}", f"send BindingAck {MPA1}"])
+        ack = onlyAck(self, actions)
+        self.assertEqual(ack.options[:2], (mh.MobileNodeIdentifier(NAI),
+                                           mh.HomeNetworkPrefix(prefix, 64)))
+        ack = onlyAck(self, anchor.receive(pbu5213(3, lifetime=0), MPA1, T0 + 2))
+        self.assertEqual((ack.status, ack.options[:2]),
+                         (0, (mh.MobileNodeIdentifier(NAI), mh.HomeNetworkPrefix("::", 0))))
+
+    def test_poolLongerThanPrefix(self) -> None:
+        self.assertRaises(ValueError, perNodeAnchor, prefixes=(IPv6Network("2001:db8::/80"),))
+        self.assertRaises(ValueError, perNodeAnchor, homeNetworkPrefixLength=0)
 
 
 class WireTests(SynchronousTestCase):
@@ -1376,7 +1571,23 @@ class WireTests(SynchronousTestCase):
         self.checkProfile(mh.DRAFT)
 
     def test_rfc5213(self) -> None:
-        self.checkProfile(mh.RFC5213)
+        """RFC 5213's protocol: each message kind and status, through the codec."""
+        anchor = perNodeAnchor()
+        out: list[Action] = []
+        out += anchor.receive(pbu5213(1), MPA1, T0)
+        out += anchor.receive(pbu5213(1), MPA2, T0 + 1)  # handover: PBA + BRI
+        out += anchor.receive(pbu5213(2, "2001:db8:200::", 64, nai=b"x"), MPA1, T0)
+        out += anchor.receive(pbu5213(3, prefix=None, nai=b"x"), MPA1, T0)
+        out += anchor.receive(pbu5213(4, handoff=None, nai=b"x"), MPA1, T0)
+        out += anchor.receive(pbu5213(5, technology=None, nai=b"x"), MPA1, T0)
+        out += anchor.receive(pbu5213(2, "2001:db8:100:7::", 64), MPA2, T0 + 2)
+        out += anchor.receive(pbu5213(3, lifetime=0), MPA2, T0 + 3)
+        messages = sends(out)
+        statuses = {m.message.status for m in messages if isinstance(m.message, mh.BindingAck)}
+        self.assertEqual(statuses, {0, 155, 158, 159, 161, 162})
+        for send in messages:
+            data = mh.encode(send.message, mh.RFC5213)
+            self.assertEqual(mh.decode(data, mh.RFC5213), send.message)
 
 
 class TimestampOrderTests(SynchronousTestCase):

@@ -143,6 +143,28 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     C{peer.profile-mismatch} note and in C{peers}. Every rejection carries
     the Mobile Node Identifier when the PBU had one (RFC 5213 5.3.6).
 
+16. RFC 5213's protocol (the rfc5213 wire profile, issue 16): each MS
+    gets a home network prefix of its own (C{homeNetworkPrefixLength}, 64
+    by default), delegated from the LNPs, which are pools then, and its
+    tunnel routes that prefix. A PBU must carry the Home Network Prefix,
+    Handoff Indicator and Access Technology Type options (RFC 5213 5.3.1:
+    else 158, 161, 162). An HNP of C{::} (0::/0, 6.9.1.1) asks: the MS's
+    binding keeps its prefix, else one is delegated by the NAI's hash as
+    in rule 5 (never the one holding the LMAP's own address; 130 when none
+    is free). A prefix asked for is honoured when it is a free prefix of
+    that length in a pool (RFC 5213 5.3.2: else 155,
+    NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX) and the MS's binding does not
+    hold another (159, BCE_PBU_PREFIX_SET_DO_NOT_MATCH). Every PBA carries
+    RFC 5213 5.3.6's options: the MN-ID, the home network prefix (a
+    rejection: the request's HNP, if it had one), and the request's Handoff
+    Indicator, Access Technology Type, Mobile Node Link-layer Identifier,
+    Link-local Address and Timestamp; a revocation names the MS and its
+    prefix (RFC 5846 6.1). The Binding Cache is keyed by the NAI alone (one
+    interface per MS, as in the draft): the Handoff Indicator is echoed but
+    decides nothing -- a PBU from another MPA is a handover (rule 8), also
+    with "attachment over a new interface" (1), where RFC 5213 5.4.1 would
+    open a second mobility session for a multihomed MS.
+
 Also: an entry whose expiry has passed is gone, even if L{tick} has not run
 yet (a PBU finds it expired: removed, and the PBU is processed as if there
 were none). An unknown
@@ -158,8 +180,8 @@ so a binding refreshed any number of times has one item.
 Notes come after the tunnel changes and messages of the same event. The
 counters are listed in L{COUNTERS} and L{lmm.lmap.revocation.COUNTERS}.
 
-Over 600 lines: most of it is the rules above and the address assignment
-they need; the revocations are a module of their own (L{lmm.lmap.revocation}).
+Over 600 lines: most of it is the rules above and the address and prefix
+assignment they need; the revocations are a module of their own (L{lmm.lmap.revocation}).
 """
 
 from __future__ import annotations
@@ -182,6 +204,7 @@ from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
     MN_ID_SUBTYPE_NAI,
+    AccessTechnologyType,
     AlternateCareOfAddress,
     BindingAck,
     BindingCacheConfirmation,
@@ -189,12 +212,16 @@ from lmm.mh import (
     BindingErrorStatus,
     BindingRevocationAck,
     BindingUpdate,
+    HandoffIndicatorOption,
     Heartbeat,
     HomeNetworkPrefix,
+    LinkLocalAddress,
     LocalAddress,
     MobileNodeIdentifier,
+    MobileNodeLinkLayerIdentifier,
     MobilityHeaderError,
     MobilityMessage,
+    MobilityOption,
     ReplayProtection,
     RevocationTrigger,
     Status,
@@ -268,6 +295,10 @@ _MAX_PROBES = 1 << 16
 #: while the MPA answers heartbeats, before it is taken for one without RFC 5846.
 SILENT_REVOCATIONS = 3
 
+#: lmap.home_network_prefix_length's default: what SLAAC needs on an
+#: Ethernet-like access link (RFC 4862 5.5.3, RFC 2464 4).
+DEFAULT_HOME_NETWORK_PREFIX_LENGTH = 64
+
 #: lmap.max_bindings' default: bounds memory (about 0.8 kB a binding, with
 #: the SQLite store's copy) under a flood of new NAIs from an MPA.
 DEFAULT_MAX_BINDINGS = 1_000_000
@@ -287,6 +318,40 @@ class _Prefix:
     network: int
     length: int
     hostMask: int
+
+
+#: What RFC 5213 5.3.6 has a PBA copy from its PBU, besides the MN-ID; the
+#: Home Network Prefix only into a rejection (an acceptance names the
+#: binding's).
+_ECHOED = (HandoffIndicatorOption, AccessTechnologyType, MobileNodeLinkLayerIdentifier,
+           LinkLocalAddress, Timestamp)
+
+
+def _echoed(options: Sequence[MobilityOption], withPrefix: bool) -> tuple[MobilityOption, ...]:
+    """The first of each option of C{_ECHOED} (and the HNP, C{withPrefix}) in
+    C{options}, HNP first, then in the order the RFC lists them."""
+    found: dict[type, MobilityOption] = {}
+    for option in options:
+        kind = type(option)
+        if (kind in _ECHOED or (withPrefix and kind is HomeNetworkPrefix)) \
+                and kind not in found:
+            found[kind] = option
+    order = (HomeNetworkPrefix, *_ECHOED) if withPrefix else _ECHOED
+    return tuple(found[kind] for kind in order if kind in found)
+
+
+def _required(prefix: HomeNetworkPrefix | None, seen: set[type]) -> None:
+    """RFC 5213 5.3.1, items 5-7 (the MN-ID's is rule 2): a PBU of RFC
+    5213's protocol without its HNP, Handoff Indicator or Access Technology
+    Type option is refused (158, 161, 162)."""
+    if prefix is None:
+        raise _Rejected(Status.MISSING_HOME_NETWORK_PREFIX_OPTION,
+                        "no Home Network Prefix option")
+    if HandoffIndicatorOption not in seen:
+        raise _Rejected(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no Handoff Indicator option")
+    if AccessTechnologyType not in seen:
+        raise _Rejected(Status.MISSING_ACCESS_TECH_TYPE_OPTION,
+                        "no Access Technology Type option")
 
 
 class _Rejected(Exception):
@@ -328,6 +393,7 @@ class LocalMobilityAnchor:
         restartCounter: int = 0,
         maxBindings: int = DEFAULT_MAX_BINDINGS,
         withoutRevocation: Sequence[IPv6Network] = (),
+        homeNetworkPrefixLength: int = DEFAULT_HOME_NETWORK_PREFIX_LENGTH,
     ) -> None:
         if not prefixes:
             raise ValueError("an LMAP needs at least one Local Network Prefix")
@@ -339,6 +405,21 @@ class LocalMobilityAnchor:
         self._prefixes = [
             _Prefix(int(p.network_address), p.prefixlen, int(p.hostmask)) for p in self.prefixes
         ]
+        # Rule 16: what a binding binds -- an address and its /128 tunnel
+        # (the draft), or a home network prefix of its own (RFC 5213), each
+        # delegated from the LNPs, which are pools then.
+        self.perNodePrefixes = profile.perNodePrefixes
+        self.homeNetworkPrefixLength = homeNetworkPrefixLength
+        if self.perNodePrefixes:
+            if not 1 <= homeNetworkPrefixLength <= 128:
+                raise ValueError(f"homeNetworkPrefixLength {homeNetworkPrefixLength} "
+                                 "is not 1..128")
+            for pool in self.prefixes:
+                if pool.prefixlen > homeNetworkPrefixLength:
+                    raise ValueError(f"{pool} is longer than the /{homeNetworkPrefixLength} "
+                                     "home network prefixes delegated from it")
+        self._tunnelLength = homeNetworkPrefixLength if self.perNodePrefixes else 128
+        self._shift = 128 - self._tunnelLength
         self.mpas = [IPv6Network(p) for p in mpas]
         self._mpaNetworks = [(int(p.network_address), int(p.netmask)) for p in self.mpas]
         self._mpaCache: dict[str, str | None] = {}
@@ -353,7 +434,8 @@ class LocalMobilityAnchor:
                                           revocationMaxInterval)
         except ValueError as e:
             raise ValueError(f"revocation: {e}") from None
-        self.revocations = Revocations(policy, self.counters, self._revocationUnanswered)
+        self.revocations = Revocations(policy, self.counters, self._revocationUnanswered,
+                                       profile.addressOption)
         # Rule 14: the MPAs that get no revocations, and why; those configured
         # so, by prefix; who has acknowledged one; unanswered ones in a row.
         self.revocationless: dict[str, str] = {}
@@ -542,7 +624,7 @@ class LocalMobilityAnchor:
                     "not a proxy registration", proxy=False,
                 )
                 return actions
-            mpa, careOf, mnid, localAddress, confirmation, timestamp = self._request(
+            mpa, careOf, mnid, localAddress, confirmation, timestamp, prefix = self._request(
                 bu, source, actions)
             nai = mnid.identifier
             entry = self.store.get(nai)
@@ -560,12 +642,12 @@ class LocalMobilityAnchor:
                 raise _Rejected(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
                                 "timestamp not newer than the binding's")
             if bu.lifetime == 0:
-                self._deregister(actions, bu, mpa, careOf, nai, entry, localAddress, sameMpa)
+                self._deregister(actions, bu, mpa, careOf, mnid, entry, localAddress, sameMpa)
                 return actions
             if entry is None and len(self.store) >= self.maxBindings:
                 self._full(now, actions)
-            address, prefixLength = self._address(confirmation, localAddress, nai, entry, now,
-                                                  actions)
+            address, prefixLength = self._address(confirmation, localAddress, prefix, nai,
+                                                  entry, now, actions)
         except _Rejected as rejection:
             self._reject(
                 actions, bu, source, nai, rejection.status, rejection.reason, rejection.sequence
@@ -578,7 +660,7 @@ class LocalMobilityAnchor:
             granted = self._grant(granted)
         self.counters["pbu.accepted"] += 1
         if entry is None:
-            self._create(actions, bu, mpa, careOf, nai, address, prefixLength, granted, now,
+            self._create(actions, bu, mpa, careOf, mnid, address, prefixLength, granted, now,
                          timestamp)
         elif sameMpa and address == entry.localAddress:
             # The hot path, inline: a refresh touches no tunnel. An extended
@@ -595,7 +677,7 @@ class LocalMobilityAnchor:
                 entry.timestamp = timestamp
             self.store.put(entry)
             if bu.ack:
-                actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+                actions.append(self._ack(bu, granted, address, prefixLength, mpa, mnid))
         else:
             self._move(actions, bu, mpa, careOf, mnid, entry, address, prefixLength, granted,
                        sameMpa, now, timestamp)
@@ -613,12 +695,16 @@ class LocalMobilityAnchor:
 
     def _request(
         self, bu: BindingUpdate, source: str, actions: list[Action]
-    ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool, int]:
-        """Rules 1, 2, 6, 11 and 15: the BU's MPA and care-of address (both
-        allowed MPAs), its NAI, its Local Address option, whether it asks for
-        a confirmation, and its Replay Protection timestamp (0: none); the
-        first of each option counts. An option that may be another profile's
-        (an unknown one, a Home Network Prefix) goes to L{_foreign}."""
+    ) -> tuple[str, str, MobileNodeIdentifier, LocalAddress | None, bool, int,
+               HomeNetworkPrefix | None]:
+        """Rules 1, 2, 6, 11, 15 and 16: the BU's MPA and care-of address
+        (both allowed MPAs), its NAI, its Local Address option, whether it
+        asks for a confirmation, its Replay Protection timestamp (0: none),
+        and (RFC 5213's protocol) its Home Network Prefix option; the first
+        of each option counts. An option that may be another profile's (an
+        unknown one, a Home Network Prefix in the draft's protocol, RFC
+        5213's Handoff Indicator and Access Technology Type there, the
+        draft's confirmation in RFC 5213's) goes to L{_foreign}."""
         mpa = self._mpaOf(source)
         if mpa is None:
             raise _Rejected(
@@ -629,7 +715,7 @@ class LocalMobilityAnchor:
         confirmation = False
         timestamp = 0
         careOf = mpa
-        foreign = False
+        others: list[MobilityOption] = []
         for option in bu.options:
             # type() is: the option classes are final, and this is the hot path.
             kind = type(option)
@@ -655,22 +741,50 @@ class LocalMobilityAnchor:
                         "alternate care-of address is not an allowed MPA",
                     )
                 careOf = alternate
-            elif kind is HomeNetworkPrefix or kind is UnknownOption:
-                foreign = True
+            else:
+                others.append(option)
         if mnid is None or mnid.subtype != MN_ID_SUBTYPE_NAI:
             raise _Rejected(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI Mobile Node Identifier")
-        if foreign:
-            self._foreign(bu, source, actions)
-        return mpa, careOf, mnid, localAddress, confirmation, timestamp
+        prefix = None
+        if others or self.perNodePrefixes:
+            prefix = self._others(bu, source, others, confirmation, actions)
+        return mpa, careOf, mnid, localAddress, confirmation, timestamp, prefix
 
-    def _foreign(self, bu: BindingUpdate, source: str, actions: list[Action]) -> None:
-        """Rule 15: a PBU with an unknown option or a Home Network Prefix:
-        another profile's signs are named; a prefix other than C{::} is
-        refused (none is delegated; C{::} asks for the address the LMAP
-        assigns, as no Local Address does)."""
+    def _others(self, bu: BindingUpdate, source: str, others: Sequence[MobilityOption],
+                confirmation: bool, actions: list[Action]) -> HomeNetworkPrefix | None:
+        """Rules 15 and 16, for L{_request}: the PBU's options off the draft's
+        hot path. Its Home Network Prefix option in RFC 5213's protocol
+        (whose HNP, Handoff Indicator and Access Technology Type options a
+        PBU must carry: L{_required}), else None. An option that may be
+        another profile's (an unknown one, a Home Network Prefix -- the
+        draft's Local Address read as one --, RFC 5213's Handoff Indicator
+        and Access Technology Type in the draft's protocol, the draft's
+        confirmation in RFC 5213's) goes to L{_foreign}."""
+        perNode = self.perNodePrefixes
+        prefix: HomeNetworkPrefix | None = None
+        kinds = {type(option) for option in others}
+        for option in others:
+            if type(option) is HomeNetworkPrefix:
+                prefix = option  # type: ignore[assignment]
+                break
+        rfc5213 = HandoffIndicatorOption in kinds or AccessTechnologyType in kinds
+        if (prefix is not None or UnknownOption in kinds or (rfc5213 and not perNode)
+                or (confirmation and perNode)):
+            self._foreign(bu, source, prefix, actions)
+        if not perNode:
+            return None
+        _required(prefix, kinds)
+        return prefix
+
+    def _foreign(self, bu: BindingUpdate, source: str, prefix: HomeNetworkPrefix | None,
+                 actions: list[Action]) -> None:
+        """Rule 15: a PBU with an option that may be another profile's:
+        another profile's signs are named. In the draft's protocol a Home
+        Network Prefix other than C{::} is refused (none is delegated; C{::}
+        asks for the address the LMAP assigns, as no Local Address does);
+        in RFC 5213's, rule 16 decides."""
         self.profileMismatches.check(source, bu.options, None, actions)
-        prefix = bu.option(HomeNetworkPrefix)
-        if prefix is not None and prefix.prefix != "::":
+        if not self.perNodePrefixes and prefix is not None and prefix.prefix != "::":
             raise _Rejected(
                 Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
                 f"Home Network Prefix {prefix.prefix}/{prefix.prefixLength} asked for: this "
@@ -681,13 +795,17 @@ class LocalMobilityAnchor:
         self,
         confirmation: bool,
         localAddress: LocalAddress | None,
+        prefix: HomeNetworkPrefix | None,
         nai: bytes,
         entry: BindingCacheEntry | None,
         now: float,
         actions: list[Action],
     ) -> tuple[str, int]:
         """Rules 4 and 5: the Local Address the registration binds, and the
-        length of the LNP holding it; L{_Rejected} when it cannot have one."""
+        length of the LNP holding it; L{_Rejected} when it cannot have one.
+        In RFC 5213's protocol (C{prefix}, the PBU's HNP option): rule 16."""
+        if prefix is not None:
+            return self._homePrefix(prefix, nai, entry, now, actions)
         if confirmation:
             if entry is None:
                 raise _Rejected(
@@ -706,11 +824,12 @@ class LocalMobilityAnchor:
         return self._resolve(requested, localAddress.prefixLength, nai, entry, now, actions)
 
     def _create(self, actions: list[Action], bu: BindingUpdate, mpa: str, careOf: str,
-                nai: bytes, address: str, prefixLength: int, granted: int, now: float,
-                timestamp: int) -> None:
+                mnid: MobileNodeIdentifier, address: str, prefixLength: int, granted: int,
+                now: float, timestamp: int) -> None:
         """Rule 6: a new binding; its tunnel before its PBA."""
+        nai = mnid.identifier
         expires = now + granted
-        tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
+        tunnel = TunnelBinding(address, self._tunnelLength, self.address, careOf, ROLE_LMAP)
         entry = BindingCacheEntry(
             nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now,
             timestamp,
@@ -722,7 +841,7 @@ class LocalMobilityAnchor:
         # The tunnel before the PBA (draft 6.1).
         actions.append(AddTunnel(tunnel))
         if bu.ack:
-            actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+            actions.append(self._ack(bu, granted, address, prefixLength, mpa, mnid))
         self.counters["binding.created"] += 1
         actions.append(
             Note(
@@ -744,7 +863,7 @@ class LocalMobilityAnchor:
         oldTunnel = old.tunnel
         # Until then the previous MPA may hold it: its revocation lasts as long.
         previousExpires = old.expires
-        tunnel = TunnelBinding(address, 128, self.address, careOf, ROLE_LMAP)
+        tunnel = TunnelBinding(address, self._tunnelLength, self.address, careOf, ROLE_LMAP)
         self._expiries.schedule(nai, expires, previousExpires)
         entry = old
         if address == old.localAddress:
@@ -767,7 +886,7 @@ class LocalMobilityAnchor:
         actions.append(AddTunnel(tunnel))
         # The PBA first: the new MPA is never kept waiting for the old one.
         if bu.ack:
-            actions.append(self._ack(bu.sequence, granted, address, prefixLength, mpa))
+            actions.append(self._ack(bu, granted, address, prefixLength, mpa, mnid))
         naiText = _naiText(nai)
         if sameMpa:
             self.counters["binding.address-changed"] += 1
@@ -800,20 +919,28 @@ class LocalMobilityAnchor:
         bu: BindingUpdate,
         mpa: str,
         careOf: str,
-        nai: bytes,
+        mnid: MobileNodeIdentifier,
         entry: BindingCacheEntry | None,
         localAddress: LocalAddress | None,
         sameMpa: bool,
     ) -> None:
         counters = self.counters
         counters["pbu.accepted"] += 1
-        options: tuple[LocalAddress, ...] = ()
+        nai = mnid.identifier
+        options: tuple[MobilityOption, ...] = ()
+        perNode = self.perNodePrefixes
         if entry is None:
             counters["pbu.deregistered.unknown"] += 1
-            if localAddress is not None:
+            if perNode:
+                # RFC 5213 5.3.6: the request's options, its HNP included.
+                options = (mnid, *_echoed(bu.options, True))
+            elif localAddress is not None:
                 options = (localAddress,)
         else:
-            options = (LocalAddress(entry.localAddress, entry.prefixLength),)
+            options = (
+                (mnid, HomeNetworkPrefix(entry.localAddress, entry.prefixLength),
+                 *_echoed(bu.options, False)) if perNode
+                else (LocalAddress(entry.localAddress, entry.prefixLength),))
             if sameMpa:
                 self.store.remove(nai)
                 actions.append(RemoveTunnel(entry.tunnel))
@@ -829,6 +956,45 @@ class LocalMobilityAnchor:
                 counters["pbu.deregistered.stale"] += 1
         if bu.ack:
             actions.append(SendMessage(BindingAck(0, bu.sequence, 0, options, proxy=True), mpa))
+
+    def _homePrefix(self, request: HomeNetworkPrefix, nai: bytes,
+                    entry: BindingCacheEntry | None, now: float,
+                    actions: list[Action]) -> tuple[str, int]:
+        """Rule 16 (RFC 5213 5.3.2, 5.4.1): the home network prefix a PBU of
+        RFC 5213's protocol binds. C{::} (0::/0 by RFC 5213 6.9.1.1; any
+        length is read so) asks: the binding's prefix, else one delegated
+        from the first pool. Another prefix is honoured when it is a
+        C{homeNetworkPrefixLength} prefix inside a pool that no other MS
+        holds (else NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 155) and the MS
+        has no binding for another one (else BCE_PBU_PREFIX_SET_DO_NOT_MATCH,
+        159)."""
+        if request.prefix == "::":
+            if entry is not None:
+                return entry.localAddress, entry.prefixLength
+            return self._assignFirst(nai, now, actions)
+        value = addressToInt(request.prefix)
+        length = self.homeNetworkPrefixLength
+        text = f"{request.prefix}/{request.prefixLength}"
+        if entry is not None and value == addressToInt(entry.localAddress) \
+                and request.prefixLength == entry.prefixLength:
+            return entry.localAddress, entry.prefixLength
+        if (request.prefixLength != length or value & ((1 << self._shift) - 1)
+                or self._owner(value) is None
+                or value >> self._shift == self._addressValue >> self._shift):
+            raise _Rejected(Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                            f"{text} is not a /{length} this LMAP delegates")
+        if entry is not None:
+            raise _Rejected(Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH,
+                            f"{text} asked for; the binding holds "
+                            f"{entry.localAddress}/{entry.prefixLength}")
+        prefix = intToAddress(value)
+        other = self.store.getByAddress(prefix)
+        if other is not None and other.nai != nai:
+            if other.expires > now:
+                raise _Rejected(Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                                f"{text} is delegated to {_naiText(other.nai)}")
+            self._expire(other, actions)
+        return prefix, length
 
     def _resolve(
         self,
@@ -858,7 +1024,7 @@ class LocalMobilityAnchor:
                 # A prefix, not an address: the LMAP picks one inside it.
                 if entry is not None and addressToInt(entry.localAddress) & ~hostMask == value:
                     return entry.localAddress, entry.prefixLength
-                return self._assign(nai, value, hostMask, lnp.length, now, actions)
+                return self._assign(nai, value, hostMask + 1, 0, lnp.length, now, actions)
         if value == self._addressValue or value == lnp.network:
             raise _Rejected(Status.ADMINISTRATIVELY_PROHIBITED, f"{text} is reserved")
         address = intToAddress(value)
@@ -875,35 +1041,49 @@ class LocalMobilityAnchor:
     def _assignFirst(
         self, nai: bytes, now: float, actions: list[Action]
     ) -> tuple[str, int]:
-        """C{::}: an address from the first LNP."""
+        """C{::}: an address (a home network prefix) from the first LNP (pool)."""
         first = self._prefixes[0]
-        return self._assign(nai, first.network, first.hostMask, first.length, now, actions)
+        if self.perNodePrefixes:
+            length = self.homeNetworkPrefixLength
+            return self._assign(nai, first.network, 1 << (length - first.length), self._shift,
+                                length, now, actions)
+        return self._assign(nai, first.network, first.hostMask + 1, 0, first.length, now,
+                            actions)
 
     def _assign(
         self,
         nai: bytes,
         network: int,
-        hostMask: int,
-        lnpLength: int,
+        count: int,
+        shift: int,
+        length: int,
         now: float,
         actions: list[Action],
     ) -> tuple[str, int]:
-        """A free address in C{network}/C{hostMask} for C{nai}: the interface
-        identifier is a hash of the NAI, probed upwards on collision."""
-        identifier = int.from_bytes(blake2b(nai, digest_size=16).digest(), "big") & hostMask
+        """A free one of the C{count} (a power of two) blocks of 2**C{shift}
+        addresses in C{network} for C{nai}, as (its first address, C{length}):
+        an address (C{shift} 0) or a home network prefix. The block's number
+        is a hash of the NAI, probed upwards on collision; never the
+        all-zeros interface identifier, nor a block holding the LMAP's own
+        address."""
+        mask = count - 1
+        index = int.from_bytes(blake2b(nai, digest_size=16).digest(), "big") & mask
         store = self.store
-        for _ in range(min(hostMask + 1, _MAX_PROBES)):
-            value = network | identifier
-            if identifier and value != self._addressValue:
+        own = self._addressValue >> shift
+        for _ in range(min(count, _MAX_PROBES)):
+            value = network | (index << shift)
+            if (index or shift) and value >> shift != own:
                 address = intToAddress(value)
                 other = store.getByAddress(address)
                 if other is None or other.nai == nai:
-                    return address, lnpLength
+                    return address, length
                 if other.expires <= now:
                     self._expire(other, actions)
-                    return address, lnpLength
-            identifier = (identifier + 1) & hostMask
-        raise _Rejected(Status.INSUFFICIENT_RESOURCES, "no free address to assign")
+                    return address, length
+            index = (index + 1) & mask
+        raise _Rejected(Status.INSUFFICIENT_RESOURCES,
+                        "no free home network prefix to delegate" if shift
+                        else "no free address to assign")
 
     def _owner(self, value: int) -> _Prefix | None:
         for lnp in self._prefixes:
@@ -917,12 +1097,20 @@ class LocalMobilityAnchor:
         return granted if granted >= LIFETIME_UNIT else LIFETIME_UNIT
 
     def _ack(
-        self, sequence: int, granted: int, address: str, prefixLength: int, mpa: str
+        self, bu: BindingUpdate, granted: int, address: str, prefixLength: int, mpa: str,
+        mnid: MobileNodeIdentifier,
     ) -> SendMessage:
-        return SendMessage(
-            BindingAck(0, sequence, granted, (LocalAddress(address, prefixLength),), proxy=True),
-            mpa,
-        )
+        """The acceptance: the Local Address (the draft), or RFC 5213 5.3.6's
+        options -- the MN-ID, the home network prefix, and the request's
+        Handoff Indicator, Access Technology Type, Link-layer Identifier,
+        Link-local Address and Timestamp."""
+        options: tuple[MobilityOption, ...]
+        if self.perNodePrefixes:
+            options = (mnid, HomeNetworkPrefix(address, prefixLength),
+                       *_echoed(bu.options, False))
+        else:
+            options = (LocalAddress(address, prefixLength),)
+        return SendMessage(BindingAck(0, bu.sequence, granted, options, proxy=True), mpa)
 
     def _reject(
         self,
@@ -951,8 +1139,12 @@ class LocalMobilityAnchor:
             )
         )
         # Rejections are always answered, A flag or not (RFC 6275 9.5.1), and
-        # name the MS when it is known (RFC 5213 5.3.6: the MAG matches by it).
-        options = () if nai is None else (MobileNodeIdentifier(nai),)
+        # name the MS when it is known (RFC 5213 5.3.6: the MAG matches by it);
+        # in RFC 5213's protocol with the request's options, its HNPs too.
+        options: tuple[MobilityOption, ...] = () if nai is None else (
+            MobileNodeIdentifier(nai),)
+        if self.perNodePrefixes:
+            options += _echoed(bu.options, True)
         actions.append(SendMessage(BindingAck(status, sequence, 0, options, proxy=proxy),
                                    source))
 

@@ -47,6 +47,7 @@ from lmm.mh import (
     BindingRevocationIndication,
     LocalAddress,
     MobileNodeIdentifier,
+    MobilityOption,
     RevocationStatus,
     RevocationTrigger,
 )
@@ -71,14 +72,18 @@ COUNTERS = {
 class Revocation:
     """A Binding Revocation Indication waiting for its acknowledgement."""
 
-    __slots__ = ("message", "destination", "nai", "issued", "until", "retransmissions",
-                 "interval", "due")
+    __slots__ = ("message", "destination", "nai", "address", "prefixLength", "issued", "until",
+                 "retransmissions", "interval", "due")
 
     def __init__(self, message: BindingRevocationIndication, destination: str, nai: bytes,
-                 issued: float, interval: float, until: float = 0.0) -> None:
+                 address: str, prefixLength: int, issued: float, interval: float,
+                 until: float = 0.0) -> None:
         self.message = message
         self.destination = destination
         self.nai = nai
+        # What the revoked binding binds (its Local Address or home network prefix).
+        self.address = address
+        self.prefixLength = prefixLength
         # The handover's time: tells which revocation a failed tunnel held back.
         self.issued = issued
         # Until when the revoked binding may live at the MPA (rule 2).
@@ -92,10 +97,14 @@ class Revocations:
     """The LMAP's revocations in flight; see the module docstring for the rules."""
 
     def __init__(self, policy: RetransmissionPolicy, counters: Counter[str],
-                 unanswered: Callable[[Revocation, float, list[object]], bool] | None = None
+                 unanswered: Callable[[Revocation, float, list[object]], bool] | None = None,
+                 addressOption: Callable[[str, int], MobilityOption] = LocalAddress,
                  ) -> None:
         self.policy = policy
         self.counters = counters
+        #: What names the revoked binding: the profile's (a Local Address, or
+        #: RFC 5846 6.1's Home Network Prefix in RFC 5213's protocol).
+        self.addressOption = addressOption
         #: Rule 2: whether to go on repeating an indication past its
         #: retransmissions (False: give it up); default: always.
         self.unanswered = unanswered or (lambda revocation, now, actions: True)
@@ -129,12 +138,12 @@ class Revocations:
         message = BindingRevocationIndication(
             sequence,
             trigger,
-            (mnid, LocalAddress(address, prefixLength)),
+            (mnid, self.addressOption(address, prefixLength)),
             proxy=True,
         )
         key = (mpa, sequence)
         revocation = self._pending[key] = Revocation(
-            message, mpa, mnid.identifier, now, self.policy.initial, until
+            message, mpa, mnid.identifier, address, prefixLength, now, self.policy.initial, until
         )
         self._byVisitor[mpa, mnid.identifier] = sequence
         self._deadlines.schedule(key, revocation.due, None)
@@ -255,9 +264,7 @@ class Revocations:
         length, issued, retransmissions, interval, trigger, until)."""
         rows = []
         for (mpa, sequence), r in self._pending.items():
-            address = r.message.option(LocalAddress)
-            assert isinstance(address, LocalAddress)
-            rows.append((mpa, sequence, r.nai, address.address, address.prefixLength,
+            rows.append((mpa, sequence, r.nai, r.address, r.prefixLength,
                          r.issued, r.retransmissions, r.interval, r.message.trigger,
                          r.until))
         return rows
@@ -271,8 +278,10 @@ class Revocations:
              trigger, until) in rows:
             message = BindingRevocationIndication(
                 sequence, trigger,
-                (MobileNodeIdentifier(nai), LocalAddress(address, prefixLength)), proxy=True)
-            revocation = Revocation(message, mpa, nai, issued, interval, until)
+                (MobileNodeIdentifier(nai), self.addressOption(address, prefixLength)),
+                proxy=True)
+            revocation = Revocation(message, mpa, nai, address, prefixLength, issued, interval,
+                                    until)
             revocation.retransmissions = retransmissions
             revocation.due = now + interval
             key = (mpa, sequence)

@@ -15,7 +15,7 @@ from lmm.daemon import (
     DaemonOptions,
     configErrorExit,
 )
-from lmm.lmap.anchor import DEFAULT_MAX_BINDINGS
+from lmm.lmap.anchor import DEFAULT_HOME_NETWORK_PREFIX_LENGTH, DEFAULT_MAX_BINDINGS
 from lmm.lmap.store import SYNCHRONOUS
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
@@ -23,7 +23,12 @@ SETTINGS = [
     Setting("lmap.address", config.ipv6Address,
             help="this LMAP's address: MH source and tunnel end"),
     Setting("lmap.local_network_prefixes", config.listOf(config.ipv6Prefix, minimum=1),
-            help="the Local Network Prefixes this LMAP anchors"),
+            help="the Local Network Prefixes this LMAP anchors; in the rfc5213 wire "
+                 "profile, the pools each MS's home network prefix is delegated from"),
+    Setting("lmap.home_network_prefix_length", config.integer(1, 128),
+            DEFAULT_HOME_NETWORK_PREFIX_LENGTH,
+            help="rfc5213 wire profile: the length of each MS's home network prefix "
+                 "(64 for SLAAC)"),
     Setting("lmap.mpas", config.listOf(config.ipv6Prefix, minimum=1),
             help="addresses or prefixes of the MPAs allowed proxy registration"),
     Setting("lmap.max_lifetime", config.integer(4, 262140), 3600,
@@ -69,6 +74,14 @@ class Options(DaemonOptions):
                 if a.overlaps(b):
                     raise ConfigError(path, "lmap.local_network_prefixes",
                                       f"{a} and {b} overlap")
+        length = self.configValues["lmap.home_network_prefix_length"]
+        if self.profile.perNodePrefixes:
+            for pool in prefixes:
+                if pool.prefixlen > length:
+                    raise ConfigError(path, "lmap.local_network_prefixes",
+                                      f"{pool} is longer than the /{length} home network "
+                                      "prefixes delegated from it "
+                                      "(lmap.home_network_prefix_length)")
 
 
 def makeService(options: Options) -> MultiService:
