@@ -165,12 +165,24 @@ class HandoffIndicator(IntEnum):
 
 
 class AccessTechnology(IntEnum):
+    """The Access Technology Type option's values (RFC 5213 8.5)."""
+
     RESERVED = 0
     VIRTUAL = 1
     PPP = 2
     IEEE_802_3 = 3
     IEEE_802_11 = 4
     IEEE_802_16E = 5
+
+
+#: The names mpa.access_technology takes, for the values of RFC 5213 8.5.
+ACCESS_TECHNOLOGY_NAMES = {
+    "virtual": AccessTechnology.VIRTUAL,
+    "ppp": AccessTechnology.PPP,
+    "ieee802.3": AccessTechnology.IEEE_802_3,
+    "ieee802.11": AccessTechnology.IEEE_802_11,
+    "ieee802.16e": AccessTechnology.IEEE_802_16E,
+}
 
 
 MN_ID_SUBTYPE_NAI = 1  # RFC 4283

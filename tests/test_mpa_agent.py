@@ -1688,6 +1688,131 @@ class ListingTests(SynchronousTestCase):
         self.assertEqual(agent.visitors.describe(), listing)
 
 
+HNP = "2001:db8:100:1::"
+HNP_ADDR = nd.addressFromMac(HNP, MS_MAC)
+MS_LLID = mh.MobileNodeLinkLayerIdentifier(bytes.fromhex(MS_MAC.replace(":", "")))
+
+
+def perNodePba(sequence: int, prefix: str | None = HNP, length: int = 64,
+               lifetime: int = 3600, status: int = 0) -> mh.BindingAck:
+    """A PBA as RFC 5213 5.3.6 has an LMA build it."""
+    options: list[mh.MobilityOption] = [mh.MobileNodeIdentifier(NAI)]
+    if prefix is not None:
+        options.append(mh.HomeNetworkPrefix(prefix, length))
+    options += [mh.HandoffIndicatorOption(mh.HandoffIndicator.UNKNOWN),
+                mh.AccessTechnologyType(mh.AccessTechnology.IEEE_802_3), MS_LLID]
+    return mh.ProxyBindingAck(status, sequence, lifetime, options)
+
+
+class PerNodePrefixTests(SynchronousTestCase):
+    """Rule 13: RFC 5213's protocol, a home network prefix per MS."""
+
+    def setUp(self) -> None:
+        self.agent = makeAgent(profile=mh.RFC5213)
+
+    def registered(self) -> list[Action]:
+        bu = onlyPbu(self, authenticate(self.agent, makeProfile(localNetworkPrefix=None)))
+        return self.agent.messageReceived(perNodePba(bu.sequence), LMAP, T0)
+
+    def test_registration(self) -> None:
+        """The PBU of RFC 5213 6.9.1.5: MN-ID, HNP 0::/0 (asking), Handoff
+        Indicator "unknown", Access Technology Type, the MS's MAC as its
+        Link-layer Identifier; nothing of the draft's. No RA before the PBA."""
+        actions = authenticate(self.agent, makeProfile(localNetworkPrefix=None))
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}"])
+        bu = onlyPbu(self, actions)
+        self.assertEqual(bu.options, (
+            mh.MobileNodeIdentifier(NAI), mh.HomeNetworkPrefix("::", 0),
+            mh.HandoffIndicatorOption(mh.HandoffIndicator.UNKNOWN),
+            mh.AccessTechnologyType(mh.AccessTechnology.IEEE_802_3), MS_LLID))
+        self.assertTrue((bu.proxy, bu.ack))
+
+    def test_accessTechnology(self) -> None:
+        agent = makeAgent(profile=mh.RFC5213, accessTechnology=mh.AccessTechnology.IEEE_802_11)
+        bu = onlyPbu(self, authenticate(agent))
+        self.assertEqual(bu.option(mh.AccessTechnologyType),
+                         mh.AccessTechnologyType(mh.AccessTechnology.IEEE_802_11))
+
+    def test_accepted(self) -> None:
+        """The PBA's prefix: routed to the MS through the tunnel (the whole
+        /64), then advertised to it alone (a unicast RA, A set: SLAAC)."""
+        actions = self.registered()
+        self.assertEqual(shape(actions),
+                         [f"add {HNP} {IFACE}", f"frame RouterAdvertisement {IFACE}"])
+        add = only(actions, AddTunnel)[0]
+        self.assertEqual(add.binding, TunnelBinding(HNP, 64, MPA, LMAP, ROLE_MPA, IFACE))
+        interface, frame = sentFrames(actions)[0]
+        self.assertEqual(frame.ethernet.destination, MS_MAC)
+        ra = frame.message
+        assert isinstance(ra, nd.RouterAdvertisement)
+        prefixes = [o for o in ra.options if isinstance(o, nd.PrefixInformation)]
+        self.assertEqual([(p.prefix, p.prefixLength, p.autonomous) for p in prefixes],
+                         [(HNP, 64, True)])
+        visitor = self.agent.visitors.byNai(NAI)
+        assert visitor is not None
+        self.assertEqual((visitor.state, str(visitor.localNetworkPrefix)),
+                         (VisitorState.REGISTERED, f"{HNP}/64"))
+
+    def test_addressInPrefixNotRegistered(self) -> None:
+        """The MS configuring an address in its prefix (DAD) or sending from
+        it changes nothing: the prefix is registered whole."""
+        self.registered()
+        actions = self.agent.frameReceived(IFACE, dadProbe(HNP_ADDR), T0 + 1)
+        actions += self.agent.frameReceived(IFACE, udpFrame(HNP_ADDR), T0 + 1)
+        self.assertEqual(only(actions, SendMessage), [])
+        self.assertEqual(self.agent.counters["address.in-home-prefix"], 1)
+
+    def test_refresh(self) -> None:
+        """A re-registration names the prefix, Handoff Indicator 5 (RFC 5213 6.9.1.3)."""
+        self.registered()
+        bu = onlyPbu(self, self.agent.tick(T0 + 2700))
+        self.assertEqual((bu.option(mh.HomeNetworkPrefix), bu.option(mh.HandoffIndicatorOption)),
+                         (mh.HomeNetworkPrefix(HNP, 64),
+                          mh.HandoffIndicatorOption(mh.HandoffIndicator.NOT_CHANGED)))
+
+    def test_leave(self) -> None:
+        """A detach deregisters the prefix."""
+        self.registered()
+        actions = self.agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}", f"remove {HNP} {IFACE}"])
+        bu = onlyPbu(self, actions)
+        self.assertEqual((bu.lifetime, bu.option(mh.HomeNetworkPrefix)),
+                         (0, mh.HomeNetworkPrefix(HNP, 64)))
+
+    def test_profilePrefixAsked(self) -> None:
+        """A prefix in the MS's profile is asked for; a PBA with another is
+        not used: deregistered, counted."""
+        bu = onlyPbu(self, authenticate(self.agent, makeProfile(
+            localNetworkPrefix=IPv6Network("2001:db8:100:7::/64"))))
+        self.assertEqual(bu.option(mh.HomeNetworkPrefix),
+                         mh.HomeNetworkPrefix("2001:db8:100:7::", 64))
+        actions = self.agent.messageReceived(perNodePba(bu.sequence), LMAP, T0)
+        self.assertEqual(only(actions, AddTunnel), [])
+        dereg = onlyPbu(self, actions)
+        self.assertEqual((dereg.lifetime, dereg.option(mh.HomeNetworkPrefix)),
+                         (0, mh.HomeNetworkPrefix(HNP, 64)))
+        self.assertEqual(self.agent.counters["pba.invalid.other-address"], 1)
+
+    def test_noPrefix(self) -> None:
+        """Status 0 without an HNP, or with the draft's Local Address read
+        as one: no-address, deregistered, nothing advertised."""
+        for prefix, length in ((None, 64), ("::", 0), (HNP_ADDR, 64)):
+            agent = makeAgent(profile=mh.RFC5213)
+            bu = onlyPbu(self, authenticate(agent, makeProfile(localNetworkPrefix=None)))
+            actions = agent.messageReceived(perNodePba(bu.sequence, prefix, length), LMAP, T0)
+            self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}"], prefix)
+            self.assertEqual(agent.counters["pba.invalid.no-address"], 1)
+
+    def test_revocationByPrefix(self) -> None:
+        """A revocation naming only the prefix (RFC 5846 6.1) finds the visitor."""
+        self.registered()
+        actions = self.agent.messageReceived(mh.BindingRevocationIndication(
+            7, 4, (mh.HomeNetworkPrefix(HNP, 64),), proxy=True), LMAP, T0 + 1)
+        self.assertEqual(shape(actions), [f"remove {HNP} {IFACE}",
+                                          f"send BindingRevocationAck {LMAP}"])
+        self.assertIsNone(self.agent.visitors.byNai(NAI))
+
+
 class WireTests(SynchronousTestCase):
     """Every message the agent sends encodes, and decodes to itself, under both profiles."""
 
@@ -1743,7 +1868,23 @@ class WireTests(SynchronousTestCase):
         self.check(mh.DRAFT)
 
     def test_rfc5213(self) -> None:
-        self.check(mh.RFC5213)
+        """RFC 5213's protocol: registration, refresh, deregistration,
+        revocation acknowledgement, heartbeat, through the codec."""
+        agent = makeAgent(profile=mh.RFC5213)
+        sent: list[SendMessage] = []
+        bu = onlyPbu(self, authenticate(agent, makeProfile(localNetworkPrefix=None)))
+        sent.append(SendMessage(bu, LMAP))
+        sent += only(agent.messageReceived(perNodePba(bu.sequence), LMAP, T0), SendMessage)
+        sent += only(agent.tick(T0 + 2700), SendMessage)
+        sent += only(agent.messageReceived(mh.Heartbeat(5), LMAP, T0), SendMessage)
+        sent += only(agent.messageReceived(mh.BindingRevocationIndication(
+            3, 4, (mh.MobileNodeIdentifier(b"nobody"),), proxy=True), LMAP, T0), SendMessage)
+        sent += only(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 2701), SendMessage)
+        self.assertEqual(len(sent), 5)
+        for send in sent:
+            data = mh.encode(send.message, mh.RFC5213)
+            self.assertEqual(len(data) % 8, 0)
+            self.assertEqual(mh.decode(data, mh.RFC5213), send.message)
 
 
 class VisitorListTests(SynchronousTestCase):

@@ -151,6 +151,20 @@ in their modules):
     registered again at once (an LMAP that kept its Binding Cache takes it
     as a refresh; one that lost it, as a new binding).
 
+ 13. RFC 5213's protocol (the rfc5213 wire profile, issue 16): the MPA
+    registers the MS's home network prefix, not an address (RFC 5213 6.9).
+    Once authenticated, the MS is registered at once: its PBU asks for the
+    profile's prefix, else for one (0::/0), with the options of
+    L{lmm.mpa.registration}'s rule 1. The acceptance's Home Network Prefix
+    option is the MS's prefix: the tunnel routes the whole prefix (both
+    ways, on the MS's access link) and the Router Advertisement, unicast
+    to the MS, carries that prefix alone (RFC 5213 6.7: SLAAC inside it),
+    so no other MS on the link learns it. An acceptance without a usable
+    prefix (none, C{::}, one with host bits, or another than the one asked
+    for) is rule 8's. The addresses the MS makes or uses inside its prefix
+    are never registered one by one (rules 4-6 register nothing then):
+    refreshes, deregistrations and revocations name the prefix.
+
 Notes come after the frames, messages and tunnel changes of the same event.
 The counters are listed in L{COUNTERS} and in the sub-machines' modules.
 """
@@ -172,11 +186,13 @@ from lmm.inet import canonical
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
+    AccessTechnology,
     BindingAck,
     BindingError,
     BindingRevocationAck,
     BindingRevocationIndication,
     Heartbeat,
+    HomeNetworkPrefix,
     LocalAddress,
     MobileNodeIdentifier,
     MobilityHeaderError,
@@ -305,6 +321,8 @@ COUNTERS = {
     "registration.retried": "failed registrations tried again",
     "binding.refresh-sent": "refreshes sent",
     "pba.accepted": "registrations accepted",
+    "address.in-home-prefix": "addresses an MS probed or used inside its registered home "
+                              "network prefix (rule 13: nothing to register)",
     "pba.rejected.<status>": "acknowledgements with a rejection status",
     "pba.invalid.<reason>": "acceptances the MPA cannot use (rule 8): no-address, "
                             "no-lifetime, other-address, outside-prefix; deregistered",
@@ -403,6 +421,7 @@ class MobilityProxyAgent:
         attachOnFrames: bool = True,
         heartbeat: HeartbeatPolicy | None = None,
         restartCounter: int = 0,
+        accessTechnology: int = AccessTechnology.IEEE_802_3,
     ) -> None:
         if not LIFETIME_UNIT <= lifetime <= MAX_LIFETIME:
             raise ValueError(f"lifetime {lifetime} is not in {LIFETIME_UNIT}..{MAX_LIFETIME}")
@@ -430,6 +449,8 @@ class MobilityProxyAgent:
         self.defaultVirtualLmapMac = defaultVirtualLmapMac
         self.lifetime = lifetime
         self.profile = profile
+        # Rule 13: RFC 5213's protocol, a home network prefix per MS.
+        self.perNodePrefixes = profile.perNodePrefixes
         self.refreshFraction = refreshFraction
         self.rejectHoldDown = rejectHoldDown
         self.unavailableHoldDown = unavailableHoldDown
@@ -446,7 +467,8 @@ class MobilityProxyAgent:
         self.counters: Counter[str] = Counter()
         self.homeLink = HomeLink(raMtu, routerLifetime, self.counters)
         policy = RetransmissionPolicy(retransmitTimeout, maxRetries, maxRetransmitInterval)
-        self.registrations = Registrations(lifetime, policy, self.counters, initialSequence)
+        self.registrations = Registrations(lifetime, policy, self.counters, initialSequence,
+                                           profile.perNodePrefixes, accessTechnology)
         self.heartbeats = Heartbeats(heartbeat or HeartbeatPolicy(interval=0), restartCounter,
                                      self.counters)
         # Rule 8: LMAPs whose PBAs carry another wire profile's signs.
@@ -853,13 +875,20 @@ class MobilityProxyAgent:
         visitor.holdUntil = None
         if profile.sessionTimeout:
             visitor.sessionExpires = now + profile.sessionTimeout
-        if profile.localAddress:
+        if profile.localAddress and not self.perNodePrefixes:
             visitors.setAddress(visitor, canonical(profile.localAddress))
 
     def _firstRegistration(self, visitor: VisitorEntry) -> RegistrationRequest:
         """Rule 3: the profile's Local Address, else the address seen while
-        authenticating, else a Binding Cache Confirmation."""
+        authenticating, else a Binding Cache Confirmation. Rule 13: the
+        profile's prefix as the MS's home network prefix, else 0::/0."""
         prefixLength = _prefixLength(visitor)
+        if self.perNodePrefixes:
+            visitor.candidateAddress = visitor.candidateSource = None
+            prefix = visitor.localNetworkPrefix
+            if prefix is None:
+                return RegistrationRequest(False, "::", 0)
+            return RegistrationRequest(False, str(prefix.network_address), prefix.prefixlen)
         candidate = self._usableCandidate(visitor)
         visitor.candidateAddress = visitor.candidateSource = None
         if visitor.localAddress is not None:
@@ -1241,7 +1270,12 @@ class MobilityProxyAgent:
         self, visitor: VisitorEntry, address: str, how: str, now: float, actions: list[Action]
     ) -> None:
         """The MS uses (or is about to use) C{address}: register it unless it
-        is registered or being registered (draft 6.3, figures 8 and 9)."""
+        is registered or being registered (draft 6.3, figures 8 and 9). In
+        RFC 5213's protocol (rule 13) the whole prefix is registered: an
+        address inside it changes nothing."""
+        if self.perNodePrefixes:
+            self.counters["address.in-home-prefix"] += 1
+            return
         if visitor.state is _REGISTERED and visitor.localAddress == address:
             return
         pending = visitor.pending
@@ -1431,28 +1465,30 @@ class MobilityProxyAgent:
         counters = self.counters
         self.registrations.drop(visitor)
         visitor.lastStatus = ack.status
-        option = ack.option(LocalAddress)
-        address = pending.request.address
-        if option is not None and option.address != "::":
-            address = option.address
-        if option is None and sign is not None:
-            # The address is there under another profile's number.
-            address = None
-        problem = self._unusable(visitor, pending.request, option, address, ack.lifetime)
+        if self.perNodePrefixes:
+            found = self._homePrefix(visitor, pending.request, ack, sign)
+        else:
+            found = self._localAddress(visitor, pending.request, ack, sign)
+        address, length, problem = found
         if problem is not None:
-            self._invalid(visitor, pending, ack, address, problem, sign, now, actions)
+            self._invalid(visitor, pending, ack, address, length, problem, sign, now, actions)
             return
         assert address is not None
         visitor.invalidAnswers = 0
         counters["pba.accepted"] += 1
         learnedPrefix = False
-        if visitor.localNetworkPrefix is None and option is not None and option.prefixLength < 128:
-            visitor.localNetworkPrefix = IPv6Network((address, option.prefixLength), strict=False)
+        if self.perNodePrefixes:
+            prefix = IPv6Network((address, length))
+            learnedPrefix = visitor.localNetworkPrefix != prefix
+            visitor.localNetworkPrefix = prefix
+        elif visitor.localNetworkPrefix is None and length < 128:
+            visitor.localNetworkPrefix = IPv6Network((address, length), strict=False)
             learnedPrefix = True
         previous = visitor.tunnel
         first = visitor.state is not _REGISTERED
         tunnel = TunnelBinding(
-            address, 128, self.address, visitor.lmapAddress, ROLE_MPA, visitor.interface
+            address, length if self.perNodePrefixes else 128, self.address, visitor.lmapAddress,
+            ROLE_MPA, visitor.interface
         )
         self.visitors.setAddress(visitor, address)
         visitor.state = _REGISTERED
@@ -1485,6 +1521,43 @@ class MobilityProxyAgent:
         else:
             counters["binding.refreshed"] += 1
 
+    def _localAddress(self, visitor: VisitorEntry, request: RegistrationRequest,
+                      ack: BindingAck, sign: str | None
+                      ) -> tuple[str | None, int, tuple[str, str] | None]:
+        """Rule 8, the draft's protocol: the address an acceptance binds,
+        the length of its LNP, and why it cannot be used (L{_unusable})."""
+        option = ack.option(LocalAddress)
+        address = request.address
+        if option is not None and option.address != "::":
+            address = option.address
+        if option is None and sign is not None:
+            # The address is there under another profile's number.
+            address = None
+        length = _prefixLength(visitor) if option is None else option.prefixLength
+        return address, length, self._unusable(visitor, request, option, address,
+                                               ack.lifetime)
+
+    def _homePrefix(self, visitor: VisitorEntry, request: RegistrationRequest,
+                    ack: BindingAck, sign: str | None
+                    ) -> tuple[str | None, int, tuple[str, str] | None]:
+        """Rules 8 and 13, RFC 5213's protocol: the home network prefix an
+        acceptance binds (RFC 5213 6.9.1.2: its HNP option), its length, and
+        why it cannot be used: none, or C{::}, or one with host bits (the
+        draft's Local Address read as an HNP: C{sign}); lifetime 0; another
+        prefix than the one asked for."""
+        option = ack.option(HomeNetworkPrefix)
+        if option is None or option.prefix == "::" or sign is not None:
+            return None, 0, ("no-address", "accepted without a home network prefix")
+        prefix, length = option.prefix, option.prefixLength
+        if ack.lifetime <= 0:
+            return prefix, length, ("no-lifetime", "accepted with lifetime 0")
+        asked = request.address
+        if asked not in (None, "::") and (prefix, length) != (asked, request.prefixLength):
+            return prefix, length, ("other-address",
+                                    f"accepted with prefix {prefix}/{length}, not the "
+                                    f"{asked}/{request.prefixLength} asked for")
+        return prefix, length, None
+
     def _unusable(self, visitor: VisitorEntry, request: RegistrationRequest,
                   option: LocalAddress | None, address: str | None,
                   lifetime: int) -> tuple[str, str] | None:
@@ -1505,8 +1578,8 @@ class MobilityProxyAgent:
         return None
 
     def _invalid(self, visitor: VisitorEntry, pending: PendingRegistration, ack: BindingAck,
-                 address: str | None, problem: tuple[str, str], sign: str | None,
-                 now: float, actions: list[Action]) -> None:
+                 address: str | None, length: int, problem: tuple[str, str],
+                 sign: str | None, now: float, actions: list[Action]) -> None:
         """Rule 8: an acceptance the MPA cannot use. The binding the LMAP
         made is deregistered (it would go stale there), the visitor waits,
         unregistered, and the registration is retried after
@@ -1518,7 +1591,7 @@ class MobilityProxyAgent:
         self.counters[f"pba.invalid.{kind}"] += 1
         entry = replace(visitor, pending=None, tunnel=None, deadline=None, noted=set())
         bound = None if address == "::" else address
-        request = RegistrationRequest(False, bound, _prefixLength(visitor))
+        request = RegistrationRequest(False, bound, length if bound else 0)
         actions.append(self.registrations.deregister(entry, request, now))
         self._reschedule(entry)
         self._rejected(visitor, pending, ack.status, now, actions,
@@ -1614,10 +1687,10 @@ class MobilityProxyAgent:
                 self.registrations.forgetLeaving(leaving)
                 found = True
         if visitor is None:
-            option = message.option(LocalAddress)
-            if option is not None:
+            named = self.profile.addressIn(message)
+            if named is not None:
                 try:
-                    visitor = visitors.byAddress(canonical(option.address))
+                    visitor = visitors.byAddress(canonical(named[0]))
                 except (OSError, ValueError):
                     visitor = None
         if visitor is not None and visitor.lmapAddress == source:

@@ -13,7 +13,13 @@ Rules (RFC 6275 9.5.1, 11.8 and 13, RFC 5213 6.9.1.5, draft 6.1):
  1. A Proxy Binding Update carries the Mobile Node Identifier (the NAI) and
     a Local Address option (the address, the LNP length) or the Binding
     Cache Confirmation option, A and P set; the lifetime is C{lifetime} for a
-    registration, 0 for a deregistration.
+    registration, 0 for a deregistration. In RFC 5213's protocol
+    (C{perNodePrefixes}; RFC 5213 6.9.1.5) it carries instead the Home
+    Network Prefix option (the MS's prefix, or 0::/0 to ask for one), the
+    Handoff Indicator (5, "handoff state not changed", for a refresh, else
+    4, "handoff state unknown": the MPA cannot tell a new MS from one that
+    moved here, 6.9.1.1), the Access Technology Type (C{accessTechnology})
+    and the MS's MAC as the Mobile Node Link-layer Identifier.
  2. Sequence numbers come from one 16-bit counter per MPA
     (L{lmm.signaling.SequenceCounter}; the service starts it at a random
     number, so that a restarted MPA does not start where the LMAP last saw
@@ -44,10 +50,16 @@ from collections.abc import Iterable
 
 from lmm.actions import SendMessage
 from lmm.mh import (
+    AccessTechnology,
+    AccessTechnologyType,
     BindingAck,
     BindingCacheConfirmation,
+    HandoffIndicator,
+    HandoffIndicatorOption,
+    HomeNetworkPrefix,
     LocalAddress,
     MobileNodeIdentifier,
+    MobileNodeLinkLayerIdentifier,
     MobilityOption,
     ProxyBindingUpdate,
 )
@@ -78,8 +90,11 @@ class Registrations:
     """
 
     def __init__(self, lifetime: int, policy: RetransmissionPolicy, counters: Counter[str],
-                 initialSequence: int = 0) -> None:
+                 initialSequence: int = 0, perNodePrefixes: bool = False,
+                 accessTechnology: int = AccessTechnology.IEEE_802_3) -> None:
         self.lifetime = lifetime
+        self.perNodePrefixes = perNodePrefixes
+        self._technology = AccessTechnologyType(accessTechnology)
         self.policy = policy
         self.counters = counters
         self.sequence = SequenceCounter(initialSequence)
@@ -93,12 +108,22 @@ class Registrations:
         outstanding = self._outstanding
         return self.sequence.next(outstanding, len(outstanding))
 
-    @staticmethod
-    def message(visitor: VisitorEntry, request: RegistrationRequest, sequence: int,
+    def message(self, visitor: VisitorEntry, request: RegistrationRequest, sequence: int,
                 lifetime: int) -> SendMessage:
         """Rule 1: the PBU for C{request}, to the visitor's LMAP."""
         options: list[MobilityOption] = [MobileNodeIdentifier(visitor.nai)]
-        if request.confirmation:
+        if self.perNodePrefixes:
+            pending = visitor.pending
+            refresh = pending is not None and pending.refresh and lifetime > 0
+            options += (
+                HomeNetworkPrefix(request.address or "::",
+                                  request.prefixLength if request.address else 0),
+                HandoffIndicatorOption(HandoffIndicator.NOT_CHANGED if refresh
+                                       else HandoffIndicator.UNKNOWN),
+                self._technology,
+                MobileNodeLinkLayerIdentifier(bytes.fromhex(visitor.mac.replace(":", ""))),
+            )
+        elif request.confirmation:
             options.append(BindingCacheConfirmation())
         elif request.address is not None:
             options.append(LocalAddress(request.address, request.prefixLength))

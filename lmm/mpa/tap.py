@@ -6,7 +6,7 @@ import ipaddress
 
 from twisted.application.service import MultiService
 
-from lmm import config
+from lmm import config, mh
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
     HEARTBEAT_SETTINGS,
@@ -53,6 +53,9 @@ SETTINGS = [
             help="the access links Mobile Stations attach to"),
     Setting("mpa.virtual_lmap_mac", unicastMac, DEFAULT_VIRTUAL_LMAP_MAC,
             help="the MS's default router's MAC, when the profile names none"),
+    Setting("mpa.access_technology", config.oneOf(*mh.ACCESS_TECHNOLOGY_NAMES), "ieee802.3",
+            help="rfc5213 wire profile: the access links' technology, sent in the Access "
+                 "Technology Type option (RFC 5213 8.5)"),
     Setting("registration.lifetime", config.integer(4, 262140), 3600,
             help="registration lifetime asked for in Proxy Binding Updates, seconds"),
     Setting("registration.timeout", config.number(0.01, 60), 1.0,
