@@ -730,14 +730,12 @@ def foreignProfileSign(
         kind = type(option)
         if (kind is HandoffIndicatorOption or kind is AccessTechnologyType) \
                 and not profile.perNodePrefixes:
-            for other in PROFILES.values():
-                if other.perNodePrefixes:
-                    return (f"a {kind.__name__} option is RFC 5213's protocol (the "
-                            f"{other.name!r} wire profile), and this daemon speaks "
-                            f"{profile.name!r}")
+            return (f"a {kind.__name__} option is RFC 5213's protocol (the "
+                    f"{RFC5213.name!r} wire profile), and this daemon speaks "
+                    f"{profile.name!r}")
         if kind is BindingCacheConfirmation and profile.perNodePrefixes:
-            return ("a Binding Cache Confirmation option is the draft's protocol, and this "
-                    f"daemon speaks {profile.name!r}")
+            return ("a Binding Cache Confirmation option is the draft's protocol (the "
+                    f"{DRAFT.name!r} wire profile), and this daemon speaks {profile.name!r}")
         if kind is UnknownOption:
             number = option.type  # type: ignore[attr-defined]
         elif kind is HomeNetworkPrefix:
@@ -758,8 +756,8 @@ def foreignProfileSign(
 def _foreignStatus(status: int, profile: WireProfile) -> str | None:
     """L{foreignProfileSign} for a status."""
     if status in _PER_NODE_STATUSES and not profile.perNodePrefixes:
-        return (f"status {status} ({Status(status).name}) belongs to RFC 5213's protocol, "
-                f"and this daemon speaks {profile.name!r}")
+        return (f"status {status} ({Status(status).name}) belongs to RFC 5213's protocol "
+                f"(the {RFC5213.name!r} wire profile), and this daemon speaks {profile.name!r}")
     if status >= 128:
         for other in PROFILES.values():
             if other is profile:

@@ -134,6 +134,22 @@ class TopologyTests(SynchronousTestCase):
         self.assertEqual((spec.address, spec.pool),
                          ("fd00:4d51::53", "2001:db8:4d51::1000-2001:db8:4d51::1fff"))
 
+    def test_wireProfile(self) -> None:
+        """The draft by default; rfc5213 anchors the /56 holding the LNP (the
+        pool of the MSs' /64s) and refuses a DHCPv6 MS, naming the file."""
+        from lmm.lab.topology import checkTopology
+
+        topology = loadTopology()
+        self.assertEqual((topology.profile, topology.anchored), ("draft", "2001:db8:4d51::/64"))
+        rfc5213 = replace(topology, profile="rfc5213")
+        self.assertEqual(checkTopology(rfc5213).anchored, "2001:db8:4d51::/56")
+        dhcp = replace(rfc5213, stations=[MSSpec("d", randomMac(), "mpa1",
+                                                 addressMethod="dhcpv6")])
+        with self.assertRaises(TopologyError) as caught:
+            checkTopology(dhcp)
+        self.assertIn("lab.profile", str(caught.exception))
+        self.assertIn(topology.path, str(caught.exception))
+
     def test_manualAddress(self) -> None:
         """A manual MS's default address is in the LNP, and not its SLAAC one."""
         address = manualAddress("2001:db8:4d51::/64", "02:4c:01:02:03:04")

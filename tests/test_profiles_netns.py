@@ -8,8 +8,9 @@ control channel's C{peers}, on the first exchange that shows it.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 
+from lmm.lab import demo
 from lmm.lab.netns import waitFor
 from lmm.lab.topology import Lab, MSSpec, randomMac
 from tests.test_lab import LabTestCase
@@ -49,24 +50,27 @@ class CrossProfileTests(LabTestCase):
         self.assertEqual({v["state"] for v in visitors}, {"awaiting-address"}, visitors)
 
     def test_lmapRfc5213MpaDraft(self) -> None:
-        """The draft MPA's confirmation gets the rfc5213 LMAP's "no entry"
-        (153), which the MPA names; its Local Address (type 22) reads at the
-        LMAP as an HNP holding a whole address: refused with 155, named."""
+        """The draft MPA's confirmation is an option RFC 5213 skips: the PBU
+        has no HNP (158); its Local Address (type 22) reads at the LMAP as
+        an HNP holding a whole address, in a PBU without RFC 5213's Handoff
+        Indicator (161). The LMAP names the draft's signs, the MPA the
+        statuses only RFC 5213 sends."""
         lab, specs = self.start("rfc5213", "draft")
         mpa = lab.topology.mpa("mpa1").address
-        waitFor(lambda: lab.lmapCounters().get("pbu.rejected.155", 0) >= 1, 10, 0.05,
+        waitFor(lambda: lab.lmapCounters().get("pbu.rejected.161", 0) >= 1, 10, 0.05,
                 what="the LMAP to refuse the draft Local Address")
-        waitFor(lambda: lab.lmapCounters().get("pbu.rejected.153", 0) >= 1, 10, 0.05,
-                what="the LMAP to answer the confirmation")
+        waitFor(lambda: lab.lmapCounters().get("pbu.rejected.158", 0) >= 1, 10, 0.05,
+                what="the LMAP to refuse the confirmation")
         self.mismatchNamed(lab, "lmap", mpa, "draft")
         self.mismatchNamed(lab, "mpa1", lab.topology.lmap, "rfc5213")
         self.nothingRegistered(lab)
 
     def test_lmapDraftMpaRfc5213(self) -> None:
-        """The other way: the draft LMAP's 141 to a confirmation is named by
-        the rfc5213 MPA; the MPA's Local Address (type 253) is unknown to the
-        LMAP, which names it and assigns one in its type 22, which the MPA
-        reads as an HNP: an acceptance without an address, deregistered."""
+        """The other way: the rfc5213 MPA's Handoff Indicator and Access
+        Technology Type name it at the draft LMAP, which reads its HNP (type
+        22) as a Local Address, assigns one and answers it in type 22: the
+        MPA reads an HNP with host bits (the draft's sign): an acceptance
+        without a prefix, deregistered."""
         lab, specs = self.start("draft", "rfc5213")
         mpa = lab.topology.mpa("mpa1").address
         waitFor(lambda: lab.counters("mpa1").get("pba.invalid.no-address", 0) >= 1, 10, 0.05,
@@ -76,3 +80,43 @@ class CrossProfileTests(LabTestCase):
         self.mismatchNamed(lab, "lmap", mpa, "rfc5213")
         self.mismatchNamed(lab, "mpa1", lab.topology.lmap, "draft")
         self.nothingRegistered(lab)
+
+
+class PerNodePrefixLabTests(LabTestCase):
+    """RFC 5213's protocol on both daemons (issue 16, part 1): real kernel
+    tunnels, Linux MSs configuring by SLAAC."""
+
+    def test_prefixPerStationAndHandover(self) -> None:
+        """Two MSs on one access link each get a /64 of their own from the
+        LMAP's pool, advertised to them alone (neither configures the
+        other's), reach the CN; one hands over and keeps its address, its
+        prefix's tunnel moved and the MPA it left revoked."""
+        specs = [MSSpec("ms1", randomMac(), "mpa1"), MSSpec("ms2", randomMac(), "mpa1")]
+        lab = self.makeLab(self.topology(stations=specs, handovers=[], profile="rfc5213"))
+        stations = [lab.attach(spec) for spec in specs]
+        addresses = lab.waitUsable(*stations)
+        pool = IPv6Network(lab.topology.anchored)
+        prefixes = {b["nai"]: IPv6Network(b["localAddress"]) for b in lab.bindings()}
+        self.assertEqual(set(prefixes), {spec.nai for spec in specs})
+        for station, address in zip(stations, addresses):
+            prefix = prefixes[station.spec.nai]
+            self.assertEqual(prefix.prefixlen, 64)
+            self.assertTrue(prefix.subnet_of(pool), prefix)  # type: ignore[arg-type]
+            self.assertIn(IPv6Address(address), prefix)
+            # One global address: the MS saw no other MS's prefix.
+            self.assertEqual([a["local"] for a in lab.globalAddresses(station)], [address])
+            self.checkPing(lab, station)
+        self.assertNotEqual(*prefixes.values())
+        ms1 = stations[0]
+        first = str(prefixes[ms1.spec.nai].network_address)
+        self.checkPrefixTunnels(lab, first, "mpa1")
+        demo.handOver(lab, ms1, "mpa2")
+        self.assertEqual(lab.configuredAddress(ms1), addresses[0])
+        self.checkPing(lab, ms1)
+        self.checkPrefixTunnels(lab, first, "mpa2")
+        self.assertEqual(lab.lmapCounters().get("bri.sent"), 1)
+
+    def checkPrefixTunnels(self, lab: Lab, prefix: str, mpa: str) -> None:
+        """The LMAP and C{mpa} (only) route the whole /64 of C{prefix}."""
+        waitFor(lambda: sorted(lab.tunnelState(prefix + "/64")) == ["lmap", mpa], 3, 0.02,
+                what=f"tunnel state for {prefix}/64 at the LMAP and {mpa}")

@@ -5,10 +5,12 @@ Every backend does the same routing around its own way of encapsulating:
 
   - at the LMAP (role C{lmap}): a route for C{mobileAddress/prefixLength} in
     the main table that enters the tunnel to the MPA;
-  - at the MPA (role C{mpa}): a rule C{from mobileAddress/128 iif
+  - at the MPA (role C{mpa}): a rule C{from mobileAddress/prefixLength iif
     accessInterface lookup TABLE}, where TABLE (one per peer) holds a default
-    route into the tunnel to the LMAP; and a route for C{mobileAddress/128}
-    on the access link, for what comes out of the tunnel.
+    route into the tunnel to the LMAP; and a route for
+    C{mobileAddress/prefixLength} on the access link, for what comes out of
+    the tunnel. The length is 128 for the draft's one address per MS, the
+    home network prefix's (a /64) in RFC 5213's protocol (its 6.10).
 
 Everything a backend puts in the kernel carries its tag, so that the next run
 finds what a crashed one left (L{Tags}): a route and rule protocol number,
@@ -273,8 +275,9 @@ def checkBinding(binding: TunnelBinding) -> None:
     if binding.role == ROLE_MPA:
         if not binding.accessInterface:
             raise ValueError("an MPA binding needs its accessInterface")
-        if binding.prefixLength != 128:
-            raise ValueError("an MPA binding is for one address (prefixLength 128)")
+        if binding.prefixLength == 0:
+            # A rule from ::/0 would send every source into one tunnel.
+            raise ValueError("an MPA binding is for an address or a prefix, not ::/0")
 
 
 # --- the shared part of the backends -------------------------------------------------
@@ -446,8 +449,9 @@ class NetlinkDataPlane:
                     priority=self.tags.metric, **route)
 
     def visitorRule(self, binding: TunnelBinding, table: int) -> dict[str, Any]:
+        # The MS's address (the draft), or its whole home network prefix (RFC 5213 6.10).
         return dict(family=AF_INET6, priority=self.tags.priority,
-                    src=normal(binding.mobileAddress), src_len=128,
+                    src=normal(binding.mobileAddress), src_len=binding.prefixLength,
                     iifname=binding.accessInterface, table=table, protocol=self.tags.protocol)
 
     def defaultRoute(self, peer: Peer, table: int) -> dict[str, Any]:
@@ -679,24 +683,24 @@ class NetlinkDataPlane:
                                              route["dst_len"], *ends, ROLE_LMAP), peer)
             kept.add(id(route))
             count += 1
-        access = {(route.get_attr("RTA_DST"), route.get_attr("RTA_OIF")): route
+        access = {(route.get_attr("RTA_DST"), route["dst_len"], route.get_attr("RTA_OIF")): route
                   for route in routes if id(route) not in kept
-                  and route.get_attr("RTA_TABLE") == MAIN_TABLE and route["dst_len"] == 128
+                  and route.get_attr("RTA_TABLE") == MAIN_TABLE
                   and route.get_attr("RTA_PRIORITY") == self.tags.metric}
         for rule in rules:
             tablePeer = byTable.get(rule.get_attr("FRA_TABLE") or rule["table"])
             source = rule.get_attr("FRA_SRC")
             interface = rule.get_attr("FRA_IIFNAME")
             if (tablePeer is None or source is None or interface is None
-                    or rule["src_len"] != 128
                     or rule.get_attr("FRA_PRIORITY") != self.tags.priority):
                 continue
             peer = tablePeer
             indexes = self.ipr.link_lookup(ifname=interface)
-            route = access.get((source, indexes[0] if indexes else None))
+            length = rule["src_len"]
+            route = access.get((source, length, indexes[0] if indexes else None))
             if route is None:
                 continue
-            binding = TunnelBinding(source, 128, peer.local, peer.remote, ROLE_MPA, interface)
+            binding = TunnelBinding(source, length, peer.local, peer.remote, ROLE_MPA, interface)
             self._adoptBinding(binding, peer)
             self._accessIndexes[normal(source)] = indexes[0]
             kept.update((id(rule), id(route)))

@@ -1,7 +1,8 @@
 """
 lmm-lab: a PMIPv6 domain of network namespaces on one Linux machine.
 
-  lmm-lab demo [--topology FILE]   build the topology, attach an MS, hand it over
+  lmm-lab demo [--topology FILE] [--profile draft|rfc5213]
+                                   build the topology, attach an MS, hand it over
                                    while it pings, print and draw the timeline
   lmm-lab down [--all]             remove what lab runs left (namespaces, processes)
 
@@ -13,17 +14,28 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from dataclasses import replace
 from typing import Any
 
 from lmm.lab import demo, freeradius
 from lmm.lab.netns import netnsUnavailableReason
-from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, TopologyError, down, loadTopology
+from lmm.lab.topology import (
+    DEFAULT_TOPOLOGY,
+    Lab,
+    TopologyError,
+    checkTopology,
+    down,
+    loadTopology,
+)
 
 
-def runDemo(topologyPath: str, out: Any = sys.stdout) -> int:
-    """The demo, start to end; its exit status."""
+def runDemo(topologyPath: str, out: Any = sys.stdout, profile: str | None = None) -> int:
+    """The demo, start to end, with both daemons on C{profile} (None: the
+    topology's); its exit status."""
     try:
         topology = loadTopology(topologyPath)
+        if profile is not None:
+            topology = checkTopology(replace(topology, profile=profile))
     except TopologyError as e:
         out.write(f"lmm-lab: {e}\n")
         return 2
@@ -83,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     demoParser = commands.add_parser("demo", help="run the demo")
     demoParser.add_argument("--topology", default=DEFAULT_TOPOLOGY,
                             help="topology file (default: etc/lab/demo.toml)")
+    demoParser.add_argument("--profile", choices=("draft", "rfc5213"), default=None,
+                            help="both daemons' wire profile (default: the topology's "
+                                 "lab.profile): rfc5213 is RFC 5213's protocol, each MS a "
+                                 "home network prefix of its own")
     downParser = commands.add_parser("down", help="remove what lab runs left")
     downParser.add_argument("--all", action="store_true",
                             help="also the namespaces of lab runs still running")
@@ -95,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         removed = down(everything=args.all)
         sys.stdout.write(f"lmm-lab down: removed {removed} namespace(s)\n")
         return 0
-    return runDemo(args.topology)
+    return runDemo(args.topology, profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -182,9 +182,13 @@ def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
                 detail += f" status={int(message.status)}"
             if isinstance(message, mh.BindingUpdate):
                 detail += f" lifetime={message.lifetime}"
+                local = message.option(mh.LocalAddress)
                 if message.option(mh.BindingCacheConfirmation) is not None:
                     detail += " (BCC)"
-                elif message.option(mh.LocalAddress) is not None:
+                elif message.option(mh.HandoffIndicatorOption) is not None and local:
+                    # RFC 5213's protocol; its HNP (type 22) read by the draft's codec.
+                    detail += f" (HNP {local.address}/{local.prefixLength})"
+                elif local is not None:
                     detail += " (LoA)"
             events.append(Event(when, "wire", f"{kind} {a}→{b}{detail}"))
         elif nextHeader == 41 and len(frame) >= 94 and mobile is not None:

@@ -147,6 +147,9 @@ class Topology:
     # to every MPA.
     lmapOverrides: dict[str, Any] = field(default_factory=dict)
     mpaOverrides: dict[str, Any] = field(default_factory=dict)
+    # The wire profile of both daemons (docs/wire.md): "draft", or "rfc5213",
+    # RFC 5213's protocol, each MS a home network prefix of its own.
+    profile: str = "draft"
 
     def mpa(self, name: str) -> MPASpec:
         for spec in self.mpas:
@@ -157,6 +160,19 @@ class Topology:
     @property
     def backbonePrefix(self) -> str:
         return str(ipaddress.IPv6Network(self.lmap + "/64", strict=False))
+
+    @property
+    def perNodePrefixes(self) -> bool:
+        return self.profile == "rfc5213"
+
+    @property
+    def anchored(self) -> str:
+        """What the LMAP anchors: the LNP, or (rfc5213) the pool the MSs'
+        /64 home network prefixes come from: the /56 holding the LNP."""
+        network = ipaddress.IPv6Network(self.prefix)
+        if self.perNodePrefixes and network.prefixlen > 56:
+            network = network.supernet(new_prefix=56)
+        return str(network)
 
     def keaSpec(self) -> KeaSpec | None:
         """The Kea the lab runs: the topology's, else the defaults when an MS
@@ -323,7 +339,10 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     data = _readToml(path)
     _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "kea", "overrides", "demo"}, "")
     lab = data.get("lab", {})
-    _unknown(path, lab, {"tunnel", "aaa", "association_reports"}, "lab.")
+    _unknown(path, lab, {"tunnel", "aaa", "association_reports", "profile"}, "lab.")
+    profile = _get(path, lab, "profile", str, "lab.", "draft")
+    if profile not in ("draft", "rfc5213"):
+        raise TopologyError(f"{path}: lab.profile: expected draft or rfc5213, got {profile!r}")
     aaa = _get(path, lab, "aaa", str, "lab.", "auto")
     if aaa not in ("auto", "radius", "file"):
         raise TopologyError(f"{path}: lab.aaa: expected auto, radius or file, got {aaa!r}")
@@ -362,7 +381,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     for name in handovers:
         if name not in names:
             raise TopologyError(f"{path}: demo.path: no MPA named {name!r}")
-    return Topology(
+    return checkTopology(Topology(
         path=path,
         tunnel=_get(path, lab, "tunnel", str, "lab.", "seg6"),
         aaa=aaa,
@@ -379,7 +398,18 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         kea=keaSpec,
         lmapOverrides=_flatten(path, overrides.get("lmap", {}), "overrides.lmap"),
         mpaOverrides=_flatten(path, overrides.get("mpa", {}), "overrides.mpa"),
-    )
+        profile=profile,
+    ))
+
+
+def checkTopology(topology: Topology) -> Topology:
+    """C{topology}, if its parts fit together; else L{TopologyError}."""
+    if topology.perNodePrefixes and any(s.addressMethod == "dhcpv6"
+                                        for s in topology.stations):
+        raise TopologyError(f"{topology.path}: an MS using dhcpv6 needs lab.profile = "
+                            "\"draft\": in rfc5213 the LMAP delegates each MS's prefix, "
+                            "for SLAAC")
+    return topology
 
 
 def applyOverrides(tables: dict[str, dict[str, Any]], overrides: dict[str, Any],
@@ -556,8 +586,9 @@ class Lab:
         else:
             self.say("signaling: NOT authenticated (the topology's [overrides] say so)")
         lmapConfig = writeConfig(self.path("lmap.toml"), applyOverrides({
-            "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.prefix],
+            "lmap": {"address": topology.lmap, "local_network_prefixes": [topology.anchored],
                      "mpas": [topology.backbonePrefix]},
+            "wire": {"profile": topology.profile},
             # Retransmissions short enough that a lab heals within seconds
             # of a backbone outage (docs/lab.md).
             "revocation": {"timeout": 0.3, "max_retries": 3, "max_interval": 2.0},
@@ -598,8 +629,9 @@ class Lab:
         lines = []
         for spec in self.topology.stations:
             if spec.accept:
+                prefix = self.profilePrefix(spec)
                 replies = [f"PMIP6-Home-LMA-IPv6-Address = {self.topology.lmap}",
-                           f"PMIP6-Home-HN-Prefix = {self.topology.prefix}",
+                           *([f"PMIP6-Home-HN-Prefix = {prefix}"] if prefix else []),
                            f"LMM-Address-Mode = {spec.addressMethod}",
                            "LMM-MS-May-Choose-Address = "
                            + ("yes" if spec.mayChooseAddress else "no")]
@@ -615,6 +647,16 @@ class Lab:
                              f'\tReply-Message = "{spec.name} is barred in this lab"\n')
         return "".join(lines)
 
+    def profilePrefix(self, spec: MSSpec) -> str | None:
+        """The prefix an MS's profile names: the LNP; in the rfc5213 profile
+        none (the LMAP delegates one), but for an MS with a fixed address
+        the /64 holding it, asked for as its home network prefix."""
+        if not self.topology.perNodePrefixes:
+            return self.topology.prefix
+        if spec.localAddress is None:
+            return None
+        return str(ipaddress.IPv6Network(spec.localAddress + "/64", strict=False))
+
     def writeProfiles(self) -> str:
         """The profile file (lmm.aaa): an MS with no profile is rejected."""
         path = self.path("profiles.toml")
@@ -622,10 +664,11 @@ class Lab:
             for spec in self.topology.stations:
                 if not spec.accept:
                     continue
+                prefix = self.profilePrefix(spec)
                 f.write(f'[[profile]]\nnai = "{spec.nai}"\nmac = "{spec.mac}"\n'
                         f'lmap_address = "{self.topology.lmap}"\n'
-                        f'local_network_prefix = "{self.topology.prefix}"\n'
-                        f'address_mode = "{spec.addressMethod}"\n'
+                        + (f'local_network_prefix = "{prefix}"\n' if prefix else "")
+                        + f'address_mode = "{spec.addressMethod}"\n'
                         f"may_choose_address = {tomlValue(spec.mayChooseAddress)}\n")
                 if spec.localAddress is not None:
                     f.write(f'local_address = "{spec.localAddress}"\n')
@@ -648,7 +691,12 @@ class Lab:
             "heartbeat": dict(LAB_HEARTBEAT),
             "tunnel": {"backend": self.topology.tunnel},
             "log": {"level": "debug", "summary_interval": 0},
+            "wire": {"profile": self.topology.profile},
         }
+        if self.topology.perNodePrefixes:
+            # The LMAP delegates each MS's prefix: the profiles name none.
+            aaaOptions = {**aaaOptions, "require_prefix_or_address": False}
+            tables["aaa.options"] = aaaOptions
         if self.keaSpec is not None:
             tables["dhcp"] = {"server": self.keaSpec.address}
         writeConfig(path, applyOverrides(tables, self.topology.mpaOverrides))
@@ -861,9 +909,22 @@ class Lab:
         spec = station.spec
         if spec.addressMethod == "dhcpv6":
             return None if station.client is None else station.client.address()
+        prefix = self.homePrefix(station)
+        if prefix is None:
+            return None
         if spec.addressMethod == "manual":
-            return spec.localAddress or manualAddress(self.topology.prefix, spec.mac)
-        return nd.addressFromMac(self.topology.prefix.split("/")[0], spec.mac)
+            return spec.localAddress or manualAddress(prefix, spec.mac)
+        return nd.addressFromMac(prefix.split("/")[0], spec.mac)
+
+    def homePrefix(self, station: Station) -> str | None:
+        """The prefix the MS makes its address in: the LNP, or (rfc5213) the
+        home network prefix the LMAP delegated to it (None before)."""
+        if not self.topology.perNodePrefixes:
+            return self.topology.prefix
+        for binding in self.bindings():
+            if binding["nai"] == station.spec.nai:
+                return str(binding["localAddress"])
+        return None
 
     def linkLocalReady(self, station: Station) -> bool:
         """Whether the MS's link-local address is usable (DAD done)."""
@@ -888,6 +949,8 @@ class Lab:
             if not self.linkLocalReady(station):
                 return None
             address = self.expectedAddress(station)
+            if address is None:
+                return None  # rfc5213: its prefix is not delegated yet
             station.namespace.ip("address", "add", f"{address}/64", "dev", "ms0")
             station.configured = True
         elif spec.addressMethod == "dhcpv6" and station.client is None:
