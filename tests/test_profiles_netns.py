@@ -91,8 +91,16 @@ class PerNodePrefixLabTests(LabTestCase):
         LMAP's pool, advertised to them alone (neither configures the
         other's), reach the CN; one hands over and keeps its address, its
         prefix's tunnel moved and the MPA it left revoked."""
+        self.scenario("seg6")
+
+    def test_userspaceBackend(self) -> None:
+        """The same through the userspace backend's own forwarding."""
+        self.scenario("userspace")
+
+    def scenario(self, tunnel: str) -> None:
         specs = [MSSpec("ms1", randomMac(), "mpa1"), MSSpec("ms2", randomMac(), "mpa1")]
-        lab = self.makeLab(self.topology(stations=specs, handovers=[], profile="rfc5213"))
+        lab = self.makeLab(self.topology(stations=specs, handovers=[], profile="rfc5213",
+                                         tunnel=tunnel))
         stations = [lab.attach(spec) for spec in specs]
         addresses = lab.waitUsable(*stations)
         pool = IPv6Network(lab.topology.anchored)

@@ -20,8 +20,8 @@ What it creates (protocol 0x4c on every route and rule, by default):
   - LMAP: C{MOBILE/LEN encap seg6 mode encap.red segs [MPA] dev DEV metric 76}
     in the main table (DEV: where the kernel routes MPA);
   - MPA: per LMAP a table (0x4c01...) with C{default encap seg6 mode encap.red
-    segs [LMAP]}; per visitor C{pref 1076 from MOBILE iif ACCESS lookup
-    that table} and C{MOBILE/128 dev ACCESS metric 76} in the main table.
+    segs [LMAP]}; per visitor C{pref 1076 from MOBILE/LEN iif ACCESS lookup
+    that table} and C{MOBILE/LEN dev ACCESS metric 76} in the main table.
 
 MTU: the kernel encapsulates a forwarded packet before any MTU check (the
 seg6 route's own C{mtu} only limits what the node itself sends, less 64

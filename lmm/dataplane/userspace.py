@@ -15,8 +15,8 @@ the socket stays open as long as the backend runs.
 
 Routes and rules (protocol 0x4e by default): at the LMAP C{MOBILE/LEN dev
 lmmtun0 metric 78} in the main table; at the MPA, per peer a table (0x4e01...)
-with C{default dev lmmtun0}, per visitor C{pref 1078 from MOBILE iif ACCESS
-lookup that table} and C{MOBILE/128 dev ACCESS metric 78}. The TUN device and
+with C{default dev lmmtun0}, per visitor C{pref 1078 from MOBILE/LEN iif ACCESS
+lookup that table} and C{MOBILE/LEN dev ACCESS metric 78}. The TUN device and
 the routes through it go when the process does; the rules are found and
 removed by the next run.
 
@@ -166,11 +166,14 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self._toMobile: dict[bytes, socket.socket] = {}
         self._fromVisitor: dict[bytes, socket.socket] = {}
         self._toPrefix: list[tuple[int, int, socket.socket]] = []
+        # An MPA visitor's whole home network prefix (the rfc5213 profile), by source.
+        self._fromVisitorPrefix: list[tuple[int, int, socket.socket]] = []
         # Decapsulation: the peer's socket each inner source (LMAP) or destination (MPA)
         # may come in on.
         self._fromMobileVia: dict[bytes, socket.socket] = {}
         self._toVisitorVia: dict[bytes, socket.socket] = {}
         self._fromPrefixVia: list[tuple[int, int, socket.socket]] = []
+        self._toVisitorPrefixVia: list[tuple[int, int, socket.socket]] = []
         self.encapsulated = 0
         self.decapsulated = 0
         self._tunError = stopOnError(f"the userspace backend's {interface}")
@@ -278,24 +281,35 @@ class UserspaceDataPlane(NetlinkDataPlane):
             self.reactor.removeReader(reader)
             sock.close()
 
+    def _exactTables(self, binding: TunnelBinding) -> tuple[dict[bytes, socket.socket],
+                                                             dict[bytes, socket.socket]] | None:
+        """Where a /128 binding goes (encapsulation, decapsulation), or None:
+        a prefix, in L{_prefixTables}."""
+        if binding.prefixLength != 128:
+            return None
+        if binding.role == ROLE_LMAP:
+            return self._toMobile, self._fromMobileVia
+        return self._fromVisitor, self._toVisitorVia
+
+    def _prefixTables(self, binding: TunnelBinding) -> tuple[str, str]:
+        """The attributes holding a prefix binding (encapsulation, decapsulation)."""
+        if binding.role == ROLE_LMAP:
+            return "_toPrefix", "_fromPrefixVia"
+        return "_fromVisitorPrefix", "_toVisitorPrefixVia"
+
     def installed(self, binding: TunnelBinding, peer: Peer) -> None:
         sock = self._peerSockets[(peer.local, peer.remote)][0]
-        mobile = packed(binding.mobileAddress)
-        if binding.role != ROLE_LMAP:
-            self._fromVisitor[mobile] = sock
-            self._toVisitorVia[mobile] = sock
-        elif binding.prefixLength == 128:
-            self._toMobile[mobile] = sock
-            self._fromMobileVia[mobile] = sock
-        else:
-            network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
-                                                strict=False).network_address)
-            length = binding.prefixLength
-            self._toPrefix.append((network, length, sock))
-            self._fromPrefixVia.append((network, length, sock))
-            # Longest prefix first.
-            self._toPrefix.sort(key=lambda entry: -entry[1])
-            self._fromPrefixVia.sort(key=lambda entry: -entry[1])
+        tables = self._exactTables(binding)
+        if tables is not None:
+            mobile = packed(binding.mobileAddress)
+            tables[0][mobile] = tables[1][mobile] = sock
+            return
+        network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
+                                            strict=False).network_address)
+        for name in self._prefixTables(binding):
+            entries: list[tuple[int, int, socket.socket]] = getattr(self, name)
+            entries.append((network, binding.prefixLength, sock))
+            entries.sort(key=lambda entry: -entry[1])  # longest prefix first
 
     def uninstalled(self, binding: TunnelBinding) -> None:
         # Packets the kernel queued before the routes went (a swap, a handover) still
@@ -306,19 +320,17 @@ class UserspaceDataPlane(NetlinkDataPlane):
                                        normal(binding.remoteEndpoint)))
         if found is not None:
             self._rawReadable(found[0])
-        mobile = packed(binding.mobileAddress)
-        if binding.role != ROLE_LMAP:
-            self._fromVisitor.pop(mobile, None)
-            self._toVisitorVia.pop(mobile, None)
-        elif binding.prefixLength == 128:
-            self._toMobile.pop(mobile, None)
-            self._fromMobileVia.pop(mobile, None)
-        else:
-            network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
-                                                strict=False).network_address)
-            key = (network, binding.prefixLength)
-            self._toPrefix = [e for e in self._toPrefix if (e[0], e[1]) != key]
-            self._fromPrefixVia = [e for e in self._fromPrefixVia if (e[0], e[1]) != key]
+        tables = self._exactTables(binding)
+        if tables is not None:
+            mobile = packed(binding.mobileAddress)
+            tables[0].pop(mobile, None)
+            tables[1].pop(mobile, None)
+            return
+        network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
+                                            strict=False).network_address)
+        key = (network, binding.prefixLength)
+        for name in self._prefixTables(binding):
+            setattr(self, name, [e for e in getattr(self, name) if (e[0], e[1]) != key])
 
     # --- packets ---------------------------------------------------------------------
 
@@ -332,7 +344,8 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def _encapsulate(self, packet: bytes) -> None:
         sock = self._toMobile.get(packet[34:50]) or self._fromVisitor.get(packet[18:34])
         if sock is None:
-            sock = self._prefixMatch(self._toPrefix, packet[34:50])
+            sock = (self._prefixMatch(self._toPrefix, packet[34:50])
+                    or self._prefixMatch(self._fromVisitorPrefix, packet[18:34]))
             if sock is None:
                 self.unrouted += 1
                 return
@@ -365,7 +378,8 @@ class UserspaceDataPlane(NetlinkDataPlane):
         if len(packet) >= 40 and packet[0] >> 4 == 6 and (
                 self._fromMobileVia.get(packet[8:24]) is sock
                 or self._toVisitorVia.get(packet[24:40]) is sock
-                or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock):
+                or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock
+                or self._prefixMatch(self._toVisitorPrefixVia, packet[24:40]) is sock):
             try:
                 os.writev(self.tun, completion(packet, self.mtu))
             except OSError:
