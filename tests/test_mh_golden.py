@@ -262,16 +262,21 @@ VECTORS = [
 TestClass = TypeVar("TestClass", bound=type)
 
 
-def perVector(cls: TestClass) -> TestClass:
-    """Give C{cls} one test method per vector, calling C{cls.checkVector}."""
-    for vector in VECTORS:
+def forVectors(vectors: list[Vector]) -> Callable[[TestClass], TestClass]:
+    """Give a class one test method per vector of C{vectors}, calling its C{checkVector}."""
+    def decorate(cls: TestClass) -> TestClass:
+        for vector in vectors:
 
-        def test(self: Any, vector: Vector = vector) -> None:
-            self.checkVector(vector)
+            def test(self: Any, vector: Vector = vector) -> None:
+                self.checkVector(vector)
 
-        test.__name__ = f"test_{vector.name}"
-        setattr(cls, test.__name__, test)
-    return cls
+            test.__name__ = f"test_{vector.name}"
+            setattr(cls, test.__name__, test)
+        return cls
+    return decorate
+
+
+perVector = forVectors(VECTORS)
 
 
 def optionType(option: MobilityOption, profile: WireProfile) -> int:
@@ -298,10 +303,10 @@ def ipv6Frame(header: bytes) -> bytes:
     return bytes.fromhex("020000000002 020000000001 86dd") + ip + header
 
 
-def pcapBytes() -> bytes:
+def pcapBytes(vectors: list[Vector] = VECTORS) -> bytes:
     """All vectors, checksums filled, one frame each, in a classic pcap."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for number, vector in enumerate(VECTORS):
+    for number, vector in enumerate(vectors):
         frame = ipv6Frame(mh.withChecksum(SOURCE, DESTINATION, vector.data))
         out.append(struct.pack("<IIII", 1700000000 + number, 0, len(frame), len(frame)))
         out.append(frame)
@@ -479,13 +484,14 @@ def wiresharkTime(seconds: int, nanoseconds: int) -> str:
     return f"{moment:%b} {moment.day:2d}, {moment.year} {moment:%H:%M:%S}.{nanoseconds:09d} UTC"
 
 
-@perVector
-class TsharkGoldenTests(SynchronousTestCase):
-    """tshark (Wireshark's MIPv6 dissector) reads what lmm wrote.
+class TsharkChecks(SynchronousTestCase):
+    """tshark (Wireshark's MIPv6 dissector) reads what lmm wrote: the checks,
+    for the class of C{vectors} (L{forVectors} gives it one test each).
 
     trial does not call setUpClass, so the first setUp runs tshark once, on one
     pcap holding every vector, and keeps the result on the class."""
 
+    vectors: ClassVar[list[Vector]] = []
     packets: ClassVar[list[TsharkPacket] | None] = None
 
     def setUp(self) -> None:
@@ -500,7 +506,7 @@ class TsharkGoldenTests(SynchronousTestCase):
         try:
             path = os.path.join(directory, "vectors.pcap")
             with open(path, "wb") as f:
-                f.write(pcapBytes())
+                f.write(pcapBytes(self.vectors))
             result = subprocess.run(
                 [TSHARK, "-n", "-r", path, "-T", "pdml"],
                 capture_output=True,
@@ -514,12 +520,12 @@ class TsharkGoldenTests(SynchronousTestCase):
         if result.returncode:
             self.fail(f"tshark failed: {result.stderr.decode(errors='replace')}")
         packets = parsePDML(result.stdout)
-        self.assertEqual(len(packets), len(VECTORS))
+        self.assertEqual(len(packets), len(self.vectors))
         return packets
 
     def checkVector(self, vector: Vector) -> None:
         assert self.packets is not None
-        packet = self.packets[[v.name for v in VECTORS].index(vector.name)]
+        packet = self.packets[[v.name for v in self.vectors].index(vector.name)]
         data, message = vector.data, vector.message
         expected = {
             "mip6.proto": "59",
@@ -655,6 +661,14 @@ class TsharkGoldenTests(SynchronousTestCase):
             self.assertIn("mip6.options.em", theirs.fields)
         else:
             self.fail(f"no tshark check for {ours!r}")
+
+
+@perVector
+class TsharkGoldenTests(TsharkChecks):
+    """tshark reads the golden vectors."""
+
+    vectors = VECTORS
+    packets = None
 
 
 def main() -> None:
