@@ -66,7 +66,7 @@ MPA_LIMITED = frozenset({
 
 #: Both daemons' events that say the deployment is wrong, not the traffic:
 #: logged at warn (each comes once per peer).
-WARNINGS = frozenset({"peer.profile-mismatch"})
+WARNINGS = frozenset({"peer.profile-mismatch", "pba.nai-mismatch"})
 
 
 def formatNote(note: Note) -> str:

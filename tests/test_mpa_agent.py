@@ -745,7 +745,7 @@ class AcknowledgementMatchingTests(SynchronousTestCase):
         agent = makeAgent()
         bu = onlyPbu(self, authenticate(agent, makeProfile(localAddress=MS_ADDR)))
         ack = pba(bu.sequence, address=MS_ADDR, options=(mh.MobileNodeIdentifier(NAI2),))
-        self.assertEqual(agent.messageReceived(ack, LMAP, T0), [])
+        self.assertEqual(shape(agent.messageReceived(ack, LMAP, T0)), [])  # only a note
         self.assertEqual(agent.counters["pba.nai-mismatch"], 1)
         ack = pba(bu.sequence, address=MS_ADDR, options=(mh.MobileNodeIdentifier(NAI),))
         self.assertEqual(len(only(agent.messageReceived(ack, LMAP, T0), AddTunnel)), 1)
@@ -1802,6 +1802,22 @@ class PerNodePrefixTests(SynchronousTestCase):
             actions = agent.messageReceived(perNodePba(bu.sequence, prefix, length), LMAP, T0)
             self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}"], prefix)
             self.assertEqual(agent.counters["pba.invalid.no-address"], 1)
+
+    def test_otherMobileNode(self) -> None:
+        """A PBA from the LMAP naming another MS is not the answer (RFC 5213
+        6.9.1.2): nothing changes, nothing is deregistered, one note per
+        registration names the LMAP and both MSs; the PBU goes again."""
+        bu = onlyPbu(self, authenticate(self.agent, makeProfile(localNetworkPrefix=None)))
+        other = mh.ProxyBindingAck(0, bu.sequence, 3600, [
+            mh.MobileNodeIdentifier(b"other@lmm.test"), mh.HomeNetworkPrefix(HNP, 64)])
+        actions = self.agent.messageReceived(other, LMAP, T0)
+        self.assertEqual(shape(actions), [])
+        [note] = only(actions, Note)
+        self.assertEqual((note.event, note.fields["lmap"], note.fields["named"]),
+                         ("pba.nai-mismatch", LMAP, "other@lmm.test"))
+        self.assertEqual(self.agent.messageReceived(other, LMAP, T0), [])
+        self.assertEqual(self.agent.counters["pba.nai-mismatch"], 2)
+        self.assertEqual(onlyPbu(self, self.agent.tick(T0 + 1)).sequence, bu.sequence + 1)
 
     def test_revocationByPrefix(self) -> None:
         """A revocation naming only the prefix (RFC 5846 6.1) finds the visitor."""

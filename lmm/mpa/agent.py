@@ -1403,7 +1403,7 @@ class MobilityProxyAgent:
             return []
         visitor, pending = found
         if not registrations.fromItsLmap(visitor, ack, source):
-            return []
+            return self._misnamed(visitor, pending, ack, source)
         actions: list[Action] = []
         status = ack.status
         sign = self.profileMismatches.check(source, ack.options, status, actions)
@@ -1423,6 +1423,21 @@ class MobilityProxyAgent:
                            None if sign is None else f"rejected with status {status}; {sign}")
         self._reschedule(visitor)
         return actions
+
+    def _misnamed(self, visitor: VisitorEntry, pending: PendingRegistration, ack: BindingAck,
+                  source: str) -> list[Action]:
+        """Rule 8: an answer from the visitor's LMAP naming another MS (RFC
+        5213 6.9.1.2: the MAG matches a PBA by its MN-ID) is not its answer:
+        dropped, the PBU retransmitted as if unanswered; one note per
+        registration names the LMAP and both MSs. Nothing is deregistered:
+        the binding it names is another MS's."""
+        mnid = ack.option(MobileNodeIdentifier)
+        if source != visitor.lmapAddress or mnid is None or pending.misnamed:
+            return []
+        pending.misnamed = True
+        return [Note("pba.nai-mismatch", {
+            "lmap": source, "sequence": ack.sequence, "status": int(ack.status),
+            "nai": visitor.naiText, "named": mnid.nai})]
 
     def _resendResynced(
         self, visitor: VisitorEntry, pending: PendingRegistration, lastAccepted: int,

@@ -92,6 +92,8 @@ class PendingRegistration:
     @ivar refresh: whether this re-registers a binding that is up.
     @ivar resynced: whether it was sent again after SEQUENCE_NUMBER_OUT_OF_WINDOW
         (once per registration).
+    @ivar misnamed: whether an acknowledgement naming another MS was noted
+        (once per registration).
     """
 
     request: RegistrationRequest
@@ -102,6 +104,7 @@ class PendingRegistration:
     firstSentAt: float
     lifetime: int
     tries: int = 0
+    misnamed: bool = False
     refresh: bool = False
     resynced: bool = False
 
