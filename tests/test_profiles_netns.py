@@ -8,12 +8,17 @@ control channel's C{peers}, on the first exchange that shows it.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from ipaddress import IPv6Address, IPv6Network
+
+from twisted.trial.unittest import SkipTest
 
 from lmm.lab import demo
 from lmm.lab.netns import waitFor
 from lmm.lab.topology import Lab, MSSpec, randomMac
 from tests.test_lab import LabTestCase
+from tests.test_mh_golden import TSHARK
 
 
 class CrossProfileTests(LabTestCase):
@@ -97,6 +102,30 @@ class PerNodePrefixLabTests(LabTestCase):
         """The same through the userspace backend's own forwarding."""
         self.scenario("userspace")
 
+    def test_draftCaptureClean(self) -> None:
+        """The draft profile's messages of the same run read clean too."""
+        lab = self.makeLab(self.topology(handovers=[]))
+        [station] = [lab.attach(spec) for spec in lab.topology.stations]
+        lab.waitUsable(station)
+        demo.handOver(lab, station, "mpa2")
+        self.checkCaptureClean(lab)
+
+    def checkCaptureClean(self, lab: Lab) -> None:
+        """tshark reads every Mobility Header frame of the backbone's capture,
+        none malformed (issue 16: users read our signaling in Wireshark)."""
+        if not os.path.exists(TSHARK):
+            raise SkipTest(f"tshark is not installed ({TSHARK})")
+        self.assertEqual(lab.stop(), [])
+
+        def count(displayFilter: str) -> int:
+            result = subprocess.run([TSHARK, "-n", "-r", lab.backbonePcap, "-Y", displayFilter],
+                                    capture_output=True, timeout=60, check=True)
+            return len(result.stdout.splitlines())
+
+        self.assertGreater(count("mipv6"), 4)
+        self.assertEqual(count("mipv6 && _ws.malformed"), 0)
+        self.assertEqual(count("mipv6 && _ws.expert.severity >= warning"), 0)
+
     def scenario(self, tunnel: str) -> None:
         specs = [MSSpec("ms1", randomMac(), "mpa1"), MSSpec("ms2", randomMac(), "mpa1")]
         lab = self.makeLab(self.topology(stations=specs, handovers=[], profile="rfc5213",
@@ -123,6 +152,7 @@ class PerNodePrefixLabTests(LabTestCase):
         self.checkPing(lab, ms1)
         self.checkPrefixTunnels(lab, first, "mpa2")
         self.assertEqual(lab.lmapCounters().get("bri.sent"), 1)
+        self.checkCaptureClean(lab)
 
     def checkPrefixTunnels(self, lab: Lab, prefix: str, mpa: str) -> None:
         """The LMAP and C{mpa} (only) route the whole /64 of C{prefix}."""
