@@ -40,6 +40,7 @@ LOG_SETTINGS = [
 # The LMAP's events once per binding: debug, and counted.
 LMAP_PER_BINDING = frozenset({
     "binding.created", "binding.address-changed", "binding.deregistered", "binding.expired",
+    "pbu.confirmation-missing",
 })
 # The LMAP's refusals: the first of each kind per second at info, the rest at debug.
 LMAP_LIMITED = frozenset({"pbu.rejected", "binding.tunnel-failed"})
@@ -65,7 +66,7 @@ MPA_LIMITED = frozenset({
 
 
 #: Both daemons' events that say the deployment is wrong, not the traffic:
-#: logged at warn (each comes once per peer).
+#: logged at warn (each comes once per peer, or once per registration).
 WARNINGS = frozenset({"peer.profile-mismatch", "pba.nai-mismatch"})
 
 

@@ -411,6 +411,10 @@ class ConfirmationTests(SynchronousTestCase):
             self.assertEqual((ack.status, ack.proxy), (status, True))
             self.assertEqual(len(anchor.store), 0)
             self.assertEqual(shape(actions), [f"send BindingAck {MPA1}"])
+            # Every new MS's first answer: counted and noted as no refusal (issue 14).
+            self.assertEqual([n.event for n in notes(actions)], ["pbu.confirmation-missing"])
+            self.assertEqual((anchor.counters["pbu.confirmation-missing"],
+                              anchor.counters[f"pbu.rejected.{status}"]), (1, 0))
 
     def test_found(self) -> None:
         """The PBA carries the entry's Local Address and LNP length."""

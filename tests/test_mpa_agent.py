@@ -426,6 +426,9 @@ class UnsolicitedAdvertisementTests(SynchronousTestCase):
         # A new MS: the LMAP has no binding to confirm; it needs the prefix now.
         actions = answered(self, agent, status=141)
         self.assertEqual(shape(actions)[0], f"frame RouterAdvertisement {IFACE}")
+        # Not a rejection (issue 14): counted as what it is.
+        self.assertEqual((agent.counters["pba.confirmation-missing"],
+                          agent.counters["pba.rejected.141"]), (1, 0))
         _, frame = self.advertisement(actions)
         ra = frame.message
         assert isinstance(ra, nd.RouterAdvertisement)

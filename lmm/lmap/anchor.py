@@ -259,6 +259,8 @@ Action = SendMessage | AddTunnel | RemoveTunnel | Note
 COUNTERS = {
     "pbu.accepted": "Binding Updates accepted (registrations, refreshes, deregistrations)",
     "pbu.rejected.<status>": "Binding Updates rejected, by status",
+    "pbu.confirmation-missing": "confirmations of no binding: a new MS (rule 4; answered "
+                                "with the profile's Binding Cache Entry missing, no refusal)",
     "binding.created": "new bindings",
     "binding.cache-full": "new bindings refused: the Binding Cache held lmap.max_bindings",
     "binding-error.received": "Binding Errors from anyone (rule 14 reads those of MPAs)",
@@ -357,10 +359,13 @@ def _required(prefix: HomeNetworkPrefix | None, seen: set[type]) -> None:
 class _Rejected(Exception):
     """A PBU that gets a rejection status; raised inside PBU processing only."""
 
-    def __init__(self, status: int, reason: str, sequence: int | None = None) -> None:
+    def __init__(self, status: int, reason: str, sequence: int | None = None,
+                 routine: bool = False) -> None:
         self.status = status
         self.reason = reason
         self.sequence = sequence
+        # The expected answer of normal operation, not a refusal (rule 4).
+        self.routine = routine
 
 
 # --- the anchor -------------------------------------------------------------
@@ -650,7 +655,8 @@ class LocalMobilityAnchor:
                                                   entry, now, actions)
         except _Rejected as rejection:
             self._reject(
-                actions, bu, source, nai, rejection.status, rejection.reason, rejection.sequence
+                actions, bu, source, nai, rejection.status, rejection.reason, rejection.sequence,
+                routine=rejection.routine,
             )
             return actions
         granted = bu.lifetime
@@ -809,7 +815,8 @@ class LocalMobilityAnchor:
         if confirmation:
             if entry is None:
                 raise _Rejected(
-                    self.profile.bindingCacheEntryMissing, "no Binding Cache entry to confirm"
+                    self.profile.bindingCacheEntryMissing, "no Binding Cache entry to confirm",
+                    routine=True,
                 )
             return entry.localAddress, entry.prefixLength
         if localAddress is None:
@@ -1122,8 +1129,12 @@ class LocalMobilityAnchor:
         reason: str,
         sequence: int | None = None,
         proxy: bool = True,
+        routine: bool = False,
     ) -> None:
-        self.counters[f"pbu.rejected.{status}"] += 1
+        # A new MS's confirmation finds no entry on every first attach: counted
+        # and noted as what it is, not as a refusal (issue 14).
+        event = "pbu.confirmation-missing" if routine else "pbu.rejected"
+        self.counters[event if routine else f"pbu.rejected.{status}"] += 1
         if sequence is None:
             sequence = bu.sequence
         if nai is None:
@@ -1133,7 +1144,7 @@ class LocalMobilityAnchor:
                 nai = mnid.identifier
         actions.append(
             Note(
-                "pbu.rejected",
+                event,
                 {"status": status, "reason": reason, "source": source,
                  "nai": None if nai is None else _naiText(nai), "sequence": bu.sequence},
             )

@@ -324,6 +324,8 @@ COUNTERS = {
     "address.in-home-prefix": "addresses an MS probed or used inside its registered home "
                               "network prefix (rule 13: nothing to register)",
     "pba.rejected.<status>": "acknowledgements with a rejection status",
+    "pba.confirmation-missing": "confirmations the LMAP had no binding for: a new MS "
+                                "(rule 8), not a rejection",
     "pba.invalid.<reason>": "acceptances the MPA cannot use (rule 8): no-address, "
                             "no-lifetime, other-address, outside-prefix; deregistered",
     "peer.profile-mismatch": "PBAs carrying another wire profile's options or statuses",
@@ -1620,7 +1622,8 @@ class MobilityProxyAgent:
         self.registrations.drop(visitor)
         status = self.profile.bindingCacheEntryMissing
         visitor.lastStatus = status
-        self.counters[f"pba.rejected.{status}"] += 1
+        # Every new MS's first answer: not counted as a rejection (issue 14).
+        self.counters["pba.confirmation-missing"] += 1
         if visitor.localNetworkPrefix is None:
             # No prefix to advertise, so nothing to learn from: let the LMAP assign.
             self._register(visitor, RegistrationRequest(False, "::", 0), now, actions)
