@@ -4,7 +4,15 @@ What the tunnel data plane is told, and the recording backend.
 A L{TunnelBinding} says: packets for C{mobileAddress}/C{prefixLength} travel in
 an IPv6-in-IPv6 tunnel (RFC 2473) between C{localEndpoint} and
 C{remoteEndpoint}. At the LMAP the remote end is the MPA; at the MPA it is the
-LMAP and C{accessInterface} is the link the MS is on.
+LMAP and C{accessInterface} is the link the MS is on: packets from
+MOBILE/LEN arriving there go into the tunnel, and packets for MOBILE/LEN
+coming out of it go onto that link.
+
+MOBILE/LEN is a /128 address in the draft profile and the MS's home network
+prefix, usually a /64, in the rfc5213 profile (RFC 5213 6.10, "The MAG's
+forwarding considerations": the MAG tunnels the whole prefix, whatever
+addresses the MS forms in it). C{mobileAddress} is then the prefix's network
+address; the netlink backends refuse one with bits set past C{prefixLength}.
 """
 
 from __future__ import annotations

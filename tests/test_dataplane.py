@@ -22,6 +22,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from ipaddress import IPv6Network
 from typing import Any, Callable, Iterable
 
 from pyroute2 import IPBatch
@@ -37,7 +38,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lmm.backends import findBackend
 from lmm.dataplane import ip6tnl, seg6, swap, userspace
-from lmm.dataplane.common import DataPlaneError, KernelLacks, relayedTooBig
+from lmm.dataplane.common import DataPlaneError, KernelLacks, checkBinding, relayedTooBig
 from lmm.interfaces import ITunnelDataPlane
 from lmm.lab.netns import Namespace, bridge, callIn, link, socketIn
 from lmm.lab.timeline import pingSummary
@@ -49,6 +50,11 @@ reactor: Any = globalReactor
 log = Logger()
 
 MS = "2001:db8:1::5"
+# The rfc5213 profile: the MS's own home network prefix (RFC 5213 6.10), and two of the
+# addresses it may form in it, neither of them the prefix's network address.
+PREFIX = "2001:db8:100:1::"
+PREFIX_MS = "2001:db8:100:1::5"
+PREFIX_MS2 = "2001:db8:100:1:a8bb:ccff:fe00:2"
 CN = "fd00:cc::2"
 CN_GATEWAY = "fd00:cc::1"
 LMAP = "fd00:bb::1"
@@ -276,8 +282,9 @@ def lmapBinding(mobile: str = MS, mpa: str = MPA, length: int = 128) -> TunnelBi
     return TunnelBinding(mobile, length, LMAP, mpa, ROLE_LMAP)
 
 
-def mpaBinding(access: str, mobile: str = MS, local: str = MPA) -> TunnelBinding:
-    return TunnelBinding(mobile, 128, local, LMAP, ROLE_MPA, access)
+def mpaBinding(access: str, mobile: str = MS, local: str = MPA, length: int = 128
+               ) -> TunnelBinding:
+    return TunnelBinding(mobile, length, local, LMAP, ROLE_MPA, access)
 
 
 def attrs(message: Any) -> dict[str, Any]:
@@ -555,6 +562,23 @@ class Ip6tnlMessageTests(SynchronousTestCase):
                                        "FRA_TABLE": 0x4D01, "FRA_PROTOCOL": 0x4D})
         self.assertEqual(rule["src_len"], 128)
 
+    def test_mpaPrefixBinding(self) -> None:
+        """An MS's home network prefix (RFC 5213 6.10): rule and access route of its length."""
+        plane = self.plane()
+        binding = mpaBinding("eth1", PREFIX, length=64)
+        self.assertIsNone(plane.addBinding(binding))
+        _, access = self.ipr.changes("route", "replace")
+        self.assertEqual((access.get_attr("RTA_DST"), access["dst_len"],
+                          access.get_attr("RTA_OIF"), access.get_attr("RTA_PRIORITY"),
+                          access["proto"]), (PREFIX, 64, 3, 77, 0x4D))
+        rule, = self.ipr.changes("rule", "add")
+        self.assertEqual((rule.get_attr("FRA_SRC"), rule["src_len"],
+                          rule.get_attr("FRA_IIFNAME"), rule.get_attr("FRA_TABLE")),
+                         (PREFIX, 64, "eth1", 0x4D01))
+        plane.removeBinding(binding)
+        self.assertEqual(self.ipr.tagged(0x4D), ([], []))
+        self.assertEqual(self.ipr.links, {})
+
     def test_stopRemovesEverything(self) -> None:
         plane = self.plane()
         plane.addBinding(lmapBinding())
@@ -596,6 +620,33 @@ class Ip6tnlMessageTests(SynchronousTestCase):
             self.assertIsNone(second.addBinding(binding))
         self.assertEqual(netlink.changes("link", "add"), [])
         self.assertEqual(netlink.tagged(0x4D), (routes, rules))
+        second.stop()
+        self.assertEqual(netlink.tagged(0x4D), ([], []))
+
+    def test_adoptPrefixLeftovers(self) -> None:
+        """An MPA prefix binding is adopted with its length; one of another length is not
+        taken for it."""
+        netlink = FakeIPRoute()
+        first = ip6tnl.Ip6tnlDataPlane(fakeReactor(), netlink, forwarding=False)
+        first.start()
+        bindings = [mpaBinding("eth1", PREFIX, length=64),
+                    mpaBinding("eth1", "2001:db8:100:20::", length=60),
+                    mpaBinding("eth0", "2001:db8:100:3::7")]
+        for binding in bindings:
+            first.addBinding(binding)
+        routes, rules = netlink.tagged(0x4D)
+        # A rule for a /64 whose access route is a /128: no binding's, so cleaned.
+        netlink.rule("add", family=10, priority=1077, src="2001:db8:100:4::", src_len=64,
+                     iifname="eth1", table=0x4D01, protocol=0x4D)
+        netlink.route("add", family=10, dst="2001:db8:100:4::", dst_len=128, table=254,
+                      proto=0x4D, priority=77, oif=3)
+        second = self.plane(netlink, leftovers="adopt")
+        self.assertEqual(sorted(second.bindings(), key=str), sorted(bindings, key=str))
+        self.assertEqual(netlink.tagged(0x4D), (routes, rules))
+        second.removeBinding(bindings[0])
+        routes, rules = netlink.tagged(0x4D)
+        self.assertNotIn((PREFIX, 64), [(r.get_attr("RTA_DST"), r["dst_len"]) for r in routes])
+        self.assertNotIn(PREFIX, [r.get_attr("FRA_SRC") for r in rules])
         second.stop()
         self.assertEqual(netlink.tagged(0x4D), ([], []))
         self.assertEqual(netlink.links, {})
@@ -649,6 +700,65 @@ class NetlinkDataPlaneTests(SynchronousTestCase):
         self.plane.addBinding(binding)
         route = self.ipr.changes("route", "replace")[-1]
         self.assertEqual((route.get_attr("RTA_DST"), route["dst_len"]), ("2001:db8:1::", 64))
+
+    def test_refusesHostBits(self) -> None:
+        """A prefix binding named by an address inside it is refused, and nothing is sent."""
+        for binding in (lmapBinding("2001:db8:1::5", length=64),
+                        mpaBinding("eth1", PREFIX_MS, length=64)):
+            failure = self.failureResultOf(self.plane.addBinding(binding))
+            self.assertIsInstance(failure.value, DataPlaneError)
+            self.assertIn("bits set past prefixLength 64", str(failure.value))
+        self.assertEqual(self.ipr.tagged(0x4D), ([], []))
+        self.assertEqual(self.plane.bindings(), [])
+
+    def test_addressAndPrefixApart(self) -> None:
+        """An MPA /128 binding and a /64 one sharing their first address are two
+        bindings: removing one leaves the other's rule and route."""
+        address, prefix = mpaBinding("eth0", PREFIX), mpaBinding("eth1", PREFIX, length=64)
+        self.plane.addBinding(address)
+        self.plane.addBinding(prefix)
+        self.plane.removeBinding(address)
+        self.assertEqual(self.plane.bindings(), [prefix])
+        routes, rules = self.ipr.tagged(0x4D)
+        self.assertEqual(sorted((r.get_attr("RTA_DST"), r["dst_len"], r.get_attr("RTA_OIF"))
+                                for r in routes if r.get_attr("RTA_TABLE") == 254),
+                         [(PREFIX, 64, 3)])
+        self.assertEqual([(r.get_attr("FRA_SRC"), r["src_len"], r.get_attr("FRA_IIFNAME"))
+                          for r in rules], [(PREFIX, 64, "eth1")])
+
+
+class CheckBindingTests(SynchronousTestCase):
+    """What L{checkBinding} accepts and refuses, and what it says."""
+
+    def test_mpaPrefixes(self) -> None:
+        """An MPA binding may be for any prefix but ::/0 (RFC 5213 6.10: the MS's prefix)."""
+        for address, length in ((PREFIX, 64), ("8000::", 1), (PREFIX_MS, 128),
+                                ("2001:db8:100::", 48)):
+            checkBinding(mpaBinding("eth1", address, length=length))
+
+    def test_mpaEverySource(self) -> None:
+        e = self.assertRaises(ValueError, checkBinding, mpaBinding("eth1", "::", length=0))
+        self.assertIn("not ::/0: it would capture every source", str(e))
+
+    def test_hostBits(self) -> None:
+        """For either role, the address must be the prefix's own: the message names it."""
+        for binding in (mpaBinding("eth1", PREFIX_MS, length=64),
+                        lmapBinding(PREFIX_MS, length=64),
+                        mpaBinding("eth1", "8000::1", length=1)):
+            e = self.assertRaises(ValueError, checkBinding, binding)
+            self.assertTrue(str(e).startswith(
+                f"mobileAddress: {binding.mobileAddress} has bits set past prefixLength "
+                f"{binding.prefixLength} (the prefix is "), str(e))
+        e = self.assertRaises(ValueError, checkBinding, lmapBinding(PREFIX_MS, length=64))
+        self.assertIn("(the prefix is 2001:db8:100:1::/64)", str(e))
+
+    def test_lmapDefault(self) -> None:
+        """The LMAP may still route ::/0 into one tunnel; that is no visitor rule."""
+        checkBinding(lmapBinding("::", length=0))
+
+    def test_badLength(self) -> None:
+        e = self.assertRaises(ValueError, checkBinding, mpaBinding("eth1", PREFIX, length=129))
+        self.assertEqual(str(e), "prefixLength: expected 0..128, got 129")
 
 
 class Seg6MessageTests(SynchronousTestCase):
@@ -734,6 +844,7 @@ class Lab:
     access: str
     backbone: str  # the LMAP's end of the backbone
     planes: dict[str, Any] = field(default_factory=dict)
+    mobile: str = MS  # the MS's address (in PREFIX for the prefix tests)
 
 
 @dataclass
@@ -761,14 +872,17 @@ def ipv6(frame: bytes) -> tuple[int, str, str, bytes] | None:
 
 
 def checkBackbone(frames: Iterable[bytes], mobile: str, mpa: str, lmap: str,
-                  others: Iterable[str] = (CN,)) -> tuple[int, list[str]]:
+                  others: Iterable[str] = (CN,), alsoMobile: Iterable[str] = ()
+                  ) -> tuple[int, list[str]]:
     """
     How many of the mobile station's packets crossed the backbone, and what
     was wrong: each must be IPv6-in-IPv6 (next header 41) between the MPA
     and the LMAP; nothing from or to the MS or the CN may cross outside it.
+    C{alsoMobile}: the MS's other addresses (in its prefix).
     """
     tunnelled, problems = 0, []
-    outside = {mobile, *others}
+    mobiles = {mobile, *alsoMobile}
+    outside = {*mobiles, *others}
     for frame in frames:
         parsed = ipv6(frame)
         if parsed is None:
@@ -787,11 +901,16 @@ def checkBackbone(frames: Iterable[bytes], mobile: str, mpa: str, lmap: str,
             continue
         innerSource = socket.inet_ntop(socket.AF_INET6, payload[8:24])
         innerDestination = socket.inet_ntop(socket.AF_INET6, payload[24:40])
-        if mobile in (innerSource, innerDestination):
+        if mobiles & {innerSource, innerDestination}:
             tunnelled += 1
         else:
             problems.append(f"tunnelled {innerSource} > {innerDestination}")
     return tunnelled, problems
+
+
+def prefixOf(address: str, length: int) -> str:
+    """The network address of the /C{length} holding C{address}."""
+    return str(IPv6Network((address, length), strict=False).network_address)
 
 
 def pingCounts(output: str) -> tuple[int, int]:
@@ -846,15 +965,16 @@ def tcpTransfer(server: Namespace, address: str, client: Namespace, size: int = 
 class LabMixin(NetnsTestMixin):
     """Namespaces, backends and traffic for the tests below and the interop tests."""
 
-    def makeLab(self) -> Lab:
+    def makeLab(self, mobile: str = MS) -> Lab:
+        """The four namespaces, the MS at C{mobile} (a /64 on its link)."""
         ms, mpa, lmap, cn = (self.makeNamespace(label) for label in ("ms", "mpa", "lmap", "cn"))
-        msInterface, access = link(ms, mpa, MS, None)
+        msInterface, access = link(ms, mpa, mobile, None)
         mpa.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
         ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
         _, backbone = link(mpa, lmap, MPA, LMAP)
         link(lmap, cn, CN_GATEWAY, CN)
         cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
-        return Lab(ms, mpa, lmap, cn, msInterface, access, backbone)
+        return Lab(ms, mpa, lmap, cn, msInterface, access, backbone, mobile=mobile)
 
     def makePlane(self, namespace: Namespace, kind: str, **settings: Any) -> Any:
         """A backend started in C{namespace} and stopped by the cleanups; skip if the
@@ -866,12 +986,15 @@ class LabMixin(NetnsTestMixin):
         self.addCleanup(plane.stop)
         return plane
 
-    def tunnel(self, lab: Lab, lmapKind: str, mpaKind: str) -> tuple[Any, Any]:
-        """Backends at both ends, carrying the MS."""
+    def tunnel(self, lab: Lab, lmapKind: str, mpaKind: str, length: int = 128
+               ) -> tuple[Any, Any]:
+        """Backends at both ends, carrying the MS: its address, or with C{length}
+        the prefix of that length holding it (RFC 5213's home network prefix)."""
         atLmap = self.makePlane(lab.lmap, lmapKind)
         atMpa = self.makePlane(lab.mpa, mpaKind)
-        self.assertIsNone(atLmap.addBinding(lmapBinding()))
-        self.assertIsNone(atMpa.addBinding(mpaBinding(lab.access)))
+        mobile = prefixOf(lab.mobile, length)
+        self.assertIsNone(atLmap.addBinding(lmapBinding(mobile, length=length)))
+        self.assertIsNone(atMpa.addBinding(mpaBinding(lab.access, mobile, length=length)))
         return atLmap, atMpa
 
     def capture(self, namespace: Namespace, interface: str) -> Capture:
@@ -896,17 +1019,48 @@ class LabMixin(NetnsTestMixin):
         """Ping and 1 MB over TCP, MS to CN and back, all of it in the tunnel."""
         capture = self.capture(lab.lmap, lab.backbone)
         self.assertEqual(await self.ping(lab.ms, CN), (5, 5))
-        self.assertEqual(await self.ping(lab.cn, MS), (5, 5))
+        self.assertEqual(await self.ping(lab.cn, lab.mobile), (5, 5))
         self.assertEqual(await self.transfer(lab.cn, CN, lab.ms), 1 << 20)
-        self.assertEqual(await self.transfer(lab.ms, MS, lab.cn), 1 << 20)
-        tunnelled, problems = checkBackbone(capture.drain(), MS, MPA, LMAP)
+        self.assertEqual(await self.transfer(lab.ms, lab.mobile, lab.cn), 1 << 20)
+        tunnelled, problems = checkBackbone(capture.drain(), lab.mobile, MPA, LMAP)
         self.assertEqual(problems, [])
         # 20 echo packets, and at least 1 MB each way in packets of at most 1460 bytes.
         self.assertGreater(tunnelled, 20 + 2 * (1 << 20) // 65536)
 
+    def visitorState(self, lab: Lab, plane: Any) -> tuple[list[str], list[str]]:
+        """The MPA's visitor rules of C{plane}'s priority and the main-table routes of
+        its protocol, as C{ip} shows them."""
+        rules = lab.mpa.ip("-6", "rule", "show", "pref", str(plane.tags.priority))
+        routes = lab.mpa.ip("-6", "route", "show", "table", "main", "proto",
+                            str(plane.tags.protocol))
+        return rules.splitlines(), routes.splitlines()
+
+    def assertPrefixInstalled(self, lab: Lab, plane: Any, prefix: str = PREFIX,
+                              length: int = 64) -> None:
+        """One visitor rule and one access route, both for the whole prefix."""
+        rules, routes = self.visitorState(lab, plane)
+        self.assertEqual(len(rules), 1, rules)
+        self.assertIn(f"from {prefix}/{length} iif {lab.access} lookup ", rules[0])
+        self.assertEqual(len(routes), 1, routes)
+        self.assertTrue(routes[0].startswith(
+            f"{prefix}/{length} dev {lab.access} metric {plane.tags.metric} "), routes[0])
+
+    async def checkPrefixBothWays(self, lab: Lab) -> None:
+        """The MS's address in its prefix both ways (L{checkBothWays}), then a second
+        address it forms in the prefix, carried by the same binding."""
+        await self.checkBothWays(lab)
+        lab.ms.ip("address", "add", f"{PREFIX_MS2}/64", "dev", lab.msInterface, "nodad")
+        capture = self.capture(lab.lmap, lab.backbone)
+        self.assertEqual(await self.ping(lab.ms, CN, 3, 0.05, "-I", PREFIX_MS2), (3, 3))
+        self.assertEqual(await self.ping(lab.cn, PREFIX_MS2, 3), (3, 3))
+        tunnelled, problems = checkBackbone(capture.drain(), PREFIX_MS2, MPA, LMAP,
+                                            alsoMobile=(lab.mobile,))
+        self.assertEqual(problems, [])
+        self.assertGreaterEqual(tunnelled, 12)  # 6 echo requests, 6 replies
+
     async def checkTooBig(self, lab: Lab) -> None:
         """A 1500-byte packet draws a Packet Too Big, and the sender learns 1460."""
-        for source, destination in ((lab.ms, CN), (lab.cn, MS)):
+        for source, destination in ((lab.ms, CN), (lab.cn, lab.mobile)):
             sent, received = await self.ping(source, destination, 2, 0.2, "-M", "do",
                                              "-s", "1452")
             self.assertEqual(received, 0)
@@ -950,16 +1104,51 @@ class _BackendTests(LabMixin):
 
     async def test_crashLeftoversCleaned(self) -> None:
         """A run that dies leaves state; the next one finds and removes it, never doubles it."""
-        lab = self.makeLab()
-        atLmap, atMpa = self.tunnel(lab, self.kind, self.kind)
+        await self.checkCrashLeftoversCleaned(MS, 128)
+
+    async def test_prefixCrashLeftoversCleaned(self) -> None:
+        """The same for an MPA prefix binding: its /64 rule is found and removed."""
+        await self.checkCrashLeftoversCleaned(PREFIX_MS, 64)
+
+    async def checkCrashLeftoversCleaned(self, mobile: str, length: int) -> None:
+        lab = self.makeLab(mobile)
+        atLmap, atMpa = self.tunnel(lab, self.kind, self.kind, length)
         rules = lab.mpa.ip("-6", "rule")
         atMpa.close()  # the process dies: sockets close, nothing is torn down
         atMpa.stopped = True
         again = self.makePlane(lab.mpa, self.kind)
         self.assertEqual(again.bindings(), [])
-        again.addBinding(mpaBinding(lab.access))
+        self.assertEqual(self.visitorState(lab, again)[0], [])
+        again.addBinding(mpaBinding(lab.access, prefixOf(mobile, length), length=length))
         self.assertEqual(lab.mpa.ip("-6", "rule"), rules)
         self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+
+    async def test_prefixBothWays(self) -> None:
+        """
+        An MPA binding for the MS's /64 (RFC 5213 6.10), its rule and access
+        route the prefix's: ping and TCP both ways for an address in it that is
+        not its network address, and for a second address in it, with no new
+        binding.
+        """
+        lab = self.makeLab(PREFIX_MS)
+        atLmap, atMpa = self.tunnel(lab, self.kind, self.kind, 64)
+        self.assertPrefixInstalled(lab, atMpa)
+        await self.checkPrefixBothWays(lab)
+
+    async def test_prefixRemoved(self) -> None:
+        """Removing an MPA prefix binding removes its rule and its access route (and the
+        peer table's route with its last binding): nothing carries the prefix any more."""
+        lab = self.makeLab(PREFIX_MS)
+        atLmap, atMpa = self.tunnel(lab, self.kind, self.kind, 64)
+        self.assertEqual(await self.ping(lab.ms, CN, 2), (2, 2))
+        atMpa.removeBinding(mpaBinding(lab.access, PREFIX, length=64))
+        self.assertEqual(atMpa.bindings(), [])
+        self.assertEqual(self.visitorState(lab, atMpa), ([], []))
+        everything = lab.mpa.ip("-6", "route", "show", "table", "all")
+        self.assertNotIn(PREFIX, everything)
+        self.assertNotIn(f"table {atMpa.tags.table + 1} ", everything)
+        self.assertEqual((await self.ping(lab.ms, CN, 2))[1], 0)
+        self.assertEqual((await self.ping(lab.cn, PREFIX_MS, 2))[1], 0)
 
     async def test_swapUnderPing(self) -> None:
         """Swap both ends to another backend and back while the MS pings: count losses."""
@@ -1043,6 +1232,26 @@ class Seg6Tests(_BackendTests, TestCase):
         self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
         again.removeBinding(mpaBinding(lab.access))
         self.assertNotIn("1076", lab.mpa.ip("-6", "rule"))
+
+    async def test_adoptPrefixLeftovers(self) -> None:
+        """The same for an MPA binding of the MS's /64: adopted with its length, it
+        carries both ways, and its removal takes its rule and route."""
+        lab = self.makeLab(PREFIX_MS)
+        atLmap, atMpa = self.tunnel(lab, "seg6", "seg6", 64)
+        rules = lab.mpa.ip("-6", "rule")
+        atMpa.close()
+        atMpa.stopped = True
+        again = self.makePlane(lab.mpa, "seg6", leftovers="adopt")
+        binding = mpaBinding(lab.access, PREFIX, length=64)
+        self.assertEqual(again.bindings(), [binding])
+        self.assertEqual(lab.mpa.ip("-6", "rule"), rules)
+        self.assertPrefixInstalled(lab, again)
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+        self.assertEqual(await self.ping(lab.cn, PREFIX_MS, 3), (3, 3))
+        self.assertIsNone(again.addBinding(binding))  # already carried: nothing changes
+        again.removeBinding(binding)
+        self.assertEqual(self.visitorState(lab, again), ([], []))
+        self.assertEqual((await self.ping(lab.ms, CN, 2))[1], 0)
 
 
     def test_auto(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from tests.test_dataplane import LabMixin
+from tests.test_dataplane import PREFIX_MS, LabMixin
 
 
 class _InteropTests(LabMixin):
@@ -21,6 +21,14 @@ class _InteropTests(LabMixin):
         lab = self.makeLab()
         self.tunnel(lab, self.lmapKind, self.mpaKind)
         await self.checkBothWays(lab)
+
+    async def test_prefixBothWays(self) -> None:
+        """An MPA binding for the MS's /64 (RFC 5213 6.10) against the other backend at
+        the LMAP: an address in the prefix, then a second one, both ways."""
+        lab = self.makeLab(PREFIX_MS)
+        _, atMpa = self.tunnel(lab, self.lmapKind, self.mpaKind, 64)
+        self.assertPrefixInstalled(lab, atMpa)
+        await self.checkPrefixBothWays(lab)
 
     async def test_packetTooBig(self) -> None:
         """Each end answers a packet too big for the tunnel, its own way."""

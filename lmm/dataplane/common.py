@@ -9,8 +9,11 @@ Every backend does the same routing around its own way of encapsulating:
     accessInterface lookup TABLE}, where TABLE (one per peer) holds a default
     route into the tunnel to the LMAP; and a route for
     C{mobileAddress/prefixLength} on the access link, for what comes out of
-    the tunnel. The length is 128 for the draft's one address per MS, the
-    home network prefix's (a /64) in RFC 5213's protocol (its 6.10).
+    the tunnel. MOBILE/LEN is a /128 address in the draft profile (one
+    address per MS) and the MS's home network prefix, usually a /64, in the
+    rfc5213 profile: RFC 5213 6.10 ("The MAG's forwarding considerations")
+    tunnels everything from and to the whole prefix. C{mobileAddress} is
+    the prefix's network address (L{checkBinding}).
 
 Everything a backend puts in the kernel carries its tag, so that the next run
 finds what a crashed one left (L{Tags}): a route and rule protocol number,
@@ -261,7 +264,12 @@ def bindingKey(binding: TunnelBinding) -> tuple[str, str, int]:
 
 
 def checkBinding(binding: TunnelBinding) -> None:
-    """Raise L{ValueError} for a binding no backend can carry."""
+    """
+    Raise L{ValueError} for a binding no backend can carry: an unknown role,
+    an address that is not IPv6, a length outside 0..128, a C{mobileAddress}
+    with bits set past C{prefixLength}, an MPA binding without its access
+    interface or for ::/0.
+    """
     if binding.role not in (ROLE_LMAP, ROLE_MPA):
         raise ValueError(f"unknown role {binding.role!r}")
     for name in ("mobileAddress", "localEndpoint", "remoteEndpoint"):
@@ -272,12 +280,19 @@ def checkBinding(binding: TunnelBinding) -> None:
                              ) from None
     if not 0 <= binding.prefixLength <= 128:
         raise ValueError(f"prefixLength: expected 0..128, got {binding.prefixLength}")
+    network = ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength), strict=False)
+    if network.network_address != ipaddress.IPv6Address(binding.mobileAddress):
+        # The kernel would store the route as the prefix and the rule as given: the two
+        # would not match, nor would either match the binding at removal or adoption.
+        raise ValueError(f"mobileAddress: {binding.mobileAddress} has bits set past "
+                         f"prefixLength {binding.prefixLength} (the prefix is {network})")
     if binding.role == ROLE_MPA:
         if not binding.accessInterface:
             raise ValueError("an MPA binding needs its accessInterface")
         if binding.prefixLength == 0:
-            # A rule from ::/0 would send every source into one tunnel.
-            raise ValueError("an MPA binding is for an address or a prefix, not ::/0")
+            # A rule from ::/0 would send every source on the access link into one tunnel.
+            raise ValueError("an MPA binding is for an address or a prefix (prefixLength "
+                             "1..128), not ::/0: it would capture every source")
 
 
 # --- the shared part of the backends -------------------------------------------------
@@ -329,7 +344,9 @@ class NetlinkDataPlane:
         self._bindings: dict[tuple[str, str, int], TunnelBinding] = {}
         self._peers: dict[tuple[str, str], Peer] = {}
         self._tables: set[int] = set()
-        self._accessIndexes: dict[str, int] = {}
+        # An MPA binding's access interface, by binding key: address and length, since
+        # a prefix (RFC 5213) and an address may share their first address.
+        self._accessIndexes: dict[tuple[str, str, int], int] = {}
         self.stopped = False
 
     # --- life cycle -----------------------------------------------------------------
@@ -449,7 +466,8 @@ class NetlinkDataPlane:
                     priority=self.tags.metric, **route)
 
     def visitorRule(self, binding: TunnelBinding, table: int) -> dict[str, Any]:
-        # The MS's address (the draft), or its whole home network prefix (RFC 5213 6.10).
+        # The MS's address (the draft), or its whole home network prefix (RFC 5213 6.10):
+        # whatever address in it the MS picks (SLAAC, privacy) goes into the tunnel.
         return dict(family=AF_INET6, priority=self.tags.priority,
                     src=normal(binding.mobileAddress), src_len=binding.prefixLength,
                     iifname=binding.accessInterface, table=table, protocol=self.tags.protocol)
@@ -582,7 +600,7 @@ class NetlinkDataPlane:
             undo.append(lambda: self.deleteRule(rule))
             index = self.interfaceIndex(binding.accessInterface)
             self.ipr.route("replace", **self.mobileRoute(binding, {"oif": index}))
-            self._accessIndexes[bindingKey(binding)[1]] = index
+            self._accessIndexes[bindingKey(binding)] = index
             self.installed(binding, peer)
         except BaseException:
             for step in reversed(undo):
@@ -603,7 +621,7 @@ class NetlinkDataPlane:
         else:
             if peer is not None and peer.table is not None:
                 self.deleteRule(self.visitorRule(binding, peer.table))
-            index = self._accessIndexes.pop(normal(binding.mobileAddress), None)
+            index = self._accessIndexes.pop(bindingKey(binding), None)
             self.deleteRoute(self.mobileRoute(binding, {} if index is None else {"oif": index}))
         # After the kernel stopped routing into the tunnel: what is queued still goes.
         self.uninstalled(binding)
@@ -702,7 +720,7 @@ class NetlinkDataPlane:
                 continue
             binding = TunnelBinding(source, length, peer.local, peer.remote, ROLE_MPA, interface)
             self._adoptBinding(binding, peer)
-            self._accessIndexes[normal(source)] = indexes[0]
+            self._accessIndexes[bindingKey(binding)] = indexes[0]
             kept.update((id(rule), id(route)))
             count += 1
         for peer in list(self._peers.values()):

@@ -14,7 +14,9 @@ device draws the kernel's own Packet Too Big.
 Routes and rules (protocol 0x4d by default): at the LMAP C{MOBILE/LEN dev
 lmm6tN metric 77} in the main table; at the MPA, per peer a table (0x4d01...)
 with C{default dev lmm6tN}, per visitor C{pref 1077 from MOBILE/LEN iif ACCESS
-lookup that table} and C{MOBILE/LEN dev ACCESS metric 77}.
+lookup that table} and C{MOBILE/LEN dev ACCESS metric 77}. MOBILE/LEN is a
+/128 address in the draft profile and the MS's home network prefix, usually a
+/64, in the rfc5213 profile (RFC 5213 6.10).
 """
 
 from __future__ import annotations

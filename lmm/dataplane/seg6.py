@@ -23,6 +23,10 @@ What it creates (protocol 0x4c on every route and rule, by default):
     segs [LMAP]}; per visitor C{pref 1076 from MOBILE/LEN iif ACCESS lookup
     that table} and C{MOBILE/LEN dev ACCESS metric 76} in the main table.
 
+MOBILE/LEN is a /128 address in the draft profile and the MS's home network
+prefix, usually a /64, in the rfc5213 profile (RFC 5213 6.10): nothing here
+depends on the length.
+
 MTU: the kernel encapsulates a forwarded packet before any MTU check (the
 seg6 route's own C{mtu} only limits what the node itself sends, less 64
 bytes), so a packet too big for the tunnel draws a Packet Too Big addressed

@@ -4,21 +4,24 @@ seg6 nor ip6tnl. Needs TUN (C{/dev/net/tun}) and raw IPv6 sockets.
 
 The kernel routes what enters the tunnel into a TUN device (C{interface},
 "lmmtun0", MTU C{mtu}); the backend reads each packet, finds its binding (by
-destination at the LMAP, by source at the MPA) and sends it to the peer on a
-raw socket of protocol 41 bound to the tunnel end: the kernel puts the outer
-header in front (source the tunnel end, next header 41, hop limit
-C{hop_limit}). What the raw socket receives is the inner packet (the kernel
-strips the outer header); if it comes from the peer its inner addresses name,
-the backend writes it to the TUN device and the kernel routes it on. A
-protocol-41 packet that no raw socket reads draws a Parameter Problem, so
-the socket stays open as long as the backend runs.
+destination at the LMAP, by source at the MPA: a dict lookup for a /128, the
+longest matching prefix otherwise, such as the rfc5213 profile's per-MS /64,
+RFC 5213 6.10) and sends it to the peer on a raw socket of protocol 41 bound
+to the tunnel end: the kernel puts the outer header in front (source the
+tunnel end, next header 41, hop limit C{hop_limit}). What the raw socket
+receives is the inner packet (the kernel strips the outer header); if it
+comes from the peer its inner addresses name, the backend writes it to the
+TUN device and the kernel routes it on. A protocol-41 packet that no raw
+socket reads draws a Parameter Problem, so the socket stays open as long as
+the backend runs.
 
 Routes and rules (protocol 0x4e by default): at the LMAP C{MOBILE/LEN dev
 lmmtun0 metric 78} in the main table; at the MPA, per peer a table (0x4e01...)
 with C{default dev lmmtun0}, per visitor C{pref 1078 from MOBILE/LEN iif ACCESS
-lookup that table} and C{MOBILE/LEN dev ACCESS metric 78}. The TUN device and
-the routes through it go when the process does; the rules are found and
-removed by the next run.
+lookup that table} and C{MOBILE/LEN dev ACCESS metric 78} (MOBILE/LEN: a /128
+address in the draft profile, the MS's home network prefix in the rfc5213
+profile). The TUN device and the routes through it go when the process does;
+the rules are found and removed by the next run.
 
 MTU: the TUN device's MTU is the tunnel's; the kernel answers a packet too big
 for it with a Packet Too Big.
@@ -114,6 +117,12 @@ def completion(packet: bytes, mtu: int) -> tuple[bytes, bytes]:
         return _VNET.pack(_NEEDS_CSUM, _GSO_TCPV6, 40 + header, mtu - 40 - header, 40,
                           field), packet
     return _VNET.pack(_NEEDS_CSUM, 0, 0, 0, 40, field), packet
+
+
+def _network(binding: TunnelBinding) -> int:
+    """A prefix binding's network, as the number L{UserspaceDataPlane._prefixMatch} compares."""
+    return int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
+                                     strict=False).network_address)
 
 
 @implementer(IReadDescriptor)
@@ -304,8 +313,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
             mobile = packed(binding.mobileAddress)
             tables[0][mobile] = tables[1][mobile] = sock
             return
-        network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
-                                            strict=False).network_address)
+        network = _network(binding)
         for name in self._prefixTables(binding):
             entries: list[tuple[int, int, socket.socket]] = getattr(self, name)
             entries.append((network, binding.prefixLength, sock))
@@ -326,9 +334,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
             tables[0].pop(mobile, None)
             tables[1].pop(mobile, None)
             return
-        network = int(ipaddress.IPv6Network((binding.mobileAddress, binding.prefixLength),
-                                            strict=False).network_address)
-        key = (network, binding.prefixLength)
+        key = (_network(binding), binding.prefixLength)
         for name in self._prefixTables(binding):
             setattr(self, name, [e for e in getattr(self, name) if (e[0], e[1]) != key])
 
