@@ -182,7 +182,8 @@ _UNSPECIFIED_BYTES = bytes(16)
 _SOLICITED_NODE_PREFIX = bytes.fromhex("ff0200000000000000000001ff")
 
 
-def _packMac(mac: str) -> bytes:
+def packMac(mac: str) -> bytes:
+    """The 6 bytes of C{mac} ("aa:bb:cc:dd:ee:ff"); L{ValueError} for another form."""
     # Cheap form check, then fromhex: any whitespace fromhex would skip leaves
     # fewer than 6 bytes.
     if isinstance(mac, str) and len(mac) == 17 and mac[2::3] == ":::::":
@@ -227,7 +228,7 @@ def multicastMac(address: str) -> str:
 def interfaceIdentifier(mac: str) -> bytes:
     """The 8-byte modified EUI-64 interface identifier of a 48-bit MAC: ff:fe in
     the middle and the universal/local bit inverted (RFC 4291 appendix A)."""
-    m = _packMac(mac)
+    m = packMac(mac)
     return bytes((m[0] ^ 0x02,)) + m[1:3] + b"\xff\xfe" + m[3:6]
 
 
@@ -273,7 +274,7 @@ class EthernetHeader:
     etherType: int = ETH_P_IPV6
 
     def encode(self) -> bytes:
-        return _ETHERNET.pack(_packMac(self.destination), _packMac(self.source), self.etherType)
+        return _ETHERNET.pack(packMac(self.destination), packMac(self.source), self.etherType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +339,7 @@ class _LinkLayerAddress(NDOption):
     __slots__ = ()
 
     def encodeBody(self) -> bytes:
-        return _packMac(self.address)  # type: ignore[attr-defined]
+        return packMac(self.address)  # type: ignore[attr-defined]
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> NDOption:
@@ -1069,7 +1070,7 @@ def buildFrame(
         raise ValueError(f"{len(icmp)} bytes do not fit an IPv6 payload")
     first = 6 << 28 | (trafficClass & 0xFF) << 20 | flowLabel & 0xFFFFF
     return (
-        _ETHERNET.pack(_packMac(dstMac), _packMac(srcMac), ETH_P_IPV6)
+        _ETHERNET.pack(packMac(dstMac), packMac(srcMac), ETH_P_IPV6)
         + _IPV6.pack(first, len(icmp), nextHeader, hopLimit, source, destination)
         + icmp
     )
@@ -1096,7 +1097,7 @@ def buildUDPFrame(
     header = _UDP.pack(sourcePort, destinationPort, length, 0)
     udpChecksum = _checksum(source, destination, IPPROTO_UDP, header + payload) or 0xFFFF
     return (
-        _ETHERNET.pack(_packMac(dstMac), _packMac(srcMac), ETH_P_IPV6)
+        _ETHERNET.pack(packMac(dstMac), packMac(srcMac), ETH_P_IPV6)
         + _IPV6.pack(6 << 28, length, IPPROTO_UDP, hopLimit, source, destination)
         + _UDP.pack(sourcePort, destinationPort, length, udpChecksum)
         + payload

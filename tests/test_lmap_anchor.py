@@ -1351,25 +1351,25 @@ class ForeignRequestTests(SynchronousTestCase):
         self.assertIn("Binding Cache Confirmation", anchor.profileMismatches.peers[MPA1])
         self.assertEqual(len(anchor.store), 0)
 
-    def test_rfc5213RequestNamed(self) -> None:
-        """An RFC 5213 PBU at a draft LMAP: its Handoff Indicator and Access
-        Technology Type name the peer."""
+    def assertNamedAtDraftLmap(self, sent: mh.BindingUpdate, sign: str) -> None:
+        """C{sent} under the rfc5213 profile, read by a draft LMAP, names its
+        MPA with C{sign} in the sentence."""
         anchor = makeAnchor(mh.DRAFT)
-        bu = mh.decode(mh.encode(pbu5213(1), mh.RFC5213), mh.DRAFT)
+        bu = mh.decode(mh.encode(sent, mh.RFC5213), mh.DRAFT)
         assert isinstance(bu, mh.BindingUpdate)
         actions = anchor.receive(bu, MPA1, T0)
         self.assertIn("peer.profile-mismatch", [n.event for n in notes(actions)])
-        self.assertIn("RFC 5213's protocol", anchor.profileMismatches.peers[MPA1])
+        self.assertIn(sign, anchor.profileMismatches.peers[MPA1])
+
+    def test_rfc5213RequestNamed(self) -> None:
+        """An RFC 5213 PBU at a draft LMAP: its Handoff Indicator and Access
+        Technology Type name the peer."""
+        self.assertNamedAtDraftLmap(pbu5213(1), "RFC 5213's protocol")
 
     def test_rfc5213LocalAddressNamed(self) -> None:
         """An rfc5213 MPA's Local Address (type 253) is unknown to a draft
         LMAP: the RFC has it skipped (RFC 6275 9.2), and the peer named."""
-        anchor = makeAnchor(mh.DRAFT)
-        bu = mh.decode(mh.encode(pbu(1), mh.RFC5213), mh.DRAFT)
-        assert isinstance(bu, mh.BindingUpdate)
-        actions = anchor.receive(bu, MPA1, T0)
-        self.assertIn("peer.profile-mismatch", [n.event for n in notes(actions)])
-        self.assertIn("'rfc5213'", anchor.profileMismatches.peers[MPA1])
+        self.assertNamedAtDraftLmap(pbu(1), "'rfc5213'")
 
 
 def perNodeAnchor(prefixes: tuple[IPv6Network, ...] = (POOL,),

@@ -935,19 +935,15 @@ class LocalMobilityAnchor:
         counters["pbu.accepted"] += 1
         nai = mnid.identifier
         options: tuple[MobilityOption, ...] = ()
-        perNode = self.perNodePrefixes
         if entry is None:
             counters["pbu.deregistered.unknown"] += 1
-            if perNode:
+            if self.perNodePrefixes:
                 # RFC 5213 5.3.6: the request's options, its HNP included.
                 options = (mnid, *_echoed(bu.options, True))
             elif localAddress is not None:
                 options = (localAddress,)
         else:
-            options = (
-                (mnid, HomeNetworkPrefix(entry.localAddress, entry.prefixLength),
-                 *_echoed(bu.options, False)) if perNode
-                else (LocalAddress(entry.localAddress, entry.prefixLength),))
+            options = self._bindingOptions(bu, mnid, entry.localAddress, entry.prefixLength)
             if sameMpa:
                 self.store.remove(nai)
                 actions.append(RemoveTunnel(entry.tunnel))
@@ -1107,17 +1103,21 @@ class LocalMobilityAnchor:
         self, bu: BindingUpdate, granted: int, address: str, prefixLength: int, mpa: str,
         mnid: MobileNodeIdentifier,
     ) -> SendMessage:
-        """The acceptance: the Local Address (the draft), or RFC 5213 5.3.6's
-        options -- the MN-ID, the home network prefix, and the request's
-        Handoff Indicator, Access Technology Type, Link-layer Identifier,
-        Link-local Address and Timestamp."""
-        options: tuple[MobilityOption, ...]
-        if self.perNodePrefixes:
-            options = (mnid, HomeNetworkPrefix(address, prefixLength),
-                       *_echoed(bu.options, False))
-        else:
-            options = (LocalAddress(address, prefixLength),)
+        """The acceptance of C{bu}, naming the binding (L{_bindingOptions})."""
+        options = self._bindingOptions(bu, mnid, address, prefixLength)
         return SendMessage(BindingAck(0, bu.sequence, granted, options, proxy=True), mpa)
+
+    def _bindingOptions(self, bu: BindingUpdate, mnid: MobileNodeIdentifier, address: str,
+                        prefixLength: int) -> tuple[MobilityOption, ...]:
+        """The options of a PBA answering C{bu} for the binding of C{address}:
+        the profile's option naming it (L{WireProfile.addressOption}), and in
+        RFC 5213's protocol 5.3.6's others -- the MN-ID first, then the
+        request's Handoff Indicator, Access Technology Type, Link-layer
+        Identifier, Link-local Address and Timestamp."""
+        named = self.profile.addressOption(address, prefixLength)
+        if self.perNodePrefixes:
+            return (mnid, named, *_echoed(bu.options, False))
+        return (named,)
 
     def _reject(
         self,

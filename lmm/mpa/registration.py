@@ -64,6 +64,7 @@ from lmm.mh import (
     ProxyBindingUpdate,
 )
 from lmm.mpa.visitor import PendingRegistration, RegistrationRequest, VisitorEntry, VisitorState
+from lmm.nd import packMac
 from lmm.signaling import RetransmissionPolicy, SequenceCounter
 
 #: What the registrations count, in the agent's counters.
@@ -121,7 +122,7 @@ class Registrations:
                 HandoffIndicatorOption(HandoffIndicator.NOT_CHANGED if refresh
                                        else HandoffIndicator.UNKNOWN),
                 self._technology,
-                MobileNodeLinkLayerIdentifier(bytes.fromhex(visitor.mac.replace(":", ""))),
+                MobileNodeLinkLayerIdentifier(packMac(visitor.mac)),
             )
         elif request.confirmation:
             options.append(BindingCacheConfirmation())
