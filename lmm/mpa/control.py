@@ -2,8 +2,12 @@
 The MPA's control channel: a UNIX stream socket (C{control.socket}), one
 command per line, one line of JSON per answer.
 
-    visitors                 the Visitor List (and entries still deregistering)
-    counters                 every counter: the agent's, the access links', the service's
+    visitors [nai=X] [address=A] [mac=M] [interface=I] [limit=N]
+                             the Visitor List (and entries still deregistering),
+                             filtered here
+    deregister MAC|NAI       the visitor leaves as on a detach: a PBU with lifetime 0
+    counters [PREFIX]        the counters (those starting with PREFIX): the agent's,
+                             the access links', the service's
     links                    the access interfaces and their state
     attach IF MAC [NAI]      an access point reports an attach (the explicit backend's input)
     detach IF MAC            ... and a detach
@@ -14,24 +18,36 @@ command per line, one line of JSON per answer.
     peers                    the LMAPs' heartbeats: up or down, Restart Counters (shared)
     help                     the commands
 
-The line protocol, the client and the command line tool are L{lmm.control}'s;
-C{python -m lmm.mpa.control SOCKET visitors} is C{python -m lmm.control}.
+The line protocol is L{lmm.control}'s, the client C{lmmctl} L{lmm.ctl}'s
+(C{python -m lmm.mpa.control SOCKET visitors}, the older form, still works);
+the answers' fields: docs/operations.md ("The control channel").
 """
 
 from __future__ import annotations
 
 import sys
+from ipaddress import IPv6Network
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from lmm import config, control
-from lmm.control import CommandError, arity, ask, formatAnswer, table  # noqa: F401 (the old names)
+from lmm import config, control, ctl
+from lmm.actions import Note
+from lmm.control import CommandError, arity
+from lmm.ctl import ask, formatAnswer, table  # noqa: F401 (the old names)
+from lmm.inet import canonical
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 
+VISITORS_USAGE = "visitors [nai=X] [address=A] [mac=M] [interface=I] [limit=N]"
+VISITOR_FILTERS = ("nai", "address", "mac", "interface", "limit")
+
 HELP = {
-    "visitors": "the Visitor List",
-    "counters": "every counter",
+    "visitors": "the Visitor List, then the entries still deregistering; filters: nai=X, "
+                "address=A (an address, or a prefix), mac=M, interface=I, "
+                f"limit=N (default {ctl.DEFAULT_LIMIT}, 0: all)",
+    "deregister MAC|NAI": "the visitor leaves as on a detach: deregistered at its LMAP (a PBU "
+                          "with lifetime 0), its tunnel removed",
+    "counters [PREFIX]": "every counter, or those starting with PREFIX",
     "links": "the access interfaces",
     "attach IF MAC [NAI]": "report an attach",
     "detach IF MAC": "report a detach",
@@ -56,16 +72,64 @@ def _mac(text: str) -> str:
         raise CommandError(str(e)) from None
 
 
+def visitorsCommand(service: Any, args: list[str]) -> dict[str, Any]:
+    """C{visitors [nai=X] [address=A] [mac=M] [interface=I] [limit=N]}, found by
+    the agent (L{lmm.mpa.agent.MobilityProxyAgent.findVisitors})."""
+    try:
+        filters = ctl.parseFilters(args, VISITOR_FILTERS)
+        limit = ctl.parseLimit(filters.pop("limit", None))
+    except ValueError as e:
+        raise CommandError(f"{e}; usage: {VISITORS_USAGE}") from None
+    address = None
+    if "address" in filters:
+        text = filters["address"]
+        try:
+            if "/" not in text:
+                text = canonical(text) + "/128"
+            address = IPv6Network(text, strict=False)
+        except (OSError, ValueError):
+            raise CommandError(f"address=: not an IPv6 address or prefix: {text!r}") from None
+    agent = service.agent
+    matched, entries = agent.findVisitors(
+        filters["nai"].encode("utf-8") if "nai" in filters else None, address,
+        _mac(filters["mac"]) if "mac" in filters else None, filters.get("interface"), limit)
+    return {"ok": True, "now": service.reactor.seconds(), "matched": matched,
+            "total": len(agent.visitors) + len(agent.registrations.leaving),
+            "filtered": bool(filters), "visitors": [e.describe() for e in entries]}
+
+
+def deregisterCommand(service: Any, args: list[str]) -> dict[str, Any]:
+    """C{deregister MAC|NAI}: the agent's decision
+    (L{lmm.mpa.agent.MobilityProxyAgent.deregister}), carried out by the
+    service; its Note is the answer."""
+    arity(args, 1, 1, "deregister MAC|NAI")
+    try:
+        mac: str | None = config.macAddress(args[0])
+        nai = None
+    except ValueError:
+        mac, nai = None, args[0].encode("utf-8")
+    actions = service.deregister(mac, nai)
+    note = next(a for a in reversed(actions) if isinstance(a, Note))
+    if note.event != "visitor.deregistered":
+        if note.fields.get("leaving"):
+            raise CommandError(f"{args[0]} is being deregistered already")
+        raise CommandError(f"no visitor {args[0]!r} (see visitors)")
+    fields = dict(note.fields)
+    fields.pop("reason", None)
+    return {"ok": True, **fields}
+
+
 def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
     """Run one command on an L{lmm.mpa.service.MPAService}; the answer."""
     command, args = control.split(words)
     if command == "visitors":
-        arity(args, 0, 0, "visitors")
-        return {"ok": True, "now": service.reactor.seconds(),
-                "visitors": service.describeVisitors()}
+        return visitorsCommand(service, args)
+    if command == "deregister":
+        return deregisterCommand(service, args)
     if command == "counters":
-        arity(args, 0, 0, "counters")
-        return {"ok": True, "counters": dict(sorted(service.allCounters().items()))}
+        arity(args, 0, 1, "counters [PREFIX]")
+        return {"ok": True, "counters": ctl.selectCounters(service.allCounters(),
+                                                           args[0] if args else None)}
     if command == "links":
         arity(args, 0, 0, "links")
         return {"ok": True, "links": service.describeLinks()}
@@ -82,7 +146,6 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         getattr(service.detector, "detach", service.detach)(detachEvent)
         return {"ok": True}
     return control.common(service, command, args, HELP)
-
 
 
 def main(argv: list[str]) -> int:
