@@ -14,7 +14,7 @@ An access controller calls this once per event: it imports nothing heavy
 (no Twisted, no zope, no lmm module that imports them; the standard
 library's C{json}, C{socket}, C{os}, C{sys}, and C{tomllib} only for C{-c}),
 so that it starts and answers in well under 50 ms (bench/lmmctl.py). The
-protocol itself (docs/operations.md, "The control channel") is simple
+protocol itself (docs/operations.md, "The control channel and lmmctl") is simple
 enough to speak directly; the server side is L{lmm.control}'s.
 
 The pure helpers the daemons' command modules share sit here too, so that
@@ -60,9 +60,10 @@ usage: lmmctl [-s SOCKET | -c CONFIG.toml] [--json] [--timeout SECONDS] COMMAND 
 lmmctl -s SOCKET help lists the daemon's commands. LMAP: bindings [nai=X]
 [address=A] [mpa=M] [limit=N], revoke NAI; MPA: visitors [nai=X] [address=A]
 [mac=M] [interface=I] [limit=N], deregister MAC|NAI, attach IF MAC [NAI],
-detach IF MAC, links; both: counters [PREFIX], peers, security, tunnel
-BACKEND [KEY=VALUE ...], help. Exit status: 0 done, 1 refused by the daemon,
-2 usage, 3 no daemon answered.
+detach IF MAC, links; both: counters [PREFIX], peers, security, backends,
+reload, swap KIND BACKEND [KEY=VALUE ...], tunnel BACKEND [KEY=VALUE ...],
+help. Exit status: 0 done, 1 refused by the daemon, 2 usage, 3 no daemon
+answered.
 """
 
 

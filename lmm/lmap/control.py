@@ -15,7 +15,7 @@ L{lmm.control}'s, the client C{lmmctl} is L{lmm.ctl}'s):
     peers                    the MPAs' heartbeats: up or down, Restart Counters (shared)
     help                     the commands
 
-The answers' fields: docs/operations.md ("The control channel").
+The answers' fields: docs/operations.md ("The control channel and lmmctl").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ command per line, one line of JSON per answer.
 
 The line protocol is L{lmm.control}'s, the client C{lmmctl} L{lmm.ctl}'s
 (C{python -m lmm.mpa.control SOCKET visitors}, the older form, still works);
-the answers' fields: docs/operations.md ("The control channel").
+the answers' fields: docs/operations.md ("The control channel and lmmctl").
 """
 
 from __future__ import annotations
