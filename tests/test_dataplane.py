@@ -1257,9 +1257,15 @@ class Seg6Tests(_BackendTests, TestCase):
     def test_auto(self) -> None:
         """"auto" is seg6 where the kernel has it, userspace where it does not."""
         lab = self.makeLab()
+        try:
+            callIn(lab.lmap, FACTORIES["seg6"], {}, reactor).stop()
+        except KernelLacks:
+            kernelHas: type = userspace.UserspaceDataPlane  # this kernel: no seg6
+        else:
+            kernelHas = seg6.Seg6DataPlane
         plane = callIn(lab.lmap, findBackend(ITunnelDataPlane, "auto").build, {}, reactor)
         self.addCleanup(plane.stop)
-        self.assertIsInstance(plane, seg6.Seg6DataPlane)
+        self.assertIsInstance(plane, kernelHas)
 
         def lacking(settings: Any, reactor: Any) -> Any:
             raise KernelLacks(seg6.LACKS_SEG6)
@@ -1301,6 +1307,22 @@ class UserspaceTests(_BackendTests, TestCase):
         await threads.deferToThread(time.sleep, 0.3)
         self.assertEqual(atMpa.statistics()["refused"], 1)
         self.assertEqual(atMpa.statistics()["decapsulated"], 0)
+
+
+    async def test_peerRestarts(self) -> None:
+        """The LMAP's end goes away while the MS sends (its daemon killed: the
+        MPA's packets draw Parameter Problems) and comes back: the MPA's
+        socket, given the errors, is still read, and the MS reaches the CN
+        again (the reactor dropped it once, on EPOLLERR alone)."""
+        lab = self.makeLab()
+        atLmap, atMpa = self.tunnel(lab, "userspace", "userspace")
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+        atLmap.stop()
+        self.assertEqual((await self.ping(lab.ms, CN, 5))[1], 0)
+        again = self.makePlane(lab.lmap, "userspace")
+        self.assertIsNone(again.addBinding(lmapBinding(prefixOf(lab.mobile, 128))))
+        self.assertEqual(await self.ping(lab.ms, CN, 3), (3, 3))
+        self.assertGreaterEqual(atMpa.statistics()["peerErrors"], 1)
 
 
 class Ip6tnlTests(_BackendTests, TestCase):

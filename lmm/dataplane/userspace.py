@@ -129,10 +129,12 @@ def _network(binding: TunnelBinding) -> int:
 class _Reader:
     """Something the reactor reads for the backend: the TUN device or a peer's socket."""
 
-    def __init__(self, fd: int, read: Callable[[], None], name: str) -> None:
+    def __init__(self, fd: int, read: Callable[[], None], name: str,
+                 lost: Callable[[], None] | None = None) -> None:
         self.fd = fd
         self.read = read
         self.name = name
+        self.lost = lost
 
     def fileno(self) -> int:
         return self.fd
@@ -144,7 +146,9 @@ class _Reader:
         return self.name
 
     def connectionLost(self, reason: Any) -> None:
-        pass
+        # The reactor dropped it (EPOLLERR with nothing to read): its owner decides.
+        if self.lost is not None:
+            self.lost()
 
 
 class UserspaceDataPlane(NetlinkDataPlane):
@@ -192,6 +196,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self.unrouted = 0
         self.refused = 0  # from a peer, for a mobile address it does not serve
         self.sendDrops = 0
+        self.peerErrors = 0  # ICMPv6 errors a peer's socket was given (_peerError)
 
     # --- start and stop --------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def statistics(self) -> dict[str, int]:
         return {"encapsulated": self.encapsulated, "decapsulated": self.decapsulated,
                 "unrouted": self.unrouted, "refused": self.refused,
-                "sendDrops": self.sendDrops}
+                "sendDrops": self.sendDrops, "peerErrors": self.peerErrors}
 
     # --- peers ----------------------------------------------------------------------
 
@@ -275,10 +280,28 @@ class UserspaceDataPlane(NetlinkDataPlane):
             raise DataPlaneError(f"userspace backend: cannot tunnel from {peer.local} to "
                                  f"{peer.remote}: {e}") from None
         reader = _Reader(sock.fileno(), lambda: self._rawReadable(sock),
-                         f"userspace {peer.remote}")
+                         f"userspace {peer.remote}", lambda: self._peerError(sock))
         self._peerSockets[(peer.local, peer.remote)] = (sock, reader)
         self.reactor.addReader(reader)
         peer.route = {"oif": self.tunIndex}
+
+    def _peerError(self, sock: socket.socket) -> None:
+        """
+        An ICMPv6 error from the peer (a Parameter Problem while its daemon
+        restarts: no protocol-41 socket there) sets the connected socket's
+        error, and with nothing queued the reactor sees only EPOLLERR and
+        drops the reader: the peer's packets would queue unread for ever.
+        The error is taken (SO_ERROR clears it), counted, and the socket
+        read again while it is the peer's.
+        """
+        for peerSocket, reader in self._peerSockets.values():
+            if peerSocket is sock and sock.fileno() >= 0:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                self.peerErrors += 1
+                log.debug("userspace backend: {peer} answered with an error ({error}); "
+                          "still reading", peer=reader.name, error=os.strerror(code))
+                self.reactor.addReader(reader)
+                return
 
     def closePeer(self, peer: Peer) -> None:
         self._closeSocket((peer.local, peer.remote))
