@@ -21,6 +21,7 @@ setup(
         "zope.interface>=6",
         "pyrad>=2.4",
         "pyroute2>=0.7",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         # scapy: an independent decoder for the tests and the benchmarks' scale figures.
@@ -29,5 +30,5 @@ setup(
         "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "mypy-zope>=1.0", "scapy>=2.5",
                  "atheris>=2.3"],
     },
-    entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main"]},
+    entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main", "lmmctl = lmm.ctl:main"]},
 )

@@ -101,6 +101,7 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
                  "mpas": ["fd00:be::/64"]},
         "security": {"keys": lmapKeys},
         "store": {"path": os.path.join(folder, "lmap.sqlite")},
+        "tunnel": {"backend": "recording"},  # the attach's signaling, as measured before
         "log": {"level": "info", "summary_interval": 0},
     })
     daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))
@@ -119,6 +120,7 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
                 f'["{access}"]\n[security]\nkeys = "{mpaKeys[MPA]}"\n'
                 f'[aaa]\n{aaa}[control]\nsocket = "{control}"\n'
                 f'[state]\npath = "{os.path.join(folder, "mpa.state")}"\n'
+                f'[tunnel]\nbackend = "recording"\n'
                 f'[log]\nlevel = "info"\nsummary_interval = 0\n')
     daemons.append(Daemon(mpaNs, "lmm-mpa", mpaConfig, os.path.join(folder, "mpa.log"))
                    .start("MPA ready"))

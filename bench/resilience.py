@@ -127,6 +127,7 @@ def oneKill(folder: str, count: int, rng: random.Random) -> tuple[int, int, int]
                      "mpas": [f"{MPA}/128"], "max_lifetime": 3600},
             "security": {"authentication": False},
             "store": {"path": os.path.join(folder, "lmap.sqlite")},
+            "tunnel": {"backend": "recording"},  # the Binding Cache's survival only
             "log": {"summary_interval": 0},
         })
         daemon = Daemon(lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))

@@ -287,6 +287,7 @@ class ProfileFileAuthenticator:
     NAI and a MAC matches only when both agree with the request.
     """
 
+    name = "file"
     log = Logger()
 
     def __init__(self, path: str, naiTemplate: str = DEFAULT_NAI_TEMPLATE,

@@ -5,17 +5,19 @@ C{{"ok": false, "error": "..."}}. Each daemon supplies its commands (an
 L{Execute}: the words of a line to an answer, or a Deferred of one):
 L{lmm.mpa.control} and L{lmm.lmap.control}.
 
-From a shell: C{python -m lmm.control SOCKET COMMAND [ARGS...]} prints the
+The client is L{lmm.ctl}'s: C{lmmctl -s SOCKET COMMAND [ARGS...]} (also
+C{python -m lmm.control SOCKET COMMAND [ARGS...]}, the older form) prints the
 answer as a table (C{--json}: as it came); C{help} lists a daemon's commands.
+Every command, its answer's fields and the errors: docs/operations.md, "The
+control channel and lmmctl". A line is at most 4096 bytes; words are split at white
+space; answers come back in the order of the commands, one per line.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
-import time
 import tomllib
 from typing import Any, Callable, Mapping
 
@@ -28,7 +30,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from lmm.config import ConfigError, tomlValue
+from lmm.config import ConfigError
 from lmm.errors import OperatorError
 from lmm.security import loadKeyFile
 
@@ -36,10 +38,6 @@ log = Logger(namespace="lmm.control")
 
 #: A daemon's commands: the words of one line to the answer (or a Deferred of it).
 Execute = Callable[[list[str]], Any]
-
-#: Seconds the command line tool waits for an answer (a swap can take a while).
-CLI_TIMEOUT = 60.0
-
 
 class CommandError(OperatorError):
     """A command the daemon cannot run; the message goes back as the error."""
@@ -68,6 +66,14 @@ def common(service: Any, command: str, args: list[str],
     if command == "peers":
         arity(args, 0, 0, "peers")
         return peersCommand(service)
+    if command == "swap":
+        return swapCommand(service, args)
+    if command == "backends":
+        arity(args, 0, 0, "backends")
+        return backendsCommand(service)
+    if command == "reload":
+        arity(args, 0, 0, "reload")
+        return reloadCommand(service)
     if command == "help":
         return {"ok": True, "commands": dict(commands)}
     raise CommandError(f"unknown command {command!r}; try help")
@@ -96,6 +102,70 @@ def peersCommand(service: Any) -> dict[str, Any]:
     # Peers whose messages carry another wire profile's signs, with the first.
     answer["profileMismatches"] = dict(service.profileMismatches)
     return answer
+
+
+# --- swap, backends, reload: both daemons' (lmm.live) ---------------------------
+
+SWAP_USAGE = "swap KIND BACKEND [KEY=VALUE ...]"
+SWAP_HELP = ("replace a backend while the daemon runs: KIND tunnel (make before break), "
+             "aaa, attach or dhcp (MPA; what is in flight finishes on the old one); options "
+             "as in [KIND.options] (default: the file's for the file's backend); not kept "
+             "after a restart")
+BACKENDS_HELP = ("each kind of backend: the one in use, the one the configuration file "
+                 "names, and those installed (lmm's and third parties' plugins)")
+RELOAD_HELP = ("read the configuration file again (as SIGHUP does): a bad file changes "
+               "nothing; what can change live is applied, each other changed key named as "
+               "needing a restart")
+
+#: The kinds of backend, their interfaces by name (imported when asked: lmm.interfaces).
+BACKEND_KINDS = {"tunnel": "ITunnelDataPlane", "aaa": "IAuthenticator",
+                 "attach": "IAttachDetector", "dhcp": "IDHCPv6Relay"}
+
+
+def swapCommand(service: Any, args: list[str]) -> Any:
+    """C{swap KIND BACKEND [KEY=VALUE ...]}: L{lmm.live}'s swaps, through the
+    service's C{swapBackend}; the answer names the backend, the options used
+    and whether a restart keeps them."""
+    if len(args) < 2:
+        raise CommandError(f"usage: {SWAP_USAGE}")
+    kind, name = args[0].lower(), args[1]
+    active = service.activeBackends()
+    if kind not in active:
+        raise CommandError(f"this daemon swaps {', '.join(active)} backends, not {kind!r}; "
+                           f"usage: {SWAP_USAGE}")
+    options = parseOptions(args[2:])
+    d = maybeDeferred(service.swapBackend, kind, name, options)
+    return d.addCallback(lambda result: {"ok": True, **result})
+
+
+def backendsCommand(service: Any) -> dict[str, Any]:
+    """C{backends}: per kind, C{active}, C{configured} (and its options) and
+    C{installed} (name: description)."""
+    from lmm import interfaces
+    from lmm.backends import knownBackends
+
+    configs = dict(getattr(service, "backendConfigs", {}))
+    if service.dataPlane.config is not None:
+        configs["tunnel"] = service.dataPlane.config
+    kinds = {}
+    for kind, active in service.activeBackends().items():
+        config = configs.get(kind)
+        installed = knownBackends(getattr(interfaces, BACKEND_KINDS[kind]))
+        kinds[kind] = {
+            "active": active,
+            "configured": None if config is None else config.backend,
+            "options": {} if config is None else dict(config.options),
+            "installed": {name: factory.description for name, factory in sorted(installed.items())},
+        }
+    return {"ok": True, "backends": kinds}
+
+
+def reloadCommand(service: Any) -> Any:
+    reloader = getattr(service, "reloader", None)
+    if reloader is None:
+        raise CommandError("this daemon was not started from a configuration file: "
+                           "nothing to reload")
+    return reloader.reload()
 
 
 # --- the security command, both daemons' ----------------------------------------
@@ -196,12 +266,12 @@ def parseOptions(words: list[str]) -> dict[str, Any]:
 
 
 def tunnelCommand(service: Any, args: list[str]) -> Deferred[dict[str, Any]]:
-    """C{tunnel BACKEND [KEY=VALUE ...]} on a service whose C{dataPlane} is a
-    L{lmm.dataplane.swapping.SwappableTunnel}."""
+    """C{tunnel BACKEND [KEY=VALUE ...]}: C{swap tunnel BACKEND ...} (the
+    service's C{dataPlane} is a L{lmm.dataplane.swapping.SwappableTunnel})."""
     if not args:
         raise CommandError(f"usage: {TUNNEL_USAGE}")
     options = parseOptions(args[1:])
-    d: Deferred[dict[str, Any]] = service.dataPlane.swapTunnel(args[0], options)
+    d: Deferred[dict[str, Any]] = maybeDeferred(service.swapBackend, "tunnel", args[0], options)
     return d.addCallback(lambda result: {"ok": True, **result})
 
 
@@ -270,116 +340,24 @@ class ControlService(StreamServerEndpointService):
         log.info("control channel on {path}", path=self.path)
 
 
-# --- the client -------------------------------------------------------------------
+# --- the client: lmm.ctl's (lmmctl), which imports nothing heavy ---------------------
 
-
-def ask(path: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Send one command to the daemon listening on C{path}; its answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(command.encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data)
-    return answer
-
-
-VISITOR_COLUMNS = (
-    ("MAC", "mac"), ("IF", "interface"), ("NAI", "nai"), ("STATE", "state"),
-    ("LOCAL ADDRESS", "localAddress"), ("LMAP", "lmapAddress"), ("STATUS", "lastStatus"),
-    ("EXPIRES", "expires"), ("PENDING", "pendingKind"), ("FAILURE", "failure"),
+from lmm.ctl import (  # noqa: E402,F401 (the old names, importable from here)
+    BINDING_COLUMNS,
+    CLI_TIMEOUT,
+    VISITOR_COLUMNS,
+    ask,
+    formatAnswer,
+    table,
 )
-BINDING_COLUMNS = (
-    ("NAI", "nai"), ("LOCAL ADDRESS", "localAddress"), ("CARE-OF", "careOfAddress"),
-    ("LIFETIME", "lifetime"), ("EXPIRES", "expires"),
-)
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                     for row in rows)
-
-
-def _inSeconds(value: str, now: float) -> str:
-    try:
-        return f"{float(value) - now:.0f}s"
-    except ValueError:
-        return value
-
-
-def _rows(columns: tuple[tuple[str, str], ...], entries: list[dict[str, Any]],
-          now: float) -> str:
-    rows = [[title for title, _ in columns]]
-    for entry in entries:
-        row = [str(entry.get(key, "-")) for _, key in columns]
-        for i, (_, key) in enumerate(columns):
-            if key == "expires":
-                row[i] = _inSeconds(row[i], now)
-        rows.append(row)
-    return table(rows)
-
-
-def formatAnswer(command: str, answer: dict[str, Any]) -> str:
-    now = answer.get("now", time.time())
-    if "visitors" in answer:
-        return (_rows(VISITOR_COLUMNS, answer["visitors"], now)
-                + f"\n{len(answer['visitors'])} visitor(s)")
-    if "bindings" in answer:
-        return (_rows(BINDING_COLUMNS, answer["bindings"], now)
-                + f"\n{len(answer['bindings'])} binding(s)")
-    if "counters" in answer:
-        counters = answer["counters"]
-        return "\n".join(f"{key} {value}" for key, value in counters.items()) or "(none)"
-    if "links" in answer:
-        keys = ("interface", "index", "state", "mac", "socket")
-        return table([[k.upper() for k in keys]]
-                     + [[link.get(k, "-") for k in keys] for link in answer["links"]])
-    if "backend" in answer:
-        options = answer.get("options") or {}
-        used = (" (" + ", ".join(f"{k}={tomlValue(v)}" for k, v in options.items()) + ")"
-                if options else "")
-        text = (f"tunnel backend now {answer['backend']}{used}: {answer.get('moved', 0)} "
-                "binding(s) moved")
-        if answer.get("persistent"):
-            return text + "\nas the configuration file says: kept after a restart"
-        if answer.get("hint"):
-            return text + "\n" + answer["hint"]
-        return text
-    if "commands" in answer:
-        commands = answer["commands"]
-        width = max(map(len, commands), default=0)
-        return "\n".join(f"{usage:{width}}  {text}" for usage, text in commands.items())
-    return "ok"
 
 
 def main(argv: list[str], program: str = "python -m lmm.control") -> int:
-    args = list(argv)
-    raw = "--json" in args
-    if raw:
-        args.remove("--json")
-    if len(args) < 2:
-        sys.stderr.write(f"usage: {program} [--json] SOCKET COMMAND [ARGS...]\n"
-                         "(the command help lists the daemon's commands)\n")
-        return 2
-    path, command = args[0], " ".join(args[1:])
-    try:
-        answer = ask(path, command, CLI_TIMEOUT)
-    except (OSError, ValueError) as e:
-        sys.stderr.write(f"{path}: {e}\n")
-        return 1
-    if raw:
-        print(json.dumps(answer, indent=2))
-    elif answer.get("ok"):
-        print(formatAnswer(command, answer))
-    else:
-        sys.stderr.write(f"error: {answer.get('error')}\n")
-    return 0 if answer.get("ok") else 1
+    """C{python -m lmm.control [--json] SOCKET COMMAND [ARGS...]}: lmmctl's
+    L{lmm.ctl.legacyMain}, the socket first (C{lmmctl} starts faster)."""
+    from lmm.ctl import legacyMain
+
+    return legacyMain(argv, program)
 
 
 if __name__ == "__main__":

@@ -123,11 +123,9 @@ def request(path: str, command: str, timeout: float = CLI_TIMEOUT) -> dict[str, 
 
 def socketFromConfig(path: str) -> str:
     """
-    The C{control.socket} of the daemon configuration file C{path}. A
-    relative one is taken as the daemon takes it: relative to its working
-    directory (docs/lmap.md, docs/mpa.md), which lmmctl cannot know; it is
-    looked up in lmmctl's own, so run it from there, or make the path
-    absolute. L{UsageError} when the file gives none.
+    The C{control.socket} of the daemon configuration file C{path}, a
+    relative one relative to that file, as the daemon takes it
+    (L{lmm.daemon.controlSocket}). L{UsageError} when the file gives none.
     """
     import tomllib  # only here: -s and $LMMCTL_SOCKET need no TOML
 
@@ -143,7 +141,10 @@ def socketFromConfig(path: str) -> str:
     if not isinstance(value, str) or not value:
         raise UsageError(f"{path}: key 'control.socket': not set, the daemon has no control "
                          "channel (set [control] socket = \"/run/lmm-....sock\")")
-    return value
+    if os.path.isabs(value):
+        return value
+    # As lmm.config.besideConfig (not imported: lmmctl starts with the standard library only).
+    return os.path.join(os.path.dirname(os.path.abspath(path)), value)
 
 
 # --- what the daemons' command modules share (pure) ------------------------------
@@ -308,6 +309,41 @@ def _tunnel(answer: Mapping[str, Any]) -> str:
     return text
 
 
+def _swapped(answer: Mapping[str, Any]) -> str:
+    """A C{swap KIND BACKEND} answer (the tunnel's has its moved bindings)."""
+    if answer.get("kind", "tunnel") == "tunnel":
+        return _tunnel(answer)
+    from lmm.config import tomlValue  # stdlib only; a swap is no per-event call
+
+    options = answer.get("options") or {}
+    used = (" (" + ", ".join(f"{k}={tomlValue(v)}" for k, v in options.items()) + ")"
+            if options else "")
+    text = f"{answer['kind']} backend now {answer['backend']}{used}, was {answer.get('previous')}"
+    if answer.get("inFlight"):
+        text += f"; {answer['inFlight']} request(s) in flight finish on {answer['previous']}"
+    if answer.get("grace"):
+        text += f"; the old port takes answers for {answer['grace']:g} s more"
+    if answer.get("persistent"):
+        return text + "\nas the configuration file says: kept after a restart"
+    return text + ("\n" + answer["hint"] if answer.get("hint") else "")
+
+
+def _backends(answer: Mapping[str, Any]) -> str:
+    rows = [["KIND", "ACTIVE", "CONFIGURED", "INSTALLED"]]
+    for kind, entry in answer["backends"].items():
+        rows.append([kind, _scalar(entry.get("active")), _scalar(entry.get("configured")),
+                     ", ".join(entry.get("installed", {}))])
+    return table(rows)
+
+
+def _reloaded(answer: Mapping[str, Any]) -> str:
+    """One line per key: applied, failed (why), needs a restart (what and what runs)."""
+    lines = [f"{key}: applied" for key in answer.get("applied", [])]
+    lines += [f"{key}: not applied: {why}" for key, why in answer.get("failed", {}).items()]
+    lines += list(answer.get("restart", {}).values())
+    return "\n".join(lines) or f"{answer.get('file')}: nothing changed"
+
+
 def _revoked(answer: Mapping[str, Any]) -> str:
     what = f"{answer.get('nai')} ({answer.get('address')}) at {answer.get('mpa')}"
     if answer.get("indication"):
@@ -390,6 +426,12 @@ def formatAnswer(command: str, answer: dict[str, Any]) -> str:
         return _peers(answer)
     if name == "tunnel" and "backend" in answer:
         return _tunnel(answer)
+    if name == "swap" and "backend" in answer:
+        return _swapped(answer)
+    if name == "backends" and "backends" in answer:
+        return _backends(answer)
+    if name == "reload" and "applied" in answer:
+        return _reloaded(answer)
     if name == "revoke" and "nai" in answer:
         return _revoked(answer)
     if name == "deregister" and "mac" in answer:

@@ -17,10 +17,11 @@ from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.journal import LOG_SETTINGS
+from lmm.live import LiveKeys, SwapError
 from lmm.service import SignalingConfig
 
-__all__ = ["HEARTBEAT_SETTINGS", "LOG_SETTINGS", "SECURITY_SETTINGS", "TUNNEL_SETTINGS",
-           "WIRE_SETTINGS", "DaemonOptions"]
+__all__ = ["CONTROL_SETTINGS", "HEARTBEAT_SETTINGS", "LOG_SETTINGS", "METRICS_SETTINGS",
+           "SECURITY_SETTINGS", "TUNNEL_SETTINGS", "WIRE_SETTINGS", "DaemonOptions"]
 
 _OPTION_TYPE = config.integer(2, 255)
 _REJECT_STATUS = config.integer(128, 255)
@@ -56,6 +57,12 @@ SECURITY_SETTINGS = [
             "the rest dropped unread (0: no limit)"),
 ]
 
+CONTROL_SETTINGS = [
+    Setting("control.socket", config.string, None,
+            "path of the control channel's UNIX socket (lmmctl, docs/operations.md), "
+            "relative to this file (default: none)"),
+]
+
 HEARTBEAT_SETTINGS = [
     Setting("heartbeat.interval", config.number(0, 3600), heartbeat.DEFAULT_INTERVAL,
             "seconds between Heartbeat requests to each peer (RFC 5847; 0: none)"),
@@ -66,9 +73,25 @@ HEARTBEAT_SETTINGS = [
             "missed Heartbeat requests in a row before a peer is down"),
 ]
 
+
+def _metricsListen(value: object) -> str:
+    from lmm.metrics import listenDescription  # only read when the key is set
+
+    return listenDescription(value)
+
+
+METRICS_SETTINGS = [
+    Setting("metrics.listen", _metricsListen, None,
+            "where the Prometheus metrics are served (/metrics): \"HOST:PORT\" such as "
+            "\"[::1]:9480\" or \":9480\", or a Twisted endpoint such as "
+            "\"unix:/run/lmm/metrics.sock\" (default: none, metrics off)"),
+]
+
 TUNNEL_SETTINGS = [
-    Setting("tunnel.backend", config.string, "recording",
-            "tunnel data plane backend, by name (docs/dataplane.md)"),
+    Setting("tunnel.backend", config.string, "auto",
+            "tunnel data plane backend, by name: auto (seg6 where the kernel has it, "
+            "else userspace), seg6, ip6tnl, userspace; recording carries nothing, for "
+            "control-plane tests (docs/dataplane.md)"),
     Setting("tunnel.options", config.table, {}, "the backend's own settings", table=True),
 ]
 
@@ -142,6 +165,63 @@ def signalingConfig(path: str | None, values: Mapping[str, Any], profile: mh.Wir
     return SignalingConfig(codec, keyFile, values["security.max_rate_per_source"])
 
 
+def commonLiveKeys(core: Any, path: str | None) -> list[LiveKeys]:
+    """
+    What a reload applies live in both daemons (L{lmm.live.Reloader}): the
+    tunnel backend (swapped, make before break), C{log.level}, and the
+    signaling's protection -- the key file is read again at every reload (a
+    key rollover: its contents change, not its name), the replay window and
+    the per-source limit. Turning authentication on or off needs a restart.
+    """
+
+    def tunnel(values: Mapping[str, Any]) -> Any:
+        from lmm.dataplane.swapping import AUTO, tunnelConfig
+
+        plane = core.dataPlane
+        name, options = values["tunnel.backend"], dict(values["tunnel.options"])
+        if name == AUTO and plane.name in ("seg6", "userspace"):
+            name = plane.name  # what auto picked at start; it would pick it again
+
+        def swapped(result: Any) -> None:
+            plane.config = tunnelConfig(values, plane.current, path)
+
+        if name == plane.name:
+            if options != dict(plane.config.options if plane.config else {}):
+                raise SwapError(f"tunnel.options changed for the backend in use ({name}): "
+                                "swap to another backend and back, or restart")
+            swapped(None)
+            return None
+        return plane.swap(name, options).addCallback(swapped)
+
+    def security(values: Mapping[str, Any]) -> None:
+        signaling = core.signaling
+        codec = signaling.codec
+        if values["security.authentication"] != (codec.associations is not None):
+            return  # on or off: a restart (it is named as needing one)
+        associations = loadAssociations(path, values)
+        codec.replayWindow = values["security.replay_window"]
+        codec.rekey(associations)
+        if associations is not None:
+            signaling.keyFile = config.besideConfig(path, values["security.keys"])
+        limiter = signaling.sources
+        limiter.rate = values["security.max_rate_per_source"]
+        limiter.burst = max(1.0, limiter.rate)
+
+    return [
+        LiveKeys(("tunnel.backend", "tunnel.options"), tunnel),
+        LiveKeys(("log.level",), lambda values: core.journal.setLevel(values["log.level"])),
+        LiveKeys(("security.keys", "security.replay_window", "security.max_rate_per_source"),
+                 security, always=True),
+    ]
+
+
+def controlSocket(path: str | None, values: Mapping[str, Any]) -> str | None:
+    """The control channel's socket, C{control.socket} relative to the
+    configuration file like every path it names (None: no channel)."""
+    name = values["control.socket"]
+    return None if name is None else config.besideConfig(path, name)
+
+
 def checkBackend(path: str, key: str, interface: Any, name: str) -> None:
     try:
         findBackend(interface, name)
@@ -176,6 +256,22 @@ def configErrorExit(options: DaemonOptions, error: ConfigError) -> NoReturn:
     raise SystemExit(1) from None
 
 
+#: twistd's own default pidfile, the same for every daemon started from one folder.
+TWISTD_PIDFILE = "twistd.pid"
+
+
+def pidfileName(daemonName: str, configPath: str | None) -> str:
+    """The pidfile a daemon gets when twistd's C{--pidfile} is left at its
+    default: C{lmm-mpa.pid} for C{--config mpa.toml}, C{lmm-mpa-mpa2.pid} for
+    C{mpa2.toml} (an LMAP and MPAs started from one folder each get their own;
+    docs/operations.md)."""
+    stem = os.path.splitext(os.path.basename(configPath or ""))[0]
+    short = daemonName.removeprefix("lmm-")
+    if not stem or stem == short:
+        return f"{daemonName}.pid"
+    return f"{daemonName}-{stem}.pid"
+
+
 class DaemonOptions(usage.Options):
     """twistd options for an lmm daemon: --config FILE, checked at once."""
 
@@ -200,7 +296,17 @@ class DaemonOptions(usage.Options):
     def checkConfig(self, path: str) -> None:
         """Checks across keys, for subclasses; raise L{ConfigError}."""
 
+    def namePidfile(self) -> None:
+        """A pidfile named after this daemon (L{pidfileName}) when twistd's
+        options (C{self.parent}) still hold twistd's default C{twistd.pid}:
+        twistd refuses a second daemon with the same pidfile. An explicit
+        C{--pidfile FILE} (or C{--pidfile=}, none) is left alone."""
+        parent = getattr(self, "parent", None)
+        if parent is not None and parent.get("pidfile") == TWISTD_PIDFILE:
+            parent["pidfile"] = pidfileName(self.daemonName, self["config"])
+
     def postOptions(self) -> None:
+        self.namePidfile()
         if self["config"] is None:
             raise usage.UsageError("--config FILE is required (samples are in etc/)")
         try:
@@ -208,3 +314,8 @@ class DaemonOptions(usage.Options):
         except ConfigError as e:
             # One line and a non-zero exit, not twistd's usage dump or a traceback.
             configErrorExit(self, e)
+        # Milliseconds in the log, or JSON lines, where twistd would write it
+        # (lmm.logs), unless twistd's --logger or --syslog say otherwise.
+        from lmm.logs import useDefaultLogger
+
+        useDefaultLogger(getattr(self, "parent", None), self.configValues["log.format"])

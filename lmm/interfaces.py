@@ -89,6 +89,8 @@ class IDHCPv6Relay(Interface):
     L{lmm.mpa.relay.SendToServer} actions and gives the agent what arrives.
     """
 
+    name = Attribute("The backend's name (str).")
+    address = Attribute("The MPA's address, the port's: set by the MPA before L{start} (str).")
     counters = Attribute("Event counts (a collections.Counter): relay.sent, relay.received...")
 
     def start(deliver, within):
@@ -145,7 +147,13 @@ class ITunnelDataPlane(Interface):
 
 
 class IAttachDetector(Interface):
-    """Tells the MPA when a Mobile Station attaches to or leaves an access link."""
+    """Tells the MPA when a Mobile Station attaches to or leaves an access link.
+
+    The MPA can replace its detector while it runs (make before break: the
+    new one is configured and started, then the old one stopped): a
+    detector's C{start} must not undo what another running on the same
+    links set up, nor its C{stop} what the other still needs.
+    """
 
     def start(onAttach, onDetach):
         """

@@ -25,6 +25,7 @@ from twisted.logger import (
 from lmm import config
 from lmm.actions import Note
 from lmm.config import Setting
+from lmm.logs import FORMATS
 from lmm.ratelimit import LogLimiter
 
 LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
@@ -35,12 +36,16 @@ LOG_SETTINGS = [
             "lowest level logged: debug shows every binding event"),
     Setting("log.summary_interval", config.number(0, 86400), 60.0,
             "seconds between summaries of the counters (0: none)"),
+    Setting("log.format", config.oneOf(*FORMATS), "text",
+            "text: twistd's lines, times with milliseconds; json: one JSON object a line "
+            "(lmm.logs); where: twistd's --logfile (none given, with -n: standard output); "
+            "--logger or --syslog replace both"),
 ]
 
 # The LMAP's events once per binding: debug, and counted.
 LMAP_PER_BINDING = frozenset({
     "binding.created", "binding.address-changed", "binding.deregistered", "binding.expired",
-    "pbu.confirmation-missing",
+    "pbu.confirmation-missing", "bri.acknowledged",
 })
 # The LMAP's refusals: the first of each kind per second at info, the rest at debug.
 LMAP_LIMITED = frozenset({"pbu.rejected", "binding.tunnel-failed"})
@@ -100,13 +105,18 @@ class Journal:
         self.perBinding = perBinding
         self.limited = limited
         self.level = LEVELS[level]
-        predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
+        self._predicate = predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
         # (casts: mypy cannot see that these provide the zope interfaces)
         observer = FilteringLogObserver(cast(Any, globalLogPublisher), [cast(Any, predicate)])
         self.log = Logger(namespace=namespace, observer=cast(Any, observer))
         self._debug = self.level <= LogLevel.debug
         self._limiter = LogLimiter(clock)
         self._last: dict[str, int] = {}
+
+    def setLevel(self, level: str) -> None:
+        """Log from C{level} up from now on (a reload of C{log.level})."""
+        self.level = self._predicate.defaultLogLevel = LEVELS[level]
+        self._debug = self.level <= LogLevel.debug
 
     def note(self, note: Note) -> None:
         event = note.event

@@ -458,6 +458,7 @@ class RadiusAuthenticator:
         C{reply.bad-attributes}.
     """
 
+    name = "radius"
     log = Logger()
 
     def __init__(

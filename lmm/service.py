@@ -80,9 +80,11 @@ class ActionPerformer:
                 if isinstance(action, SendMessage):
                     self.send(action.message, action.destination)
                 elif isinstance(action, AddTunnel):
+                    self.counters["tunnel.add"] += 1
                     if not self._addTunnel(action.binding, remaining, other):
                         return
                 elif isinstance(action, RemoveTunnel):
+                    self.counters["tunnel.remove"] += 1
                     result = self.dataPlane.removeBinding(action.binding)
                     if isinstance(result, Deferred):
                         result.addErrback(self._logFailure, "removing a tunnel binding")
@@ -139,6 +141,8 @@ COUNTERS = {
     "mh.send-failed.<errno>": "Mobility Header sends the kernel refused, by errno",
     "mh.send-unprotected": "messages not sent: no security association with the destination",
     "mh.rate-limited": "messages dropped unread: over security.max_rate_per_source",
+    "tunnel.add": "tunnel bindings given to the data plane to add (lmm_tunnel_operations)",
+    "tunnel.remove": "tunnel bindings given to the data plane to remove",
 }
 
 

@@ -388,15 +388,19 @@ class SampleConfigTests(NetnsTestMixin, SynchronousTestCase):
         if reason is not None:
             raise SkipTest(reason)
         text = SAMPLE_CONFIG.read_text()
-        self.assertIn('"eth0/2001:db8:ffff::2"', text)
+        self.assertIn('"eth0/2001:db8:ff::53"', text)
         backbone = self.makeNamespace("kea")
         other = self.makeNamespace("peer")
-        link(backbone, other, "2001:db8:ffff::2", None, nameA="eth0")
+        link(backbone, other, "2001:db8:ff::53", None, nameA="eth0")
         directory = tempfile.mkdtemp(prefix="lmm-kea-check-")
         self.addCleanup(shutil.rmtree, directory, True)
         env = dict(os.environ, KEA_PIDFILE_DIR=directory, KEA_LOCKFILE_DIR=directory)
+        # Its data-directory, /var/lib/kea, for the check alone (tests.test_samples).
+        os.makedirs(os.path.join(directory, "var-lib", "kea"))
         result = subprocess.run(
-            backbone.execArgv([kea.KEA_DHCP6, "-t", str(SAMPLE_CONFIG)]),
+            backbone.execArgv(["sh", "-c", 'mount --bind "$0" /var/lib && exec "$@"',
+                               os.path.join(directory, "var-lib"),
+                               kea.KEA_DHCP6, "-t", str(SAMPLE_CONFIG)]),
             capture_output=True, text=True, env=env, timeout=30,
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

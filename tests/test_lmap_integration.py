@@ -102,6 +102,7 @@ class LMAPDaemonTests(NetnsTestMixin, SynchronousTestCase):
             # daemon with authentication is tests.test_security_netns's.
             "security": {"authentication": False},
             "store": {"path": os.path.join(folder, "lmap.sqlite")},
+            "tunnel": {"backend": "recording"},  # the signaling only
         })
         self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
         self.addCleanup(self.stopDaemon)

@@ -52,8 +52,8 @@ class RevocationsTests(SynchronousTestCase):
         """Rules 3 and 4."""
         first = self.revocations.revoke(MPA1, MNID, "2001:db8:1::5", 64, T0).message
         assert isinstance(first, mh.BindingRevocationIndication)
-        self.assertFalse(self.revocations.acknowledged("2001:db8:a::9", first.sequence, 0))
-        self.assertTrue(self.revocations.acknowledged(MPA1, first.sequence, 1))
+        self.assertIsNone(self.revocations.acknowledged("2001:db8:a::9", first.sequence, 0))
+        self.assertIsNotNone(self.revocations.acknowledged(MPA1, first.sequence, 1))
         self.assertEqual(self.counters["bra.status.1"], 1)
         self.revocations.revoke(MPA1, MNID, "2001:db8:1::5", 64, T0)
         self.revocations.cancel(MPA1, NAI)

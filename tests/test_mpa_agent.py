@@ -1040,6 +1040,19 @@ class RejectionTests(SynchronousTestCase):
         self.assertLess(UNAVAILABLE_HOLD_DOWN, REJECT_HOLD_DOWN)
         self.assertEqual(agent.counters["aaa.unavailable"], 1)
 
+    def test_rejectedShowsTheLinksNai(self) -> None:
+        """A rejected MS whose access link named it (802.1X, an attach report
+        with an NAI) is listed with that NAI; one known only by its MAC with
+        "-" (the NAI its MAC makes is the AAA backend's)."""
+        agent = makeAgent()
+        attach(agent, nai=NAI)
+        attach(agent, mac=MS2_MAC)
+        agent.authenticationFailed(MS_MAC, AccessRejected("barred"), T0)
+        agent.authenticationFailed(MS2_MAC, AccessRejected("unknown"), T0)
+        listed = {v["mac"]: (v["nai"], v["state"]) for v in agent.describe()}
+        self.assertEqual(listed, {MS_MAC: (NAI.decode(), "rejected"),
+                                  MS2_MAC: ("-", "rejected")})
+
     def test_detachEndsRejection(self) -> None:
         agent = self.rejected()
         self.assertEqual(shape(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)), [])

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -532,6 +533,36 @@ class DHCPServiceTests(DHCPServiceMixin, TestCase):
         self.assertEqual(reply.msgType, MessageType.REPLY)
         self.assertEqual(self.lmap.poll(), [])
         self.assertEqual(self.counters()["relay.address.assigned"], 2)
+
+    async def test_relayPortSwapped(self) -> None:
+        """The relay's port swapped while a Solicit is relayed (the swap command,
+        lmm.live): the server's Advertise still reaches the MS, the Request goes
+        out of the new port and its Reply comes back; the old port closes after
+        the relay's answer timeout; counters count both ports."""
+        self.startMPA()
+        await self.attach()
+        client = self.client()
+        self.station.frames.clear()
+        self.station.send(clientMessage(client.mac, client.message(MessageType.SOLICIT)))
+        await waitForDeferred(lambda: self.counters().get("relay.sent", 0) >= 1,
+                              what="the Solicit relayed")
+        old = self.service.relayPort
+        assert isinstance(old, DHCPv6RelayPort)
+        answer = await maybeDeferred(execute, self.service, ["swap", "dhcp", "udp"])
+        self.assertEqual((answer["ok"], answer["previous"], answer["backend"]),
+                         (True, "udp", "udp"), answer)
+        self.assertIsNot(self.service.relayPort, old)
+        [(_, advertise)] = await waitForDeferred(lambda: self.answersTo(client.mac),
+                                                 what="the Advertise")
+        self.assertEqual(advertise.msgType, MessageType.ADVERTISE)
+        ia, serverId = advertise.option(IANA), advertise.option(ServerId)
+        assert ia is not None and serverId is not None
+        client.serverId, client.address = serverId.duid, ia.addresses[0].address
+        reply = await self.answer(client, MessageType.REQUEST, withAddress=True)
+        self.assertEqual(reply.msgType, MessageType.REPLY)
+        await waitForDeferred(lambda: old.port is None, what="the old port closed")
+        counters = self.counters()
+        self.assertEqual((counters["relay.sent"], counters["relay.received"]), (2, 2))
 
     async def test_releaseDeregisters(self) -> None:
         self.startMPA()

@@ -438,7 +438,7 @@ class PacketDetectorTests(MPAServiceTestsMixin, TestCase):
         self.assertEqual(lines[0].split()[:4], ["MAC", "IF", "NAI", "STATE"])
         self.assertEqual(lines[1].split()[:4], [MS_MAC, self.access, "ms@lmm.test",
                                                 "registering"])
-        self.assertEqual(lines[-1], "1 visitor(s)")
+        self.assertEqual(lines[-1], "Total number of visitors: 1")
         out = await getProcessOutput(sys.executable, ["-m", "lmm.mpa.control", self.controlPath,
                                                       "links"], env)
         self.assertIn(self.access, out.decode())
@@ -632,8 +632,11 @@ class ConfigTests(SynchronousTestCase):
     def run_(self, text: str) -> subprocess.CompletedProcess[str]:
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
+            # recording: the daemon runs in this namespace, and builds its tunnel
+            # backend before the tables under test (auto would change this host).
             f.write('[mpa]\naddress = "2001:db8::2"\nlmap = "2001:db8::1"\n'
-                    'access_interfaces = ["eth9"]\n' + text)
+                    'access_interfaces = ["eth9"]\n' + text
+                    + '\n[tunnel]\nbackend = "recording"\n')
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         result = subprocess.run([twistd, "-n", "--pidfile=", "lmm-mpa", "--config", path],
                                 capture_output=True, text=True, timeout=60, cwd=TOP,

@@ -108,6 +108,7 @@ class AuthenticatedLMAPTests(NetnsTestMixin, SynchronousTestCase):
             "security": {"keys": "lmap.keys", "replay_window": 1.0},
             "control": {"socket": self.control},
             "store": {"path": "lmap.sqlite"},  # beside the configuration
+            "tunnel": {"backend": "recording"},  # the signaling only
         })
         self.daemon = Daemon(self.lmapNs, "lmm-lmap", config, os.path.join(folder, "lmap.log"))
         self.addCleanup(self.stopDaemon)

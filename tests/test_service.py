@@ -237,7 +237,9 @@ class ActionFaultTests(SynchronousTestCase):
             self.assertEqual(done, [a for a in everything if not a.startswith(expected)],
                              failing)
             kind = "object" if failing == "Other" else failing
-            self.assertEqual(dict(counters), {f"action.failed.{kind}": 2})
+            # (tunnel.add and tunnel.remove: the bindings given to the data plane)
+            self.assertEqual(dict(counters), {f"action.failed.{kind}": 2, "tunnel.add": 2,
+                                              "tunnel.remove": 2})
             self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1, failing)
 
     def test_addTunnelRaises(self) -> None:

@@ -15,15 +15,13 @@ removal, whatever the order in which the two backends answer.
 
 A swap lasts until the daemon stops: its configuration file is not changed,
 and a restart builds the file's C{tunnel.backend} again. L{TunnelConfig}
-says what that file holds; L{SwappableTunnel.swapTunnel} (the C{tunnel}
-command) uses it for the options' defaults and to say whether a swap would
-survive a restart.
+(a L{lmm.live.BackendConfig}) says what that file holds;
+L{SwappableTunnel.swapTunnel} (the C{tunnel} command) uses it for the
+options' defaults and to say whether a swap would survive a restart.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -33,10 +31,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lmm.backends import findBackend
-from lmm.config import tomlValue
 from lmm.dataplane import swap
-from lmm.errors import OperatorError
 from lmm.interfaces import IReactor, ITunnelDataPlane
+from lmm.live import BackendConfig, SwapError
 from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.dataplane.swapping")
@@ -49,38 +46,17 @@ GRACE = 1.0
 AUTO = "auto"
 
 
-class SwapError(OperatorError):
-    """A swap could not be done; the message says why. The old backend stays."""
+def TunnelConfig(backend: str, options: Mapping[str, Any] | None = None,
+                 built: str | None = None, path: str | None = None) -> BackendConfig:
+    """What the daemon's configuration file says of its tunnel (a
+    L{BackendConfig} of kind C{tunnel}): what a restart brings back."""
+    return BackendConfig("tunnel", backend, dict(options or {}), built, path)
 
 
-@dataclass(frozen=True)
-class TunnelConfig:
-    """
-    What the daemon's configuration file says of its tunnel: what a restart
-    brings back.
-
-    @ivar backend: C{tunnel.backend} as written (C{"auto"} too).
-    @ivar options: C{[tunnel.options]}.
-    @ivar built: the name of the backend built from it at start (for
-        C{"auto"}: the one it picked).
-    @ivar path: the file, or None when unknown.
-    """
-
-    backend: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-    built: str | None = None
-    path: str | None = None
-
-    def names(self, backend: str) -> bool:
-        """Whether a restart would build C{backend}."""
-        return backend in (self.backend, self.built)
-
-
-def tunnelConfig(values: Mapping[str, Any], built: Any, path: str | None) -> TunnelConfig:
-    """The L{TunnelConfig} of a daemon's checked settings C{values}
+def tunnelConfig(values: Mapping[str, Any], built: Any, path: str | None) -> BackendConfig:
+    """The tunnel's L{BackendConfig} of a daemon's checked settings C{values}
     (C{tunnel.backend}, C{tunnel.options}) and the backend C{built} from them."""
-    return TunnelConfig(values["tunnel.backend"], dict(values["tunnel.options"]),
-                        getattr(built, "name", None), os.path.abspath(path) if path else None)
+    return BackendConfig.fromValues("tunnel", values, getattr(built, "name", None), path)
 
 
 class _Held:
@@ -133,15 +109,6 @@ class _Held:
                 done.callback(None)
 
 
-def _keepHint(name: str, options: Mapping[str, Any], config: TunnelConfig | None) -> str:
-    """What to write in the configuration file for a restart to keep this swap."""
-    what = f"tunnel.backend = {tomlValue(name)}"
-    if options != (dict(config.options) if config is not None else {}):
-        what += f" and tunnel.options = {tomlValue(options)}"
-    where = config.path if config is not None and config.path else "the configuration file"
-    return f"not kept after a restart: set {what} in {where} to keep it"
-
-
 def _removeFailed(failure: Failure, binding: TunnelBinding) -> None:
     log.failure("removing {binding} after a swap", failure, binding=binding)
 
@@ -164,7 +131,7 @@ class SwappableTunnel:
     """
 
     def __init__(self, backend: Any, reactor: IReactorTime,
-                 config: TunnelConfig | None = None,
+                 config: BackendConfig | None = None,
                  within: Callable[[Callable[[], Any]], Any] = _direct) -> None:
         self.current = backend
         self.reactor = reactor
@@ -221,17 +188,11 @@ class SwappableTunnel:
         options; a swap itself never changes the file) and, when not,
         C{hint}: what to set in the file to keep it.
         """
-        config = self.config
-        options = dict(config.options) if config is not None and config.names(name) else {}
-        options.update(given)
+        config = self.config or TunnelConfig("")
+        options = config.optionsFor(name, given)
 
         def answer(result: dict[str, Any]) -> dict[str, Any]:
-            persistent = (config is not None and config.names(name)
-                          and options == dict(config.options))
-            result = {**result, "options": options, "persistent": persistent}
-            if not persistent:
-                result["hint"] = _keepHint(name, options, config)
-            return result
+            return {**result, **config.answer(name, options)}
 
         return self.swap(name, options, grace).addCallback(answer)
 

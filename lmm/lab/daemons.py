@@ -44,6 +44,14 @@ def writeKeyFiles(folder: str, lmap: str, mpas: Sequence[str],
     return writeKeyFile(os.path.join(folder, "lmap.keys"), lmapSide), paths
 
 
+def pythonPath() -> str:
+    """The daemons' PYTHONPATH: this checkout first, then what the caller's
+    adds (a third party's plugins: examples/plugin)."""
+    paths = [_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                       if p and p != _REPO]
+    return os.pathsep.join(paths)
+
+
 class Daemon:
     """
     One twistd process in a namespace. L{start} returns once C{ready} appears in
@@ -61,7 +69,7 @@ class Daemon:
     def start(self, ready: str, timeout: float = 20.0) -> Daemon:
         argv = [TWISTD, "-n", "--pidfile=", f"--logfile={self.logPath}", self.plugin,
                 "--config", self.configPath]
-        env = dict(os.environ, PYTHONPATH=_REPO)
+        env = dict(os.environ, PYTHONPATH=pythonPath())
         # A restart appends to the same log: only this run's lines say it is ready.
         before = self._logSize()
         self.process = self.namespace.popen(argv, env=env, stdout=subprocess.DEVNULL,

@@ -72,18 +72,7 @@ security {{
 	status_server = yes
 }}
 
-# require_message_authenticator: a request without one is dropped, so a test
-# that gets an answer proves lmm sent a correct Message-Authenticator.
-client lmm4 {{
-	ipaddr = 127.0.0.1
-	secret = {secret}
-	require_message_authenticator = yes
-}}
-client lmm6 {{
-	ipv6addr = ::1
-	secret = {secret}
-	require_message_authenticator = yes
-}}
+{clients}
 
 modules {{
 	pap {{
@@ -94,16 +83,7 @@ modules {{
 }}
 
 server lmm {{
-	listen {{
-		type = auth
-		ipaddr = 127.0.0.1
-		port = {port}
-	}}
-	listen {{
-		type = auth
-		ipv6addr = ::1
-		port = {port}
-	}}
+{listen}
 	authorize {{
 		files
 		pap
@@ -164,14 +144,74 @@ class FreeRADIUS:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _writeConfig(directory: Path, port: int, secret: bytes, users: str) -> None:
+# require_message_authenticator: a request without one is dropped, so a test
+# that gets an answer proves lmm sent a correct Message-Authenticator.
+_TEST_CLIENTS = """\
+client lmm4 {{
+	ipaddr = 127.0.0.1
+	secret = {secret}
+	require_message_authenticator = yes
+}}
+client lmm6 {{
+	ipv6addr = ::1
+	secret = {secret}
+	require_message_authenticator = yes
+}}
+"""
+
+SAMPLES = _CHECKOUT / "etc" / "freeradius"
+
+
+def _listen(addresses: list[tuple[str, int]]) -> str:
+    """The C{listen} sections of the server for each (address, port)."""
+    return "".join(
+        f"\tlisten {{\n\t\ttype = auth\n\t\t{'ipv6addr' if ':' in a else 'ipaddr'} = {a}\n"
+        f"\t\tport = {port}\n\t}}\n" for a, port in addresses)
+
+
+def writeConfig(directory: Path, users: str, clients: str, dictionary: str,
+                listen: list[tuple[str, int]]) -> None:
+    """
+    A private configuration directory for C{freeradius -d DIRECTORY}: a
+    minimal radiusd.conf (its log, run and pid files inside, the C{files}
+    and C{pap} modules, C{reject_delay = 0}, no proxying) answering on each
+    (address, port) of C{listen}, with the text of a C{users} file, of
+    C{clients} entries and of a local C{dictionary} (FreeRADIUS reads its
+    own dictionaries, then this one; a relative C{$INCLUDE} in it is read
+    from C{directory}).
+    """
     for sub in ("log", "run"):
-        (directory / sub).mkdir(exist_ok=True)
-    (directory / "radiusd.conf").write_text(
-        _RADIUSD_CONF.format(dir=directory, port=port, secret=secret.decode()))
-    # FreeRADIUS reads its own dictionaries (/usr/share/freeradius), then this.
-    (directory / "dictionary").write_text(f"$INCLUDE {LMM_DICTIONARY}\n")
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    (directory / "clients.conf").write_text(clients)
+    (directory / "radiusd.conf").write_text(_RADIUSD_CONF.format(
+        dir=directory, clients=f"$INCLUDE {directory / 'clients.conf'}",
+        listen=_listen(listen)))
+    (directory / "dictionary").write_text(dictionary)
     (directory / "users").write_text(users)
+
+
+def writeSampleConfig(directory: Path | str, listen: list[tuple[str, int]] | None = None,
+                      samples: Path = SAMPLES) -> Path:
+    """
+    L{writeConfig} with etc/freeradius's users, clients.conf and dictionary
+    as they are (and dictionary.lmm beside the dictionary, which includes it
+    by a relative path), answering on port 1812 of every address (C{::} and
+    0.0.0.0) unless C{listen} says otherwise: a private instance of the
+    samples, C{freeradius -X -d DIRECTORY}. The directory, made if need be.
+    """
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(samples / "dictionary.lmm", directory / "dictionary.lmm")
+    writeConfig(directory, (samples / "users").read_text(),
+                (samples / "clients.conf").read_text(),
+                (samples / "dictionary").read_text(),
+                listen or [("::", 1812), ("0.0.0.0", 1812)])
+    return directory
+
+
+def _writeConfig(directory: Path, port: int, secret: bytes, users: str) -> None:
+    writeConfig(directory, users, _TEST_CLIENTS.format(secret=secret.decode()),
+                f"$INCLUDE {LMM_DICTIONARY}\n", [("127.0.0.1", port), ("::1", port)])
 
 
 def start(usersFile: Path | str | None = None, extraUsers: str = "",
@@ -229,3 +269,24 @@ def startFor(testCase: Any, **kwargs: Any) -> FreeRADIUS:
     server = start(**kwargs)
     testCase.addCleanup(server.stop)
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """C{python -m lmm.lab.freeradius DIR [ADDRESS PORT]}: a private FreeRADIUS
+    configuration in DIR made from etc/freeradius (L{writeSampleConfig});
+    prints the command that runs it."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) not in (1, 3) or args[0].startswith("-") or (
+            len(args) == 3 and not args[2].isdigit()):
+        sys.stderr.write("usage: python -m lmm.lab.freeradius DIR [ADDRESS PORT]\n")
+        return 2
+    listen = [(args[1], int(args[2]))] if len(args) == 3 else None
+    directory = writeSampleConfig(args[0], listen)
+    print(f"{FREERADIUS} -X -d {directory}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

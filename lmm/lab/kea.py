@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -118,6 +119,76 @@ def config(
     if dnsServers:
         dhcp6["option-data"] = [{"name": "dns-servers", "data": ", ".join(dnsServers)}]
     return {"Dhcp6": dhcp6}
+
+
+SAMPLE_CONFIG = Path(__file__).resolve().parent.parent.parent / "etc" / "kea" / "kea-dhcp6.conf"
+
+# A string, or a comment (// and # to the end of the line, /* ... */): Kea's
+# configuration is JSON with comments.
+_JSON_COMMENT = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|#[^\n]*|/\*.*?\*/', re.S)
+
+
+def readConfig(path: Path | str) -> dict[str, Any]:
+    """A Kea configuration file as JSON data, its comments dropped."""
+    text = Path(path).read_text()
+    data: dict[str, Any] = json.loads(_JSON_COMMENT.sub(
+        lambda m: m.group(0) if m.group(0).startswith('"') else "", text))
+    return data
+
+
+def privateConfig(data: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """
+    Kea configuration C{data} (a system install's, as etc/kea/kea-dhcp6.conf)
+    for a private instance: every file it writes in C{directory} (DUID, leases,
+    control socket, log), the rest as it is. L{_launch} keeps its pid and lock
+    files there too.
+    """
+    dhcp6 = json.loads(json.dumps(data["Dhcp6"]))  # a copy to change
+    dhcp6["data-directory"] = str(directory)
+    leases = dhcp6.setdefault("lease-database", {"type": "memfile"})
+    if leases.get("type") == "memfile":
+        leases["name"] = str(directory / "leases6.csv")
+        leases["lfc-interval"] = 0  # no kea-lfc child to outlive the instance
+    if "control-socket" in dhcp6:
+        dhcp6["control-socket"]["socket-name"] = str(directory / "kea6-ctrl-socket")
+    for logger in dhcp6.get("loggers", []):
+        for output in logger.get("output_options", []):
+            output["output"] = str(directory / "kea-dhcp6.log")
+    return {"Dhcp6": dhcp6}
+
+
+def writePrivateConfig(directory: Path | str, sample: Path | str = SAMPLE_CONFIG) -> Path:
+    """L{privateConfig} of the file C{sample}, written as C{directory}/kea-dhcp6.conf
+    (the folder made if need be); its path."""
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "kea-dhcp6.conf"
+    path.write_text(json.dumps(privateConfig(readConfig(sample), directory), indent=2))
+    return path
+
+
+def startPrivate(namespace: Namespace, address: str, sample: Path | str = SAMPLE_CONFIG,
+                 readyTimeout: float = 10.0, parent: Path | str | None = None) -> Kea:
+    """
+    Kea in C{namespace} on the configuration file C{sample} as it is, but for
+    its files (L{privateConfig}), in a new directory in C{parent}; waits until it
+    is bound to C{address} (the sample's unicast address). The caller stops it.
+    """
+    reason = missingReason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    directory = Path(tempfile.mkdtemp(prefix="lmm-kea-", dir=parent))
+    try:
+        data = privateConfig(readConfig(sample), directory)
+        (directory / "kea-dhcp6.conf").write_text(json.dumps(data, indent=2))
+        interface = data["Dhcp6"]["interfaces-config"]["interfaces"][0].split("/")[0]
+        subnets = tuple(Subnet(s["subnet"], s["pools"][0]["pool"], s["id"])
+                        for s in data["Dhcp6"]["subnet6"])
+        process = _launch(namespace, directory, address, readyTimeout)
+        return Kea(directory, namespace, interface, address, subnets, process)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def _boundUDP(address: str, port: int) -> bool:
@@ -377,3 +448,23 @@ def startClient(namespace: Namespace, interface: str, directory: Path | str,
         process = namespace.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, preexec_fn=dieWithParent)
     return DHCPClient(namespace, interface, directory, process)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """C{python -m lmm.lab.kea DIR [SAMPLE]}: a private Kea configuration in
+    DIR made from SAMPLE (default etc/kea/kea-dhcp6.conf), unchanged but for
+    where its files go; prints the command that runs it."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) not in (1, 2) or args[0].startswith("-"):
+        sys.stderr.write("usage: python -m lmm.lab.kea DIR [SAMPLE]\n")
+        return 2
+    path = writePrivateConfig(args[0], *args[1:])
+    folder = path.parent
+    print(f"KEA_PIDFILE_DIR={folder} KEA_LOCKFILE_DIR={folder} {KEA_DHCP6} -c {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,7 +46,7 @@ from lmm import nd
 from lmm.aaa import ADDRESS_MODES, DEFAULT_NAI_TEMPLATE, naiFromMac
 from lmm.config import tomlValue
 from lmm.lab import freeradius, kea
-from lmm.lab.daemons import TWISTD, Daemon, writeConfig, writeKeyFiles
+from lmm.lab.daemons import TWISTD, Daemon, pythonPath, writeConfig, writeKeyFiles
 from lmm.lab.logger import LOG_VARIABLE
 from lmm.lab.netns import RUN_TAG, Namespace, callIn, link, waitFor
 from lmm.lab.processes import end
@@ -383,7 +383,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
             raise TopologyError(f"{path}: demo.path: no MPA named {name!r}")
     return checkTopology(Topology(
         path=path,
-        tunnel=_get(path, lab, "tunnel", str, "lab.", "seg6"),
+        tunnel=_get(path, lab, "tunnel", str, "lab.", "auto"),
         aaa=aaa,
         lmap=lmapAddress,
         prefix=prefix,
@@ -431,7 +431,7 @@ class LabDaemon(Daemon):
     def start(self, ready: str, timeout: float = 20.0) -> LabDaemon:
         argv = [TWISTD, "-n", "--pidfile=", "--logger=lmm.lab.logger.observer", self.plugin,
                 "--config", self.configPath]
-        env = dict(os.environ, PYTHONPATH=_REPO, **{LOG_VARIABLE: self.logPath})
+        env = dict(os.environ, PYTHONPATH=pythonPath(), **{LOG_VARIABLE: self.logPath})
         before = self._logSize()  # a restart appends to the same log
         with open(self.logPath + ".stderr", "ab") as stderr:
             self.process = self.namespace.popen(argv, env=env, stdout=subprocess.DEVNULL,

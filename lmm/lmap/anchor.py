@@ -186,6 +186,7 @@ assignment they need; the revocations are a module of their own (L{lmm.lmap.revo
 
 from __future__ import annotations
 
+import heapq
 import socket
 import sys
 from collections import Counter
@@ -277,6 +278,8 @@ COUNTERS = {
     "binding.tunnel-failed": "bindings dropped: the data plane could not install their tunnel",
     "binding.tunnel-failed.stale": "tunnel failures of a binding changed since",
     "binding.peer-restarted": "bindings removed (and revoked): their MPA restarted (rule 12)",
+    "binding.revoked": "bindings revoked by the operator (the control channel's revoke)",
+    "binding.revoke-unknown": "operator revocations of no live binding",
     "ignored.<message type>": "Mobility Header messages of a kind the LMAP takes none of",
     "malformed.<reason>": "Mobility Header messages that did not decode, by reason",
     "refused.<reason>": "messages refused by the signaling's protection (rule 11), by reason",
@@ -606,6 +609,85 @@ class LocalMobilityAnchor:
         actions.extend(sends)
         self.counters["binding.resumed"] += resumed
         actions.append(Note("lmap.resumed", {"bindings": resumed, "revocations": len(sends)}))
+        return actions
+
+    # --- the operator's (the control channel's bindings and revoke) ----------
+
+    def findBindings(self, now: float, nai: bytes | None = None,
+                     address: IPv6Network | None = None, mpa: str | None = None,
+                     limit: int | None = None) -> tuple[int, list[BindingCacheEntry]]:
+        """
+        The live entries matching every filter given: the NAI; an address
+        (a /128: the entry binding it, its own address or, with per-node
+        prefixes, the home network prefix holding it) or a prefix (the
+        entries inside it); the MPA (care-of address, canonical text). How
+        many match, and the first C{limit} of them by NAI (None: all). The
+        NAI and an address are index lookups; a prefix or an MPA alone reads
+        the whole Binding Cache once (a million entries: well under a second).
+        """
+        candidates: Any
+        if nai is not None:
+            entry = self.store.get(nai)
+            candidates = () if entry is None else (entry,)
+        elif address is not None and address.prefixlen == 128:
+            candidates = self._bindingOf(int(address.network_address))
+        else:
+            candidates = self.store
+        if address is not None and address.prefixlen == 128:
+            bound = self._bindingOf(int(address.network_address))
+            candidates = [e for e in candidates if e in bound]
+        elif address is not None:
+            low, high = int(address.network_address), int(address.broadcast_address)
+            candidates = (e for e in candidates if low <= addressToInt(e.localAddress) <= high)
+        if mpa is not None:
+            candidates = (e for e in candidates if e.careOfAddress == mpa)
+        matches = [e for e in candidates if e.expires > now]
+        if limit is not None and len(matches) > limit:
+            return len(matches), heapq.nsmallest(limit, matches, key=lambda e: e.nai)
+        return len(matches), sorted(matches, key=lambda e: e.nai)
+
+    def _bindingOf(self, value: int) -> tuple[BindingCacheEntry, ...]:
+        """The entry binding the address C{value}: its Local Address, or (per-
+        node prefixes) its home network prefix."""
+        entry = self.store.getByAddress(intToAddress(value))
+        if entry is None and self.perNodePrefixes:
+            entry = self.store.getByAddress(intToAddress(value >> self._shift << self._shift))
+        return () if entry is None else (entry,)
+
+    def revoke(self, nai: bytes, now: float) -> list[Action]:
+        """
+        The operator revokes C{nai}'s binding (the control channel's
+        C{revoke}): the entry goes with its tunnel, and its MPA is sent a
+        Binding Revocation Indication (RFC 5846, trigger "administrative
+        reason", retransmitted as a handover's is, rule 8, while the binding
+        may live there) -- unless that MPA gets no revocations (rule 14):
+        then the binding goes here only, and the MPA's next refresh
+        registers it again. The last action is a Note saying which:
+        C{binding.revoked} (C{indication} true or false, and why not), or
+        C{binding.revoke-unknown} when there is no live binding of C{nai}.
+        """
+        entry = self.store.get(nai)
+        actions: list[Action] = []
+        if entry is not None and entry.expires <= now:
+            self._expire(entry, actions)  # gone already, the timer not there yet
+            entry = None
+        if entry is None:
+            self.counters["binding.revoke-unknown"] += 1
+            actions.append(Note("binding.revoke-unknown", {"nai": _naiText(nai)}))
+            return actions
+        self.store.remove(entry.nai)
+        actions.append(RemoveTunnel(entry.tunnel))
+        self.counters["binding.revoked"] += 1
+        mpa = entry.careOfAddress
+        indication = self._revokes(mpa)
+        if indication:
+            actions.append(self.revocations.revoke(
+                mpa, MobileNodeIdentifier(entry.nai), entry.localAddress, entry.prefixLength,
+                now, RevocationTrigger.ADMINISTRATIVE_REASON, entry.expires))
+        actions.append(Note("binding.revoked", {
+            "nai": _naiText(entry.nai), "address": f"{entry.localAddress}/{entry.prefixLength}",
+            "mpa": mpa, "indication": indication,
+            "withoutRevocation": None if indication else self.revocationless.get(mpa)}))
         return actions
 
     def _expiryOf(self, nai: bytes) -> float | None:
@@ -1202,12 +1284,18 @@ class LocalMobilityAnchor:
         self, message: BindingRevocationAck, source: str, now: float
     ) -> list[Action]:
         mpa = self._mpaOf(source)
-        if self.revocations.acknowledged(mpa, message.sequence, message.status):
-            assert mpa is not None
-            # Rule 14: it does RFC 5846; its silences are loss from now on.
-            self._revocationAnswered.add(mpa)
-            self._revocationsUnanswered.pop(mpa, None)
-        return []
+        revocation = self.revocations.acknowledged(mpa, message.sequence, message.status)
+        if revocation is None:
+            return []
+        assert mpa is not None
+        # Rule 14: it does RFC 5846; its silences are loss from now on.
+        self._revocationAnswered.add(mpa)
+        self._revocationsUnanswered.pop(mpa, None)
+        # The handover's last step at the LMAP, for the logs (followed by NAI).
+        return [Note("bri.acknowledged", {
+            "nai": _naiText(revocation.nai), "mpa": mpa,
+            "address": f"{revocation.address}/{revocation.prefixLength}",
+            "status": message.status, "retransmissions": revocation.retransmissions})]
 
     def _revokes(self, mpa: str) -> bool:
         """Rule 14: whether C{mpa} gets revocations."""

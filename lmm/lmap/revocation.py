@@ -160,19 +160,19 @@ class Revocations:
             self.counters["bri.cancelled"] += 1
             self.version += 1
 
-    def acknowledged(self, mpa: str | None, sequence: int, status: int) -> bool:
-        """Rule 3: an acknowledgement from C{mpa} (None: no MPA); whether it
-        answered an indication in flight."""
+    def acknowledged(self, mpa: str | None, sequence: int, status: int) -> Revocation | None:
+        """Rule 3: an acknowledgement from C{mpa} (None: no MPA); the
+        indication in flight it answered, or None."""
         revocation = None if mpa is None else self._pending.pop((mpa, sequence), None)
         if revocation is None:
             self.counters["bra.unmatched"] += 1
-            return False
+            return None
         self._forget(revocation)
         self.version += 1
         self.counters["bri.acknowledged"] += 1
         if status != RevocationStatus.SUCCESS:
             self.counters[f"bra.status.{status}"] += 1
-        return True
+        return revocation
 
     def pendingTowards(self, mpa: str) -> bool:
         """Whether an indication to C{mpa} waits for its acknowledgement."""

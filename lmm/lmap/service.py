@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from typing import Any
+from typing import Any, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -25,10 +25,17 @@ from lmm import heartbeat, mh
 from lmm.actions import SendMessage
 from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, heartbeatPolicy, signalingConfig
-from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
+from lmm.daemon import (
+    buildBackend,
+    commonLiveKeys,
+    controlSocket,
+    heartbeatPolicy,
+    signalingConfig,
+)
+from lmm.dataplane.swapping import SwappableTunnel, tunnelConfig
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
+from lmm.live import BackendConfig, Reloader, ReloadOnHangup
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.cache import BindingCache, BindingStore
 from lmm.lmap.store import SQLiteBindingCache, StoreError
@@ -87,7 +94,7 @@ class LMAPService(Service):
         profile: mh.WireProfile,
         reactor: IReactorTime | None = None,
         logLevel: str = "info",
-        tunnelConfig: TunnelConfig | None = None,
+        tunnelConfig: BackendConfig | None = None,
         signaling: SignalingConfig | None = None,
         checkpointInterval: float = 1.0,
     ) -> None:
@@ -104,6 +111,8 @@ class LMAPService(Service):
         self.profile = profile
         self.reactor = reactor
         self._timer = DeadlineTimer(reactor, self._tick)
+        # Reads the configuration file again (reload, SIGHUP); None: built without one.
+        self.reloader: Reloader | None = None
         self.journal = Journal("lmm.lmap", logLevel, reactor.seconds,
                                LMAP_PER_BINDING, LMAP_LIMITED)
         # send looked up at each call: a test (or a subclass) may replace it.
@@ -303,13 +312,42 @@ class LMAPService(Service):
                  "expires": entry.expires}
                 for entry in sorted(self.anchor.store, key=lambda e: e.nai)]
 
+    def activeBackends(self) -> dict[str, str | None]:
+        """Each kind's backend in use, by name: the LMAP has a tunnel only."""
+        return {"tunnel": self.dataPlane.name}
+
+    def swapBackend(self, kind: str, name: str, given: Mapping[str, Any]
+                    ) -> Deferred[dict[str, Any]]:
+        """The C{swap tunnel BACKEND [KEY=VALUE ...]} command; a reload then
+        compares the file with what runs (L{lmm.live.Reloader.swapped})."""
+
+        def swapped(answer: dict[str, Any]) -> dict[str, Any]:
+            if self.reloader is not None:
+                self.reloader.swapped("tunnel", answer["backend"], answer["options"])
+            return answer
+
+        return self.dataPlane.swapTunnel(name, given).addCallback(swapped)
+
+    def revoke(self, nai: bytes) -> list[Any]:
+        """The operator's revocation of C{nai}'s binding: the anchor decides
+        (L{LocalMobilityAnchor.revoke}), this carries it out; the actions."""
+        actions = self.anchor.revoke(nai, self.reactor.seconds())
+        try:
+            self.perform(actions)
+        finally:
+            self._schedule()
+        return actions
+
 
 def composeLMAP(core: LMAPService, controlSocket: str | None = None,
                 summaryInterval: float = 60.0, socket: Any = None,
-                reactor: IReactor | None = None) -> InOrder:
+                reactor: IReactor | None = None, metrics: str | None = None,
+                path: str | None = None) -> InOrder:
     """
     The LMAP daemon's services around C{core}, in their start order: the
-    Mobility Header socket on the core's address (C{socket}: makes the raw
+    metrics server on C{metrics} (a server endpoint, L{lmm.metrics}; none:
+    no metrics, nothing of them imported; C{path}: the configuration file
+    its errors name), the Mobility Header socket on the core's address (C{socket}: makes the raw
     socket to use), the control channel on C{controlSocket} (none: no
     channel), the core, the summary every C{summaryInterval} seconds (0:
     none), on C{reactor} (default: the global one). The core is named
@@ -320,6 +358,11 @@ def composeLMAP(core: LMAPService, controlSocket: str | None = None,
     if reactor is None:
         reactor = globalReactor()
     top = InOrder()
+    if metrics is not None:
+        # First: a port it cannot listen on stops the start before anything else.
+        from lmm.metrics import metricsService
+
+        metricsService("lmap", core, metrics, reactor, path).setServiceParent(top)
     port = MobilityHeaderService(core.address, reactor, core.datagramReceived, socket)
     port.setServiceParent(top)
     core.signaling.port = port
@@ -377,5 +420,18 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
                        signaling=signalingConfig(path, values, profile, values["lmap.address"],
                                                  "lmap"),
                        checkpointInterval=values["store.checkpoint_interval"])
-    return composeLMAP(core, values["control.socket"], values["log.summary_interval"],
-                       reactor=reactor)
+    top = composeLMAP(core, controlSocket(path, values), values["log.summary_interval"],
+                      reactor=reactor, metrics=values.get("metrics.listen"), path=path)
+    if path is not None:
+        core.reloader = Reloader(path, values, _loadAgain, commonLiveKeys(core, path))
+        ReloadOnHangup(core.reloader, reactor).setServiceParent(top)
+    return top
+
+
+def _loadAgain(path: str) -> dict[str, Any]:
+    """The file read and checked as at start (L{lmm.lmap.tap.Options})."""
+    from lmm.lmap.tap import Options
+
+    options = Options()
+    options.loadConfig(path)
+    return options.configValues

@@ -7,8 +7,10 @@ from twisted.application.service import MultiService
 from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
+    CONTROL_SETTINGS,
     HEARTBEAT_SETTINGS,
     LOG_SETTINGS,
+    METRICS_SETTINGS,
     SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
     WIRE_SETTINGS,
@@ -44,8 +46,6 @@ SETTINGS = [
             help="longest interval between retransmissions, seconds (the back-off's cap)"),
     Setting("revocation.disabled_for", config.listOf(config.ipv6Prefix), [],
             help="MPAs (addresses or prefixes) that do not do RFC 5846: sent no revocations"),
-    Setting("control.socket", config.string, None,
-            help="path of the control channel's UNIX socket (default: none)"),
     Setting("store.backend", config.oneOf("sqlite", "memory"), "sqlite",
             help="where the Binding Cache is kept: sqlite (survives restarts) or memory"),
     Setting("store.path", config.string, "/var/lib/lmm/lmap.sqlite",
@@ -54,11 +54,13 @@ SETTINGS = [
             help="normal: a commit survives the daemon's death; full: also a power cut"),
     Setting("store.checkpoint_interval", config.number(0.05, 3600), 1.0,
             help="seconds between copies of the write-ahead log into the database"),
+    *CONTROL_SETTINGS,
     *HEARTBEAT_SETTINGS,
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,
     *LOG_SETTINGS,
+    *METRICS_SETTINGS,
 ]
 
 

@@ -284,6 +284,9 @@ COUNTERS = {
     "visitor.replaced": "visitors replaced by a newer one with their NAI",
     "visitor.detached": "visitors that left (detach, link down, another NAI)",
     "visitor.revoked": "visitors removed by a Binding Revocation Indication",
+    "visitor.deregistered": "visitors deregistered by the operator (the control channel's "
+                            "deregister)",
+    "visitor.deregister-unknown": "operator deregistrations of no visitor",
     "visitor.unregistered": "registered visitors whose refresh or handover the LMAP rejected",
     "visitor.session-ended": "visitors whose AAA Session-Timeout ended",
     "visitor.tunnel-failed": "visitors whose tunnel the data plane could not carry",
@@ -543,6 +546,35 @@ class MobilityProxyAgent:
             return []
         actions: list[Action] = []
         self._leave(visitor, now, actions, "visitor.detached")
+        return actions
+
+    def deregister(self, now: float, mac: str | None = None,
+                   nai: bytes | None = None) -> list[Action]:
+        """
+        The operator deregisters a visitor, named by its MAC or its NAI (the
+        control channel's C{deregister}): it leaves as on a detach (rule 10:
+        a PBU with lifetime 0 when it has, or may have, a binding, its
+        tunnel removed, out of the list). An MS still on the link attaches
+        again at its next frame (packet detection) or its next attach
+        report. The last action is a Note: C{visitor.deregistered} (with the
+        LMAP), or C{visitor.deregister-unknown} (C{leaving}: it is being
+        deregistered already).
+        """
+        visitor = self.visitors.byMac(mac.lower()) if mac is not None else \
+            self.visitors.byNai(nai) if nai is not None else None
+        actions: list[Action] = []
+        if visitor is None:
+            self.counters["visitor.deregister-unknown"] += 1
+            leaving = nai is not None and nai in self.registrations.leaving
+            actions.append(Note("visitor.deregister-unknown",
+                                {"mac": mac, "nai": None if nai is None else
+                                 nai.decode("utf-8", "replace"), "leaving": leaving}))
+            return actions
+        lmap = visitor.lmapAddress
+        self._leave(visitor, now, actions, "visitor.deregistered", "the operator's deregister")
+        note = actions[-1]
+        assert isinstance(note, Note)
+        note.fields["lmap"] = lmap
         return actions
 
     def linkDown(self, interface: str, now: float) -> list[Action]:
@@ -1022,6 +1054,40 @@ class MobilityProxyAgent:
             e.describe() for e in self.registrations.leaving.values()
         ]
 
+    def findVisitors(self, nai: bytes | None = None, address: IPv6Network | None = None,
+                     mac: str | None = None, interface: str | None = None,
+                     limit: int | None = None) -> tuple[int, list[VisitorEntry]]:
+        """
+        The visitors, then the entries still deregistering, matching every
+        filter given (the control channel's C{visitors}): the NAI, the MAC,
+        the access interface, an address (a /128: the visitor's Local
+        Address, or the one its tunnel's prefix holds) or a prefix (the
+        visitors whose address is inside it). How many match, and the first
+        C{limit} (None: all), ordered as L{describe} orders them. One pass
+        over the list: an MPA holds thousands of visitors, not millions.
+        """
+        def matches(e: VisitorEntry) -> bool:
+            if nai is not None and e.nai != nai:
+                return False
+            if mac is not None and e.mac != mac.lower():
+                return False
+            if interface is not None and e.interface != interface:
+                return False
+            if address is not None:
+                inside = e.localAddress is not None and IPv6Network(e.localAddress) \
+                    .subnet_of(address)
+                tunnel = e.tunnel
+                if not inside and not (tunnel is not None and address.prefixlen == 128
+                                       and address.subnet_of(IPv6Network(
+                                           f"{tunnel.mobileAddress}/{tunnel.prefixLength}"))):
+                    return False
+            return True
+
+        current = sorted((e for e in self.visitors if matches(e)),
+                         key=lambda e: (e.interface, e.mac))
+        found = current + [e for e in self.registrations.leaving.values() if matches(e)]
+        return len(found), found if limit is None else found[:limit]
+
     def _scheduled(self) -> list[tuple[float, VisitorEntry]]:
         leaving = self.registrations.leaving.values()
         return [(v.deadline, v) for v in [*self.visitors, *leaving] if v.deadline is not None]
@@ -1143,7 +1209,7 @@ class MobilityProxyAgent:
                                                    "reason": "link-full",
                                                    "limit": self.maxVisitorsPerLink}))
             return None
-        visitor = VisitorEntry(mac, interface, now, now)
+        visitor = VisitorEntry(mac, interface, now, now, linkNai=nai)
         self.visitors.add(visitor)
         self._authenticating += 1
         self.counters["visitor.attached"] += 1
@@ -1532,7 +1598,12 @@ class MobilityProxyAgent:
                     {"nai": visitor.naiText, "mac": visitor.mac, "address": address,
                      "prefix": str(visitor.localNetworkPrefix), "lmap": visitor.lmapAddress,
                      "lifetime": ack.lifetime, "previousAddress":
-                         None if previous is None else previous.mobileAddress},
+                         None if previous is None else previous.mobileAddress,
+                     # Seconds, for the logs and the latency histograms (lmm.metrics):
+                     # since the attach (the first registration after it only) and
+                     # since this PBU's first transmission.
+                     "sinceAttach": round(now - visitor.attachedAt, 6) if first else None,
+                     "sincePbu": round(now - pending.firstSentAt, 6)},
                 )
             )
         else:

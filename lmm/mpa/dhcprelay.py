@@ -29,7 +29,13 @@ Server side. One UDP socket bound to the MPA's address (C{mpa.address}),
 port 547: Relay-Forwards go out from it and Relay-Replies come back to it
 (servers answer to the source address and port 547). Bound to that address,
 not to C{::}: no client message reaching the MPA's kernel by another path
-is taken for a server's.
+is taken for a server's. The socket has SO_REUSEPORT: a port swapped in
+while the daemon runs (the C{swap dhcp} command, a reload) binds beside the
+old one, which keeps taking answers to what it relayed until it closes
+(L{lmm.mpa.service.MPAService.swapRelay}).
+
+The port is the C{udp} backend of L{IDHCPv6Relay} (C{dhcp.backend}); the MPA
+sets its C{address} before starting it.
 """
 
 from __future__ import annotations
@@ -37,14 +43,14 @@ from __future__ import annotations
 import socket as _socket
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Mapping
 
 from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from lmm import dhcp6
+from lmm import config, dhcp6
 from lmm.interfaces import IDHCPv6Relay, IReactor
 from lmm.ratelimit import LogLimiter
 from lmm.reader import errorName
@@ -91,10 +97,13 @@ class DHCPv6RelayPort:
         C{relay.send-failed.<errno>}, C{relay.send-no-port}.
     """
 
-    def __init__(self, address: str, reactor: IReactor, *,
+    name = "udp"
+
+    def __init__(self, address: str | None, reactor: IReactor, *,
                  socket: _socket.socket | None = None) -> None:
         """
-        @param address: the MPA's address: the port is bound to it, port 547.
+        @param address: the MPA's address: the port is bound to it, port 547
+            (None: set C{address} before L{start}).
         @param socket: an unbound UDP socket to use (tests make it in a
             namespace); default: one made at L{start}.
         """
@@ -112,6 +121,8 @@ class DHCPv6RelayPort:
     def start(self, deliver: Deliver, within: Within | None = None) -> None:
         """Open port 547 on the MPA's address (in the namespace C{within}
         runs in); each server's datagram goes to C{deliver}."""
+        if self.address is None:
+            raise ValueError("the relay port has no address to bind to")
         self._deliver = deliver
         sock = self._socket
         if sock is None:
@@ -123,6 +134,8 @@ class DHCPv6RelayPort:
             sock.setblocking(False)
             # The MPA's address may still be tentative (DAD) when the daemon starts.
             sock.setsockopt(_socket.SOL_IP, _IP_FREEBIND, 1)
+            # A port swapped in binds beside this one (the module's docstring).
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
             sock.bind((self.address, dhcp6.SERVER_PORT))
             # The reactor takes a copy of the descriptor (socket.fromfd).
             self.port = self.reactor.adoptDatagramPort(
@@ -159,3 +172,13 @@ class DHCPv6RelayPort:
             return False
         self.counters["relay.sent"] += 1
         return True
+
+
+#: The C{udp} relay port takes no settings of its own (C{[dhcp.options]} empty).
+UDP_SETTINGS: list[config.Setting] = []
+
+
+def udpBackend(settings: Mapping[str, Any], reactor: IReactor) -> DHCPv6RelayPort:
+    """Build the C{udp} relay port; the MPA gives it its address before start."""
+    config.parseDocument("udp DHCPv6 relay settings", settings, UDP_SETTINGS)
+    return DHCPv6RelayPort(None, reactor)

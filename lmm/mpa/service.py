@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -25,8 +25,14 @@ from lmm import heartbeat, mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
 from lmm.config import ConfigError, besideConfig
 from lmm.control import ControlService
-from lmm.daemon import buildBackend, heartbeatPolicy, signalingConfig
-from lmm.dataplane.swapping import SwappableTunnel, TunnelConfig, tunnelConfig
+from lmm.daemon import (
+    buildBackend,
+    commonLiveKeys,
+    controlSocket,
+    heartbeatPolicy,
+    signalingConfig,
+)
+from lmm.dataplane.swapping import SwappableTunnel, tunnelConfig
 from lmm.interfaces import (
     IAccessLinks,
     IAttachDetector,
@@ -37,9 +43,17 @@ from lmm.interfaces import (
     globalReactor,
 )
 from lmm.journal import MPA_LIMITED, MPA_PER_VISITOR, Journal
+from lmm.live import (
+    BackendConfig,
+    LiveKeys,
+    Reloader,
+    ReloadOnHangup,
+    SwapError,
+    SwappableAuthenticator,
+    buildSwapped,
+)
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import Within, readLinks
-from lmm.mpa.dhcprelay import DHCPv6RelayPort
 from lmm.mpa.relay import RelayAgent, SendToServer
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.ratelimit import LogLimiter
@@ -82,6 +96,14 @@ class MPAService(Service):
         L{SwappableTunnel} (the C{tunnel} command swaps it), unless it is one.
     @param tunnelConfig: what the configuration file says of the tunnel
         (for the control channel's C{tunnel} command), or None.
+    @param backendConfigs: what the file says of the other backends, by
+        kind (C{aaa}, C{attach}, C{dhcp}: L{lmm.live.BackendConfig}), for
+        the C{swap} and C{backends} commands.
+    @param latencies: the latency histograms to observe (an
+        L{lmm.metrics.MPALatencies}, when metrics are on), or None: nothing
+        measured.
+    @ivar reloader: reads the configuration file again (the C{reload}
+        command, SIGHUP), or None: a service built without a file.
     @param signaling: how the signaling is protected (L{SignalingConfig});
         default: no protection, no per-source limit.
     @ivar signaling: the L{SignalingShell}: the codec, the per-source limit, and
@@ -105,8 +127,10 @@ class MPAService(Service):
         logLevel: str = "info",
         describeBackends: str = "",
         relayPort: IDHCPv6Relay | None = None,
-        tunnelConfig: TunnelConfig | None = None,
+        tunnelConfig: BackendConfig | None = None,
         signaling: SignalingConfig | None = None,
+        backendConfigs: Mapping[str, BackendConfig] | None = None,
+        latencies: Any = None,
     ) -> None:
         if reactor is None:
             reactor = globalReactor()
@@ -117,11 +141,22 @@ class MPAService(Service):
                             "MPA needs their frames for home-link emulation")
         self.agent = agent
         self.detector = detector
-        self.authenticator = authenticator
         self.address = agent.address
         self.profile = profile
         self.reactor = reactor
         self.within: Within = within or _direct
+        self.backendConfigs = dict(backendConfigs or {})
+        if not isinstance(authenticator, SwappableAuthenticator):
+            # The swap command and a reload replace what is inside.
+            authenticator = SwappableAuthenticator(
+                authenticator, getattr(authenticator, "name", type(authenticator).__name__),
+                cast(IReactor, reactor), self.backendConfigs.get("aaa"), self.within)
+        self.authenticator = authenticator
+        self.reloader: Reloader | None = None
+        # Counts of the detectors swapped out (counters never go back), and the
+        # relay ports swapped out still taking answers, with their closing calls.
+        self._retiredCounters: Counter[str] = Counter()
+        self._retiredPorts: list[tuple[IDHCPv6Relay, Any]] = []
         if not isinstance(dataPlane, SwappableTunnel):
             # A swapped-in backend makes its sockets and routes where the MPA works.
             dataPlane = SwappableTunnel(dataPlane, reactor, tunnelConfig, self.within)
@@ -136,8 +171,10 @@ class MPAService(Service):
         self.journal = Journal("lmm.mpa", logLevel, reactor.seconds, MPA_PER_VISITOR,
                                MPA_LIMITED)
         # send looked up at each call: a test (or a subclass) may replace it.
+        self.latencies = latencies
         self.performer = ActionPerformer(self.dataPlane, lambda m, d: self.send(m, d),
-                                         self.journal, log,
+                                         self.journal if latencies is None
+                                         else latencies.watching(self.journal), log,
                                          self._tunnelFailed, self.perform,
                                          counters=self.counters, clock=reactor.seconds)
 
@@ -179,6 +216,11 @@ class MPAService(Service):
         # Deregistrations go out now: the sockets' services stop after this one.
         self.perform(self.agent.stop(self.reactor.seconds()))
         waits = []
+        for port, call in self._retiredPorts:
+            if call.active():
+                call.cancel()
+                port.stop()
+        self._retiredPorts = []
         for what in (self.authenticator, self.dataPlane):
             d = maybeDeferred(what.stop)
             d.addErrback(self._logFailure, f"stopping {what!r}")
@@ -253,6 +295,8 @@ class MPAService(Service):
     def _authenticate(self, request: AccessRequest) -> None:
         self.counters["aaa.requested"] += 1
         d = maybeDeferred(self.authenticator.authenticate, request)
+        if self.latencies is not None:
+            d.addBoth(self.latencies.answered, self.reactor.seconds(), self.reactor.seconds)
         d.addCallbacks(self._accepted, self._refused, callbackArgs=(request,),
                        errbackArgs=(request,))
         d.addErrback(self._logFailure, f"handling the AAA answer for {request.mac}")
@@ -328,6 +372,9 @@ class MPAService(Service):
         if relay is not None:
             merged.update({"relay." + key: value for key, value in relay.counters.items()})
         merged.update(self.detector.counters)
+        merged.update(self._retiredCounters)
+        for port, _ in self._retiredPorts:
+            merged.update(port.counters)
         merged.update(self.signaling.counters)
         if self.relayPort is not None:
             merged.update(self.relayPort.counters)
@@ -337,8 +384,110 @@ class MPAService(Service):
     def describeVisitors(self) -> list[dict[str, str]]:
         return self.agent.describe()
 
+    def deregister(self, mac: str | None = None, nai: bytes | None = None) -> list[Any]:
+        """The operator's deregistration of a visitor: the agent decides
+        (L{MobilityProxyAgent.deregister}), this carries it out; the actions."""
+        actions = self.agent.deregister(self.reactor.seconds(), mac, nai)
+        self._run(actions)
+        return actions
+
     def describeLinks(self) -> list[dict[str, str]]:
         return list(self.detector.describe())
+
+    # --- backends swapped while the MPA runs (lmm.live) -------------------------
+
+    def activeBackends(self) -> dict[str, str | None]:
+        """Each kind's backend in use, by name (None: the relay is off)."""
+        return {"aaa": self.authenticator.name, "attach": self.detector.name,
+                "dhcp": None if self.relayPort is None else self.relayPort.name,
+                "tunnel": self.dataPlane.name}
+
+    def swapBackend(self, kind: str, name: str, given: Mapping[str, Any]
+                    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        """The C{swap KIND BACKEND [KEY=VALUE ...]} command: the file's options
+        when it names that backend, C{given} over them; a reload then compares
+        the file with what runs (L{Reloader.swapped})."""
+        if kind == "tunnel":
+            return self.dataPlane.swapTunnel(name, given).addCallback(self._swapped)
+        if kind == "aaa":
+            return self._swapped(self.authenticator.swapCommand(name, given))
+        config = self.backendConfigs.get(kind) or BackendConfig(kind, "")
+        options = config.optionsFor(name, given)
+        if kind == "attach":
+            done = self.swapDetector(name, options)
+        elif kind == "dhcp":
+            done = self.swapRelay(name, options)
+        else:
+            raise SwapError(f"no backend kind {kind!r}: aaa, attach, dhcp or tunnel")
+        return self._swapped({**done, **config.answer(name, options)})
+
+    def _swapped(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if self.reloader is not None:
+            self.reloader.swapped(answer["kind"], answer["backend"], answer["options"])
+        return answer
+
+    def swapDetector(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        Replace the attach detector (and the access links' sockets it owns),
+        make before break: the new one is configured and started on the same
+        links, then the old one stopped; visitors stay. A frame read by the
+        old socket and not yet delivered is lost with it (the MS sends again).
+        """
+        old = self.detector
+        new = buildSwapped(IAttachDetector, "attach", name, options,
+                           cast(IReactor, self.reactor), self.within, old.name)
+        if not IAccessLinks.providedBy(new):
+            raise SwapError(f"the {name} attach detector does not own the access links "
+                            f"(IAccessLinks), which the MPA needs; {old.name} stays")
+        if self.running:
+            try:
+                new.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
+                              self.within, virtualMac=self.agent.defaultVirtualLmapMac)
+                new.start(self.attach, self.detach)
+            except Exception as e:
+                maybeDeferred(new.stop).addErrback(self._logFailure, f"stopping {new!r}")
+                raise SwapError(f"the {name} attach detector cannot start: {e}; "
+                                f"{old.name} stays") from None
+        self.detector = new
+        self.agent.attachOnFrames = new.attachOnFrames
+        self._retiredCounters.update(old.counters)
+        maybeDeferred(old.stop).addErrback(self._logFailure, f"stopping {old!r}")
+        log.info("attach detection swapped from {old} to {new}", old=old.name, new=name)
+        return {"previous": old.name}
+
+    def swapRelay(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        Replace the DHCPv6 relay's port, make before break: the new one binds
+        beside the old (SO_REUSEPORT), which keeps delivering the answers to
+        what it relayed for the relay's answer timeout, then closes.
+        """
+        old = self.relayPort
+        if old is None or self.agent.relay is None:
+            raise SwapError("the DHCPv6 relay is off (dhcp.enabled = false): turning it on "
+                            "needs a restart")
+        new = buildSwapped(IDHCPv6Relay, "dhcp", name, options, cast(IReactor, self.reactor),
+                           self.within, old.name)
+        new.address = self.address
+        if self.running:
+            try:
+                new.start(self._relayed, None if self.within is _direct else self.within)
+            except Exception as e:
+                maybeDeferred(new.stop).addErrback(self._logFailure, f"stopping {new!r}")
+                raise SwapError(f"the {name} DHCPv6 relay port cannot start: {e}; "
+                                f"{old.name} stays") from None
+        self.relayPort = new
+        grace = self.agent.relay.answerTimeout
+        call = self.reactor.callLater(grace, self._closeRetiredPort, old)
+        self._retiredPorts.append((old, call))
+        log.info("DHCPv6 relay port swapped from {old} to {new}; the old one takes answers "
+                 "for {grace} s more", old=old.name, new=name, grace=grace)
+        return {"previous": old.name, "grace": grace}
+
+    def _closeRetiredPort(self, port: IDHCPv6Relay) -> None:
+        self._retiredPorts = [(p, c) for p, c in self._retiredPorts if p is not port]
+        # What it received after the swap was counted by it: keep those too.
+        self._retiredCounters.update(port.counters)
+        maybeDeferred(port.stop).addErrback(self._logFailure, f"stopping {port!r}")
 
 
 class AccessLinksService(Service):
@@ -370,18 +519,20 @@ class RelayPortService(Service):
 
     name = "dhcpv6-relay"
 
-    def __init__(self, core: MPAService, port: IDHCPv6Relay) -> None:
+    def __init__(self, core: MPAService) -> None:
         self.core = core
-        self.relayPort = port
 
     def startService(self) -> None:
         core = self.core
-        self.relayPort.start(core._relayed, None if core.within is _direct else core.within)
+        assert core.relayPort is not None
+        core.relayPort.start(core._relayed, None if core.within is _direct else core.within)
         Service.startService(self)
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        return maybeDeferred(self.relayPort.stop)
+        # The one in use now: a swap may have replaced the one started.
+        port = self.core.relayPort
+        return succeed(None) if port is None else maybeDeferred(port.stop)
 
 
 def _rawSocket() -> Any:
@@ -392,10 +543,13 @@ def _rawSocket() -> Any:
 
 def composeMPA(core: MPAService, controlSocket: str | None = None,
                summaryInterval: float = 60.0, socket: Any = None,
-               reactor: IReactor | None = None) -> InOrder:
+               reactor: IReactor | None = None, metrics: str | None = None,
+               path: str | None = None) -> InOrder:
     """
     The MPA daemon's services around C{core}, in their start order: the
-    access links, the Mobility Header socket on the core's address (made
+    metrics server on C{metrics} (a server endpoint, L{lmm.metrics}; none:
+    no metrics, nothing of them imported; C{path}: the configuration file
+    its errors name), the access links, the Mobility Header socket on the core's address (made
     where the core works; C{socket}: a raw socket to use instead), the
     DHCPv6 relay's port (if the core has one), the control channel on
     C{controlSocket} (none: no channel), the core, the summary every
@@ -407,6 +561,11 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
     if reactor is None:
         reactor = globalReactor()
     top = InOrder()
+    if metrics is not None:
+        # First: a port it cannot listen on stops the start before anything else.
+        from lmm.metrics import metricsService
+
+        metricsService("mpa", core, metrics, reactor, path).setServiceParent(top)
     AccessLinksService(core).setServiceParent(top)
     if socket is not None:
         makeSocket: Callable[[], Any] | None = lambda: socket  # noqa: E731
@@ -418,7 +577,7 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
     port.setServiceParent(top)
     core.signaling.port = port
     if core.relayPort is not None:
-        RelayPortService(core, core.relayPort).setServiceParent(top)
+        RelayPortService(core).setServiceParent(top)
     if controlSocket is not None:
         ControlService(lambda words: execute(core, words), controlSocket,
                        reactor).setServiceParent(top)
@@ -498,13 +657,81 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
         heartbeat=heartbeatPolicy(path, values),
         restartCounter=restartCounter(path, values),
     )
-    relayPort = DHCPv6RelayPort(values["mpa.address"], reactor) if values["dhcp.enabled"] else None
+    relayPort: IDHCPv6Relay | None = None
+    if values["dhcp.enabled"]:
+        relayPort = buildBackend(IDHCPv6Relay, values["dhcp.backend"], values["dhcp.options"],
+                                 reactor, path, "dhcp.options")
+        relayPort.address = values["mpa.address"]
     backends = (f", {values['aaa.backend']} AAA, {values['attach.backend']} attach detection, "
                 f"{values['tunnel.backend']} tunnels")
+    configs = {kind: BackendConfig.fromValues(kind, values, values[f"{kind}.backend"], path)
+               for kind in ("aaa", "attach", "dhcp")}
     core = MPAService(agent, detector, authenticator, dataPlane, profile, reactor,
                       logLevel=values["log.level"], describeBackends=backends,
                       relayPort=relayPort, tunnelConfig=tunnelConfig(values, dataPlane, path),
                       signaling=signalingConfig(path, values, profile, values["mpa.address"],
-                                                "mpa"))
-    return composeMPA(core, values["control.socket"], values["log.summary_interval"],
-                      reactor=reactor)
+                                                "mpa"),
+                      backendConfigs=configs, latencies=_latencies(values))
+    top = composeMPA(core, controlSocket(path, values), values["log.summary_interval"],
+                     reactor=reactor, metrics=values.get("metrics.listen"), path=path)
+    core.reloader = Reloader(path, values, _loadAgain, liveKeys(core, path))
+    ReloadOnHangup(core.reloader, reactor).setServiceParent(top)
+    return top
+
+
+def _latencies(values: Mapping[str, Any]) -> Any:
+    """The latency histograms when metrics are on (C{metrics.listen}), else None."""
+    if values.get("metrics.listen") is None:
+        return None
+    from lmm.metrics import MPALatencies
+
+    return MPALatencies()
+
+
+def _loadAgain(path: str) -> dict[str, Any]:
+    """The file read and checked as at start (L{lmm.mpa.tap.Options})."""
+    from lmm.mpa.tap import Options
+
+    options = Options()
+    options.loadConfig(path)
+    return options.configValues
+
+
+def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
+    """What a reload of the MPA's file applies while it runs; every other
+    key needs a restart (docs/operations.md)."""
+    agent = core.agent
+
+    def backend(kind: str) -> LiveKeys:
+        def apply(values: Mapping[str, Any]) -> Any:
+            name, options = values[f"{kind}.backend"], values[f"{kind}.options"]
+            if kind == "aaa":
+                core.authenticator.swap(name, options)
+            elif kind == "attach":
+                core.swapDetector(name, options)
+            else:
+                core.swapRelay(name, options)
+            core.backendConfigs[kind] = BackendConfig.fromValues(kind, values, name, path)
+
+        return LiveKeys((f"{kind}.backend", f"{kind}.options"), apply)
+
+    def setRelay(values: Mapping[str, Any]) -> None:
+        agent.defaultDhcpServer = values["dhcp.server"]
+        if agent.relay is not None:
+            agent.relay.answerTimeout = values["dhcp.answer_timeout"]
+
+    def setLimits(values: Mapping[str, Any]) -> None:
+        agent.maxAuthenticating = values["attach.max_authenticating"]
+        agent.maxVisitorsPerLink = values["attach.max_visitors_per_link"]
+        agent.rejectHoldDown = values["attach.reject_hold_down"]
+        agent.unavailableHoldDown = values["attach.unavailable_hold_down"]
+        agent.retryInterval = values["registration.retry_interval"]
+
+    return [
+        *commonLiveKeys(core, path),
+        backend("aaa"), backend("attach"), backend("dhcp"),
+        LiveKeys(("dhcp.server", "dhcp.answer_timeout"), setRelay),
+        LiveKeys(("attach.max_authenticating", "attach.max_visitors_per_link",
+                  "attach.reject_hold_down", "attach.unavailable_hold_down",
+                  "registration.retry_interval"), setLimits),
+    ]

@@ -9,8 +9,10 @@ from twisted.application.service import MultiService
 from lmm import config, mh
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
+    CONTROL_SETTINGS,
     HEARTBEAT_SETTINGS,
     LOG_SETTINGS,
+    METRICS_SETTINGS,
     SECURITY_SETTINGS,
     TUNNEL_SETTINGS,
     WIRE_SETTINGS,
@@ -18,7 +20,7 @@ from lmm.daemon import (
     checkBackend,
     configErrorExit,
 )
-from lmm.interfaces import IAttachDetector, IAuthenticator
+from lmm.interfaces import IAttachDetector, IAuthenticator, IDHCPv6Relay
 from lmm.mpa.agent import REJECT_HOLD_DOWN, RETRY_INTERVAL, UNAVAILABLE_HOLD_DOWN
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
@@ -87,21 +89,25 @@ SETTINGS = [
             help="seconds a MAC the AAA server rejected gets no answer"),
     Setting("attach.unavailable_hold_down", config.number(0, 86400), UNAVAILABLE_HOLD_DOWN,
             help="seconds a MAC no AAA server answered for (or whose tunnel failed) waits"),
-    Setting("control.socket", config.string, None,
-            help="path of the control channel's UNIX socket (default: none)"),
     Setting("dhcp.enabled", config.boolean, True,
             help="relay Mobile Stations' DHCPv6 messages (UDP port 547 on mpa.address)"),
     Setting("dhcp.server", dhcpServer, None,
             help="the DHCPv6 server when the MS profile names none (default: none)"),
+    Setting("dhcp.backend", config.string, "udp",
+            help="the DHCPv6 relay port's backend, by name (docs/dhcpv6.md)"),
+    Setting("dhcp.options", config.table, {}, "the relay port backend's own settings",
+            table=True),
     Setting("dhcp.answer_timeout", config.number(0.1, 600), 5.0,
             help="seconds after which a request the server did not answer is logged"),
     Setting("state.path", config.string, "/var/lib/lmm/mpa.state",
             help="where the MPA keeps its Restart Counter (RFC 5847), relative to this file"),
+    *CONTROL_SETTINGS,
     *HEARTBEAT_SETTINGS,
     *TUNNEL_SETTINGS,
     *WIRE_SETTINGS,
     *SECURITY_SETTINGS,
     *LOG_SETTINGS,
+    *METRICS_SETTINGS,
 ]
 
 
@@ -114,6 +120,7 @@ class Options(DaemonOptions):
         values = self.configValues
         checkBackend(path, "aaa.backend", IAuthenticator, values["aaa.backend"])
         checkBackend(path, "attach.backend", IAttachDetector, values["attach.backend"])
+        checkBackend(path, "dhcp.backend", IDHCPv6Relay, values["dhcp.backend"])
         if values["attach.backend"] == "explicit" and values["control.socket"] is None:
             raise ConfigError(path, "control.socket", "the explicit attach backend hears of "
                               "attaches on the control channel: set control.socket")

@@ -121,6 +121,8 @@ class VisitorEntry:
 
     @ivar nai: the MS's NAI; C{b""} until the AAA server tells it when the link
         gave none.
+    @ivar linkNai: the NAI the access link gave at the attach (802.1X, an attach
+        report), if any: shown for a visitor the AAA server has not accepted.
     @ivar localAddress: the MS's Local Address: the profile's until a
         registration is accepted, then the registered one.
     @ivar tunnelSource: the MPA's address (the tunnel's source, no Alternate
@@ -156,6 +158,7 @@ class VisitorEntry:
     lastSeen: float
     nai: bytes = b""
     state: VisitorState = VisitorState.AUTHENTICATING
+    linkNai: bytes | None = None
     localAddress: str | None = None
     localNetworkPrefix: IPv6Network | None = None
     lmapAddress: str = ""
@@ -200,7 +203,7 @@ class VisitorEntry:
         return {
             "mac": self.mac,
             "interface": self.interface,
-            "nai": self.naiText or "-",
+            "nai": self.naiText or (self.linkNai or b"").decode("utf-8", "replace") or "-",
             "state": self.state.value,
             "localAddress": _text(self.localAddress),
             "localNetworkPrefix": _text(self.localNetworkPrefix),

@@ -1,6 +1,6 @@
 # lmm's own backends. Declaring one imports nothing heavy: see lmm.backends.
 from lmm.backends import Backend
-from lmm.interfaces import IAttachDetector, IAuthenticator, ITunnelDataPlane
+from lmm.interfaces import IAttachDetector, IAuthenticator, IDHCPv6Relay, ITunnelDataPlane
 
 recordingTunnel = Backend(
     "recording", ITunnelDataPlane, "lmm.tunnel:recordingBackend",
@@ -23,6 +23,11 @@ packetAttach = Backend(
 explicitAttach = Backend(
     "explicit", IAttachDetector, "lmm.mpa.attach:explicitBackend",
     "AF_PACKET sockets on the access links; attaches reported on the control channel",
+)
+
+udpRelay = Backend(
+    "udp", IDHCPv6Relay, "lmm.mpa.dhcprelay:udpBackend",
+    "the DHCPv6 relay's UDP port 547 on the MPA's address (RFC 8415 section 19)",
 )
 
 # The RFC 2473 tunnel data planes (lmm.dataplane, docs/dataplane.md).

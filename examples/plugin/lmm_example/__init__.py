@@ -1,0 +1,1 @@
+"""An example of a third party's lmm backends (see README.md beside it)."""
