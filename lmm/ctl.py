@@ -35,7 +35,7 @@ import time
 # typing costs as much again, and only the type checker needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 #: Seconds the command line tool waits for an answer (a swap can take a while).
@@ -399,6 +399,15 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+#: The commands whose answers have a form of their own: the field that answer
+#: has, and the form.
+_FORMS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
+    "peers": ("peers", _peers), "tunnel": ("backend", _tunnel), "swap": ("backend", _swapped),
+    "backends": ("backends", _backends), "reload": ("applied", _reloaded),
+    "revoke": ("nai", _revoked), "deregister": ("mac", _deregistered),
+}
+
+
 def formatAnswer(command: str, answer: dict[str, Any]) -> str:
     """The text lmmctl prints for a successful C{answer} to C{command} (the
     line sent): a table for the listings, a sentence for an action, the
@@ -422,20 +431,9 @@ def formatAnswer(command: str, answer: dict[str, Any]) -> str:
         keys = ("interface", "index", "state", "mac", "socket")
         return table([[k.upper() for k in keys]]
                      + [[_scalar(link.get(k)) for k in keys] for link in answer["links"]])
-    if name == "peers" and "peers" in answer:
-        return _peers(answer)
-    if name == "tunnel" and "backend" in answer:
-        return _tunnel(answer)
-    if name == "swap" and "backend" in answer:
-        return _swapped(answer)
-    if name == "backends" and "backends" in answer:
-        return _backends(answer)
-    if name == "reload" and "applied" in answer:
-        return _reloaded(answer)
-    if name == "revoke" and "nai" in answer:
-        return _revoked(answer)
-    if name == "deregister" and "mac" in answer:
-        return _deregistered(answer)
+    form = _FORMS.get(name)
+    if form is not None and form[0] in answer:
+        return form[1](answer)
     if name == "help" and "commands" in answer:
         commands = answer["commands"]
         width = max(map(len, commands), default=0)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -34,13 +32,13 @@ from lmm.aaa import AccessRequest, ProfileFileAuthenticator
 from lmm.control import ask
 from lmm.ctl import formatAnswer
 from lmm.lab import demo, freeradius
-from lmm.lab import timeline as tl
 from lmm.lab.daemons import writeKeyFiles
-from lmm.lab.netns import netnsUnavailableReason
-from lmm.lab.topology import Lab, MSSpec, loadTopology, randomMac
+from lmm.lab.topology import Lab, MSSpec, randomMac
 from lmm.live import BackendConfig, LiveKeys, ReloadError, SwapError, SwappableAuthenticator, plan
 from lmm.mpa import control as mpaControl
 from lmm.mpa.service import makeMPAService
+from tests.test_lab import LabTestCase
+from tests.test_swap import checkPhases, stopPinger
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(_REPO, "examples", "plugin")
@@ -307,26 +305,16 @@ class ReloadTests(SynchronousTestCase):
             self.core.swapRelay("udp", {})
 
 
-def _labProblem() -> str | None:
-    reason = netnsUnavailableReason()
-    if reason is not None:
-        return reason
-    for tool in ("ip", "tcpdump"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return freeradius.missingReason()
-
-
-class SwapUnderPingTests(SynchronousTestCase):
+class SwapUnderPingTests(LabTestCase):
     """The MPA swaps each backend and reloads its file while a Linux MS pings a CN."""
 
     DWELL = 0.6
 
     def setUp(self) -> None:
-        reason = _labProblem()
+        reason = freeradius.missingReason()
         if reason is not None:
             raise SkipTest(reason)
-        self.failed = False
+        super().setUp()
         # The daemons find the example's plugin on PYTHONPATH (lmm.lab.daemons keeps it).
         old = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join([p for p in (old, PLUGIN) if p])
@@ -338,30 +326,15 @@ class SwapUnderPingTests(SynchronousTestCase):
         else:
             os.environ["PYTHONPATH"] = old
 
-    def stopLab(self, lab: Lab) -> None:
-        problems = lab.stop()
-        if problems or self.failed:
-            sys.stderr.write(f"\nlab logs kept in {lab.runDir}\n")
-        else:
-            shutil.rmtree(lab.runDir, ignore_errors=True)
-        self.assertEqual(problems, [], f"logs in {lab.runDir}")
-
     def test_swapUnderPing(self) -> None:
-        base = loadTopology()
+        base = self.topology()
         spec = MSSpec("ms1", randomMac(), base.mpas[0].name)
         second = MSSpec("ms2", randomMac(), base.mpas[0].name)
-        topology = replace(base, mpas=base.mpas[:1], stations=[spec, second], aaa="radius",
-                           tunnel="auto", handovers=[])
-        lab = Lab(topology, runDir=tempfile.mkdtemp(prefix="lmm-live-test-"))
-        self.addCleanup(self.stopLab, lab)
-        try:
-            self.runSwaps(lab, spec, second)
-        except BaseException:
-            self.failed = True
-            raise
+        lab = self.makeLab(replace(base, mpas=base.mpas[:1], stations=[spec, second],
+                                   aaa="radius", handovers=[]))
+        self.runSwaps(lab, spec, second)
 
     def runSwaps(self, lab: Lab, spec: MSSpec, second: MSSpec) -> None:
-        lab.start()
         mpa = lab.controlPath("mpa1")
         station = lab.attach(spec)
         address, _ = demo.attach(lab, station)
@@ -413,20 +386,9 @@ class SwapUnderPingTests(SynchronousTestCase):
                 changes.append((when, title))
                 time.sleep(max(0.0, when + self.DWELL - time.time()))
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        with open(output, errors="replace") as f:
-            record = tl.parsePing(f.read(), 0.01)
-        timeline = tl.Timeline.build(origin, changes, [], record)
-        losses = {phase.title: (phase.lost, phase.sent) for phase in timeline.phases}
-        sys.stderr.write(f"\nlost pings per phase (lost, sent): {losses}\n")
-        for label, (lost, sent) in losses.items():
-            self.assertGreater(sent, 0, label)
-            # Nothing on the data path changes: room for a loaded machine only.
-            self.assertLessEqual(lost, 2, f"{label}: {timeline.text()}")
+            stopPinger(process)
+        # Nothing on the data path changes: room for a loaded machine only.
+        checkPhases(self, output, origin, changes, 2)
 
         reloaded = answers["reload: aaa back to radius"]
         self.assertEqual(sorted(reloaded["applied"]), ["aaa.backend", "aaa.options"])
