@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """
 Handover benchmark: the lab's MS hands over N times between two MPAs while
-the correspondent node pings it every 10 ms, through real daemons and seg6
-tunnels.
+the correspondent node pings it every 10 ms, through real daemons and the
+lab's tunnels (auto: seg6 where the kernel has it, else userspace).
 
     .venv/bin/python bench/handover.py [--handovers 50] [--dwell 0.4]
         [--interval 0.01] [--ping-from cn|ms] [--packet-detection] [--topology FILE]

@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import config, inet
+from lmm.dataplane.rtnl import RouteWriter, Unsupported
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
@@ -90,6 +91,12 @@ class DataPlaneError(RuntimeError):
 
 class KernelLacks(DataPlaneError):
     """The kernel lacks what the backend needs; the message names it and an alternative."""
+
+
+def _isIPRoute(netlink: Any) -> bool:
+    from pyroute2 import IPRoute
+
+    return isinstance(netlink, IPRoute)
 
 
 def netlinkErrno(e: BaseException) -> int | None:
@@ -337,6 +344,8 @@ class NetlinkDataPlane:
                  forwarding: bool = True) -> None:
         self.reactor = reactor
         self.ipr = netlink
+        # The requests of a binding's installation, without pyroute2 (opened by start).
+        self.rtnl: RouteWriter | None = None
         self.tags = tags
         self.leftovers = leftovers
         self.forwarding = forwarding
@@ -355,6 +364,9 @@ class NetlinkDataPlane:
         """Check the kernel, deal with a previous run's state, turn on forwarding."""
         self.namespace = NetworkNamespace()
         try:
+            if _isIPRoute(self.ipr):
+                # Beside a real rtnetlink socket only: a test's recording one gets it all.
+                self.rtnl = RouteWriter.open()
             self.probe()
             if self.leftovers == "adopt":
                 self.adopt()
@@ -380,6 +392,9 @@ class NetlinkDataPlane:
 
     def close(self) -> None:
         """Release sockets (after L{stop}, or when L{start} fails)."""
+        if self.rtnl is not None:
+            self.rtnl.close()
+            self.rtnl = None
         closer = getattr(self.ipr, "close", None)
         if closer is not None:
             try:
@@ -476,16 +491,37 @@ class NetlinkDataPlane:
         return dict(family=AF_INET6, dst="::", dst_len=0, table=table,
                     proto=self.tags.protocol, **peer.route)
 
+    def route(self, command: str, route: Mapping[str, Any]) -> None:
+        """C{replace} or C{del} a route: by L{RouteWriter} when it writes all
+        of it (lmm.dataplane.rtnl: a handover's path), else by pyroute2."""
+        if self.rtnl is not None:
+            try:
+                self.rtnl.route(command, **route)
+                return
+            except Unsupported:
+                pass
+        self.ipr.route(command, **route)
+
+    def rule(self, command: str, rule: Mapping[str, Any]) -> None:
+        """C{add} or C{del} a rule, as L{route} does."""
+        if self.rtnl is not None:
+            try:
+                self.rtnl.rule(command, **rule)
+                return
+            except Unsupported:
+                pass
+        self.ipr.rule(command, **rule)
+
     def addRule(self, rule: Mapping[str, Any]) -> None:
         try:
-            self.ipr.rule("add", **rule)
+            self.rule("add", rule)
         except Exception as e:
             if netlinkErrno(e) != errno.EEXIST:  # already there: never twice
                 raise
 
     def deleteRule(self, rule: Mapping[str, Any]) -> None:
         try:
-            self.ipr.rule("del", **rule)
+            self.rule("del", rule)
         except Exception as e:
             if netlinkErrno(e) not in _NOT_THERE:
                 log.warn("{backend}: could not delete rule {rule}: {error}", backend=self.name,
@@ -494,14 +530,18 @@ class NetlinkDataPlane:
     def deleteRoute(self, route: Mapping[str, Any]) -> None:
         spec = {k: v for k, v in route.items() if k not in ("encap", "metrics")}
         try:
-            self.ipr.route("del", **spec)
+            self.route("del", spec)
         except Exception as e:
             if netlinkErrno(e) not in _NOT_THERE:
                 log.warn("{backend}: could not delete route {route}: {error}",
                          backend=self.name, route=spec, error=e)
 
     def interfaceIndex(self, name: str) -> int:
-        found = self.ipr.link_lookup(ifname=name)
+        if self.rtnl is not None:
+            index = self.rtnl.linkIndex(name)
+            found = [] if index is None else [index]
+        else:
+            found = self.ipr.link_lookup(ifname=name)
         if not found:
             raise DataPlaneError(f"no interface named {name!r}")
         return int(found[0])
@@ -551,7 +591,7 @@ class NetlinkDataPlane:
     def _peerTable(self, peer: Peer) -> int:
         if peer.table is None:
             table = self._freeTable()
-            self.ipr.route("replace", **self.defaultRoute(peer, table))
+            self.route("replace", self.defaultRoute(peer, table))
             peer.table = table
             self._tables.add(table)
         return peer.table
@@ -590,7 +630,7 @@ class NetlinkDataPlane:
             undo.append(lambda: self._releasePeer(peer))
             if binding.role == ROLE_LMAP:
                 route = self.mobileRoute(binding, peer.route)
-                self.ipr.route("replace", **route)
+                self.route("replace", route)
                 self.installed(binding, peer)
                 return
             assert binding.accessInterface is not None
@@ -599,7 +639,7 @@ class NetlinkDataPlane:
             self.addRule(rule)
             undo.append(lambda: self.deleteRule(rule))
             index = self.interfaceIndex(binding.accessInterface)
-            self.ipr.route("replace", **self.mobileRoute(binding, {"oif": index}))
+            self.route("replace", self.mobileRoute(binding, {"oif": index}))
             self._accessIndexes[bindingKey(binding)] = index
             self.installed(binding, peer)
         except BaseException:
