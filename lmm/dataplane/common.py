@@ -494,23 +494,20 @@ class NetlinkDataPlane:
     def route(self, command: str, route: Mapping[str, Any]) -> None:
         """C{replace} or C{del} a route: by L{RouteWriter} when it writes all
         of it (lmm.dataplane.rtnl: a handover's path), else by pyroute2."""
-        if self.rtnl is not None:
-            try:
-                self.rtnl.route(command, **route)
-                return
-            except Unsupported:
-                pass
-        self.ipr.route(command, **route)
+        self._request("route", command, route)
 
     def rule(self, command: str, rule: Mapping[str, Any]) -> None:
         """C{add} or C{del} a rule, as L{route} does."""
+        self._request("rule", command, rule)
+
+    def _request(self, kind: str, command: str, spec: Mapping[str, Any]) -> None:
         if self.rtnl is not None:
             try:
-                self.rtnl.rule(command, **rule)
+                getattr(self.rtnl, kind)(command, **spec)
                 return
             except Unsupported:
                 pass
-        self.ipr.rule(command, **rule)
+        getattr(self.ipr, kind)(command, **spec)
 
     def addRule(self, rule: Mapping[str, Any]) -> None:
         try:
