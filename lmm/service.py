@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from lmm import mh
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.config import ConfigError
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import Journal
 from lmm.ratelimit import LogLimiter, SourceLimiter
@@ -308,7 +309,14 @@ class InOrder(MultiService):
     reverse (so the core, added after its sockets, sends its last messages
     before they close). A child that fails to start stops the ones started
     before it, and the error goes on: no half-started daemon.
+
+    @ivar startFailed: given a L{ConfigError} a child raised at start (a
+        metrics port in use), after the undoing; the daemons' C{makeService}
+        sets one that says it in one line and exits 1, as for a bad key.
+        None: the error goes on.
     """
+
+    startFailed: Callable[[ConfigError], None] | None = None
 
     def startService(self) -> None:
         started: list[Any] = []
@@ -318,10 +326,12 @@ class InOrder(MultiService):
             for service in children:
                 service.startService()
                 started.append(service)
-        except BaseException:
+        except BaseException as e:
             Service.stopService(self)
             for service in reversed(started):
                 service.stopService()
+            if isinstance(e, ConfigError) and self.startFailed is not None:
+                self.startFailed(e)
             raise
 
 

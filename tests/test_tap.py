@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -91,3 +92,27 @@ class TwistdTests(SynchronousTestCase):
         result = runTwistd("-n", "--pidfile=", "lmm-lmap")
         self.assertEqual(result.returncode, 1)
         self.assertIn("--config FILE is required", result.stdout + result.stderr)
+
+    def test_metricsPortInUse(self) -> None:
+        """A key whose value cannot be had at start (a metrics port another
+        process holds, on loopback) stops the daemon as a bad key does: one line
+        naming the key and the file, exit status 1, no traceback."""
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write('[lmap]\naddress = "::1"\nlocal_network_prefixes = ["2001:db8:1::/64"]\n'
+                    'mpas = ["::1/128"]\n[store]\nbackend = "memory"\n'
+                    '[security]\nauthentication = false\n[tunnel]\nbackend = "recording"\n'
+                    f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        result = runTwistd("-n", "--pidfile=", "lmm-lmap", "--config", path)
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertNotIn("Traceback", output)
+        [line] = [line for line in output.splitlines() if "configuration error" in line]
+        self.assertIn(f"lmm-lmap: configuration error: {path}: key 'metrics.listen': cannot "
+                      f"listen on", line)
+        self.assertIn("Address already in use", line)

@@ -91,6 +91,9 @@ def makeService(options: Options) -> MultiService:
     from lmm.lmap.service import makeLMAPService
 
     try:
-        return makeLMAPService(options.configValues, options.profile, options["config"])
+        top = makeLMAPService(options.configValues, options.profile, options["config"])
     except ConfigError as e:
         configErrorExit(options, e)
+    # A key whose value stops the start (a metrics port in use): one line too.
+    top.startFailed = lambda e: configErrorExit(options, e)
+    return top

@@ -130,6 +130,9 @@ def makeService(options: Options) -> MultiService:
     from lmm.mpa.service import makeMPAService
 
     try:
-        return makeMPAService(options.configValues, options.profile, options["config"])
+        top = makeMPAService(options.configValues, options.profile, options["config"])
     except ConfigError as e:
         configErrorExit(options, e)
+    # A key whose value stops the start (a metrics port in use): one line too.
+    top.startFailed = lambda e: configErrorExit(options, e)
+    return top
