@@ -107,7 +107,8 @@ def startDaemons(args: argparse.Namespace, folder: str, stations: list[str], lma
     daemons.append(Daemon(lmapNs, "lmm-lmap", lmapConfig, os.path.join(folder, "lmap.log"))
                    .start("listening for Proxy Binding Updates"))
     if args.aaa == "radius":
-        server = callIn(mpaNs, freeradius.start, extraUsers=radiusUsers(stations))
+        server = callIn(mpaNs, freeradius.start, extraUsers=radiusUsers(stations),
+                        debug=False)
         aaa = (f'backend = "radius"\n[aaa.options]\nservers = [{{ address = "127.0.0.1", '
                f'port = {server.port}, secret = "{server.secret.decode()}" }}]\n')
     else:

@@ -5,8 +5,10 @@ stopped when the test ends (also when it fails).
 The server reads FreeRADIUS's own dictionaries plus lmm's
 (radius_dicts/dictionary.lmm), a users file (default: etc/freeradius/users
 of the checkout), and answers on 127.0.0.1 and ::1 on a UDP port picked per
-run. It runs in the foreground with C{-X}; its debug log (what it received,
-what it sent) is in L{FreeRADIUS.logPath}.
+run. It runs in the foreground: with C{-X} for a test (single-threaded, its
+debug log, what it received and sent, in L{FreeRADIUS.logPath}), or as a
+production server runs (C{-f}: its thread pool, one log line per
+authentication) for the lab and the benchmarks (C{debug=False}).
 
 Trial has no class-level fixtures (it ignores C{setUpClass}), so each test
 starts its own server; that takes about 0.1 s.
@@ -215,13 +217,17 @@ def _writeConfig(directory: Path, port: int, secret: bytes, users: str) -> None:
 
 
 def start(usersFile: Path | str | None = None, extraUsers: str = "",
-          secret: bytes = SECRET, readyTimeout: float = 10.0) -> FreeRADIUS:
+          secret: bytes = SECRET, readyTimeout: float = 10.0,
+          debug: bool = True) -> FreeRADIUS:
     """
     Start a FreeRADIUS and wait until it is ready. The caller must L{stop}
     it; tests use L{startFor}, which arranges that.
 
     @param usersFile: the users file (default: etc/freeradius/users).
     @param extraUsers: users-file entries appended to it.
+    @param debug: C{-X} (single-threaded, every packet in the log); False:
+        C{-f}, threaded as in production (issue 15: attach bursts are
+        measured against a server that runs as deployed).
     """
     reason = missingReason()
     if reason is not None:
@@ -235,7 +241,8 @@ def start(usersFile: Path | str | None = None, extraUsers: str = "",
         logPath = directory / "log" / "radiusd.out"
         with open(logPath, "wb") as out:
             process = subprocess.Popen(
-                [FREERADIUS, "-X", "-d", str(directory)],
+                [FREERADIUS, *(["-X"] if debug else ["-f", "-l", "stdout"]), "-d",
+                 str(directory)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=dieWithParent)
         server = FreeRADIUS(directory, port, secret, process)
