@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import random
 import socket
 import struct
@@ -581,7 +582,9 @@ class RadiusAuthenticator:
         """The Access-Request for C{request}, for C{server}."""
         packet = rpacket.AuthPacket(code=ACCESS_REQUEST, id=identifier, secret=server.secret,
                                     dict=self.dictionary)
-        packet.authenticator = packet.CreateAuthenticator()
+        # RFC 2865 3: unpredictable and unique. os.urandom is the kernel's CSPRNG, as
+        # pyrad's CreateAuthenticator (SystemRandom), in one call instead of 16 (40 us).
+        packet.authenticator = os.urandom(16)
         # First attribute, computed over the whole packet when it is encoded:
         # RFC 3579 section 3.2, and the BlastRADIUS (CVE-2024-3596) advice.
         packet.add_message_authenticator()
