@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import tomllib
+from ipaddress import IPv6Network
 from typing import Any, Callable, Mapping
 
 from twisted.application.internet import StreamServerEndpointService
@@ -31,7 +32,19 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from lmm.config import ConfigError
+from lmm.ctl import (  # noqa: F401 (the client's old names, importable from here)
+    BINDING_COLUMNS,
+    CLI_TIMEOUT,
+    VISITOR_COLUMNS,
+    ask,
+    formatAnswer,
+    parseFilters,
+    parseLimit,
+    selectCounters,
+    table,
+)
 from lmm.errors import OperatorError
+from lmm.inet import canonical
 from lmm.security import loadKeyFile
 
 log = Logger(namespace="lmm.control")
@@ -57,7 +70,8 @@ def split(words: list[str]) -> tuple[str, list[str]]:
 
 def common(service: Any, command: str, args: list[str],
            commands: Mapping[str, str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
-    """The commands every daemon has (C{tunnel}, C{help}: C{commands}); a
+    """The commands every daemon has (C{tunnel}, C{security}, C{peers},
+    C{counters}, C{swap}, C{backends}, C{reload}, C{help}: C{commands}); a
     daemon's L{Execute} ends with this, for what it does not know itself."""
     if command == "tunnel":
         return tunnelCommand(service, args)
@@ -66,6 +80,10 @@ def common(service: Any, command: str, args: list[str],
     if command == "peers":
         arity(args, 0, 0, "peers")
         return peersCommand(service)
+    if command == "counters":
+        arity(args, 0, 1, "counters [PREFIX]")
+        return {"ok": True, "counters": selectCounters(service.allCounters(),
+                                                       args[0] if args else None)}
     if command == "swap":
         return swapCommand(service, args)
     if command == "backends":
@@ -77,6 +95,30 @@ def common(service: Any, command: str, args: list[str],
     if command == "help":
         return {"ok": True, "commands": dict(commands)}
     raise CommandError(f"unknown command {command!r}; try help")
+
+
+# --- the listings' filters, both daemons' -----------------------------------------
+
+
+def listingFilters(args: list[str], keys: tuple[str, ...], usage: str
+                   ) -> tuple[dict[str, str], int | None]:
+    """A listing's C{KEY=VALUE} filters (C{limit} taken out) and its limit;
+    L{CommandError} with C{usage} when they are not."""
+    try:
+        filters = parseFilters(args, keys)
+        return filters, parseLimit(filters.pop("limit", None))
+    except ValueError as e:
+        raise CommandError(f"{e}; usage: {usage}") from None
+
+
+def addressFilter(text: str) -> IPv6Network:
+    """C{address=}'s value: an IPv6 address (as its /128) or a prefix."""
+    try:
+        if "/" not in text:
+            text = canonical(text) + "/128"
+        return IPv6Network(text, strict=False)
+    except (OSError, ValueError):
+        raise CommandError(f"address=: not an IPv6 address or prefix: {text!r}") from None
 
 
 # --- the peers command, both daemons' -------------------------------------------
@@ -341,15 +383,6 @@ class ControlService(StreamServerEndpointService):
 
 
 # --- the client: lmm.ctl's (lmmctl), which imports nothing heavy ---------------------
-
-from lmm.ctl import (  # noqa: E402,F401 (the old names, importable from here)
-    BINDING_COLUMNS,
-    CLI_TIMEOUT,
-    VISITOR_COLUMNS,
-    ask,
-    formatAnswer,
-    table,
-)
 
 
 def main(argv: list[str], program: str = "python -m lmm.control") -> int:

@@ -296,6 +296,14 @@ class DaemonOptions(usage.Options):
     def checkConfig(self, path: str) -> None:
         """Checks across keys, for subclasses; raise L{ConfigError}."""
 
+    @classmethod
+    def read(cls, path: str) -> dict[str, Any]:
+        """The file's values, read and checked as at start (a reload's);
+        L{ConfigError} for a bad one."""
+        options = cls()
+        options.loadConfig(path)
+        return options.configValues
+
     def namePidfile(self) -> None:
         """A pidfile named after this daemon (L{pidfileName}) when twistd's
         options (C{self.parent}) still hold twistd's default C{twistd.pid}:

@@ -47,7 +47,8 @@ class ReloadError(OperatorError):
     """A reload that changed nothing (a bad file, one already running)."""
 
 
-def _direct(build: Callable[[], Any]) -> Any:
+def direct(build: Callable[[], Any]) -> Any:
+    """The C{within} of a daemon that builds in its own namespace: C{build()}."""
     return build()
 
 
@@ -114,7 +115,7 @@ class BackendConfig:
 
 
 def buildSwapped(interface: Any, kind: str, name: str, options: Mapping[str, Any],
-                 reactor: IReactor, within: Callable[[Callable[[], Any]], Any] = _direct,
+                 reactor: IReactor, within: Callable[[Callable[[], Any]], Any] = direct,
                  current: str = "?") -> Any:
     """Backend C{name} of C{interface} built with C{options} (in the daemon's
     namespace, C{within}), or L{SwapError} saying why not and that C{current}
@@ -150,12 +151,10 @@ class SwappableAuthenticator:
     """
 
     def __init__(self, backend: Any, name: str, reactor: IReactor,
-                 config: BackendConfig | None = None,
-                 within: Callable[[Callable[[], Any]], Any] = _direct) -> None:
+                 within: Callable[[Callable[[], Any]], Any] = direct) -> None:
         self.current = backend
         self.name = name
         self.reactor = reactor
-        self.config = config
         self.within = within
         # Requests in flight per backend (by id), and the replaced ones still answering.
         self._inFlight: dict[int, int] = {}
@@ -206,13 +205,6 @@ class SwappableAuthenticator:
         log.info("authentication backend swapped from {old} to {new}; {count} request(s) in "
                  "flight finish on {old}", old=oldName, new=name, count=inFlight)
         return {"previous": oldName, "inFlight": inFlight}
-
-    def swapCommand(self, name: str, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The C{swap aaa BACKEND [KEY=VALUE ...]} command: L{swap} with the
-        file's options when it names this backend, C{given} over them."""
-        config = self.config or BackendConfig("aaa", self.name)
-        options = config.optionsFor(name, given)
-        return {**self.swap(name, options), **config.answer(name, options)}
 
     def stop(self) -> Deferred[Any]:
         waits = [maybeDeferred(self.current.stop)]

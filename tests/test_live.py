@@ -134,14 +134,6 @@ class SwappableAuthenticatorTests(SynchronousTestCase):
         self.assertIs(self.auth.current, self.held)
         self.assertEqual(self.held.stopped, 0)
 
-    def test_swapCommand(self) -> None:
-        """The command's answer: the backend, the options, whether a restart keeps it."""
-        self.auth.config = BackendConfig("aaa", "file", {"path": self.profiles}, "file", "/x.toml")
-        answer = self.auth.swapCommand("file", {})
-        self.assertEqual({k: answer[k] for k in ("backend", "options", "persistent")},
-                         {"backend": "file", "options": {"path": self.profiles},
-                          "persistent": True})
-
 
 class FormatTests(SynchronousTestCase):
     """What lmmctl prints for the answers of swap, backends and reload."""
@@ -249,6 +241,8 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(self.core.agent.maxAuthenticating, 7)
         # The swap command's defaults are the file's now.
         self.assertTrue(self.core.backendConfigs["aaa"].keeps("file", {"path": newProfiles}))
+        self.assertEqual(self.core.swapBackend("aaa", "file", {})["options"],
+                         {"path": newProfiles})
         # Again, unchanged: nothing applied, the same keys still need a restart.
         again = self.reload()
         self.assertEqual((again["applied"], sorted(again["restart"])),
@@ -292,6 +286,16 @@ class ReloadTests(SynchronousTestCase):
         self.reload()
         [after] = codec.associations.byPeer[LMAP]
         self.assertNotEqual(after.key, before.key)
+
+    def test_swapCommand(self) -> None:
+        """The swap command's answer: the backend, the options (the file's, for the
+        file's backend), whether a restart keeps it."""
+        profiles = os.path.join(self.folder, "a.toml")
+        answer = self.core.swapBackend("aaa", "file", {})
+        self.assertEqual({k: answer[k] for k in ("backend", "options", "persistent")},
+                         {"backend": "file", "options": {"path": profiles},
+                          "persistent": True})
+        self.assertEqual(self.core.authenticator.current.path, profiles)
 
     def test_relayPort(self) -> None:
         """The relay's port is the udp backend, swapped by name; with the relay off

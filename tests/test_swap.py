@@ -32,7 +32,7 @@ from twisted.internet.task import Clock
 from twisted.test.proto_helpers import StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from lmm import mh
+from lmm import live, mh
 from lmm.backends import findBackend
 from lmm.control import CommandError, ControlProtocol, ask, formatAnswer, parseOptions
 from lmm.dataplane import swapping
@@ -84,7 +84,8 @@ class _NotStarted(SynchronousTestCase):
     def useBackend(self, plane: Any) -> Factory:
         """Swaps to C{plane}'s name build C{plane}; other names, lmm's backends."""
         factory = Factory(plane)
-        self.patch(swapping, "findBackend", lambda interface, name: (
+        # Every swap builds through lmm.live.buildSwapped.
+        self.patch(live, "findBackend", lambda interface, name: (
             factory if name == plane.name else findBackend(interface, name)))
         return factory
 

@@ -30,10 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from lmm.backends import findBackend
 from lmm.dataplane import swap
 from lmm.interfaces import IReactor, ITunnelDataPlane
-from lmm.live import BackendConfig, SwapError
+from lmm.live import BackendConfig, SwapError, buildSwapped, direct
 from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.dataplane.swapping")
@@ -113,10 +112,6 @@ def _removeFailed(failure: Failure, binding: TunnelBinding) -> None:
     log.failure("removing {binding} after a swap", failure, binding=binding)
 
 
-def _direct(build: Callable[[], Any]) -> Any:
-    return build()
-
-
 @implementer(ITunnelDataPlane)
 class SwappableTunnel:
     """
@@ -132,7 +127,7 @@ class SwappableTunnel:
 
     def __init__(self, backend: Any, reactor: IReactorTime,
                  config: BackendConfig | None = None,
-                 within: Callable[[Callable[[], Any]], Any] = _direct) -> None:
+                 within: Callable[[Callable[[], Any]], Any] = direct) -> None:
         self.current = backend
         self.reactor = reactor
         self.config = config
@@ -219,16 +214,9 @@ class SwappableTunnel:
             # It could build the backend in use: two instances again.
             raise SwapError(f"{AUTO} picks a backend when the daemon starts; name the one to "
                             f"swap to (seg6 or userspace; {oldName} now)")
-        try:
-            factory = findBackend(ITunnelDataPlane, name)
-            # A daemon's reactor is the whole one (IReactor); a test's Clock builds nothing.
-            reactor = cast(IReactor, self.reactor)
-            return self.within(lambda: factory.build(options, reactor))
-        except Exception as e:
-            log.warn("tunnel backend swap to {name} refused: {error}; {old} stays",
-                     name=name, error=e, old=oldName)
-            raise SwapError(f"cannot build the {name} tunnel backend: {e}; nothing changed, "
-                            f"{oldName} stays") from None
+        # A daemon's reactor is the whole one (IReactor); a test's Clock builds nothing.
+        return buildSwapped(ITunnelDataPlane, "tunnel", name, options,
+                            cast(IReactor, self.reactor), self.within, oldName)
 
     async def _swap(self, name: str, options: dict[str, Any], grace: float) -> dict[str, Any]:
         old = self.current

@@ -629,13 +629,11 @@ class LocalMobilityAnchor:
         if nai is not None:
             entry = self.store.get(nai)
             candidates = () if entry is None else (entry,)
-        elif address is not None and address.prefixlen == 128:
-            candidates = self._bindingOf(int(address.network_address))
         else:
             candidates = self.store
         if address is not None and address.prefixlen == 128:
             bound = self._bindingOf(int(address.network_address))
-            candidates = [e for e in candidates if e in bound]
+            candidates = bound if nai is None else [e for e in candidates if e in bound]
         elif address is not None:
             low, high = int(address.network_address), int(address.broadcast_address)
             candidates = (e for e in candidates if low <= addressToInt(e.localAddress) <= high)

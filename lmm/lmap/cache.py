@@ -52,6 +52,15 @@ class BindingCacheEntry:
     updated: float
     timestamp: int = 0
 
+    def describe(self) -> dict[str, Any]:
+        """The entry for an operator (the control channel's C{bindings}); times
+        on the anchor's clock."""
+        return {"nai": self.nai.decode("utf-8", "replace"),
+                "localAddress": f"{self.localAddress}/{self.prefixLength}",
+                "careOfAddress": self.careOfAddress, "lifetime": self.lifetime,
+                "expires": self.expires, "created": self.created, "updated": self.updated,
+                "sequence": self.sequence}
+
 
 class BindingStore(Protocol):
     """L{IBindingStore} for the type checker (which does not read zope interfaces)."""

@@ -20,7 +20,6 @@ The answers' fields: docs/operations.md ("The control channel and lmmctl").
 
 from __future__ import annotations
 
-from ipaddress import IPv6Network
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -29,7 +28,6 @@ from lmm import control, ctl
 from lmm.actions import Note
 from lmm.control import CommandError, arity
 from lmm.inet import canonical
-from lmm.lmap.cache import BindingCacheEntry
 
 BINDINGS_USAGE = "bindings [nai=X] [address=A] [mpa=M] [limit=N]"
 BINDING_FILTERS = ("nai", "address", "mpa", "limit")
@@ -48,16 +46,6 @@ HELP = {
 }
 
 
-def describeBinding(entry: BindingCacheEntry) -> dict[str, Any]:
-    """One Binding Cache entry for an answer (times on the LMAP's clock: the
-    answer's C{now})."""
-    return {"nai": entry.nai.decode("utf-8", "replace"),
-            "localAddress": f"{entry.localAddress}/{entry.prefixLength}",
-            "careOfAddress": entry.careOfAddress, "lifetime": entry.lifetime,
-            "expires": entry.expires, "created": entry.created, "updated": entry.updated,
-            "sequence": entry.sequence}
-
-
 def _address(text: str, key: str) -> str:
     try:
         return canonical(text)
@@ -68,29 +56,15 @@ def _address(text: str, key: str) -> str:
 def bindingsCommand(service: Any, args: list[str]) -> dict[str, Any]:
     """C{bindings [nai=X] [address=A] [mpa=M] [limit=N]}, found by the anchor
     (L{lmm.lmap.anchor.LocalMobilityAnchor.findBindings})."""
-    try:
-        filters = ctl.parseFilters(args, BINDING_FILTERS)
-        limit = ctl.parseLimit(filters.pop("limit", None))
-    except ValueError as e:
-        raise CommandError(f"{e}; usage: {BINDINGS_USAGE}") from None
+    filters, limit = control.listingFilters(args, BINDING_FILTERS, BINDINGS_USAGE)
     nai = filters["nai"].encode("utf-8") if "nai" in filters else None
-    address = None
-    if "address" in filters:
-        text = filters["address"]
-        if "/" not in text:
-            text = _address(text, "address") + "/128"
-        try:
-            address = IPv6Network(text, strict=False)
-        except ValueError as e:
-            raise CommandError(f"address=: {e}") from None
-        if address.version != 6:
-            raise CommandError(f"address=: not an IPv6 address or prefix: {text!r}")
+    address = control.addressFilter(filters["address"]) if "address" in filters else None
     mpa = _address(filters["mpa"], "mpa") if "mpa" in filters else None
     now = service.reactor.seconds()
     anchor = service.anchor
     matched, entries = anchor.findBindings(now, nai, address, mpa, limit)
     return {"ok": True, "now": now, "matched": matched, "total": len(anchor.store),
-            "filtered": bool(filters), "bindings": [describeBinding(e) for e in entries]}
+            "filtered": bool(filters), "bindings": [e.describe() for e in entries]}
 
 
 def revokeCommand(service: Any, args: list[str]) -> dict[str, Any]:
@@ -111,8 +85,4 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         return bindingsCommand(service, args)
     if command == "revoke":
         return revokeCommand(service, args)
-    if command == "counters":
-        arity(args, 0, 1, "counters [PREFIX]")
-        return {"ok": True, "counters": ctl.selectCounters(service.allCounters(),
-                                                           args[0] if args else None)}
     return control.common(service, command, args, HELP)

@@ -305,12 +305,8 @@ class LMAPService(Service):
     # --- for the control channel ---------------------------------------------
 
     def describeBindings(self) -> list[dict[str, Any]]:
-        """The Binding Cache, one dict per entry."""
-        return [{"nai": entry.nai.decode("utf-8", "replace"),
-                 "localAddress": f"{entry.localAddress}/{entry.prefixLength}",
-                 "careOfAddress": entry.careOfAddress, "lifetime": entry.lifetime,
-                 "expires": entry.expires}
-                for entry in sorted(self.anchor.store, key=lambda e: e.nai)]
+        """The Binding Cache, one dict per entry, by NAI."""
+        return [entry.describe() for entry in sorted(self.anchor.store, key=lambda e: e.nai)]
 
     def activeBackends(self) -> dict[str, str | None]:
         """Each kind's backend in use, by name: the LMAP has a tunnel only."""
@@ -423,15 +419,8 @@ def makeLMAPService(values: dict[str, Any], profile: mh.WireProfile,
     top = composeLMAP(core, controlSocket(path, values), values["log.summary_interval"],
                       reactor=reactor, metrics=values.get("metrics.listen"), path=path)
     if path is not None:
-        core.reloader = Reloader(path, values, _loadAgain, commonLiveKeys(core, path))
+        from lmm.lmap.tap import Options
+
+        core.reloader = Reloader(path, values, Options.read, commonLiveKeys(core, path))
         ReloadOnHangup(core.reloader, reactor).setServiceParent(top)
     return top
-
-
-def _loadAgain(path: str) -> dict[str, Any]:
-    """The file read and checked as at start (L{lmm.lmap.tap.Options})."""
-    from lmm.lmap.tap import Options
-
-    options = Options()
-    options.loadConfig(path)
-    return options.configValues

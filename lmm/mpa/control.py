@@ -26,7 +26,6 @@ the answers' fields: docs/operations.md ("The control channel and lmmctl").
 from __future__ import annotations
 
 import sys
-from ipaddress import IPv6Network
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -35,7 +34,6 @@ from lmm import config, control, ctl
 from lmm.actions import Note
 from lmm.control import CommandError, arity
 from lmm.ctl import ask, formatAnswer, table  # noqa: F401 (the old names)
-from lmm.inet import canonical
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 
 VISITORS_USAGE = "visitors [nai=X] [address=A] [mac=M] [interface=I] [limit=N]"
@@ -75,20 +73,8 @@ def _mac(text: str) -> str:
 def visitorsCommand(service: Any, args: list[str]) -> dict[str, Any]:
     """C{visitors [nai=X] [address=A] [mac=M] [interface=I] [limit=N]}, found by
     the agent (L{lmm.mpa.agent.MobilityProxyAgent.findVisitors})."""
-    try:
-        filters = ctl.parseFilters(args, VISITOR_FILTERS)
-        limit = ctl.parseLimit(filters.pop("limit", None))
-    except ValueError as e:
-        raise CommandError(f"{e}; usage: {VISITORS_USAGE}") from None
-    address = None
-    if "address" in filters:
-        text = filters["address"]
-        try:
-            if "/" not in text:
-                text = canonical(text) + "/128"
-            address = IPv6Network(text, strict=False)
-        except (OSError, ValueError):
-            raise CommandError(f"address=: not an IPv6 address or prefix: {text!r}") from None
+    filters, limit = control.listingFilters(args, VISITOR_FILTERS, VISITORS_USAGE)
+    address = control.addressFilter(filters["address"]) if "address" in filters else None
     agent = service.agent
     matched, entries = agent.findVisitors(
         filters["nai"].encode("utf-8") if "nai" in filters else None, address,
@@ -126,10 +112,6 @@ def execute(service: Any, words: list[str]) -> dict[str, Any] | Deferred[dict[st
         return visitorsCommand(service, args)
     if command == "deregister":
         return deregisterCommand(service, args)
-    if command == "counters":
-        arity(args, 0, 1, "counters [PREFIX]")
-        return {"ok": True, "counters": ctl.selectCounters(service.allCounters(),
-                                                           args[0] if args else None)}
     if command == "links":
         arity(args, 0, 0, "links")
         return {"ok": True, "links": service.describeLinks()}

@@ -150,7 +150,7 @@ class MPAService(Service):
             # The swap command and a reload replace what is inside.
             authenticator = SwappableAuthenticator(
                 authenticator, getattr(authenticator, "name", type(authenticator).__name__),
-                cast(IReactor, reactor), self.backendConfigs.get("aaa"), self.within)
+                cast(IReactor, reactor), self.within)
         self.authenticator = authenticator
         self.reloader: Reloader | None = None
         # Counts of the detectors swapped out (counters never go back), and the
@@ -381,9 +381,6 @@ class MPAService(Service):
         merged.update(self.counters)
         return dict(merged)
 
-    def describeVisitors(self) -> list[dict[str, str]]:
-        return self.agent.describe()
-
     def deregister(self, mac: str | None = None, nai: bytes | None = None) -> list[Any]:
         """The operator's deregistration of a visitor: the agent decides
         (L{MobilityProxyAgent.deregister}), this carries it out; the actions."""
@@ -409,17 +406,21 @@ class MPAService(Service):
         the file with what runs (L{Reloader.swapped})."""
         if kind == "tunnel":
             return self.dataPlane.swapTunnel(name, given).addCallback(self._swapped)
-        if kind == "aaa":
-            return self._swapped(self.authenticator.swapCommand(name, given))
         config = self.backendConfigs.get(kind) or BackendConfig(kind, "")
         options = config.optionsFor(name, given)
-        if kind == "attach":
-            done = self.swapDetector(name, options)
-        elif kind == "dhcp":
-            done = self.swapRelay(name, options)
-        else:
-            raise SwapError(f"no backend kind {kind!r}: aaa, attach, dhcp or tunnel")
+        done = self.swapTo(kind, name, options)
         return self._swapped({**done, **config.answer(name, options)})
+
+    def swapTo(self, kind: str, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace the C{aaa}, C{attach} or C{dhcp} backend by C{name} built
+        with C{options} (the command's and a reload's way); what the swap says."""
+        if kind == "aaa":
+            return self.authenticator.swap(name, options)
+        if kind == "attach":
+            return self.swapDetector(name, options)
+        if kind == "dhcp":
+            return self.swapRelay(name, options)
+        raise SwapError(f"no backend kind {kind!r}: aaa, attach, dhcp or tunnel")
 
     def _swapped(self, answer: dict[str, Any]) -> dict[str, Any]:
         if self.reloader is not None:
@@ -439,15 +440,12 @@ class MPAService(Service):
         if not IAccessLinks.providedBy(new):
             raise SwapError(f"the {name} attach detector does not own the access links "
                             f"(IAccessLinks), which the MPA needs; {old.name} stays")
-        if self.running:
-            try:
-                new.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
-                              self.within, virtualMac=self.agent.defaultVirtualLmapMac)
-                new.start(self.attach, self.detach)
-            except Exception as e:
-                maybeDeferred(new.stop).addErrback(self._logFailure, f"stopping {new!r}")
-                raise SwapError(f"the {name} attach detector cannot start: {e}; "
-                                f"{old.name} stays") from None
+        def start() -> None:
+            new.configure(self.agent.accessInterfaces, self.frameReceived, self.linkDown,
+                          self.within, virtualMac=self.agent.defaultVirtualLmapMac)
+            new.start(self.attach, self.detach)
+
+        self._startSwapped(new, f"{name} attach detector", start, old.name)
         self.detector = new
         self.agent.attachOnFrames = new.attachOnFrames
         self._retiredCounters.update(old.counters)
@@ -468,13 +466,8 @@ class MPAService(Service):
         new = buildSwapped(IDHCPv6Relay, "dhcp", name, options, cast(IReactor, self.reactor),
                            self.within, old.name)
         new.address = self.address
-        if self.running:
-            try:
-                new.start(self._relayed, None if self.within is _direct else self.within)
-            except Exception as e:
-                maybeDeferred(new.stop).addErrback(self._logFailure, f"stopping {new!r}")
-                raise SwapError(f"the {name} DHCPv6 relay port cannot start: {e}; "
-                                f"{old.name} stays") from None
+        self._startSwapped(new, f"{name} DHCPv6 relay port", lambda: new.start(
+            self._relayed, None if self.within is _direct else self.within), old.name)
         self.relayPort = new
         grace = self.agent.relay.answerTimeout
         call = self.reactor.callLater(grace, self._closeRetiredPort, old)
@@ -482,6 +475,18 @@ class MPAService(Service):
         log.info("DHCPv6 relay port swapped from {old} to {new}; the old one takes answers "
                  "for {grace} s more", old=old.name, new=name, grace=grace)
         return {"previous": old.name, "grace": grace}
+
+    def _startSwapped(self, new: Any, what: str, start: Callable[[], None], old: str) -> None:
+        """Start a backend swapped in, if the MPA runs (else its services
+        start it); one that cannot start is stopped again and L{SwapError}
+        says that C{old} stays."""
+        if not self.running:
+            return
+        try:
+            start()
+        except Exception as e:
+            maybeDeferred(new.stop).addErrback(self._logFailure, f"stopping {new!r}")
+            raise SwapError(f"the {what} cannot start: {e}; {old} stays") from None
 
     def _closeRetiredPort(self, port: IDHCPv6Relay) -> None:
         self._retiredPorts = [(p, c) for p, c in self._retiredPorts if p is not port]
@@ -674,7 +679,9 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
                       backendConfigs=configs, latencies=_latencies(values))
     top = composeMPA(core, controlSocket(path, values), values["log.summary_interval"],
                      reactor=reactor, metrics=values.get("metrics.listen"), path=path)
-    core.reloader = Reloader(path, values, _loadAgain, liveKeys(core, path))
+    from lmm.mpa.tap import Options
+
+    core.reloader = Reloader(path, values, Options.read, liveKeys(core, path))
     ReloadOnHangup(core.reloader, reactor).setServiceParent(top)
     return top
 
@@ -688,15 +695,6 @@ def _latencies(values: Mapping[str, Any]) -> Any:
     return MPALatencies()
 
 
-def _loadAgain(path: str) -> dict[str, Any]:
-    """The file read and checked as at start (L{lmm.mpa.tap.Options})."""
-    from lmm.mpa.tap import Options
-
-    options = Options()
-    options.loadConfig(path)
-    return options.configValues
-
-
 def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
     """What a reload of the MPA's file applies while it runs; every other
     key needs a restart (docs/operations.md)."""
@@ -704,13 +702,8 @@ def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
 
     def backend(kind: str) -> LiveKeys:
         def apply(values: Mapping[str, Any]) -> Any:
-            name, options = values[f"{kind}.backend"], values[f"{kind}.options"]
-            if kind == "aaa":
-                core.authenticator.swap(name, options)
-            elif kind == "attach":
-                core.swapDetector(name, options)
-            else:
-                core.swapRelay(name, options)
+            name = values[f"{kind}.backend"]
+            core.swapTo(kind, name, values[f"{kind}.options"])
             core.backendConfigs[kind] = BackendConfig.fromValues(kind, values, name, path)
 
         return LiveKeys((f"{kind}.backend", f"{kind}.options"), apply)
