@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="lmm",
@@ -30,5 +30,9 @@ setup(
         "test": ["hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8", "mypy-zope>=1.0", "scapy>=2.5",
                  "atheris>=2.3"],
     },
+    # The signaling's MAC in C (lmm/_hmac.c, issue 12): optional, so that a
+    # machine without a compiler or libcrypto's headers still installs, and
+    # lmm.security then uses its hashlib version (lmm.security.HMAC_IMPLEMENTATION).
+    ext_modules=[Extension("lmm._hmac", ["lmm/_hmac.c"], libraries=["crypto"], optional=True)],
     entry_points={"console_scripts": ["lmm-lab = lmm.lab.cli:main", "lmmctl = lmm.ctl:main"]},
 )

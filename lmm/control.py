@@ -45,7 +45,7 @@ from lmm.ctl import (  # noqa: F401 (the client's old names, importable from her
 )
 from lmm.errors import OperatorError
 from lmm.inet import canonical
-from lmm.security import loadKeyFile
+from lmm.security import HMAC_IMPLEMENTATION, loadKeyFile
 
 log = Logger(namespace="lmm.control")
 
@@ -242,6 +242,7 @@ def securityCommand(service: Any, args: list[str]) -> dict[str, Any]:
     return {"ok": True, "authentication": associations is not None,
             "replayWindow": codec.replayWindow if associations is not None else None,
             "keyFile": keyFile,
+            "hmac": HMAC_IMPLEMENTATION if associations is not None else None,
             "associations": [] if associations is None else associations.describe()}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import random
 import shutil
 import socket
 import struct
@@ -307,6 +308,84 @@ class AuthenticationTests(SynchronousTestCase):
         sa = MobilitySecurityAssociation(MPA, 300, HMAC_SHA256_128, KEY)
         self.assertNotIn(KEY.hex(), repr(sa))
         self.assertNotIn("key", sa.describe())
+
+
+class HmacImplementationTests(SynchronousTestCase):
+    """
+    The C MAC (lmm._hmac) and lmm.security's hashlib one give Python's
+    hmac's answer on the same inputs, and each end of the signaling opens
+    what the other implementation sealed. scripts/setup builds lmm._hmac (it
+    installs the compiler and libcrypto's headers), so a checkout without it
+    fails here rather than running the slower MAC unnoticed.
+    """
+
+    def test_built(self) -> None:
+        self.assertIsNotNone(security._hmac, "lmm._hmac was not built: run scripts/setup")
+        self.assertTrue(security.HMAC_IMPLEMENTATION.startswith("C "))
+
+    def implementations(self, sa: MobilitySecurityAssociation,
+                        pair: bytes) -> list[security.Authenticator]:
+        made = [sa.hashlibBetween(pair)]
+        if security._hmac is not None:
+            made.append(sa.between(pair))
+            self.assertIsInstance(made[-1], security._hmac.Authenticator)
+        return made
+
+    def test_sameMac(self) -> None:
+        """Keys shorter than, as long as and longer than the block, pairs and
+        messages of many lengths: every implementation is First(length,
+        HMAC(key, pair | data)), and check() takes the checksum as zero and
+        refuses a changed bit, a short or a long MAC."""
+        rng = random.Random(12)
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            for keyLength in (20, 32, 64, 65, 200):
+                key = rng.randbytes(keyLength)
+                sa = MobilitySecurityAssociation(MPA, 300, algorithm, key)
+                for size in (0, 1, 6, 31, 55, 56, 63, 64, 65, 119, 200, 1000):
+                    pairBytes = rng.randbytes(rng.choice((0, 32)))
+                    data = rng.randbytes(size)
+                    want = hmac.new(key, pairBytes + data,
+                                    algorithm.digest).digest()[:algorithm.length]
+                    for made in self.implementations(sa, pairBytes):
+                        self.assertEqual(made(data), want, (type(made), keyLength, size))
+                        self.assertEqual((made.spi, made.length, made.sa),
+                                         (300, algorithm.length, sa))
+                        if size < 6:
+                            with self.assertRaises(ValueError):
+                                made.check(data, size, want)
+                            continue
+                        covered = rng.randrange(6, size + 1)
+                        zeroed = data[:4] + b"\0\0" + data[6:covered]
+                        mac = hmac.new(key, pairBytes + zeroed,
+                                       algorithm.digest).digest()[:algorithm.length]
+                        self.assertTrue(made.check(data, covered, mac))
+                        flipped = bytes([mac[0] ^ 1]) + mac[1:]
+                        self.assertFalse(made.check(data, covered, flipped))
+                        self.assertFalse(made.check(data, covered, mac[:-1]))
+                        self.assertFalse(made.check(data, covered, mac + b"\0"))
+                        with self.assertRaises(ValueError):
+                            made.check(data, size + 1, mac)
+
+    def test_interoperate(self) -> None:
+        """An LMAP whose MACs are hashlib's and an MPA whose MACs are C's (and
+        the other way round) open each other's messages."""
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            lmap, mpa = pair(algorithm)
+            original = security._hmac
+            security._hmac = None
+            try:
+                hashlibSide = pair(algorithm)
+            finally:
+                security._hmac = original
+            for one, other in ((hashlibSide[0], mpa), (lmap, hashlibSide[1])):
+                for message in MESSAGES:
+                    if isinstance(message, mh.BindingUpdate | mh.BindingRevocationAck):
+                        sender, receiver, at, frm = other, one, LMAP, MPA
+                    else:
+                        sender, receiver, at, frm = one, other, MPA, LMAP
+                    data = sender.encode(message, at, NOW)
+                    opened = receiver.decode(data, frm, NOW)
+                    self.assertEqual(type(opened), type(message))
 
 
 class KeyFileTests(SynchronousTestCase):
