@@ -93,6 +93,68 @@ class AAAUnavailable(Exception):
         self.reason = reason
 
 
+# --- answers reused ----------------------------------------------------------
+
+#: aaa.reuse's default, seconds: how long an Access-Accept may be reused when
+#: the same MS attaches again (a handover back, a link that flapped).
+REUSE = 300.0
+#: The most answers an MPA remembers (least recently used go first): a few
+#: hundred bytes each.
+MAX_REUSABLE = 16384
+
+
+class RecentAuthorizations:
+    """
+    The Access-Accepts an MPA got lately, by the request they answered
+    (MAC, access link, the link's NAI), for C{reuse} seconds and never past
+    the answer's Session-Timeout. An MS that attaches again within that time
+    is served at once with the answer it got, while the MPA asks the AAA
+    server again beside it (L{lmm.mpa.agent.MobilityProxyAgent}): a
+    handover no longer waits for a RADIUS round trip, and a changed or
+    withdrawn authorization still takes effect one round trip later (issue
+    15; RFC 2865 5.27: Session-Timeout bounds the service, it is not
+    extended). C{reuse} 0: nothing is reused.
+    """
+
+    def __init__(self, reuse: float = REUSE, limit: int = MAX_REUSABLE) -> None:
+        self.reuse = reuse
+        self.limit = limit
+        # Insertion order is use order: dicts keep it, a remembered one is
+        # moved to the end.
+        self._answers: dict[AccessRequest, tuple[Profile, float, float]] = {}
+
+    def remember(self, request: AccessRequest, profile: Profile, now: float) -> None:
+        """C{profile} answered C{request} at C{now}."""
+        answers = self._answers
+        answers.pop(request, None)
+        if self.reuse <= 0:
+            return
+        until = now + self.reuse
+        if profile.sessionTimeout:
+            until = min(until, now + profile.sessionTimeout)
+        answers[request] = (profile, now, until)
+        while len(answers) > self.limit:
+            del answers[next(iter(answers))]
+
+    def recall(self, request: AccessRequest, now: float) -> tuple[Profile, float] | None:
+        """The profile that answered C{request} and when it did, if it may
+        still be reused at C{now}."""
+        found = self._answers.get(request)
+        if found is None:
+            return None
+        profile, answeredAt, until = found
+        if until <= now or answeredAt + self.reuse <= now:
+            del self._answers[request]
+            return None
+        return profile, answeredAt
+
+    def forget(self, request: AccessRequest) -> None:
+        self._answers.pop(request, None)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
 # --- NAI from a MAC ---------------------------------------------------------
 
 

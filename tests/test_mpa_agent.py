@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from twisted.trial.unittest import SynchronousTestCase
 
 from lmm import mh, nd
-from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile
+from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile, RecentAuthorizations
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
 from lmm.heartbeat import HeartbeatPolicy
 from lmm.mpa.agent import (
@@ -1376,9 +1376,24 @@ class RevocationTests(SynchronousTestCase):
         self.assertIsNone(agent.visitors.byMac(MS_MAC))
         self.assertIsNone(agent.visitors.byNai(NAI))
         self.assertIsNone(agent.nextDeadline())
-        # Its next frame is a new attach (it came back).
+        # Its next frame is a new attach (it came back), served at once with
+        # the answer it got before (rule 3: it moved away, so it may).
+        self.assertEqual(shape(agent.frameReceived(IFACE, routerSolicitation(), T0 + 6)),
+                         [f"authenticate {MS_MAC}", f"send BindingUpdate {LMAP}"])
+        self.assertEqual(agent.counters["aaa.reused"], 1)
+
+    def test_revokedAdministratively(self) -> None:
+        """Revoked for a reason of its own, not a handover: its next attach
+        waits for the AAA server."""
+        agent = makeAgent()
+        register(self, agent)
+        bri = mh.BindingRevocationIndication(
+            7, mh.RevocationTrigger.ADMINISTRATIVE_REASON, (mh.MobileNodeIdentifier(NAI),),
+            proxy=True)
+        agent.messageReceived(bri, LMAP, T0 + 5)
         self.assertEqual(shape(agent.frameReceived(IFACE, routerSolicitation(), T0 + 6)),
                          [f"authenticate {MS_MAC}"])
+        self.assertEqual(agent.counters["aaa.reused"], 0)
 
     def test_revokedByAddress(self) -> None:
         agent = makeAgent()
@@ -1602,7 +1617,7 @@ class LeavingTests(SynchronousTestCase):
         self.assertEqual([v.mac for v in agent.visitors], [MS2_MAC])
 
     def test_reattachCancelsDeregistration(self) -> None:
-        agent = makeAgent()
+        agent = makeAgent(reuseAuthorization=0)
         register(self, agent)
         agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1)
         attach(agent, now=T0 + 1.5)
@@ -1643,6 +1658,151 @@ class LeavingTests(SynchronousTestCase):
         self.assertEqual(len(agent.visitors), 0)
         self.assertIsNone(agent.nextDeadline())
         self.assertEqual(agent.tick(T0 + 10000), [])
+
+
+class ReusedAnswerTests(SynchronousTestCase):
+    """Rule 3: a recent Access-Accept serves the same MS attaching again at
+    once; the AAA server's answer to the new request confirms, changes or
+    withdraws it."""
+
+    def returned(self, agent: MobilityProxyAgent, profile: Profile | None = None,
+                 now: float = T0 + 10, interface: str = IFACE) -> list[Action]:
+        """Registered, detached (the MS moved away), attached again at C{now}."""
+        register(self, agent, profile)
+        leave = onlyPbu(self, agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1))
+        agent.messageReceived(pba(leave.sequence, lifetime=0), LMAP, T0 + 1)
+        return attach(agent, interface=interface, now=now)
+
+    def test_servedAtOnce(self) -> None:
+        agent = makeAgent()
+        actions = self.returned(agent)
+        self.assertEqual(shape(actions), [f"authenticate {MS_MAC}", f"send BindingUpdate {LMAP}"])
+        bu = onlyPbu(self, actions)
+        self.assertEqual(bu.option(mh.LocalAddress), mh.LocalAddress(MS_ADDR, 64))
+        note = [a for a in only(actions, Note) if a.event == "visitor.authenticated"][0]
+        self.assertTrue(note.fields["reused"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertTrue(visitor.confirming)
+        self.assertEqual(agent.counters["aaa.reused"], 1)
+        # The same answer again: confirmed, nothing to do.
+        self.assertEqual(agent.authenticated(MS_MAC, makeProfile(localAddress=MS_ADDR),
+                                             T0 + 10.002), [])
+        self.assertFalse(visitor.confirming)
+        self.assertEqual(agent.counters["aaa.confirmed"], 1)
+        agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 10.003)
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+
+    def test_confirmedBeforeTheAck(self) -> None:
+        """The PBA may come before or after the confirmation: here after."""
+        agent = makeAgent()
+        bu = onlyPbu(self, self.returned(agent))
+        agent.authenticated(MS_MAC, makeProfile(localAddress=MS_ADDR), T0 + 10.001)
+        actions = agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 10.002)
+        self.assertIn(f"add {MS_ADDR} {IFACE}", shape(actions))
+
+    def test_withdrawn(self) -> None:
+        """The AAA server rejects the new request: the visitor leaves (a
+        deregistration), held down like any rejected MS; the answer is gone."""
+        agent = makeAgent()
+        bu = onlyPbu(self, self.returned(agent))
+        agent.messageReceived(pba(bu.sequence, address=MS_ADDR), LMAP, T0 + 10.001)
+        actions = agent.authenticationFailed(MS_MAC, AccessRejected("account closed"),
+                                             T0 + 10.002)
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}",
+                                          f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(onlyPbu(self, actions).lifetime, 0)
+        self.assertEqual(events(actions), ["visitor.withdrawn"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIs(visitor.state, VisitorState.REJECTED)
+        self.assertEqual(agent.counters["visitor.withdrawn"], 1)
+        self.assertEqual(len(agent.authorizations), 0)
+        # After the hold-down, the next attach asks the AAA server and waits.
+        agent.tick(T0 + 10.002 + agent.rejectHoldDown)
+        self.assertEqual(shape(attach(agent, now=T0 + 50)), [f"authenticate {MS_MAC}"])
+
+    def test_unconfirmed(self) -> None:
+        """No AAA server answers the new request: the visitor stays."""
+        agent = makeAgent()
+        self.returned(agent)
+        actions = agent.authenticationFailed(MS_MAC, AAAUnavailable("no server"), T0 + 12)
+        self.assertEqual(shape(actions), [])
+        self.assertEqual(events(actions), ["visitor.unconfirmed"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertFalse(visitor.confirming)
+        self.assertEqual(agent.counters["aaa.reuse-unconfirmed"], 1)
+
+    def test_changedProfile(self) -> None:
+        """Another profile: the visitor leaves and attaches again with it."""
+        agent = makeAgent()
+        self.returned(agent)
+        changed = makeProfile(localAddress=OTHER_ADDR)
+        actions = agent.authenticated(MS_MAC, changed, T0 + 10.002)
+        self.assertEqual(shape(actions), [f"send BindingUpdate {LMAP}",
+                                          f"send BindingUpdate {LMAP}"])
+        leave, again = only(actions, SendMessage)
+        assert isinstance(leave.message, mh.BindingUpdate)
+        assert isinstance(again.message, mh.BindingUpdate)
+        self.assertEqual(leave.message.lifetime, 0)
+        self.assertEqual(again.message.option(mh.LocalAddress), mh.LocalAddress(OTHER_ADDR, 64))
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual((visitor.profile, visitor.confirming), (changed, False))
+        self.assertEqual(agent.counters["visitor.profile-changed"], 1)
+
+    def test_bounds(self) -> None:
+        """Not past aaa.reuse, not past the Session-Timeout (whose end stays
+        the first answer's), not for another link or with reuse 0."""
+        agent = makeAgent(reuseAuthorization=5)
+        self.assertEqual(shape(self.returned(agent, now=T0 + 6)), [f"authenticate {MS_MAC}"])
+        agent = makeAgent(reuseAuthorization=0)
+        self.assertEqual(shape(self.returned(agent)), [f"authenticate {MS_MAC}"])
+        agent = makeAgent()
+        self.assertEqual(shape(self.returned(agent, interface=IFACE2)),
+                         [f"authenticate {MS_MAC}"])
+        agent = makeAgent()
+        timed = makeProfile(localAddress=MS_ADDR, sessionTimeout=8)
+        self.assertEqual(shape(self.returned(agent, timed, now=T0 + 9)),
+                         [f"authenticate {MS_MAC}"])
+        agent = makeAgent()
+        self.returned(agent, timed, now=T0 + 5)
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.sessionExpires, T0 + 8)
+
+    def test_throttled(self) -> None:
+        """A visitor whose reused answer awaits its check counts against
+        maxAuthenticating, like an Access-Request in flight."""
+        agent = makeAgent(maxAuthenticating=1)
+        self.returned(agent)
+        self.assertEqual(shape(attach(agent, mac=MS2_MAC, now=T0 + 11)), [])
+        self.assertEqual(agent.counters["attach.throttled"], 1)
+        agent.authenticated(MS_MAC, makeProfile(localAddress=MS_ADDR), T0 + 11)
+        self.assertEqual(shape(attach(agent, mac=MS2_MAC, now=T0 + 12)),
+                         [f"authenticate {MS2_MAC}"])
+
+    def test_operatorDeregisterForgets(self) -> None:
+        agent = makeAgent()
+        register(self, agent)
+        agent.deregister(T0 + 1, mac=MS_MAC)
+        self.assertEqual(shape(attach(agent, now=T0 + 2)), [f"authenticate {MS_MAC}"])
+
+
+class RecentAuthorizationsTests(SynchronousTestCase):
+    def test_leastRecentlyUsedGoFirst(self) -> None:
+        recent = RecentAuthorizations(reuse=60, limit=2)
+        requests = [AccessRequest(f"02:00:00:00:00:0{i}", IFACE) for i in range(3)]
+        for i, request in enumerate(requests):
+            recent.remember(request, makeProfile(), T0 + i)
+        self.assertEqual(len(recent), 2)
+        self.assertIsNone(recent.recall(requests[0], T0 + 3))
+        self.assertEqual(recent.recall(requests[2], T0 + 3), (makeProfile(), T0 + 2))
+        self.assertIsNone(recent.recall(requests[2], T0 + 62))
+        self.assertEqual(len(recent), 1)
+        recent.reuse = 0  # a reload turned it off
+        self.assertIsNone(recent.recall(requests[1], T0 + 3))
 
 
 class MoveAndReplaceTests(SynchronousTestCase):

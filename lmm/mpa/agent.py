@@ -47,7 +47,15 @@ in their modules):
     profile's, else C{defaultVirtualLmapMac}, else the access interface's own
     MAC) and link-local address (the profile's, else the EUI-64 link-local
     address of the virtual MAC), the Local Network Prefix, the Local Address,
-    the DHCPv6 server. Then the registration: a Local Address in the profile
+    the DHCPv6 server. An MS that attaches again with the same request (MAC,
+    link, the link's NAI) within C{aaa.reuse} seconds of an Access-Accept,
+    and within its Session-Timeout (L{lmm.aaa.RecentAuthorizations}), is
+    filled at once from that answer while the AAA server is asked again
+    beside it: the same answer confirms it; another profile makes the
+    visitor leave (a deregistration) and attach again at once with the new
+    one; a rejection makes it leave and holds it down as in rule 2; no
+    answer keeps it (the answer reused is still within its bounds). Then
+    the registration: a Local Address in the profile
     is registered with a Local Address option; else an address the MS was
     seen probing with DAD while it authenticated (or using, when it may choose
     its address); else a Binding Cache Confirmation asks the LMAP for the
@@ -178,7 +186,7 @@ from ipaddress import IPv6Network
 from typing import Any
 
 from lmm import nd
-from lmm.aaa import AAAUnavailable, AccessRequest, Profile
+from lmm.aaa import REUSE, AAAUnavailable, AccessRequest, Profile, RecentAuthorizations
 from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from lmm.heartbeat import HeartbeatPolicy, Heartbeats
@@ -198,6 +206,7 @@ from lmm.mh import (
     MobilityHeaderError,
     MobilityMessage,
     RevocationStatus,
+    RevocationTrigger,
     Status,
     WireProfile,
 )
@@ -264,6 +273,13 @@ UNAVAILABLE_HOLD_DOWN = 2.0
 #: registration.retry_interval's default: a registration given up (or
 #: rejected) is tried again after this long.
 RETRY_INTERVAL = 30.0
+#: Revocations because the MS moved (RFC 5846 6.1): a recent answer may serve
+#: it when it comes back; any other trigger makes it ask the AAA server again.
+_HANDOVER_TRIGGERS = frozenset((
+    RevocationTrigger.INTER_MAG_HANDOVER_SAME_ACCESS_TYPE,
+    RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE,
+    RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN,
+))
 #: An acceptance the MPA cannot use backs its retry off, doubling from
 #: retryInterval up to this many times (rule 8): 30 s .. 4 min by default.
 INVALID_BACKOFF_DOUBLINGS = 3
@@ -279,6 +295,12 @@ COUNTERS = {
     "aaa.rejected": "visitors the AAA server rejected",
     "aaa.unavailable": "visitors no AAA server could be asked about",
     "aaa.late": "AAA answers no visitor waits for",
+    "aaa.reused": "visitors served at once with a recent answer to the same Access-Request",
+    "aaa.confirmed": "reused answers the AAA server gave again",
+    "visitor.profile-changed": "visitors served with a reused answer whose profile the AAA "
+                               "server changed (they attached again with the new one)",
+    "visitor.withdrawn": "visitors served with a reused answer the AAA server then rejected",
+    "aaa.reuse-unconfirmed": "reused answers no AAA server could confirm (the visitor kept)",
     "visitor.hold-down-ended": "rejected visitors whose hold-down ended",
     "visitor.moved": "visitors that moved to another access link of this MPA",
     "visitor.replaced": "visitors replaced by a newer one with their NAI",
@@ -419,6 +441,7 @@ class MobilityProxyAgent:
         routerLifetime: int = 1800,
         maxAuthenticating: int = 256,
         maxVisitorsPerLink: int = 4096,
+        reuseAuthorization: float = REUSE,
         initialSequence: int = 0,
         defaultDhcpServer: str | None = None,
         maxRetransmitInterval: float = MAX_BINDACK_TIMEOUT,
@@ -483,6 +506,10 @@ class MobilityProxyAgent:
         if defaultVirtualLmapMac is not None:
             self._ownMacs.add(defaultVirtualLmapMac)
         self._authenticating = 0
+        # Visitors served with a reused answer whose confirmation is awaited:
+        # Access-Requests in flight too (maxAuthenticating bounds both).
+        self._confirming = 0
+        self.authorizations = RecentAuthorizations(reuseAuthorization)
         # Visitors and leaving entries by their next deadline (VisitorEntry.deadline).
         self._timers: Deadlines[VisitorEntry] = Deadlines(
             lambda v: v.deadline, self._scheduled, self._liveCount, self.counters,
@@ -527,7 +554,9 @@ class MobilityProxyAgent:
             self._leave(visitor, now, actions, "visitor.detached")
             visitor = None
         if visitor is None:
-            self._newVisitor(event.interface, mac, event.nai, now, actions)
+            visitor = self._newVisitor(event.interface, mac, event.nai, now, actions)
+            if visitor is not None:
+                self._reuse(visitor, now, actions)
             return actions
         visitor.lastSeen = now
         if visitor.interface != event.interface:
@@ -571,6 +600,8 @@ class MobilityProxyAgent:
                                  nai.decode("utf-8", "replace"), "leaving": leaving}))
             return actions
         lmap = visitor.lmapAddress
+        if visitor.request is not None:
+            self.authorizations.forget(visitor.request)  # back only through the AAA server
         self._leave(visitor, now, actions, "visitor.deregistered", "the operator's deregister")
         note = actions[-1]
         assert isinstance(note, Note)
@@ -635,6 +666,7 @@ class MobilityProxyAgent:
         visitor = self._newVisitor(interface, mac, None, now, actions)
         if visitor is not None:
             self._observe(visitor, frame)
+            self._reuse(visitor, now, actions)
         return actions
 
     def _fromVisitor(self, visitor: VisitorEntry, interface: str, frame: nd.Frame, now: float,
@@ -846,12 +878,22 @@ class MobilityProxyAgent:
     def authenticated(self, mac: str, profile: Profile, now: float) -> list[Action]:
         """The AAA server accepted the visitor with C{mac} and sent C{profile}."""
         visitor = self.visitors.byMac(mac.lower())
+        if visitor is not None and visitor.confirming:
+            return self._confirmed(visitor, profile, now)
         if visitor is None or visitor.state is not _AUTHENTICATING:
             self.counters["aaa.late"] += 1
             return []
+        self.counters["aaa.accepted"] += 1
+        if visitor.request is not None:
+            self.authorizations.remember(visitor.request, profile, now)
+        return self._accept(visitor, profile, now, reused=False)
+
+    def _accept(self, visitor: VisitorEntry, profile: Profile, now: float,
+                reused: bool) -> list[Action]:
+        """Rule 3: the visitor in AUTHENTICATING is filled from C{profile}
+        and registered."""
         actions: list[Action] = []
         notes: list[Note] = []
-        self.counters["aaa.accepted"] += 1
         self._setState(visitor, _AWAITING)
         other = self.visitors.byNai(profile.nai)
         if other is not None and other is not visitor:
@@ -869,9 +911,78 @@ class MobilityProxyAgent:
                 {"nai": visitor.naiText, "mac": visitor.mac, "interface": visitor.interface,
                  "lmap": visitor.lmapAddress, "prefix": None if prefix is None else str(prefix),
                  "address": visitor.localAddress, "addressMode": profile.addressMode,
-                 "registration": request.kind},
+                 "registration": request.kind, "reused": reused},
             )
         )
+        return actions
+
+    def _reuse(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
+        """Rule 3: a new visitor whose request got an answer lately is served
+        with it now; the Authenticate already asked goes on as its check."""
+        request = visitor.request
+        recent = None if request is None else self.authorizations.recall(request, now)
+        if recent is None:
+            return
+        profile, answeredAt = recent
+        self.counters["aaa.reused"] += 1
+        visitor.confirming = True
+        self._confirming += 1
+        actions.extend(self._accept(visitor, profile, now, reused=True))
+        if profile.sessionTimeout:
+            # The session the answer opened, not a new one (RFC 2865 5.27).
+            visitor.sessionExpires = answeredAt + profile.sessionTimeout
+            self._reschedule(visitor)
+
+    def _confirmed(self, visitor: VisitorEntry, profile: Profile, now: float) -> list[Action]:
+        """Rule 3: the AAA server answered the request of a visitor served
+        with a reused answer."""
+        self._stopConfirming(visitor)
+        request = visitor.request
+        assert request is not None
+        if profile == visitor.profile:
+            self.counters["aaa.confirmed"] += 1
+            self.authorizations.remember(request, profile, now)
+            if profile.sessionTimeout:
+                visitor.sessionExpires = now + profile.sessionTimeout
+                self._reschedule(visitor)
+            return []
+        # Another profile: leave as on a detach and attach again at once with it.
+        self.authorizations.remember(request, profile, now)
+        actions: list[Action] = []
+        self._leave(visitor, now, actions, "visitor.profile-changed",
+                    "the AAA server changed the profile a recent answer gave")
+        fresh = VisitorEntry(visitor.mac, visitor.interface, now, now,
+                             linkNai=visitor.linkNai, request=request)
+        self.visitors.add(fresh)
+        self._authenticating += 1
+        actions.extend(self._accept(fresh, profile, now, reused=False))
+        return actions
+
+    def _stopConfirming(self, visitor: VisitorEntry) -> None:
+        if visitor.confirming:
+            visitor.confirming = False
+            self._confirming -= 1
+
+    def _withdrawn(self, visitor: VisitorEntry, error: BaseException,
+                   now: float) -> list[Action]:
+        """Rule 3: the AAA server did not confirm a reused answer. Rejected:
+        the visitor leaves and is held down (rule 2); none answered: it stays."""
+        self._stopConfirming(visitor)
+        if not hasattr(error, "reason") or isinstance(error, AAAUnavailable):
+            self.counters["aaa.reuse-unconfirmed"] += 1
+            return [Note("visitor.unconfirmed", {"mac": visitor.mac, "nai": visitor.naiText,
+                                                 "reason": _reason(error)})]
+        self.counters["aaa.rejected"] += 1
+        if visitor.request is not None:
+            self.authorizations.forget(visitor.request)
+        actions: list[Action] = []
+        reason = _reason(error)
+        self._leave(visitor, now, actions, "visitor.withdrawn", reason)
+        held = VisitorEntry(visitor.mac, visitor.interface, visitor.attachedAt, now,
+                            state=_REJECTED, holdUntil=now + self.rejectHoldDown,
+                            failure=reason)
+        self.visitors.add(held)
+        self._reschedule(held)
         return actions
 
     def _replace(self, other: VisitorEntry, visitor: VisitorEntry, actions: list[Action],
@@ -936,6 +1047,8 @@ class MobilityProxyAgent:
         """The AAA server refused the visitor with C{mac} (L{lmm.aaa.AccessRejected})
         or none answered (L{lmm.aaa.AAAUnavailable}, or any other error)."""
         visitor = self.visitors.byMac(mac.lower())
+        if visitor is not None and visitor.confirming:
+            return self._withdrawn(visitor, error, now)
         if visitor is None or visitor.state is not _AUTHENTICATING:
             self.counters["aaa.late"] += 1
             return []
@@ -1197,7 +1310,7 @@ class MobilityProxyAgent:
     def _newVisitor(
         self, interface: str, mac: str, nai: bytes | None, now: float, actions: list[Action]
     ) -> VisitorEntry | None:
-        if self._authenticating >= self.maxAuthenticating:
+        if self._authenticating + self._confirming >= self.maxAuthenticating:
             self.counters["attach.throttled"] += 1
             actions.append(Note("attach.refused", {"mac": mac, "interface": interface,
                                                    "reason": "authenticating",
@@ -1209,11 +1322,12 @@ class MobilityProxyAgent:
                                                    "reason": "link-full",
                                                    "limit": self.maxVisitorsPerLink}))
             return None
-        visitor = VisitorEntry(mac, interface, now, now, linkNai=nai)
+        request = AccessRequest(mac, interface, nai)
+        visitor = VisitorEntry(mac, interface, now, now, linkNai=nai, request=request)
         self.visitors.add(visitor)
         self._authenticating += 1
         self.counters["visitor.attached"] += 1
-        actions.append(Authenticate(AccessRequest(mac, interface, nai)))
+        actions.append(Authenticate(request))
         actions.append(
             Note(
                 "visitor.attached",
@@ -1285,6 +1399,8 @@ class MobilityProxyAgent:
         removed = self.visitors.remove(visitor)
         if removed and visitor.state is _AUTHENTICATING:
             self._authenticating -= 1
+        if removed:
+            self._stopConfirming(visitor)
         self.registrations.drop(visitor)
         visitor.deadline = None
         if removed and self.relay is not None:
@@ -1797,9 +1913,13 @@ class MobilityProxyAgent:
         targets, found = self._revocationTargets(message, source)
         actions: list[Action] = []
         notes: list[Action] = []
+        handover = message.trigger in _HANDOVER_TRIGGERS
         for visitor in targets:
             self._removeVisitor(visitor)
             self._removeTunnel(visitor, actions)
+            if not handover and visitor.request is not None:
+                # Revoked for a reason of its own: its next attach asks the AAA server.
+                self.authorizations.forget(visitor.request)
             counters["visitor.revoked"] += 1
             notes.append(
                 Note("visitor.revoked", {"nai": visitor.naiText, "mac": visitor.mac,

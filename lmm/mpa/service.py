@@ -659,6 +659,7 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
         retryInterval=values["registration.retry_interval"],
         unavailableHoldDown=values["attach.unavailable_hold_down"],
         maxVisitorsPerLink=values["attach.max_visitors_per_link"],
+        reuseAuthorization=values["aaa.reuse"],
         heartbeat=heartbeatPolicy(path, values),
         restartCounter=restartCounter(path, values),
     )
@@ -719,6 +720,7 @@ def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
         agent.rejectHoldDown = values["attach.reject_hold_down"]
         agent.unavailableHoldDown = values["attach.unavailable_hold_down"]
         agent.retryInterval = values["registration.retry_interval"]
+        agent.authorizations.reuse = values["aaa.reuse"]
 
     return [
         *commonLiveKeys(core, path),
@@ -726,5 +728,5 @@ def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
         LiveKeys(("dhcp.server", "dhcp.answer_timeout"), setRelay),
         LiveKeys(("attach.max_authenticating", "attach.max_visitors_per_link",
                   "attach.reject_hold_down", "attach.unavailable_hold_down",
-                  "registration.retry_interval"), setLimits),
+                  "registration.retry_interval", "aaa.reuse"), setLimits),
     ]

@@ -6,7 +6,7 @@ import ipaddress
 
 from twisted.application.service import MultiService
 
-from lmm import config, mh
+from lmm import aaa, config, mh
 from lmm.config import ConfigError, Setting
 from lmm.daemon import (
     CONTROL_SETTINGS,
@@ -76,6 +76,10 @@ SETTINGS = [
             help="authentication backend by name: file or radius (docs/aaa.md)"),
     Setting("aaa.options", config.table, {}, "the authentication backend's own settings",
             table=True),
+    Setting("aaa.reuse", config.number(0, 86400), aaa.REUSE,
+            help="seconds an Access-Accept serves the same MS attaching again at once, "
+                 "checked with the AAA server beside it (never past its Session-Timeout; "
+                 "0: every attach waits for the AAA server)"),
     Setting("attach.backend", config.string, "packet",
             help="attach detection backend by name: packet or explicit (docs/mpa.md)"),
     Setting("attach.options", config.table, {}, "the attach detection backend's own settings",

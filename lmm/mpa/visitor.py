@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import IPv6Network
 
-from lmm.aaa import Profile
+from lmm.aaa import AccessRequest, Profile
 from lmm.tunnel import TunnelBinding
 
 
@@ -147,6 +147,9 @@ class VisitorEntry:
     @ivar advertised: whether the unsolicited RA of the MS's home link went out
         (it waits for the LMAP's first answer).
     @ivar sessionExpires: when the AAA server's Session-Timeout ends the access.
+    @ivar request: the Access-Request its attach sent.
+    @ivar confirming: served with a recent answer to the same request, the
+        AAA server's answer to this one is awaited (the agent's rule 3).
     @ivar deadline: the earliest of the times above: when the agent next has
         something to do for this visitor.
     @ivar noted: addresses already reported as not allowed (one Note each).
@@ -185,6 +188,8 @@ class VisitorEntry:
     holdUntil: float | None = None
     advertised: bool = False
     sessionExpires: float | None = None
+    request: AccessRequest | None = None
+    confirming: bool = False
     deadline: float | None = None
     noted: set[str] = field(default_factory=set, repr=False)
 
