@@ -132,6 +132,10 @@ class ITunnelDataPlane(Interface):
     def addBinding(binding):
         """
         Make the data plane carry C{binding} (an L{lmm.tunnel.TunnelBinding}).
+        One with the role, mobile address and prefix length of a binding
+        carried already replaces it, without a moment when neither is carried
+        (the LMAP's handover: no removal of the old binding follows); when
+        the replacement fails, neither is carried.
 
         @return: a Deferred firing when packets flow, or None when done at once.
         """

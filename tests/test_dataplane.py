@@ -695,6 +695,30 @@ class NetlinkDataPlaneTests(SynchronousTestCase):
         routes, _ = self.ipr.tagged(0x4D)
         self.assertEqual(len(routes), 1)
 
+    def test_replacedWithoutAGap(self) -> None:
+        """The LMAP's handover: the new tunnel's route replaces the old one,
+        never deleted in between; the old peer's device goes after."""
+        old, new = lmapBinding(), lmapBinding(mpa=MPA2)
+        self.plane.addBinding(old)
+        before = len(self.ipr.sent)
+        self.assertIsNone(self.plane.addBinding(new))
+        steps = [(kind, command) for kind, command, _ in self.ipr.sent[before:]]
+        self.assertNotIn(("route", "del"), steps[:steps.index(("route", "replace")) + 1])
+        self.assertEqual(steps[-1], ("link", "del"))  # MPA1's tunnel, once unused
+        self.assertEqual(self.plane.bindings(), [new])
+        self.assertEqual(len(self.ipr.links), 1)
+
+    def test_failedReplacementDropsBoth(self) -> None:
+        """A replacement that fails leaves neither binding carried
+        (ITunnelDataPlane.addBinding): the LMAP drops the entry."""
+        self.plane.addBinding(lmapBinding())
+        self.ipr.failRouteAdd = errno.ENETUNREACH
+        failure = self.failureResultOf(self.plane.addBinding(lmapBinding(mpa=MPA2)))
+        self.assertIsInstance(failure.value, DataPlaneError)
+        self.assertEqual(self.plane.bindings(), [])
+        self.assertEqual(self.ipr.tagged(0x4D), ([], []))
+        self.assertEqual(self.ipr.links, {})
+
     def test_prefix(self) -> None:
         binding = lmapBinding("2001:db8:1::", length=64)
         self.plane.addBinding(binding)
@@ -1197,7 +1221,7 @@ class _BackendTests(LabMixin):
         mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
                       f"link set {access} up"])
         atMpa2.addBinding(mpaBinding(access, local=MPA2))
-        atLmap.removeBinding(lmapBinding())
+        # As the LMAP does: the new binding replaces the old one.
         atLmap.addBinding(lmapBinding(mpa=MPA2))
         sent, received = await pinging
         self.assertEqual(await upstream, 1 << 20, "MS to CN over TCP across the handover")

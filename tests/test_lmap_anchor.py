@@ -439,7 +439,7 @@ class ConfirmationTests(SynchronousTestCase):
         actions = anchor.receive(pbu(1, confirm=True, address=None), MPA2, T0 + 1)
         self.assertEqual(
             shape(actions),
-            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
+            [f"add {ADDRESS} {MPA2}",
              f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
         )
         self.assertEqual(sends(actions)[0].message.options,  # type: ignore[attr-defined]
@@ -772,16 +772,16 @@ class HandoverTests(SynchronousTestCase):
         return self.anchor.receive(pbu(sequence, **kwargs), source, now)
 
     def test_order(self) -> None:
-        """Old tunnel out, new tunnel in, PBA to the new MPA, then the BRI to the old."""
+        """The new tunnel replaces the old one (no removal: the data plane's
+        make before break), the PBA to the new MPA, then the BRI to the old."""
         actions = self.handover()
         self.assertEqual(
             shape(actions),
-            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
+            [f"add {ADDRESS} {MPA2}",
              f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"],
         )
-        remove, add = actions[0], actions[1]
-        assert isinstance(remove, RemoveTunnel) and isinstance(add, AddTunnel)
-        self.assertEqual(remove.binding, TunnelBinding(ADDRESS, 128, LMAP, MPA1, ROLE_LMAP))
+        add = actions[0]
+        assert isinstance(add, AddTunnel)
         self.assertEqual(add.binding, TunnelBinding(ADDRESS, 128, LMAP, MPA2, ROLE_LMAP))
         bri = sends(actions)[1].message
         self.assertEqual(
@@ -802,8 +802,7 @@ class HandoverTests(SynchronousTestCase):
         actions = self.handover(ack=False)
         self.assertEqual(
             shape(actions),
-            [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}",
-             f"send BindingRevocationIndication {MPA1}"],
+            [f"add {ADDRESS} {MPA2}", f"send BindingRevocationIndication {MPA1}"],
         )
 
     def test_newAddress(self) -> None:
@@ -940,7 +939,7 @@ class HandoverTests(SynchronousTestCase):
         actions = self.anchor.receive(pbu(2), MPA1, T0 + 10.5)
         self.assertEqual(
             shape(actions),
-            [f"remove {ADDRESS} {MPA2}", f"add {ADDRESS} {MPA1}",
+            [f"add {ADDRESS} {MPA1}",
              f"send BindingAck {MPA1}", f"send BindingRevocationIndication {MPA2}"],
         )
         self.assertEqual(self.anchor.counters["bri.cancelled"], 1)
@@ -1030,12 +1029,12 @@ class TunnelFailureTests(SynchronousTestCase):
         self.assertEqual(self.anchor.counters["binding.created"], 2)
 
     def test_handover(self) -> None:
-        """A handover whose new tunnel failed: the entry goes too (the previous
-        MPA's tunnel was removed already), the new MPA gets 130, and the
+        """A handover whose new tunnel failed: the entry goes too (a failed
+        replacement leaves neither tunnel carried), the new MPA gets 130, and the
         revocation held back with the PBA is sent to the previous MPA."""
         self.anchor.receive(pbu(1), MPA1, T0)
         moved = self.anchor.receive(pbu(1), MPA2, T0 + 10)
-        self.assertEqual(shape(moved)[:2], [f"remove {ADDRESS} {MPA1}", f"add {ADDRESS} {MPA2}"])
+        self.assertEqual(shape(moved)[:1], [f"add {ADDRESS} {MPA2}"])
         bri = sends(moved)[1]
         actions = self.anchor.tunnelFailed(self.tunnel(MPA2), self.error, T0 + 10.1)
         self.assertEqual(
@@ -1494,7 +1493,7 @@ class PerNodePrefixTests(SynchronousTestCase):
             prefix = hashPrefix(NAI)
             actions = anchor.receive(pbu5213(1, *asked), MPA2, T0 + 1)
             self.assertEqual(shape(actions), [
-                f"remove {prefix} {MPA1}", f"add {prefix} {MPA2}",
+                f"add {prefix} {MPA2}",
                 f"send BindingAck {MPA2}", f"send BindingRevocationIndication {MPA1}"])
             bri = sends(actions)[1].message
             assert isinstance(bri, mh.BindingRevocationIndication)

@@ -526,6 +526,10 @@ class ActionFaultServiceTests(SynchronousTestCase):
                 raise RuntimeError("the log broke")
             service.journal.note = note  # type: ignore[method-assign]
         port.sent.clear()
+        if failing == "RemoveTunnel":
+            # A handover keeping the address replaces the tunnel, removing
+            # none: one with a new address removes the old address's.
+            message = pbu(1, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::6", 64))
         service.datagramReceived(mh.encode(message), MPA2)
         clock.advance(0)  # the turn's commit
         return service, port, clock

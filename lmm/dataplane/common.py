@@ -429,12 +429,17 @@ class NetlinkDataPlane:
         current = self._bindings.get(key)
         if current == binding:
             return None
-        if current is not None:
-            # Same mobile address, another tunnel: the new one replaces it.
-            self._uninstall(current)
-            del self._bindings[key]
         try:
-            self._install(binding)
+            if current is None:
+                self._install(binding)
+            elif binding.role == ROLE_LMAP:
+                # Same mobile address, another tunnel (a handover): the route is
+                # replaced, so that packets never find none.
+                self._reroute(current, binding)
+            else:
+                del self._bindings[key]
+                self._uninstall(current)
+                self._install(binding)
         except Exception as e:
             # Said once, by whoever gets the failure (the LMAP logs it and sends no PBA).
             return fail(DataPlaneError(f"{self.name} backend could not install {binding}: {e}"))
@@ -643,6 +648,34 @@ class NetlinkDataPlane:
             for step in reversed(undo):
                 step()
             raise
+
+    def _reroute(self, current: TunnelBinding, binding: TunnelBinding) -> None:
+        """An LMAP binding replaced by one for the same mobile address to
+        another peer: the new peer, one route replace, then the old peer's
+        share released (make before break)."""
+        try:
+            self.openLocal(normal(binding.localEndpoint))
+            peer = self._acquirePeer(binding.localEndpoint, binding.remoteEndpoint)
+        except BaseException:
+            self._dropFailed(current)
+            raise
+        try:
+            self.route("replace", self.mobileRoute(binding, peer.route))
+        except BaseException:
+            self._releasePeer(peer)
+            self._dropFailed(current)
+            raise
+        self.uninstalled(current)
+        self.installed(binding, peer)
+        old = self._peers.get((normal(current.localEndpoint), normal(current.remoteEndpoint)))
+        if old is not None:
+            self._releasePeer(old)
+
+    def _dropFailed(self, current: TunnelBinding) -> None:
+        """A replacement failed: the binding it was to replace is not carried
+        either (ITunnelDataPlane.addBinding; the LMAP drops the entry)."""
+        del self._bindings[bindingKey(current)]
+        self._uninstall(current)
 
     def installed(self, binding: TunnelBinding, peer: Peer) -> None:
         """A binding is in the kernel (for backends that keep their own tables)."""

@@ -507,9 +507,10 @@ class LocalMobilityAnchor:
         with status 0, a handover's revocation); these actions replace them.
 
         Rule 10 of the module docstring: the entry whose tunnel it is goes,
-        also after a handover or an address change (the binding it replaced
-        had its tunnel removed already; restoring the entry would name a
-        tunnel nobody carries), and its MPA gets INSUFFICIENT_RESOURCES (130)
+        also after a handover or an address change (a failed replacement
+        leaves neither tunnel carried, ITunnelDataPlane.addBinding, and an
+        address change's old tunnel was removed first; restoring the entry
+        would name a tunnel nobody carries), and its MPA gets INSUFFICIENT_RESOURCES (130)
         with lifetime 0. A handover's held-back revocation is sent, since the
         previous MPA's binding is gone either way.
 
@@ -942,8 +943,11 @@ class LocalMobilityAnchor:
               mnid: MobileNodeIdentifier, old: BindingCacheEntry, address: str,
               prefixLength: int, granted: int, sameMpa: bool, now: float,
               timestamp: int) -> None:
-        """Rules 5 and 8: a handover, a new address, or both: the old tunnel
-        goes, the new one comes, the PBA, then the previous MPA's revocation."""
+        """Rules 5 and 8: a handover, a new address, or both: the new tunnel,
+        the PBA, then the previous MPA's revocation. For the same address the
+        new tunnel replaces the old one in one step (the data plane's make
+        before break: the kernel's route is replaced, never missing); another
+        address's old tunnel is removed first."""
         nai = old.nai
         expires = now + granted
         previous = old.careOfAddress
@@ -969,7 +973,10 @@ class LocalMobilityAnchor:
                 old.created, now, timestamp or old.timestamp,
             )
         self.store.put(entry)
-        actions.append(RemoveTunnel(oldTunnel))
+        if address != old.localAddress:
+            # Another address's tunnel: its removal delays no packet of the new
+            # one, and it must not wait behind an AddTunnel that may fail.
+            actions.append(RemoveTunnel(oldTunnel))
         actions.append(AddTunnel(tunnel))
         # The PBA first: the new MPA is never kept waiting for the old one.
         if bu.ack:

@@ -46,6 +46,8 @@ class RefusingPlane(RecordingDataPlane):
             d = Deferred()
             self.waiting.append((d, binding))
             return d
+        # As lmm.dataplane's backends: a replacement that fails leaves neither carried.
+        self._bindings.pop((binding.mobileAddress, binding.prefixLength), None)
         error = DataPlaneError(f"cannot reach {binding.remoteEndpoint}")
         if self.how == "raise":
             raise error
