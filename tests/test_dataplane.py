@@ -1329,8 +1329,45 @@ class UserspaceTests(_BackendTests, TestCase):
         peer.bind((LMAP, 0))
         peer.sendto(ipv6Header(CN, "2001:db8:1::99", 59, b""), (MPA, 0))
         await threads.deferToThread(time.sleep, 0.3)
-        self.assertEqual(atMpa.statistics()["refused"], 1)
+        # Held for a binding that may come (a handover's new visitor), never delivered.
+        self.assertEqual(atMpa.statistics()["held"], 1)
         self.assertEqual(atMpa.statistics()["decapsulated"], 0)
+        # Not an IPv6 packet: refused at once.
+        peer.sendto(b"\x45" + bytes(39), (MPA, 0))
+        await threads.deferToThread(time.sleep, 0.3)
+        self.assertEqual(atMpa.statistics()["refused"], 1)
+
+    async def test_heldUntilCarried(self) -> None:
+        """A handover's first packets: the LMAP sends to the MPA before the MPA
+        carries the MS (its PBA is on the way). They are held and delivered
+        once the binding is installed: every ping is answered. The peer's
+        socket stayed open after the MPA's last binding went, so nothing
+        drew a Parameter Problem."""
+        lab = self.makeLab()
+        atLmap, atMpa = self.tunnel(lab, "userspace", "userspace")
+        self.assertEqual(await self.ping(lab.cn, lab.mobile, 2), (2, 2))
+        atMpa.removeBinding(mpaBinding(lab.access, lab.mobile))
+        pinging = Deferred.fromCoroutine(self.ping(lab.cn, lab.mobile, 10, 0.01))
+        await threads.deferToThread(time.sleep, 0.06)
+        self.assertIsNone(atMpa.addBinding(mpaBinding(lab.access, lab.mobile)))
+        self.assertEqual(await pinging, (10, 10))
+        stats = atMpa.statistics()
+        self.assertGreaterEqual(stats["heldDelivered"], 3, stats)
+        self.assertEqual((stats["held"], stats["heldExpired"]), (stats["heldDelivered"], 0))
+        self.assertEqual(atLmap.statistics()["peerErrors"], 0)
+
+    async def test_heldExpire(self) -> None:
+        """What no binding claims within the hold is dropped, counted."""
+        lab = self.makeLab()
+        atLmap, atMpa = self.tunnel(lab, "userspace", "userspace")
+        atMpa.hold = 0.05
+        atMpa.removeBinding(mpaBinding(lab.access, lab.mobile))
+        self.assertEqual((await self.ping(lab.cn, lab.mobile, 3, 0.01))[1], 0)
+        await threads.deferToThread(time.sleep, 0.1)
+        self.assertIsNone(atMpa.addBinding(mpaBinding(lab.access, lab.mobile)))
+        stats = atMpa.statistics()
+        self.assertEqual((stats["held"], stats["heldExpired"], stats["heldDelivered"]),
+                         (3, 3, 0))
 
 
     async def test_peerRestarts(self) -> None:

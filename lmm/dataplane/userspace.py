@@ -23,6 +23,17 @@ address in the draft profile, the MS's home network prefix in the rfc5213
 profile). The TUN device and the routes through it go when the process does;
 the rules are found and removed by the next run.
 
+Packets held for a visitor about to be carried (issue 15): at a handover the
+LMAP points the MS's route at the new MPA when it answers the PBU, a
+millisecond or two before the new MPA has its visitor's binding. A packet
+from a peer for an inner destination this MPA does not carry yet is held (at
+most C{hold} seconds, 32 per destination, 256 destinations) and written out
+the moment a binding for that destination with that peer is installed; what
+is not claimed in time is dropped (counted: C{held}, C{heldDelivered},
+C{heldExpired}). A peer's socket stays open when its last binding goes, so
+that the next visitor's first packets from it find one (and no Parameter
+Problem goes back); every socket closes when the backend stops.
+
 MTU: the TUN device's MTU is the tunnel's; the kernel answers a packet too big
 for it with a Packet Too Big.
 
@@ -68,7 +79,7 @@ from lmm.dataplane.common import (
 )
 from lmm.interfaces import IReactor
 from lmm.reader import drain, stopOnError
-from lmm.tunnel import ROLE_LMAP, TunnelBinding
+from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
 
 __all__ = ["DEFAULTS", "LACKS_TUN", "UserspaceDataPlane", "userspaceBackend"]
 
@@ -151,6 +162,15 @@ class _Reader:
             self.lost()
 
 
+#: userspace backend's C{hold} default, seconds: how long a packet waits for
+#: the binding of its inner destination (the module docstring).
+HOLD = 0.2
+_HELD_PER_DESTINATION = 32
+_HELD_DESTINATIONS = 256
+#: Peers whose sockets stay open without a binding; beyond, the oldest closes.
+_IDLE_PEERS = 64
+
+
 class UserspaceDataPlane(NetlinkDataPlane):
     """
     The C{userspace} backend (see the module docstring).
@@ -165,8 +185,14 @@ class UserspaceDataPlane(NetlinkDataPlane):
 
     def __init__(self, reactor: IReactor, netlink: Any, tags: Tags = DEFAULTS,
                  interface: str = "lmmtun0", mtu: int = 1460, hopLimit: int = 64,
-                 batch: int = 256, leftovers: str = "clean", forwarding: bool = True) -> None:
+                 batch: int = 256, leftovers: str = "clean", forwarding: bool = True,
+                 hold: float = HOLD) -> None:
         super().__init__(reactor, netlink, tags, leftovers, forwarding)
+        self.hold = hold
+        # Inner destination -> (when the first came, the peer's socket, the packets).
+        self._held: dict[bytes, tuple[float, socket.socket, list[bytes]]] = {}
+        self._idlePeers: dict[tuple[str, str], None] = {}  # oldest first
+        self.held = self.heldDelivered = self.heldExpired = 0
         self.interface = interface
         self.mtu = mtu
         self.hopLimit = hopLimit
@@ -255,13 +281,20 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def statistics(self) -> dict[str, int]:
         return {"encapsulated": self.encapsulated, "decapsulated": self.decapsulated,
                 "unrouted": self.unrouted, "refused": self.refused,
-                "sendDrops": self.sendDrops, "peerErrors": self.peerErrors}
+                "sendDrops": self.sendDrops, "peerErrors": self.peerErrors,
+                "held": self.held, "heldDelivered": self.heldDelivered,
+                "heldExpired": self.heldExpired}
 
     # --- peers ----------------------------------------------------------------------
 
     def openPeer(self, peer: Peer) -> None:
         if self.tunIndex is None:
             raise DataPlaneError("userspace backend: no TUN device")
+        key = (peer.local, peer.remote)
+        if key in self._peerSockets:  # open since its last binding went
+            del self._idlePeers[key]
+            peer.route = {"oif": self.tunIndex}
+            return
         assert self.namespace is not None
         sock = self.namespace.call(socket.socket, AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
         try:
@@ -304,9 +337,19 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 return
 
     def closePeer(self, peer: Peer) -> None:
-        self._closeSocket((peer.local, peer.remote))
+        key = (peer.local, peer.remote)
+        if self.stopped or key not in self._peerSockets:
+            self._closeSocket(key)
+            return
+        # Kept open, reading: the next binding with this peer takes it again.
+        self._idlePeers[key] = None
+        while len(self._idlePeers) > _IDLE_PEERS:
+            oldest = next(iter(self._idlePeers))
+            del self._idlePeers[oldest]
+            self._closeSocket(oldest)
 
     def _closeSocket(self, key: tuple[str, str]) -> None:
+        self._idlePeers.pop(key, None)
         found = self._peerSockets.pop(key, None)
         if found is not None:
             sock, reader = found
@@ -335,12 +378,61 @@ class UserspaceDataPlane(NetlinkDataPlane):
         if tables is not None:
             mobile = packed(binding.mobileAddress)
             tables[0][mobile] = tables[1][mobile] = sock
-            return
-        network = _network(binding)
-        for name in self._prefixTables(binding):
-            entries: list[tuple[int, int, socket.socket]] = getattr(self, name)
-            entries.append((network, binding.prefixLength, sock))
-            entries.sort(key=lambda entry: -entry[1])  # longest prefix first
+        else:
+            network = _network(binding)
+            for name in self._prefixTables(binding):
+                entries: list[tuple[int, int, socket.socket]] = getattr(self, name)
+                entries.append((network, binding.prefixLength, sock))
+                entries.sort(key=lambda entry: -entry[1])  # longest prefix first
+        if self._held and binding.role == ROLE_MPA:
+            self._release(binding, sock)
+
+    def _release(self, binding: TunnelBinding, sock: socket.socket) -> None:
+        """Write out what was held for C{binding}'s addresses from its peer
+        (its route is in the kernel already: L{_install})."""
+        network, length = _network(binding), binding.prefixLength
+        deadline = self.reactor.seconds() - self.hold
+        for destination, (first, via, packets) in list(self._held.items()):
+            if via is not sock or int.from_bytes(destination, "big") >> (128 - length) \
+                    != network >> (128 - length):
+                continue
+            del self._held[destination]
+            if first < deadline:
+                self.heldExpired += len(packets)
+                continue
+            for packet in packets:
+                self._deliver(packet)
+            self.heldDelivered += len(packets)
+
+    def _hold(self, sock: socket.socket, packet: bytes) -> bool:
+        """Keep C{packet} (from C{sock}'s peer) for its inner destination's
+        binding, if there is room; whether it was kept."""
+        if self.hold <= 0 or len(packet) < 40 or packet[0] >> 4 != 6:
+            return False
+        now = self.reactor.seconds()
+        destination = packet[24:40]
+        found = self._held.get(destination)
+        if found is not None and (found[1] is not sock or found[0] < now - self.hold):
+            self.heldExpired += len(found[2])
+            del self._held[destination]
+            found = None
+        if found is None:
+            if len(self._held) >= _HELD_DESTINATIONS:
+                self._expireHeld(now)
+                if len(self._held) >= _HELD_DESTINATIONS:
+                    return False
+            found = self._held[destination] = (now, sock, [])
+        if len(found[2]) >= _HELD_PER_DESTINATION:
+            return False
+        found[2].append(packet)
+        self.held += 1
+        return True
+
+    def _expireHeld(self, now: float) -> None:
+        for destination, (first, _, packets) in list(self._held.items()):
+            if first < now - self.hold:
+                self.heldExpired += len(packets)
+                del self._held[destination]
 
     def uninstalled(self, binding: TunnelBinding) -> None:
         # Packets the kernel queued before the routes went (a swap, a handover) still
@@ -409,14 +501,17 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 or self._toVisitorVia.get(packet[24:40]) is sock
                 or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock
                 or self._prefixMatch(self._toVisitorPrefixVia, packet[24:40]) is sock):
-            try:
-                os.writev(self.tun, completion(packet, self.mtu))
-            except OSError:
-                self.sendDrops += 1
-            else:
-                self.decapsulated += 1
-        else:
+            self._deliver(packet)
+        elif not self._hold(sock, packet):
             self.refused += 1
+
+    def _deliver(self, packet: bytes) -> None:
+        try:
+            os.writev(self.tun, completion(packet, self.mtu))
+        except OSError:
+            self.sendDrops += 1
+        else:
+            self.decapsulated += 1
 
 
 def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> UserspaceDataPlane:
@@ -425,13 +520,16 @@ def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> Userspac
 
     Settings: those of every backend (docs/dataplane.md) and C{interface}
     (the TUN device, "lmmtun0"), C{mtu} (1460), C{hop_limit} (64) and
-    C{batch} (packets handled per wake-up and direction, 256).
+    C{batch} (packets handled per wake-up and direction, 256), C{hold}
+    (seconds a packet from a peer waits for its destination's binding, 0.2;
+    0: none waits).
     """
     schema = commonSchema(DEFAULTS)
     schema["interface"] = (config.string, "lmmtun0")
     schema["mtu"] = (config.integer(1280, 65535), 1460)
     schema["hop_limit"] = (config.integer(1, 255), 64)
     schema["batch"] = (config.integer(1, 100000), 256)
+    schema["hold"] = (config.number(0, 10), HOLD)
     values = readSettings("userspace", settings, schema)
     if len(values["interface"]) > 15:
         raise ValueError("userspace backend: tunnel.options.interface: at most 15 characters")
@@ -439,7 +537,7 @@ def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> Userspac
 
     plane = UserspaceDataPlane(reactor, IPRoute(), tagsFrom(values), values["interface"],
                                values["mtu"], values["hop_limit"], values["batch"],
-                               values["leftovers"], values["forwarding"])
+                               values["leftovers"], values["forwarding"], values["hold"])
     plane.start()
     return plane
 
