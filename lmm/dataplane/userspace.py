@@ -27,7 +27,8 @@ Packets held for a visitor about to be carried (issue 15): at a handover the
 LMAP points the MS's route at the new MPA when it answers the PBU, a
 millisecond or two before the new MPA has its visitor's binding. A packet
 from a peer for an inner destination this MPA does not carry yet is held (at
-most C{hold} seconds, 32 per destination, 256 destinations) and written out
+most C{hold} seconds, 32 per destination, 256 destinations, 1 MiB in all)
+and written out
 the moment a binding for that destination with that peer is installed; what
 is not claimed in time is dropped (counted: C{held}, C{heldDelivered},
 C{heldExpired}). A peer's socket stays open when its last binding goes, so
@@ -167,6 +168,7 @@ class _Reader:
 HOLD = 0.2
 _HELD_PER_DESTINATION = 32
 _HELD_DESTINATIONS = 256
+_HELD_BYTES = 1 << 20  # all destinations together
 #: Peers whose sockets stay open without a binding; beyond, the oldest closes.
 _IDLE_PEERS = 64
 
@@ -193,6 +195,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self._held: dict[bytes, tuple[float, socket.socket, list[bytes]]] = {}
         self._idlePeers: dict[tuple[str, str], None] = {}  # oldest first
         self.held = self.heldDelivered = self.heldExpired = 0
+        self._heldBytes = 0
         self.interface = interface
         self.mtu = mtu
         self.hopLimit = hopLimit
@@ -396,7 +399,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
             if via is not sock or int.from_bytes(destination, "big") >> (128 - length) \
                     != network >> (128 - length):
                 continue
-            del self._held[destination]
+            self._drop(destination)
             if first < deadline:
                 self.heldExpired += len(packets)
                 continue
@@ -414,7 +417,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         found = self._held.get(destination)
         if found is not None and (found[1] is not sock or found[0] < now - self.hold):
             self.heldExpired += len(found[2])
-            del self._held[destination]
+            self._drop(destination)
             found = None
         if found is None:
             if len(self._held) >= _HELD_DESTINATIONS:
@@ -422,17 +425,25 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 if len(self._held) >= _HELD_DESTINATIONS:
                     return False
             found = self._held[destination] = (now, sock, [])
-        if len(found[2]) >= _HELD_PER_DESTINATION:
+        if len(found[2]) >= _HELD_PER_DESTINATION or \
+                self._heldBytes + len(packet) > _HELD_BYTES:
+            if not found[2]:
+                del self._held[destination]
             return False
         found[2].append(packet)
+        self._heldBytes += len(packet)
         self.held += 1
         return True
+
+    def _drop(self, destination: bytes) -> None:
+        _, _, packets = self._held.pop(destination)
+        self._heldBytes -= sum(len(p) for p in packets)
 
     def _expireHeld(self, now: float) -> None:
         for destination, (first, _, packets) in list(self._held.items()):
             if first < now - self.hold:
                 self.heldExpired += len(packets)
-                del self._held[destination]
+                self._drop(destination)
 
     def uninstalled(self, binding: TunnelBinding) -> None:
         # Packets the kernel queued before the routes went (a swap, a handover) still

@@ -392,6 +392,13 @@ def _isGroupOrZeroMac(mac: str) -> bool:
         return True
 
 
+def _undecided(error: BaseException) -> bool:
+    """Whether an authentication error decided nothing: no AAA server
+    answered (L{AAAUnavailable}) or something else failed; L{AccessRejected}
+    is a decision."""
+    return not hasattr(error, "reason") or isinstance(error, AAAUnavailable)
+
+
 def _reason(error: BaseException) -> str:
     reason = getattr(error, "reason", None)
     return reason if isinstance(reason, str) else str(error) or type(error).__name__
@@ -968,7 +975,7 @@ class MobilityProxyAgent:
         """Rule 3: the AAA server did not confirm a reused answer. Rejected:
         the visitor leaves and is held down (rule 2); none answered: it stays."""
         self._stopConfirming(visitor)
-        if not hasattr(error, "reason") or isinstance(error, AAAUnavailable):
+        if _undecided(error):
             self.counters["aaa.reuse-unconfirmed"] += 1
             return [Note("visitor.unconfirmed", {"mac": visitor.mac, "nai": visitor.naiText,
                                                  "reason": _reason(error)})]
@@ -978,12 +985,15 @@ class MobilityProxyAgent:
         actions: list[Action] = []
         reason = _reason(error)
         self._leave(visitor, now, actions, "visitor.withdrawn", reason)
+        self._holdDown(visitor, now, self.rejectHoldDown, reason)
+        return actions
+
+    def _holdDown(self, visitor: VisitorEntry, now: float, hold: float, reason: str) -> None:
+        """Rule 2 for a visitor that has left: its MAC is held down for C{hold}."""
         held = VisitorEntry(visitor.mac, visitor.interface, visitor.attachedAt, now,
-                            state=_REJECTED, holdUntil=now + self.rejectHoldDown,
-                            failure=reason)
+                            state=_REJECTED, holdUntil=now + hold, failure=reason)
         self.visitors.add(held)
         self._reschedule(held)
-        return actions
 
     def _replace(self, other: VisitorEntry, visitor: VisitorEntry, actions: list[Action],
                  notes: list[Note]) -> None:
@@ -1052,7 +1062,7 @@ class MobilityProxyAgent:
         if visitor is None or visitor.state is not _AUTHENTICATING:
             self.counters["aaa.late"] += 1
             return []
-        unavailable = not hasattr(error, "reason") or isinstance(error, AAAUnavailable)
+        unavailable = _undecided(error)
         self._setState(visitor, _REJECTED)
         hold = self.unavailableHoldDown if unavailable else self.rejectHoldDown
         visitor.holdUntil = now + hold
@@ -1092,11 +1102,7 @@ class MobilityProxyAgent:
         actions: list[Action] = []
         reason = f"the data plane could not carry its tunnel: {error}"
         self._leave(visitor, now, actions, "visitor.tunnel-failed", reason)
-        held = VisitorEntry(visitor.mac, visitor.interface, visitor.attachedAt, now,
-                            state=_REJECTED, holdUntil=now + self.unavailableHoldDown,
-                            failure=reason)
-        self.visitors.add(held)
-        self._reschedule(held)
+        self._holdDown(visitor, now, self.unavailableHoldDown, reason)
         return actions
 
     def malformed(self, error: MobilityHeaderError, source: str, now: float) -> list[Action]:
