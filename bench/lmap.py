@@ -101,6 +101,13 @@ def rssKiB(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpuSeconds(pid: int) -> float:
+    """The process's user and system time so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None,
               store: str = "sqlite") -> Daemon:
     """An lmm-lmap; with C{key}, authenticating (one SA with the generator);
@@ -139,8 +146,11 @@ def alternated(seconds: float,
     for turn in range(2):
         for label, start in kinds.items():
             daemon, key = start(turn)
-            runs[label].append(loadgen(gen, tools, seconds, 256, AUTH_NAIS, key=key,
-                                       signing=True))
+            assert daemon.process is not None
+            before = cpuSeconds(daemon.process.pid)
+            result = loadgen(gen, tools, seconds, 256, AUTH_NAIS, key=key, signing=True)
+            result["cpu"] = cpuSeconds(daemon.process.pid) - before
+            runs[label].append(result)
             daemon.stop()
     return {label: merged(results) for label, results in runs.items()}
 
@@ -151,7 +161,7 @@ def merged(results: list[dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {"seconds": seconds,
                                "p50": max(r["p50"] for r in results),
                                "p99": max(r["p99"] for r in results)}
-    for key in {k for r in results for k in r if k in ("sent", "answered")
+    for key in {k for r in results for k in r if k in ("sent", "answered", "cpu")
                 or k.startswith("status")}:
         total[key] = sum(r.get(key, 0) for r in results)
     total["rate"] = total["answered"] / seconds
@@ -216,6 +226,13 @@ def main() -> int:
         }, gen, tools)
         for label in ("off", "on"):
             show(f"authentication {label} (2 runs of {args.seconds / 2:g} s)", rates[label])
+        # The daemon's own CPU time per answer: what authentication costs it,
+        # whatever else the machine did meanwhile (the rates' share is the target).
+        cpuPer = {label: rates[label]["cpu"] / max(1.0, rates[label]["answered"]) * 1e6
+                  for label in ("off", "on")}
+        print(f"  CPU per PBA: off {cpuPer['off']:.1f} us, on {cpuPer['on']:.1f} us: "
+              f"the rate one core could answer, on as a share of off, "
+              f"{cpuPer['off'] / max(1e-9, cpuPer['on']):.2f}")
 
         print(f"lmm-lmap, Binding Cache in memory and in SQLite (authentication on), "
               f"window 256, {AUTH_NAIS} NAIs")
