@@ -55,8 +55,10 @@ gaps filled from RFC 5213, RFC 5846 and RFC 6275):
     a PBU from another MPA is a handover, accepted whatever its number. An
     old number is answered with SEQUENCE_NUMBER_OUT_OF_WINDOW (135) carrying
     the last accepted number, and nothing changes (L{lmm.signaling.isNewer}).
- 8. Handover (draft 6.4): the care-of address moves to the new MPA; the old
-    tunnel is removed, the new one added, the PBA sent to the new MPA, and
+ 8. Handover (draft 6.4): the care-of address moves to the new MPA; the new
+    tunnel replaces the old one (one AddTunnel: the data plane replaces the
+    route, never removing it; a new address's old tunnel is removed first),
+    the PBA is sent to the new MPA, and
     only then a Binding Revocation Indication (RFC 5846; trigger "inter-MAG
     handover, unknown", P set, the NAI and the old Local Address) to the
     previous MPA. The PBA is never held back. The indications waiting for
