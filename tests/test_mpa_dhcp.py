@@ -297,7 +297,8 @@ class AgentTests(SynchronousTestCase):
     def test_departedEveryWay(self) -> None:
         """Every way out of the Visitor List is reported: the relay forgets."""
         relay = RelayAgent()
-        agent = makeAgent(relay=relay, defaultDhcpServer="2001:db8::53")
+        # Each return waits for the AAA answer (no reused one), as registered() expects.
+        agent = makeAgent(relay=relay, defaultDhcpServer="2001:db8::53", reuseAuthorization=0)
         gone: list[str] = []
 
         def forget(key: str, forget: Any = relay.forget) -> None:
