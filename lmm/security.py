@@ -379,7 +379,6 @@ REFUSALS = (UnknownPeer, MissingAuthentication, UnknownSPI, BadAuthenticator,
 # --- the codec of one end -----------------------------------------------------
 
 
-
 class SignalingCodec:
     """
     The Mobility Header codec of one end of the signaling, C{local} (its
