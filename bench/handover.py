@@ -35,12 +35,36 @@ top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
 
 from lmm.lab import demo  # noqa: E402
+from lmm.lab import timeline as tl  # noqa: E402
 from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, loadTopology  # noqa: E402
 
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def lossPlaces(lab: Lab, ping: tl.PingRecord) -> dict[str, int]:
+    """Where each lost echo request went, from the backbone capture: into the
+    tunnel the request before it took (the old MPA's), into another (the new
+    MPA's), or not onto the backbone at all (lost at the LMAP or before)."""
+    tunnels: dict[int, bytes] = {}
+    for _, frame in tl.readPcap(lab.backbonePcap):
+        inner = 14 + 40  # Ethernet, the outer IPv6 header (next header 41)
+        if (len(frame) < inner + 48 or frame[12:14] != b"\x86\xdd" or frame[20] != 41
+                or frame[inner + 6] != 58 or frame[inner + 40] != 128):
+            continue
+        tunnels.setdefault(int.from_bytes(frame[inner + 46:inner + 48], "big"), frame[38:54])
+    places = {"old MPA": 0, "new MPA": 0, "not on the backbone": 0}
+    for sequence in range(1, ping.transmitted + 1):
+        if sequence in ping.replies:
+            continue
+        outer = tunnels.get(sequence)
+        before = next((tunnels[s] for s in range(sequence - 1, 0, -1)
+                       if s in ping.replies and s in tunnels), None)
+        places["not on the backbone" if outer is None
+               else "old MPA" if outer == before else "new MPA"] += 1
+    return places
 
 
 def main() -> int:
@@ -86,6 +110,11 @@ def main() -> int:
           f"{topology.pingInterval * 1000:g} ms (logs in {lab.runDir})")
     print(f"  pings lost per handover: mean {statistics.mean(lost):.2f}, max {max(lost)}, "
           f"distribution {dict(sorted((n, lost.count(n)) for n in set(lost)))}")
+    if timeline.ping is not None and args.ping_from == "cn":
+        places = lossPlaces(lab, timeline.ping)
+        print("  where the lost requests went: "
+              + ", ".join(f"{count} to the {place}" if place != "not on the backbone"
+                          else f"{count} {place}" for place, count in places.items()))
     if outages:
         print(f"  link move -> first reply: p50 {percentile(outages, 0.5):.1f} ms, "
               f"p99 {percentile(outages, 0.99):.1f} ms, max {max(outages):.1f} ms "
