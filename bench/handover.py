@@ -56,9 +56,7 @@ def lossPlaces(lab: Lab, ping: tl.PingRecord) -> dict[str, int]:
             continue
         tunnels.setdefault(int.from_bytes(frame[inner + 46:inner + 48], "big"), frame[38:54])
     places = {"old MPA": 0, "new MPA": 0, "not on the backbone": 0}
-    for sequence in range(1, ping.transmitted + 1):
-        if sequence in ping.replies:
-            continue
+    for sequence in ping.lost():
         outer = tunnels.get(sequence)
         before = next((tunnels[s] for s in range(sequence - 1, 0, -1)
                        if s in ping.replies and s in tunnels), None)

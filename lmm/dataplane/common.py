@@ -627,14 +627,14 @@ class NetlinkDataPlane:
     def _install(self, binding: TunnelBinding) -> None:
         undo: list[Callable[[], None]] = []
         try:
+            if binding.role == ROLE_LMAP:
+                peer = self._routeIntoTunnel(binding)
+                undo.append(lambda: self._releasePeer(peer))
+                self.installed(binding, peer)
+                return
             self.openLocal(normal(binding.localEndpoint))
             peer = self._acquirePeer(binding.localEndpoint, binding.remoteEndpoint)
             undo.append(lambda: self._releasePeer(peer))
-            if binding.role == ROLE_LMAP:
-                route = self.mobileRoute(binding, peer.route)
-                self.route("replace", route)
-                self.installed(binding, peer)
-                return
             assert binding.accessInterface is not None
             table = self._peerTable(peer)
             rule = self.visitorRule(binding, table)
@@ -654,15 +654,8 @@ class NetlinkDataPlane:
         another peer: the new peer, one route replace, then the old peer's
         share released (make before break)."""
         try:
-            self.openLocal(normal(binding.localEndpoint))
-            peer = self._acquirePeer(binding.localEndpoint, binding.remoteEndpoint)
+            peer = self._routeIntoTunnel(binding)
         except BaseException:
-            self._dropFailed(current)
-            raise
-        try:
-            self.route("replace", self.mobileRoute(binding, peer.route))
-        except BaseException:
-            self._releasePeer(peer)
             self._dropFailed(current)
             raise
         self.uninstalled(current)
@@ -670,6 +663,18 @@ class NetlinkDataPlane:
         old = self._peers.get((normal(current.localEndpoint), normal(current.remoteEndpoint)))
         if old is not None:
             self._releasePeer(old)
+
+    def _routeIntoTunnel(self, binding: TunnelBinding) -> Peer:
+        """An LMAP binding's tunnel end, peer and route into the tunnel (one
+        route replace); the peer released again if the route fails."""
+        self.openLocal(normal(binding.localEndpoint))
+        peer = self._acquirePeer(binding.localEndpoint, binding.remoteEndpoint)
+        try:
+            self.route("replace", self.mobileRoute(binding, peer.route))
+        except BaseException:
+            self._releasePeer(peer)
+            raise
+        return peer
 
     def _dropFailed(self, current: TunnelBinding) -> None:
         """A replacement failed: the binding it was to replace is not carried

@@ -28,10 +28,9 @@ LMAP points the MS's route at the new MPA when it answers the PBU, a
 millisecond or two before the new MPA has its visitor's binding. A packet
 from a peer for an inner destination this MPA does not carry yet is held (at
 most C{hold} seconds, 32 per destination, 256 destinations, 1 MiB in all)
-and written out
-the moment a binding for that destination with that peer is installed; what
-is not claimed in time is dropped (counted: C{held}, C{heldDelivered},
-C{heldExpired}). A peer's socket stays open when its last binding goes, so
+and written out the moment a binding for that destination with that peer is
+installed; what is not claimed in time is dropped (counted: C{held},
+C{heldDelivered}, C{heldExpired}). A peer's socket stays open when its last binding goes, so
 that the next visitor's first packets from it find one (and no Parameter
 Problem goes back); every socket closes when the backend stops.
 
@@ -393,14 +392,13 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def _release(self, binding: TunnelBinding, sock: socket.socket) -> None:
         """Write out what was held for C{binding}'s addresses from its peer
         (its route is in the kernel already: L{_install})."""
-        network, length = _network(binding), binding.prefixLength
-        deadline = self.reactor.seconds() - self.hold
+        covering = [(_network(binding), binding.prefixLength, sock)]
+        now = self.reactor.seconds()
         for destination, (first, via, packets) in list(self._held.items()):
-            if via is not sock or int.from_bytes(destination, "big") >> (128 - length) \
-                    != network >> (128 - length):
+            if via is not sock or self._prefixMatch(covering, destination) is None:
                 continue
             self._drop(destination)
-            if first < deadline:
+            if self._stale(first, now):
                 self.heldExpired += len(packets)
                 continue
             for packet in packets:
@@ -415,7 +413,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         now = self.reactor.seconds()
         destination = packet[24:40]
         found = self._held.get(destination)
-        if found is not None and (found[1] is not sock or found[0] < now - self.hold):
+        if found is not None and (found[1] is not sock or self._stale(found[0], now)):
             self.heldExpired += len(found[2])
             self._drop(destination)
             found = None
@@ -439,9 +437,13 @@ class UserspaceDataPlane(NetlinkDataPlane):
         _, _, packets = self._held.pop(destination)
         self._heldBytes -= sum(len(p) for p in packets)
 
+    def _stale(self, first: float, now: float) -> bool:
+        """Whether what was first held at C{first} has waited past the hold."""
+        return first < now - self.hold
+
     def _expireHeld(self, now: float) -> None:
         for destination, (first, _, packets) in list(self._held.items()):
-            if first < now - self.hold:
+            if self._stale(first, now):
                 self.heldExpired += len(packets)
                 self._drop(destination)
 
