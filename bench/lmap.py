@@ -10,13 +10,14 @@ Two namespaces joined by veth; the responder runs on CPU 1, the generator on
 CPU 0. Runs, in order:
   1. reference, as fast as a window of 256 allows, and at 5,000 PBU/s;
   2. a fresh LMAP at 5,000 PBU/s, new bindings (latency);
-  3. two fresh LMAPs as fast as the window allows with 20,000 NAIs, one
-     without authentication, one with, from one generator (bench/tools/
-     pbu-loadgen-auth: pbu-loadgen's PBUs, plain or signed as lmm.security
-     signs them; it polls without sleeping, so that the LMAP does not pay for
-     waking it at every answer); the LMAP signs and checks everything;
-  4. two LMAPs alternated twice, authenticated, one with its Binding Cache in
-     memory, one in SQLite;
+  3. two kinds of fresh LMAP as fast as the window allows with 20,000 NAIs,
+     alternated four times, one without authentication, one with, from one
+     generator (bench/tools/pbu-loadgen-auth: pbu-loadgen's PBUs, plain or
+     signed as lmm.security signs them, doing the signing's work in both; it
+     polls without sleeping, so that the LMAP does not pay for waking it at
+     every answer); the LMAP signs and checks everything;
+  4. two kinds of LMAP alternated four times, authenticated, one with its
+     Binding Cache in memory, one in SQLite;
   5. a fresh LMAP as fast as the window allows with 1,000,000 distinct NAIs
      for --fill-seconds: it creates a million bindings and refreshes them;
      resident memory is read before and after.
@@ -60,6 +61,7 @@ GENERATOR = "fd00:b::2"
 PREFIX = "2001:db8:1::"
 LOCAL_ADDRESS_TYPE = int(OptionType.HOME_NETWORK_PREFIX)  # the draft profile's default
 SPI = 1000
+TURNS = 4  # each of two LMAPs compared runs this many times, alternated
 AUTH_NAIS = 20_000  # the authentication comparison: new bindings, then refreshes
 # (20,000: a second round of the 16-bit sequence numbers is still newer than the first)
 
@@ -139,11 +141,11 @@ def alternated(seconds: float,
                kinds: dict[str, Callable[[int], tuple[Daemon, bytes | None]]],
                gen: Namespace, tools: str) -> dict[str, dict[str, float]]:
     """Each kind of LMAP (C{kinds[label](turn)}: a fresh daemon and the key the
-    generator signs with) run twice in turn (A, B, A, B), from pbu-loadgen-auth
+    generator signs with) run L{TURNS} times in turn (A, B, A, B, ...), from pbu-loadgen-auth
     with L{AUTH_NAIS} NAIs: each figure the two runs' together (L{merged}), so
     that a slow spell of the machine falls on both."""
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in kinds}
-    for turn in range(2):
+    for turn in range(TURNS):
         for label, start in kinds.items():
             daemon, key = start(turn)
             assert daemon.process is not None
@@ -219,13 +221,14 @@ def main() -> int:
         print(f"lmm-lmap, authentication off and on (RFC 4285, HMAC-SHA256-128), "
               f"window 256, {AUTH_NAIS} NAIs")
         # The Binding Cache in memory for both: the figure is what authentication costs.
-        rates = alternated(args.seconds / 2, {
+        rates = alternated(args.seconds / TURNS, {
             "off": lambda n: (startLMAP(resp, work, f"auth-off-{n}", None, store="memory"),
                               None),
             "on": lambda n: (startLMAP(resp, work, f"auth-on-{n}", key, store="memory"), key),
         }, gen, tools)
         for label in ("off", "on"):
-            show(f"authentication {label} (2 runs of {args.seconds / 2:g} s)", rates[label])
+            show(f"authentication {label} ({TURNS} runs of {args.seconds / TURNS:g} s)",
+                 rates[label])
         # The daemon's own CPU time per answer: what authentication costs it,
         # whatever else the machine did meanwhile (the rates' share is the target).
         cpuPer = {label: rates[label]["cpu"] / max(1.0, rates[label]["answered"]) * 1e6
@@ -239,11 +242,11 @@ def main() -> int:
         def withStore(store: str) -> Callable[[int], tuple[Daemon, bytes | None]]:
             return lambda n: (startLMAP(resp, work, f"store-{store}-{n}", key, store=store), key)
 
-        storeRates = alternated(args.seconds / 2, {store: withStore(store)
+        storeRates = alternated(args.seconds / TURNS, {store: withStore(store)
                                                    for store in ("memory", "sqlite")},
                                 gen, tools)
         for label in ("memory", "sqlite"):
-            show(f"{label} (2 runs of {args.seconds / 2:g} s)", storeRates[label])
+            show(f"{label} ({TURNS} runs of {args.seconds / TURNS:g} s)", storeRates[label])
 
         daemon = startLMAP(resp, work, "fill")
         assert daemon.process is not None

@@ -363,6 +363,9 @@ class Authentication(MobilityOption):
         return cls(subtype, spi, data[offset + 5 : offset + length], offset + 5)
 
 
+_TIMESTAMP = struct.Struct("!Q")  # RFC 4285 6's 64-bit NTP timestamp
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayProtection(MobilityOption):
     """RFC 4285 section 6: a 64-bit NTP-format timestamp."""
@@ -372,12 +375,13 @@ class ReplayProtection(MobilityOption):
     alignment: ClassVar[tuple[int, int]] = (8, 2)
 
     def encodeBody(self) -> bytes:
-        return struct.pack("!Q", self.timestamp)
+        return _TIMESTAMP.pack(self.timestamp)
 
     @classmethod
     def decodeBody(cls, data: bytes, offset: int, length: int) -> ReplayProtection:
-        inet.fixedLength(BadOption, cls, length, 8)
-        return cls(struct.unpack_from("!Q", data, offset)[0])
+        if length != 8:  # every protected message's path: fixedLength only to say why
+            inet.fixedLength(BadOption, cls, length, 8)
+        return cls(_TIMESTAMP.unpack_from(data, offset)[0])
 
 
 @dataclass(frozen=True, slots=True)
