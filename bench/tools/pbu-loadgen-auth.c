@@ -17,7 +17,12 @@
  * Unlike the original, it never sleeps in poll() when its window is full: a sleeping
  * generator is woken by every answer, and the responder pays for the wakeup in its
  * sendto (measured: about 5 us an answer, more than the authentication itself costs).
- * usage: pbu-loadgen-auth TARGET LOCAL SPI KEYHEX SECONDS WINDOW NAIS [RATE [ADDR_TYPE PREFIX]]
+ * WARM 1: first one PBU for each of the NAIS, untimed and not counted (the responder's
+ * bindings made), then the SECONDS measured: refreshes only, whatever the rate. Without it a
+ * short run of a slower responder is mostly new bindings, a faster one's mostly refreshes.
+ * A line "measuring: ..." (flushed) says when the measured run starts.
+ * usage: pbu-loadgen-auth TARGET LOCAL SPI KEYHEX SECONDS WINDOW NAIS [RATE [ADDR_TYPE PREFIX
+ *        [WARM]]]
  * Output: the same two kinds of line as pbu-loadgen. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -105,6 +110,7 @@ int main(int argc, char **argv) {
     long nais = atol(argv[7]);
     double rate = argc > 8 ? atof(argv[8]) : 0;
     int atype = argc > 10 ? atoi(argv[9]) : 0;
+    int warming = argc > 11 && atoi(argv[11]) != 0;
     struct in6_addr prefix;
     memset(&prefix, 0, sizeof prefix);
     if (atype > 0 && inet_pton(AF_INET6, argv[10], &prefix) != 1) { fprintf(stderr, "bad PREFIX\n"); return 2; }
@@ -121,7 +127,7 @@ int main(int argc, char **argv) {
     long nl = 0;
     unsigned short seq = 0;
     long sent = 0, got = 0, outstanding = 0, idx = 0;
-    double t0 = now(), end = t0 + dur;
+    double t0 = now(), end = t0 + dur, warmLimit = t0 + 60;
     unsigned char pkt[192], scratch[192], data[32 + 192], kpad[64];
     SHA256_CTX inner0, outer0;
     if (keylen > 64) { fprintf(stderr, "KEYHEX: at most 64 bytes\n"); return 2; }
@@ -131,9 +137,21 @@ int main(int argc, char **argv) {
     SHA256_Init(&outer0); SHA256_Update(&outer0, kpad, 64);
     memcpy(data, &me.sin6_addr, 16);  /* the MPA's address first, then the LMAP's */
     memcpy(data + 16, &to.sin6_addr, 16);
-    while (now() < end) {
+    while (warming || now() < end) {
         double t = now();
-        int cansend = outstanding < window && (rate <= 0 || sent < (t - t0) * rate);
+        if (warming && idx >= nais && (outstanding == 0 || t > warmLimit)) {
+            /* every NAI sent once and answered (or given up on): the measured run starts */
+            warming = 0;
+            printf("measuring: %ld bindings made (%ld answered) in %.2f s\n", nais, got, t - t0);
+            fflush(stdout);
+            sent = got = nl = outstanding = 0;
+            memset(bystatus, 0, sizeof bystatus);
+            memset(pending, 0, sizeof pending);
+            t0 = t = now();
+            end = t0 + dur;
+        }
+        int cansend = !(warming && idx >= nais) && outstanding < window
+                      && (rate <= 0 || sent < (t - t0) * rate);
         if (cansend) {
             long i = idx++ % nais;
             char nai[40];
