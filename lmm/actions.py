@@ -38,6 +38,27 @@ class RemoveTunnel:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldDownlink:
+    """The visitor of MPA binding C{binding} is departing (its base station
+    reported it gone): what its peer tunnels to it is kept, not delivered,
+    until a L{ReleaseDownlink} or the binding's removal (which drops it).
+    RFC 5949's reactive mode, at the previous MAG (docs/mpa.md "Departing
+    visitors"); a data plane that cannot hold packets lets this pass."""
+
+    binding: TunnelBinding
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDownlink:
+    """Stop holding C{binding}'s downlink. What was kept goes back up the
+    tunnel to the LMAP with C{handBack} (the MS moved; the LMAP sends it on
+    to the new MPA), else out on the access link (the MS is back)."""
+
+    binding: TunnelBinding
+    handBack: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """Something worth a log line: C{event} names it, C{fields} says what."""
 

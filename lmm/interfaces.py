@@ -120,13 +120,16 @@ class ITunnelDataPlane(Interface):
 
     name = Attribute("The backend's name (str).")
 
-    def prepare(localEndpoint):
+    def prepare(localEndpoint, peers=()):
         """
         Get ready to be a tunnel end at C{localEndpoint} (this node's address),
         before any binding: the first binding then adds only its own routes,
         and the first handover to this node is as quick as the others. Called
         once at start; a failure is logged, not raised (the first binding
-        tries again and reports it).
+        tries again and reports it). C{peers}: far ends the first bindings
+        will likely have (an MPA's LMAP); a backend that reads each peer's
+        packets itself (userspace) is ready for theirs, so that a handover's
+        first packets, sent before this node's first binding, find it.
         """
 
     def addBinding(binding):

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import mh
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.actions import AddTunnel, HoldDownlink, Note, ReleaseDownlink, RemoveTunnel, SendMessage
 from lmm.config import ConfigError
 from lmm.interfaces import ITunnelDataPlane
 from lmm.journal import Journal
@@ -40,7 +40,10 @@ class ActionPerformer:
     """
     Carries out a state machine's actions in order: L{SendMessage} by
     C{send(message, destination)}, L{AddTunnel} and L{RemoveTunnel} on
-    C{dataPlane}, L{Note} in C{journal}, any other kind by C{other}. An
+    C{dataPlane}, L{HoldDownlink} and L{ReleaseDownlink} on it too when it
+    can hold packets (C{holdDownlink}, C{releaseDownlink}: the userspace
+    backend; counted C{downlink.hold-unsupported} otherwise), L{Note} in
+    C{journal}, any other kind by C{other}. An
     addition that the data plane answers with a Deferred holds back what
     follows it (the tunnel is up before the PBA or the RA leaves): that is
     carried out once the Deferred fires. An addition that fails (C{addBinding}
@@ -91,10 +94,22 @@ class ActionPerformer:
                         result.addErrback(self._logFailure, "removing a tunnel binding")
                 elif isinstance(action, Note):
                     self.journal.note(action)
+                elif isinstance(action, HoldDownlink):
+                    if not self._downlink("holdDownlink", action.binding):
+                        self.counters["downlink.hold-unsupported"] += 1
+                elif isinstance(action, ReleaseDownlink):
+                    self._downlink("releaseDownlink", action.binding, action.handBack)
                 elif other is not None:
                     other(action)
             except Exception:
                 self.failed(action, Failure())
+
+    def _downlink(self, method: str, *args: Any) -> bool:
+        """C{dataPlane.method(*args)}, if the data plane has it: whether it did."""
+        call = getattr(self.dataPlane, method, None)
+        if call is None:
+            return False
+        return call(*args) is not False
 
     def _addTunnel(self, binding: TunnelBinding, remaining: Iterator[object],
                    other: Other | None) -> bool:
@@ -144,6 +159,8 @@ COUNTERS = {
     "mh.rate-limited": "messages dropped unread: over security.max_rate_per_source",
     "tunnel.add": "tunnel bindings given to the data plane to add (lmm_tunnel_operations)",
     "tunnel.remove": "tunnel bindings given to the data plane to remove",
+    "downlink.hold-unsupported": "departing visitors whose downlink the data plane cannot hold "
+                                 "(a kernel backend: what comes for them meanwhile is lost)",
 }
 
 

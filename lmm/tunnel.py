@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from zope.interface import implementer
 
@@ -57,7 +57,7 @@ class RecordingDataPlane:
         self.stopped = False
         self.prepared: list[str] = []
 
-    def prepare(self, localEndpoint: str) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
         self.prepared.append(localEndpoint)
 
     def addBinding(self, binding: TunnelBinding) -> None:

@@ -1370,6 +1370,75 @@ class UserspaceTests(_BackendTests, TestCase):
                          (3, 3, 0))
 
 
+    async def test_handedBack(self) -> None:
+        """RFC 5949's reactive mode: the MS's base station reports it gone
+        from MPA1 as its link moves to MPA2; MPA1 holds what the LMAP still
+        sends it, and on the handover hands it back up its tunnel; the LMAP
+        sends that on to MPA2. Every ping of the CN's 10 ms train is
+        answered; the counters at each end say where the held ones went."""
+        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
+                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
+        bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
+        msInterface, access = link(ms, mpa1, MS, None)
+        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
+        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
+        link(lmap, cn, CN_GATEWAY, CN)
+        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
+        atLmap = self.makePlane(lmap, self.kind)
+        atMpa1, atMpa2 = self.makePlane(mpa1, self.kind), self.makePlane(mpa2, self.kind)
+        atLmap.addBinding(lmapBinding())
+        old = mpaBinding(access)
+        atMpa1.addBinding(old)
+        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        pinging = Deferred.fromCoroutine(self.ping(cn, MS, 60, 0.01))
+        await threads.deferToThread(time.sleep, 0.2)
+        # The report, then the link's move; the new MPA's binding 60 ms later (an
+        # attach, an AAA answer, a PBU), the LMAP's replaced, MPA1's revocation.
+        self.assertTrue(atMpa1.holdDownlink(old))
+        mpa1.ip("link", "set", access, "netns", mpa2.name)
+        mpa2.sysctl(f"net.ipv6.conf.{access}.accept_dad", 0)
+        mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
+                      f"link set {access} up"])
+        await threads.deferToThread(time.sleep, 0.06)
+        atMpa2.addBinding(mpaBinding(access, local=MPA2))
+        atLmap.addBinding(lmapBinding(mpa=MPA2))
+        atMpa1.releaseDownlink(old, handBack=True)
+        atMpa1.removeBinding(old)
+        sent, received = await pinging
+        at1, atL = atMpa1.statistics(), atLmap.statistics()
+        self.assertGreaterEqual(at1["heldDeparting"], 3, at1)
+        self.assertEqual(at1["handedBack"], at1["heldDeparting"], at1)
+        self.assertEqual(atL["handedOver"], at1["handedBack"], atL)
+        self.assertEqual((sent, received), (60, 60))
+
+    async def test_departingReturnsOrExpires(self) -> None:
+        """A departing visitor that comes back gets what was held; one whose
+        binding goes without a revocation loses it, counted; a packet handed
+        back for a mobile that never moved is refused at the LMAP."""
+        lab = self.makeLab()
+        atLmap, atMpa = self.tunnel(lab, "userspace", "userspace")
+        binding = mpaBinding(lab.access, lab.mobile)
+        self.assertTrue(atMpa.holdDownlink(binding))
+        pinging = Deferred.fromCoroutine(self.ping(lab.cn, lab.mobile, 3, 0.05))
+        await threads.deferToThread(time.sleep, 0.3)
+        self.assertEqual(atMpa.statistics()["heldDeparting"], 3)
+        atMpa.releaseDownlink(binding, handBack=False)
+        self.assertEqual(await pinging, (3, 3))
+        self.assertEqual(atMpa.statistics()["heldDelivered"], 3)
+        # Held again, then the binding removed: dropped, counted.
+        atMpa.holdDownlink(binding)
+        self.assertEqual((await self.ping(lab.cn, lab.mobile, 2, 0.05))[1], 0)
+        expired = atMpa.statistics()["heldExpired"]
+        atMpa.removeBinding(binding)
+        self.assertEqual(atMpa.statistics()["heldExpired"], expired + 2)
+        # A packet for the MS from the MPA, whose binding never moved: the LMAP
+        # does not send it anywhere.
+        peer = self.socketIn(lab.mpa, socket.AF_INET6, socket.SOCK_RAW, 41)
+        peer.bind((MPA, 0))
+        peer.sendto(ipv6Header(CN, lab.mobile, 59, b""), (LMAP, 0))
+        await threads.deferToThread(time.sleep, 0.3)
+        self.assertEqual(atLmap.statistics()["handedOver"], 0)
+
     async def test_peerRestarts(self) -> None:
         """The LMAP's end goes away while the MS sends (its daemon killed: the
         MPA's packets draw Parameter Problems) and comes back: the MPA's

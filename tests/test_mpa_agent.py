@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lmm import mh, nd
 from lmm.aaa import AAAUnavailable, AccessRejected, AccessRequest, Profile, RecentAuthorizations
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage
+from lmm.actions import AddTunnel, HoldDownlink, Note, ReleaseDownlink, RemoveTunnel, SendMessage
 from lmm.heartbeat import HeartbeatPolicy
 from lmm.mpa.agent import (
+    DEPARTURE_HOLD,
     INVALID_BACKOFF_DOUBLINGS,
     REJECT_HOLD_DOWN,
     RETRY_INTERVAL,
@@ -64,6 +65,8 @@ def makeAgent(**kwargs: Any) -> MobilityProxyAgent:
         "profile": mh.DRAFT,
         "defaultVirtualLmapMac": VMAC,
         "refreshFraction": 0.75,
+        # A detach leaves at once (rule 10's departure: DepartingTests).
+        "departureHold": 0.0,
     }
     settings.update(kwargs)
     return MobilityProxyAgent(**settings)
@@ -97,6 +100,10 @@ def shape(actions: list[Action]) -> list[str]:
             words.append(f"frame {type(nd.decodeFrame(a.frame).message).__name__} {a.interface}")
         elif isinstance(a, Authenticate):
             words.append(f"authenticate {a.request.mac}")
+        elif isinstance(a, HoldDownlink):
+            words.append(f"hold {a.binding.mobileAddress}")
+        elif isinstance(a, ReleaseDownlink):
+            words.append(f"{'hand back' if a.handBack else 'deliver'} {a.binding.mobileAddress}")
     return words
 
 
@@ -1658,6 +1665,112 @@ class LeavingTests(SynchronousTestCase):
         self.assertEqual(len(agent.visitors), 0)
         self.assertIsNone(agent.nextDeadline())
         self.assertEqual(agent.tick(T0 + 10000), [])
+
+
+class DepartingTests(SynchronousTestCase):
+    """Rule 10: a registered visitor reported gone departs first."""
+
+    def departed(self) -> tuple[MobilityProxyAgent, list[Action]]:
+        agent = makeAgent(departureHold=DEPARTURE_HOLD)
+        register(self, agent)
+        return agent, agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 10)
+
+    def test_departs(self) -> None:
+        """No PBU, the tunnel kept, the downlink held; the listing shows until when."""
+        agent, actions = self.departed()
+        self.assertEqual(shape(actions), [f"hold {MS_ADDR}"])
+        self.assertEqual(only(actions, HoldDownlink), [HoldDownlink(tunnel())])
+        self.assertEqual(events(actions), ["visitor.departing"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertEqual(visitor.departing, T0 + 10 + DEPARTURE_HOLD)
+        self.assertEqual(agent.nextDeadline(), T0 + 10 + DEPARTURE_HOLD)
+        self.assertNotEqual(agent.describe()[0]["departing"], "-")
+        # A second report changes nothing.
+        self.assertEqual(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 10.1), [])
+        self.assertEqual(agent.counters["detach.repeated"], 1)
+
+    def test_handedBack(self) -> None:
+        """A handover's revocation hands the held packets back before the tunnel goes."""
+        agent, _ = self.departed()
+        bri = mh.BindingRevocationIndication(
+            7, mh.RevocationTrigger.INTER_MAG_HANDOVER_SAME_ACCESS_TYPE,
+            (mh.MobileNodeIdentifier(NAI),), proxy=True)
+        actions = agent.messageReceived(bri, LMAP, T0 + 10.02)
+        self.assertEqual(shape(actions), [f"hand back {MS_ADDR}", f"remove {MS_ADDR} {IFACE}",
+                                          f"send BindingRevocationAck {LMAP}"])
+        self.assertEqual(agent.counters["visitor.handed-back"], 1)
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+        self.assertIsNone(agent.nextDeadline())
+
+    def test_revokedOtherwise(self) -> None:
+        """Revoked for another reason: nothing goes back, the removal drops it."""
+        agent, _ = self.departed()
+        bri = mh.BindingRevocationIndication(
+            7, mh.RevocationTrigger.ADMINISTRATIVE_REASON, (mh.MobileNodeIdentifier(NAI),),
+            proxy=True)
+        actions = agent.messageReceived(bri, LMAP, T0 + 10.02)
+        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}",
+                                          f"send BindingRevocationAck {LMAP}"])
+        self.assertEqual(agent.counters["visitor.handed-back"], 0)
+
+    def test_leavesWhenTimeIsUp(self) -> None:
+        """No revocation in time: it leaves as a detach always did."""
+        agent, _ = self.departed()
+        self.assertEqual(agent.tick(T0 + 10 + DEPARTURE_HOLD - 0.01), [])
+        actions = agent.tick(T0 + 10 + DEPARTURE_HOLD)
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
+        self.assertEqual(onlyPbu(self, actions).lifetime, 0)
+        (note,) = only(actions, Note)
+        self.assertEqual(note.event, "visitor.detached")
+        self.assertIn("departure_hold", note.fields["reason"])
+        self.assertIsNone(agent.visitors.byMac(MS_MAC))
+
+    def test_returns(self) -> None:
+        """An attach report of the MS here again: what was held is delivered,
+        and it stays registered with no PBU."""
+        agent, _ = self.departed()
+        actions = agent.attach(AttachEvent(IFACE, MS_MAC), T0 + 10.1)
+        self.assertEqual(shape(actions), [f"deliver {MS_ADDR}"])
+        self.assertEqual(events(actions), ["visitor.returned"])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIsNone(visitor.departing)
+        self.assertIs(visitor.state, VisitorState.REGISTERED)
+        # No departure timer left: nothing until the refresh.
+        self.assertEqual(agent.tick(T0 + 11), [])
+
+    def test_framesDoNotReturn(self) -> None:
+        """A frame the MS sent before it left, arriving after the report, is
+        answered as usual and ends nothing."""
+        agent, _ = self.departed()
+        actions = agent.frameReceived(IFACE, routerSolicitation(), T0 + 10.001)
+        self.assertNotIn("visitor.returned", events(actions))
+        self.assertEqual(only(actions, ReleaseDownlink), [])
+        visitor = agent.visitors.byMac(MS_MAC)
+        assert visitor is not None
+        self.assertIsNotNone(visitor.departing)
+
+    def test_onlyRegisteredDepart(self) -> None:
+        """A visitor with no binding yet leaves at once; so does every visitor
+        with departureHold 0."""
+        agent = makeAgent(departureHold=DEPARTURE_HOLD)
+        attach(agent)
+        self.assertEqual(events(agent.detach(DetachEvent(IFACE, MS_MAC), T0)),
+                         ["visitor.detached"])
+        agent = makeAgent(departureHold=0)
+        register(self, agent)
+        self.assertEqual(shape(agent.detach(DetachEvent(IFACE, MS_MAC), T0 + 1))[0],
+                         f"send BindingUpdate {LMAP}")
+
+    def test_linkDownLeavesAtOnce(self) -> None:
+        """A departing visitor whose link goes down (or the operator
+        deregisters) leaves at once: its tunnel's removal drops what was held."""
+        agent, _ = self.departed()
+        actions = agent.linkDown(IFACE, T0 + 10.1)
+        self.assertEqual(shape(actions),
+                         [f"send BindingUpdate {LMAP}", f"remove {MS_ADDR} {IFACE}"])
 
 
 class ReusedAnswerTests(SynchronousTestCase):

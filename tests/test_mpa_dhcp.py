@@ -297,8 +297,10 @@ class AgentTests(SynchronousTestCase):
     def test_departedEveryWay(self) -> None:
         """Every way out of the Visitor List is reported: the relay forgets."""
         relay = RelayAgent()
-        # Each return waits for the AAA answer (no reused one), as registered() expects.
-        agent = makeAgent(relay=relay, defaultDhcpServer="2001:db8::53", reuseAuthorization=0)
+        # Each return waits for the AAA answer (no reused one), as registered() expects;
+        # the detach leaves at once (departing: the agent's DepartingTests).
+        agent = makeAgent(relay=relay, defaultDhcpServer="2001:db8::53", reuseAuthorization=0,
+                          departureHold=0)
         gone: list[str] = []
 
         def forget(key: str, forget: Any = relay.forget) -> None:

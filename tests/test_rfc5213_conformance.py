@@ -45,7 +45,9 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden",
 def _agent(address: str) -> MobilityProxyAgent:
     return MobilityProxyAgent(address, LMAP, ["acc0"], {"acc0": "02:00:00:00:0a:00"}, 3600,
                               1.0, 3, 1460, mh.RFC5213, "02:00:5e:00:53:01", 0.75,
-                              initialSequence=100)
+                              initialSequence=100,
+                              # the MS's leaving below deregisters at its detach
+                              departureHold=0)
 
 
 def _sent(actions: Sequence[object]) -> list[mh.MobilityMessage]:

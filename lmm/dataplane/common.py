@@ -41,7 +41,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReadDescriptor
@@ -406,11 +406,13 @@ class NetlinkDataPlane:
 
     # --- ITunnelDataPlane -------------------------------------------------------------
 
-    def prepare(self, localEndpoint: str) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
         if self.stopped:
             return
         try:
             self.openLocal(normal(localEndpoint))
+            for remote in peers:
+                self.preparePeer(normal(localEndpoint), normal(remote))
         except Exception as e:
             log.warn("{backend} backend: could not prepare the tunnel end {address} yet "
                      "({error}); the first binding will", backend=self.name,
@@ -573,6 +575,10 @@ class NetlinkDataPlane:
 
     def closePeer(self, peer: Peer) -> None:
         """Undo L{openPeer}."""
+
+    def preparePeer(self, local: str, remote: str) -> None:
+        """Be ready for C{remote}'s packets before any binding with it (L{prepare});
+        most backends need nothing."""
 
     def openLocal(self, local: str) -> None:
         """Make what a tunnel end at C{local} needs (decapsulation); kept until L{stop}."""

@@ -22,7 +22,7 @@ options' defaults and to say whether a swap would survive a restart.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -76,9 +76,9 @@ class _Held:
     def removeBinding(self, binding: TunnelBinding) -> None:
         self.queue.append(("remove", binding, None))
 
-    def prepare(self, localEndpoint: str) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
         # The bindings the swap moves open the new backend's tunnel end.
-        self.old.prepare(localEndpoint)
+        self.old.prepare(localEndpoint, peers)
 
     def bindings(self) -> list[TunnelBinding]:
         return list(self.old.bindings())
@@ -148,8 +148,8 @@ class SwappableTunnel:
 
     # ITunnelDataPlane
 
-    def prepare(self, localEndpoint: str) -> None:
-        self._delegate.prepare(localEndpoint)
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
+        self._delegate.prepare(localEndpoint, peers)
 
     def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:
         result: Deferred[None] | None = self._delegate.addBinding(binding)
@@ -160,6 +160,17 @@ class SwappableTunnel:
 
     def bindings(self) -> list[TunnelBinding]:
         return list(self._delegate.bindings())
+
+    # a departing visitor's downlink (lmm.actions.HoldDownlink), where the backend can
+
+    def holdDownlink(self, binding: TunnelBinding) -> bool:
+        hold = getattr(self._delegate, "holdDownlink", None)
+        return hold is not None and hold(binding) is not False
+
+    def releaseDownlink(self, binding: TunnelBinding, handBack: bool) -> None:
+        release = getattr(self._delegate, "releaseDownlink", None)
+        if release is not None:
+            release(binding, handBack)
 
     def stop(self) -> Deferred[Any]:
         """Stop the backend (both, in the middle of a swap) and the retired

@@ -32,7 +32,19 @@ and written out the moment a binding for that destination with that peer is
 installed; what is not claimed in time is dropped (counted: C{held},
 C{heldDelivered}, C{heldExpired}). A peer's socket stays open when its last binding goes, so
 that the next visitor's first packets from it find one (and no Parameter
-Problem goes back); every socket closes when the backend stops.
+Problem goes back); an MPA opens its LMAP's at start (C{prepare}'s peers), for
+the first handover to it; every socket closes when the backend stops.
+
+A departing visitor's downlink (issue 15; RFC 5949's reactive mode): at an
+MPA, L{UserspaceDataPlane.holdDownlink} keeps what the LMAP tunnels to a
+visitor its base station reported gone (at most 256 packets a visitor, in
+the same 1 MiB), and L{UserspaceDataPlane.releaseDownlink} either delivers
+it (the MS came back) or sends it back up the tunnel to the LMAP (a
+handover's revocation came: C{handedBack}); removing the binding drops it.
+At the LMAP, a packet from a peer for a mobile that peer carried until
+less than C{HAND_BACK_WINDOW} seconds ago, and another peer carries now,
+is sent on to that peer (C{handedOver}), not refused: the previous MPA's
+hand-back reaches the new one.
 
 MTU: the TUN device's MTU is the tunnel's; the kernel answers a packet too big
 for it with a Packet Too Big.
@@ -170,6 +182,12 @@ _HELD_DESTINATIONS = 256
 _HELD_BYTES = 1 << 20  # all destinations together
 #: Peers whose sockets stay open without a binding; beyond, the oldest closes.
 _IDLE_PEERS = 64
+#: Packets kept for one departing visitor (holdDownlink), in the same _HELD_BYTES.
+_DEPARTING_PACKETS = 256
+#: Seconds after a mobile's LMAP binding left a peer that the LMAP sends on,
+#: to the peer that carries it now, what that previous peer hands back.
+HAND_BACK_WINDOW = 2.0
+_MOVES_KEPT = 1 << 16  # the most recent moves remembered for that, at most
 
 
 class UserspaceDataPlane(NetlinkDataPlane):
@@ -195,6 +213,11 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self._idlePeers: dict[tuple[str, str], None] = {}  # oldest first
         self.held = self.heldDelivered = self.heldExpired = 0
         self._heldBytes = 0
+        # MPA: departing visitors' downlink (network, length, the LMAP's socket, packets).
+        self._departing: list[tuple[int, int, socket.socket, list[bytes]]] = []
+        # LMAP: (network, length) -> the peer's socket it left and when (hand-back).
+        self._movedFrom: dict[tuple[int, int], tuple[socket.socket, float]] = {}
+        self.heldDeparting = self.handedBack = self.handedOver = 0
         self.interface = interface
         self.mtu = mtu
         self.hopLimit = hopLimit
@@ -285,7 +308,8 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 "unrouted": self.unrouted, "refused": self.refused,
                 "sendDrops": self.sendDrops, "peerErrors": self.peerErrors,
                 "held": self.held, "heldDelivered": self.heldDelivered,
-                "heldExpired": self.heldExpired}
+                "heldExpired": self.heldExpired, "heldDeparting": self.heldDeparting,
+                "handedBack": self.handedBack, "handedOver": self.handedOver}
 
     # --- peers ----------------------------------------------------------------------
 
@@ -319,6 +343,15 @@ class UserspaceDataPlane(NetlinkDataPlane):
         self._peerSockets[(peer.local, peer.remote)] = (sock, reader)
         self.reactor.addReader(reader)
         peer.route = {"oif": self.tunIndex}
+
+    def preparePeer(self, local: str, remote: str) -> None:
+        # Its socket opened and left idle, reading: a handover's first packets from
+        # it, sent before this node's first binding with it, are held, not refused
+        # with a Parameter Problem.
+        if (local, remote) not in self._peerSockets:
+            peer = Peer(local, remote)
+            self.openPeer(peer)
+            self.closePeer(peer)
 
     def _peerError(self, sock: socket.socket) -> None:
         """
@@ -456,15 +489,121 @@ class UserspaceDataPlane(NetlinkDataPlane):
                                        normal(binding.remoteEndpoint)))
         if found is not None:
             self._rawReadable(found[0])
+        key = (_network(binding), binding.prefixLength)
+        kept = self._stopHolding(key)
+        if kept is not None:  # departing, and neither handed back nor delivered
+            self.heldExpired += len(kept[1])
+        if binding.role == ROLE_LMAP and found is not None:
+            self._moved(key, found[0])
         tables = self._exactTables(binding)
         if tables is not None:
             mobile = packed(binding.mobileAddress)
             tables[0].pop(mobile, None)
             tables[1].pop(mobile, None)
             return
-        key = (_network(binding), binding.prefixLength)
         for name in self._prefixTables(binding):
             setattr(self, name, [e for e in getattr(self, name) if (e[0], e[1]) != key])
+
+    # --- a departing visitor's downlink (lmm.actions.HoldDownlink) -------------------
+
+    def holdDownlink(self, binding: TunnelBinding) -> bool:
+        """From now on, what the peer of MPA binding C{binding} tunnels to its
+        visitor is kept (L{releaseDownlink}); whether it will be."""
+        found = self._peerSockets.get((normal(binding.localEndpoint),
+                                       normal(binding.remoteEndpoint)))
+        if binding.role != ROLE_MPA or found is None or self.hold <= 0:
+            return False
+        key = (_network(binding), binding.prefixLength)
+        if all((network, length) != key for network, length, _, _ in self._departing):
+            self._departing.append((*key, found[0], []))
+        return True
+
+    def releaseDownlink(self, binding: TunnelBinding, handBack: bool) -> None:
+        """What was kept for C{binding}'s visitor: with C{handBack}, sent back
+        to the peer (after what the peer's socket holds already, which would
+        be kept too), else delivered; and nothing is kept from now on."""
+        key = (_network(binding), binding.prefixLength)
+        if handBack:
+            for network, length, sock, _ in self._departing:
+                if (network, length) == key:
+                    self._rawReadable(sock)
+        kept = self._stopHolding(key)
+        if kept is None:
+            return
+        sock, packets = kept
+        for packet in packets:
+            if not handBack:
+                self._deliver(packet)
+                self.heldDelivered += 1
+                continue
+            try:
+                sock.send(packet)
+            except OSError:
+                self.sendDrops += 1
+            else:
+                self.handedBack += 1
+
+    def _stopHolding(self, key: tuple[int, int]) -> tuple[socket.socket, list[bytes]] | None:
+        for i, (network, length, sock, packets) in enumerate(self._departing):
+            if (network, length) == key:
+                del self._departing[i]
+                self._heldBytes -= sum(len(p) for p in packets)
+                return sock, packets
+        return None
+
+    def _keepDeparting(self, sock: socket.socket, packet: bytes) -> bool:
+        """Whether C{packet} from C{sock} is for a departing visitor (kept,
+        or dropped if there is no more room)."""
+        value = int.from_bytes(packet[24:40], "big")
+        for network, length, via, packets in self._departing:
+            if via is sock and value >> (128 - length) == network >> (128 - length):
+                if len(packets) < _DEPARTING_PACKETS and \
+                        self._heldBytes + len(packet) <= _HELD_BYTES:
+                    packets.append(packet)
+                    self._heldBytes += len(packet)
+                    self.heldDeparting += 1
+                else:
+                    self.heldExpired += 1
+                return True
+        return False
+
+    def _moved(self, key: tuple[int, int], sock: socket.socket) -> None:
+        """An LMAP binding for C{key} left the peer of C{sock}: what that peer
+        hands back for it in the next L{HAND_BACK_WINDOW} seconds goes on."""
+        moves = self._movedFrom
+        now = self.reactor.seconds()
+        moves.pop(key, None)
+        moves[key] = (sock, now)
+        for oldest, (_, when) in list(moves.items()):  # oldest first
+            if when >= now - HAND_BACK_WINDOW and len(moves) <= _MOVES_KEPT:
+                break
+            del moves[oldest]
+
+    def _handOver(self, sock: socket.socket, packet: bytes) -> bool:
+        """Whether C{packet} from C{sock}'s peer was handed back for a mobile
+        that peer carried until just now, and went on to the one carrying it."""
+        destination = packet[24:40]
+        target = self._toMobile.get(destination) or self._prefixMatch(self._toPrefix,
+                                                                       destination)
+        if target is None or target is sock:
+            return False
+        value = int.from_bytes(destination, "big")
+        moved = self._movedFrom.get((value, 128))
+        if moved is None or moved[0] is not sock:
+            moved = next(((via, when) for (network, length), (via, when)
+                          in self._movedFrom.items()
+                          if length < 128 and via is sock
+                          and value >> (128 - length) == network >> (128 - length)), None)
+        if moved is None or moved[0] is not sock or \
+                moved[1] < self.reactor.seconds() - HAND_BACK_WINDOW:
+            return False
+        try:
+            target.send(packet)
+        except OSError:
+            self.sendDrops += 1
+        else:
+            self.handedOver += 1
+        return True
 
     # --- packets ---------------------------------------------------------------------
 
@@ -509,12 +648,16 @@ class UserspaceDataPlane(NetlinkDataPlane):
               self._rawError, lambda: sock.fileno() >= 0, "userspace peer socket")
 
     def _decapsulate(self, sock: socket.socket, packet: bytes) -> None:
+        if self._departing and len(packet) >= 40 and self._keepDeparting(sock, packet):
+            return
         if len(packet) >= 40 and packet[0] >> 4 == 6 and (
                 self._fromMobileVia.get(packet[8:24]) is sock
                 or self._toVisitorVia.get(packet[24:40]) is sock
                 or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock
                 or self._prefixMatch(self._toVisitorPrefixVia, packet[24:40]) is sock):
             self._deliver(packet)
+        elif self._movedFrom and len(packet) >= 40 and self._handOver(sock, packet):
+            pass
         elif not self._hold(sock, packet):
             self.refused += 1
 

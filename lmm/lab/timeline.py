@@ -154,14 +154,17 @@ _MH_NAMES = {
 def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
                    heartbeats: bool = False) -> list[Event]:
     """
-    Mobility Header messages on the backbone, and each first tunnelled packet
-    of C{mobile} from an MPA after a gap (its first through a new MPA).
+    Mobility Header messages on the backbone, each first tunnelled packet
+    of C{mobile} from an MPA after a gap (its first through a new MPA), and
+    the packets for C{mobile} an MPA sends back up its tunnel to the LMAP
+    (a departing visitor's, handed back: one event for a run of them).
     C{names} maps addresses to node names. Heartbeats (RFC 5847, every second
     in the lab) only with C{heartbeats}: they would drown the rest.
     """
     events = []
     lastTunnel: dict[str, float] = {}
     current: str | None = None
+    handing: tuple[str, int, float, int] | None = None  # source, count, last, event index
     for when, frame in readPcap(path):
         if len(frame) < 54 or frame[12:14] != b"\x86\xdd":
             continue
@@ -169,29 +172,20 @@ def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
         source, destination = _ntop(frame[22:38]), _ntop(frame[38:54])
         a, b = names.get(source, source), names.get(destination, destination)
         if nextHeader == mh.IPPROTO_MH:
-            try:
-                message = mh.decode(frame[54:])
-            except mh.MobilityHeaderError as e:
-                events.append(Event(when, "wire", f"undecodable Mobility Header {a}→{b}: {e}"))
-                continue
-            if isinstance(message, mh.Heartbeat) and not heartbeats:
-                continue
-            kind = _MH_NAMES.get(type(message), type(message).__name__)
-            detail = f" seq={message.sequence}" if hasattr(message, "sequence") else ""
-            if hasattr(message, "status"):
-                detail += f" status={int(message.status)}"
-            if isinstance(message, mh.BindingUpdate):
-                detail += f" lifetime={message.lifetime}"
-                local = message.option(mh.LocalAddress)
-                if message.option(mh.BindingCacheConfirmation) is not None:
-                    detail += " (BCC)"
-                elif message.option(mh.HandoffIndicatorOption) is not None and local:
-                    # RFC 5213's protocol; its HNP (type 22) read by the draft's codec.
-                    detail += f" (HNP {local.address}/{local.prefixLength})"
-                elif local is not None:
-                    detail += " (LoA)"
-            events.append(Event(when, "wire", f"{kind} {a}→{b}{detail}"))
+            event = _mobilityEvent(when, frame[54:], f"{a}→{b}", heartbeats)
+            if event is not None:
+                events.append(event)
         elif nextHeader == 41 and len(frame) >= 94 and mobile is not None:
+            if names.get(destination) == "lmap" and _ntop(frame[78:94]) == mobile:
+                if handing is not None and handing[0] == source and when - handing[2] < 0.05:
+                    count, index = handing[1] + 1, handing[3]
+                    events[index] = Event(events[index].when, "wire",
+                                          f"{count} held packets handed back {a}→{b}")
+                else:
+                    count, index = 1, len(events)
+                    events.append(Event(when, "wire", f"1 held packet handed back {a}→{b}"))
+                handing = (source, count, when, index)
+                continue
             innerSource = _ntop(frame[62:78])
             if innerSource != mobile:
                 continue
@@ -200,6 +194,32 @@ def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
                 current = source
             lastTunnel[source] = when
     return events
+
+
+def _mobilityEvent(when: float, header: bytes, path: str, heartbeats: bool) -> Event | None:
+    """A Mobility Header message seen going C{path} ("a→b"), as an event;
+    None for a heartbeat unless C{heartbeats}."""
+    try:
+        message = mh.decode(header)
+    except mh.MobilityHeaderError as e:
+        return Event(when, "wire", f"undecodable Mobility Header {path}: {e}")
+    if isinstance(message, mh.Heartbeat) and not heartbeats:
+        return None
+    kind = _MH_NAMES.get(type(message), type(message).__name__)
+    detail = f" seq={message.sequence}" if hasattr(message, "sequence") else ""
+    if hasattr(message, "status"):
+        detail += f" status={int(message.status)}"
+    if isinstance(message, mh.BindingUpdate):
+        detail += f" lifetime={message.lifetime}"
+        local = message.option(mh.LocalAddress)
+        if message.option(mh.BindingCacheConfirmation) is not None:
+            detail += " (BCC)"
+        elif message.option(mh.HandoffIndicatorOption) is not None and local:
+            # RFC 5213's protocol; its HNP (type 22) read by the draft's codec.
+            detail += f" (HNP {local.address}/{local.prefixLength})"
+        elif local is not None:
+            detail += " (LoA)"
+    return Event(when, "wire", f"{kind} {path}{detail}")
 
 
 def stationEvents(path: str, address: str | None) -> list[Event]:
@@ -233,6 +253,8 @@ def logEvents(path: str, daemon: str, keys: Sequence[str]) -> list[Event]:
         ("access accepted:", "Access-Accept"),
         ("access rejected:", "Access-Reject"),
         ("visitor.registered ", "registered, tunnel up"),
+        ("visitor.departing ", "detach reported: departing, downlink held"),
+        ("visitor.returned ", "reported back: held packets delivered"),
         ("visitor.revoked ", "visitor revoked (BRI)"),
         ("binding.created ", "binding created"),
         ("binding.handover ", "binding moved"),

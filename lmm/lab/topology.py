@@ -786,18 +786,24 @@ class Lab:
             self.ask(mpa, f"attach {self.access[mpa]} {station.spec.mac}")
 
     def move(self, station: Station, mpa: str) -> tuple[float, float]:
-        """Hand the MS over to C{mpa}: its link goes down, joins that base station,
-        comes up. When it started going down, and when it was up again."""
+        """Hand the MS over to C{mpa}: the base station it leaves reports it gone
+        (with association reports), its link goes down, joins C{mpa}'s base
+        station, comes up. When the move began (before that report), and when
+        the link was up again."""
         bs = self.baseStations[mpa]
+        previous = self.servingMpa(station)
         when = time.time()
+        if self.topology.associationReports and previous is not None and previous != mpa:
+            # The disassociation, reported as the MS leaves (an access point sees the
+            # station's disassociation before its radio link is gone): the MPA left
+            # holds what comes for the MS until the revocation says where it went
+            # (docs/mpa.md "Departing visitors").
+            self.ask(previous, f"detach {self.access[previous]} {station.spec.mac}")
         self.air.ipBatch([f"link set {station.port} down", f"link set {station.port} nomaster",
                           f"link set {station.port} master {bs}",
                           f"link set {station.port} up"])
         up = time.time()
         station.baseStation = bs
-        # No disassociation report to the MPA left: it learns of the move from the
-        # LMAP's revocation (a report could deregister the binding the new MPA is
-        # taking over).
         self.associated(station, mpa)
         return when, up
 

@@ -139,7 +139,18 @@ in their modules):
  10. Leaving. A detach, a link going down, or the end of the AAA
     Session-Timeout deregisters a visitor that has (or may have) a binding;
     the tunnel is removed and the visitor leaves the list at once; the
-    deregistration is retransmitted (L{lmm.mpa.registration}, rule 7). A
+    deregistration is retransmitted (L{lmm.mpa.registration}, rule 7).
+    A detach report of a REGISTERED visitor with a tunnel (its base station
+    saw it leave: it may be moving) first makes it depart, for
+    C{departureHold} seconds (0: it leaves at once): the data plane holds
+    its downlink (L{HoldDownlink}) and no PBU goes out. A handover's
+    revocation in that time hands what was held back up the tunnel to the
+    LMAP, which sends it on to the new MPA (L{ReleaseDownlink}, RFC 5949's
+    reactive mode: no packet that reached this MPA after the MS left is
+    lost); an attach report of the MS here again delivers it and the
+    visitor stays; otherwise it leaves as above when the time is up. Its
+    frames do not end the departure: the last ones it sent before it left
+    still arrive after the report. A
     binding whose lifetime runs out unrefreshed is removed with its tunnel.
     L{MobilityProxyAgent.stop} deregisters everyone once and removes every
     tunnel. Whenever a visitor leaves the list, for whatever reason, the
@@ -187,7 +198,15 @@ from typing import Any
 
 from lmm import nd
 from lmm.aaa import REUSE, AAAUnavailable, AccessRequest, Profile, RecentAuthorizations
-from lmm.actions import AddTunnel, Note, RemoveTunnel, SendMessage, dispatch
+from lmm.actions import (
+    AddTunnel,
+    HoldDownlink,
+    Note,
+    ReleaseDownlink,
+    RemoveTunnel,
+    SendMessage,
+    dispatch,
+)
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from lmm.heartbeat import HeartbeatPolicy, Heartbeats
 from lmm.inet import canonical
@@ -258,7 +277,8 @@ class SendFrame:
     frame: bytes
 
 
-Action = SendMessage | AddTunnel | RemoveTunnel | Note | Authenticate | SendFrame | SendToServer
+Action = (SendMessage | AddTunnel | RemoveTunnel | HoldDownlink | ReleaseDownlink | Note
+          | Authenticate | SendFrame | SendToServer)
 
 #: What the agent counts (the sub-machines' counters are in their modules,
 #: the relay core's show as C{relay.<name>}). C{<...>} stands for a value.
@@ -270,6 +290,13 @@ REJECT_HOLD_DOWN = 30.0
 #: no AAA server answered (the radius backend has tried every server), or the
 #: data plane could not carry the tunnel. The next frame after it asks again.
 UNAVAILABLE_HOLD_DOWN = 2.0
+#: attach.departure_hold's default: a detach report leaves a registered
+#: visitor departing this long (rule 10) -- its downlink held, its binding
+#: kept -- so that the revocation of a handover finds it and hands the
+#: packets back. Long enough for an attach, an AAA round trip and a PBU
+#: elsewhere; short enough that a station that left the domain is
+#: deregistered about as soon as before.
+DEPARTURE_HOLD = 0.5
 #: registration.retry_interval's default: a registration given up (or
 #: rejected) is tried again after this long.
 RETRY_INTERVAL = 30.0
@@ -315,6 +342,12 @@ COUNTERS = {
     "tunnel.failed.stale": "tunnel failures of a visitor gone or moved since",
     "detach.unknown": "detach reports for no visitor",
     "detach.stale": "detach reports from a link the visitor left",
+    "detach.repeated": "detach reports for a visitor departing already",
+    "visitor.departing": "registered visitors a detach report left departing (rule 10)",
+    "visitor.returned": "departing visitors reported back on this MPA (their downlink "
+                        "delivered)",
+    "visitor.handed-back": "departing visitors revoked for a handover (their downlink handed "
+                           "back to the LMAP)",
     "link.down": "access links that went down",
     "address.learned.<dad|packet|dhcpv6|candidate>": "addresses registered, by how learned",
     "learn.held": "addresses learned again while their failed registration waits its retry",
@@ -449,6 +482,7 @@ class MobilityProxyAgent:
         maxAuthenticating: int = 256,
         maxVisitorsPerLink: int = 4096,
         reuseAuthorization: float = REUSE,
+        departureHold: float = DEPARTURE_HOLD,
         initialSequence: int = 0,
         defaultDhcpServer: str | None = None,
         maxRetransmitInterval: float = MAX_BINDACK_TIMEOUT,
@@ -492,6 +526,7 @@ class MobilityProxyAgent:
         self.retryInterval = retryInterval
         self.maxAuthenticating = maxAuthenticating
         self.maxVisitorsPerLink = maxVisitorsPerLink
+        self.departureHold = departureHold
         self.defaultDhcpServer = (
             None if defaultDhcpServer is None else canonical(defaultDhcpServer)
         )
@@ -566,12 +601,15 @@ class MobilityProxyAgent:
                 self._reuse(visitor, now, actions)
             return actions
         visitor.lastSeen = now
+        if visitor.departing is not None:
+            self._returned(visitor, actions)
         if visitor.interface != event.interface:
             self._move(visitor, event.interface, actions)
         return actions
 
     def detach(self, event: DetachEvent, now: float) -> list[Action]:
-        """An attach detector saw C{event.mac} leave C{event.interface}."""
+        """An attach detector saw C{event.mac} leave C{event.interface}: a
+        registered visitor departs (rule 10), any other leaves."""
         visitor = self.visitors.byMac(event.mac.lower())
         if visitor is None:
             self.counters["detach.unknown"] += 1
@@ -580,9 +618,38 @@ class MobilityProxyAgent:
             # It moved to another of our links; the old link's report is stale.
             self.counters["detach.stale"] += 1
             return []
+        if visitor.departing is not None:
+            self.counters["detach.repeated"] += 1
+            return []
         actions: list[Action] = []
-        self._leave(visitor, now, actions, "visitor.detached")
+        if self.departureHold > 0 and visitor.state is _REGISTERED and visitor.tunnel is not None:
+            self._depart(visitor, now, actions)
+        else:
+            self._leave(visitor, now, actions, "visitor.detached")
         return actions
+
+    def _depart(self, visitor: VisitorEntry, now: float, actions: list[Action]) -> None:
+        """Rule 10: a registered visitor reported gone waits C{departureHold}
+        seconds for a handover's revocation, its downlink held."""
+        assert visitor.tunnel is not None
+        visitor.departing = now + self.departureHold
+        actions.append(HoldDownlink(visitor.tunnel))
+        self._reschedule(visitor)
+        self.counters["visitor.departing"] += 1
+        actions.append(Note("visitor.departing", {
+            "mac": visitor.mac, "nai": visitor.naiText, "interface": visitor.interface,
+            "address": visitor.localAddress, "until": visitor.departing}))
+
+    def _returned(self, visitor: VisitorEntry, actions: list[Action]) -> None:
+        """Rule 10: a departing visitor is reported back on this MPA: what was held for it
+        is delivered, and it stays."""
+        visitor.departing = None
+        self._reschedule(visitor)
+        if visitor.tunnel is not None:
+            actions.append(ReleaseDownlink(visitor.tunnel, handBack=False))
+        self.counters["visitor.returned"] += 1
+        actions.append(Note("visitor.returned", {"mac": visitor.mac, "nai": visitor.naiText,
+                                                 "interface": visitor.interface}))
 
     def deregister(self, now: float, mac: str | None = None,
                    nai: bytes | None = None) -> list[Action]:
@@ -1231,7 +1298,7 @@ class MobilityProxyAgent:
                 times.append(visitor.refreshAt)
             if visitor.retryAt is not None:
                 times.append(visitor.retryAt)
-        for t in (visitor.expires, visitor.holdUntil, visitor.sessionExpires):
+        for t in (visitor.expires, visitor.holdUntil, visitor.sessionExpires, visitor.departing):
             if t is not None:
                 times.append(t)
         return min(times) if times else None
@@ -1252,6 +1319,12 @@ class MobilityProxyAgent:
             return
         if visitor.sessionExpires is not None and visitor.sessionExpires <= now:
             self._leave(visitor, now, actions, "visitor.session-ended")
+            return
+        if visitor.departing is not None and visitor.departing <= now:
+            # No handover revoked it in time: it left the domain (or moved without
+            # this MPA hearing of it); what was held for it goes with its tunnel.
+            self._leave(visitor, now, actions, "visitor.detached",
+                        "departed: no revocation within attach.departure_hold")
             return
         if visitor.state is _REJECTED:
             if visitor.holdUntil is not None and visitor.holdUntil <= now:
@@ -1921,6 +1994,11 @@ class MobilityProxyAgent:
         notes: list[Action] = []
         handover = message.trigger in _HANDOVER_TRIGGERS
         for visitor in targets:
+            if visitor.departing is not None and visitor.tunnel is not None and handover:
+                # Rule 10: what was held for it goes to the LMAP, which sends it on to
+                # the new MPA; before the tunnel goes.
+                actions.append(ReleaseDownlink(visitor.tunnel, handBack=True))
+                counters["visitor.handed-back"] += 1
             self._removeVisitor(visitor)
             self._removeTunnel(visitor, actions)
             if not handover and visitor.request is not None:

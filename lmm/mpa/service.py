@@ -182,7 +182,7 @@ class MPAService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self.dataPlane.prepare(self.address)
+        self.dataPlane.prepare(self.address, [self.agent.defaultLmap])
         self.signaling.announce()
         # Only the access point says who attaches, with the explicit detector.
         self.agent.attachOnFrames = self.detector.attachOnFrames
@@ -658,6 +658,7 @@ def makeMPAService(values: dict[str, Any], profile: mh.WireProfile, path: str,
         rejectHoldDown=values["attach.reject_hold_down"],
         retryInterval=values["registration.retry_interval"],
         unavailableHoldDown=values["attach.unavailable_hold_down"],
+        departureHold=values["attach.departure_hold"],
         maxVisitorsPerLink=values["attach.max_visitors_per_link"],
         reuseAuthorization=values["aaa.reuse"],
         heartbeat=heartbeatPolicy(path, values),
@@ -719,6 +720,7 @@ def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
         agent.maxVisitorsPerLink = values["attach.max_visitors_per_link"]
         agent.rejectHoldDown = values["attach.reject_hold_down"]
         agent.unavailableHoldDown = values["attach.unavailable_hold_down"]
+        agent.departureHold = values["attach.departure_hold"]
         agent.retryInterval = values["registration.retry_interval"]
         agent.authorizations.reuse = values["aaa.reuse"]
 
@@ -728,5 +730,6 @@ def liveKeys(core: MPAService, path: str | None) -> list[LiveKeys]:
         LiveKeys(("dhcp.server", "dhcp.answer_timeout"), setRelay),
         LiveKeys(("attach.max_authenticating", "attach.max_visitors_per_link",
                   "attach.reject_hold_down", "attach.unavailable_hold_down",
-                  "registration.retry_interval", "aaa.reuse"), setLimits),
+                  "attach.departure_hold", "registration.retry_interval", "aaa.reuse"),
+                 setLimits),
     ]

@@ -21,7 +21,12 @@ from lmm.daemon import (
     configErrorExit,
 )
 from lmm.interfaces import IAttachDetector, IAuthenticator, IDHCPv6Relay
-from lmm.mpa.agent import REJECT_HOLD_DOWN, RETRY_INTERVAL, UNAVAILABLE_HOLD_DOWN
+from lmm.mpa.agent import (
+    DEPARTURE_HOLD,
+    REJECT_HOLD_DOWN,
+    RETRY_INTERVAL,
+    UNAVAILABLE_HOLD_DOWN,
+)
 from lmm.signaling import MAX_BINDACK_TIMEOUT
 
 # Locally administered (the 02 bit) and inside IANA's documentation block
@@ -93,6 +98,10 @@ SETTINGS = [
             help="seconds a MAC the AAA server rejected gets no answer"),
     Setting("attach.unavailable_hold_down", config.number(0, 86400), UNAVAILABLE_HOLD_DOWN,
             help="seconds a MAC no AAA server answered for (or whose tunnel failed) waits"),
+    Setting("attach.departure_hold", config.number(0, 60), DEPARTURE_HOLD,
+            help="seconds a registered visitor its base station reported gone waits for a "
+                 "handover's revocation, its downlink held, before it is deregistered "
+                 "(0: at once; docs/mpa.md)"),
     Setting("dhcp.enabled", config.boolean, True,
             help="relay Mobile Stations' DHCPv6 messages (UDP port 547 on mpa.address)"),
     Setting("dhcp.server", dhcpServer, None,

@@ -147,6 +147,9 @@ class VisitorEntry:
     @ivar advertised: whether the unsolicited RA of the MS's home link went out
         (it waits for the LMAP's first answer).
     @ivar sessionExpires: when the AAA server's Session-Timeout ends the access.
+    @ivar departing: when a visitor its base station reported gone leaves,
+        unless a handover's revocation or the MS itself comes first (the
+        agent's rule 10); None: not departing.
     @ivar request: the Access-Request its attach sent.
     @ivar confirming: served with a recent answer to the same request, the
         AAA server's answer to this one is awaited (the agent's rule 3).
@@ -188,6 +191,7 @@ class VisitorEntry:
     holdUntil: float | None = None
     advertised: bool = False
     sessionExpires: float | None = None
+    departing: float | None = None
     request: AccessRequest | None = None
     confirming: bool = False
     deadline: float | None = None
@@ -230,6 +234,7 @@ class VisitorEntry:
             "retryAt": _time(self.retryAt),
             "holdUntil": _time(self.holdUntil),
             "sessionExpires": _time(self.sessionExpires),
+            "departing": _time(self.departing),
             "tunnel": "-" if self.tunnel is None else (
                 f"{self.tunnel.mobileAddress}/{self.tunnel.prefixLength} "
                 f"{self.tunnel.localEndpoint} -> {self.tunnel.remoteEndpoint}"
