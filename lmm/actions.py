@@ -52,7 +52,9 @@ class HoldDownlink:
 class ReleaseDownlink:
     """Stop holding C{binding}'s downlink. What was kept goes back up the
     tunnel to the LMAP with C{handBack} (the MS moved; the LMAP sends it on
-    to the new MPA), else out on the access link (the MS is back)."""
+    to the new MPA), with copies of what was delivered to the MS since it
+    was last heard from (it may have left before receiving them), else out
+    on the access link (the MS is back)."""
 
     binding: TunnelBinding
     handBack: bool

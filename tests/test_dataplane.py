@@ -1408,7 +1408,48 @@ class UserspaceTests(_BackendTests, TestCase):
         at1, atL = atMpa1.statistics(), atLmap.statistics()
         self.assertGreaterEqual(at1["heldDeparting"], 3, at1)
         self.assertEqual(at1["handedBack"], at1["heldDeparting"], at1)
-        self.assertEqual(atL["handedOver"], at1["handedBack"], atL)
+        self.assertEqual(atL["handedOver"], at1["handedBack"] + at1["resent"], atL)
+        self.assertEqual((sent, received), (60, 60))
+
+    async def test_resentWithoutReport(self) -> None:
+        """No detach report (packet detection): MPA1 delivers the CN's pings
+        onto a link the MS has left, until the handover. The revocation's
+        hand-back sends copies of what it delivered since the MS last sent
+        anything (its last echo reply) up the tunnel, and the LMAP on to
+        MPA2: every ping is answered."""
+        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
+                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
+        bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
+        msInterface, access = link(ms, mpa1, MS, None)
+        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
+        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
+        link(lmap, cn, CN_GATEWAY, CN)
+        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
+        atLmap = self.makePlane(lmap, self.kind)
+        atMpa1, atMpa2 = self.makePlane(mpa1, self.kind), self.makePlane(mpa2, self.kind)
+        atLmap.addBinding(lmapBinding())
+        old = mpaBinding(access)
+        atMpa1.addBinding(old)
+        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        pinging = Deferred.fromCoroutine(self.ping(cn, MS, 60, 0.01))
+        await threads.deferToThread(time.sleep, 0.2)
+        # The MS's link goes (its carrier, from MPA1's side) with no report; MPA1
+        # goes on delivering for 40 ms, into nothing; then the link is MPA2's.
+        mpa1.ip("link", "set", access, "down")
+        await threads.deferToThread(time.sleep, 0.04)
+        mpa1.ip("link", "set", access, "netns", mpa2.name)
+        mpa2.sysctl(f"net.ipv6.conf.{access}.accept_dad", 0)
+        mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
+                      f"link set {access} up"])
+        atMpa2.addBinding(mpaBinding(access, local=MPA2))
+        atLmap.addBinding(lmapBinding(mpa=MPA2))
+        atMpa1.releaseDownlink(old, handBack=True)
+        atMpa1.removeBinding(old)
+        sent, received = await pinging
+        at1, atL = atMpa1.statistics(), atLmap.statistics()
+        self.assertGreaterEqual(at1["resent"], 3, at1)
+        self.assertEqual(at1["heldDeparting"], 0, at1)
+        self.assertEqual(atL["handedOver"], at1["resent"], atL)
         self.assertEqual((sent, received), (60, 60))
 
     async def test_departingReturnsOrExpires(self) -> None:

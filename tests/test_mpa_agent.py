@@ -1374,7 +1374,8 @@ class RevocationTests(SynchronousTestCase):
         actions = agent.messageReceived(
             self.bri(7, mh.MobileNodeIdentifier(NAI), mh.LocalAddress(MS_ADDR, 64)), LMAP, T0 + 5
         )
-        self.assertEqual(shape(actions), [f"remove {MS_ADDR} {IFACE}",
+        # A handover (trigger 4, unknown): what the MS may have missed goes back first.
+        self.assertEqual(shape(actions), [f"hand back {MS_ADDR}", f"remove {MS_ADDR} {IFACE}",
                                           f"send BindingRevocationAck {LMAP}"])
         bra = only(actions, SendMessage)[0].message
         assert isinstance(bra, mh.BindingRevocationAck)
@@ -2113,7 +2114,7 @@ class PerNodePrefixTests(SynchronousTestCase):
         self.registered()
         actions = self.agent.messageReceived(mh.BindingRevocationIndication(
             7, 4, (mh.HomeNetworkPrefix(HNP, 64),), proxy=True), LMAP, T0 + 1)
-        self.assertEqual(shape(actions), [f"remove {HNP} {IFACE}",
+        self.assertEqual(shape(actions), [f"hand back {HNP}", f"remove {HNP} {IFACE}",
                                           f"send BindingRevocationAck {LMAP}"])
         self.assertIsNone(self.agent.visitors.byNai(NAI))
 

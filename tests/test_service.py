@@ -267,6 +267,70 @@ class ActionFaultTests(SynchronousTestCase):
         self.assertEqual(done, ["failed"])
 
 
+class DownlinkActionTests(SynchronousTestCase):
+    """HoldDownlink and ReleaseDownlink reach a data plane that can hold
+    packets, directly or through the daemon's L{SwappableTunnel}; one that
+    cannot is counted and the actions after them go on."""
+
+    def perform(self, plane: Any) -> tuple[list[object], Any]:
+        from collections import Counter
+
+        from twisted.logger import Logger
+
+        from lmm.actions import HoldDownlink, Note, ReleaseDownlink
+        from lmm.journal import Journal
+        from lmm.service import ActionPerformer
+        from lmm.tunnel import ROLE_MPA, TunnelBinding
+
+        clock = Clock()
+        counters: Counter[str] = Counter()
+        notes: list[object] = []
+
+        class Recording(Journal):
+            def note(self, note: Note) -> None:
+                notes.append(note.event)
+
+        performer = ActionPerformer(
+            plane, lambda m, d: None,
+            Recording("lmm.test", "info", clock.seconds, frozenset(), frozenset()),
+            Logger(namespace="lmm.test"), lambda failure, binding: None, counters=counters)
+        binding = TunnelBinding("2001:db8:1::5", 128, "2001:db8::2", "2001:db8::1", ROLE_MPA,
+                                "acc0")
+        performer.perform([HoldDownlink(binding), ReleaseDownlink(binding, handBack=True),
+                           Note("after", {})])
+        return notes, counters
+
+    def test_holdingPlane(self) -> None:
+        from lmm.dataplane.swapping import SwappableTunnel
+        from lmm.tunnel import RecordingDataPlane
+
+        calls: list[tuple[str, bool]] = []
+
+        class Holding(RecordingDataPlane):
+            def holdDownlink(self, binding: Any) -> bool:
+                calls.append(("hold", False))
+                return True
+
+            def releaseDownlink(self, binding: Any, handBack: bool) -> None:
+                calls.append(("release", handBack))
+
+        for plane in (Holding(), SwappableTunnel(Holding(), Clock())):
+            calls.clear()
+            notes, counters = self.perform(plane)
+            self.assertEqual(calls, [("hold", False), ("release", True)])
+            self.assertEqual(notes, ["after"])
+            self.assertEqual(counters["downlink.hold-unsupported"], 0)
+
+    def test_planeThatCannot(self) -> None:
+        from lmm.dataplane.swapping import SwappableTunnel
+        from lmm.tunnel import RecordingDataPlane
+
+        for plane in (RecordingDataPlane(), SwappableTunnel(RecordingDataPlane(), Clock())):
+            notes, counters = self.perform(plane)
+            self.assertEqual(notes, ["after"])
+            self.assertEqual(counters["downlink.hold-unsupported"], 1)
+
+
 class JournalLevelTests(SynchronousTestCase):
     """What level each kind of Note is logged at (lmm.journal)."""
 

@@ -41,6 +41,12 @@ visitor its base station reported gone (at most 256 packets a visitor, in
 the same 1 MiB), and L{UserspaceDataPlane.releaseDownlink} either delivers
 it (the MS came back) or sends it back up the tunnel to the LMAP (a
 handover's revocation came: C{handedBack}); removing the binding drops it.
+With the hand-back go copies of what was delivered to the visitor since it
+was last heard from (its last packet through the tunnel), at most C{resend}
+seconds back (0.1; the last 1,024 packets delivered, all visitors together:
+C{resent}): without a detach report nothing is held, and those are the
+packets the MS may have left before receiving; one it did receive arrives
+twice.
 At the LMAP, a packet from a peer for a mobile that peer carried until
 less than C{HAND_BACK_WINDOW} seconds ago, and another peer carries now,
 is sent on to that peer (C{handedOver}), not refused: the previous MPA's
@@ -67,6 +73,8 @@ import ipaddress
 import os
 import socket
 import struct
+import time
+from collections import deque
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -188,6 +196,11 @@ _DEPARTING_PACKETS = 256
 #: to the peer that carries it now, what that previous peer hands back.
 HAND_BACK_WINDOW = 2.0
 _MOVES_KEPT = 1 << 16  # the most recent moves remembered for that, at most
+#: userspace backend's C{resend} default, seconds: how far back a hand-back
+#: reaches into what was delivered after the visitor was last heard from.
+RESEND = 0.1
+_DELIVERED_KEPT = 1024  # packets delivered to visitors, the most recent, for that
+_HEARD_KEPT = 1 << 16  # visitors' source addresses last heard from, at most
 
 
 class UserspaceDataPlane(NetlinkDataPlane):
@@ -205,9 +218,15 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def __init__(self, reactor: IReactor, netlink: Any, tags: Tags = DEFAULTS,
                  interface: str = "lmmtun0", mtu: int = 1460, hopLimit: int = 64,
                  batch: int = 256, leftovers: str = "clean", forwarding: bool = True,
-                 hold: float = HOLD) -> None:
+                 hold: float = HOLD, resend: float = RESEND) -> None:
         super().__init__(reactor, netlink, tags, leftovers, forwarding)
         self.hold = hold
+        self.resend = resend
+        # MPA: the last packets delivered to visitors (when, destination, packet), and
+        # when each visitor source address was last heard (monotonic seconds).
+        self._delivered: deque[tuple[float, bytes, bytes]] = deque(maxlen=_DELIVERED_KEPT)
+        self._heard: dict[bytes, float] = {}
+        self.resent = 0
         # Inner destination -> (when the first came, the peer's socket, the packets).
         self._held: dict[bytes, tuple[float, socket.socket, list[bytes]]] = {}
         self._idlePeers: dict[tuple[str, str], None] = {}  # oldest first
@@ -309,7 +328,8 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 "sendDrops": self.sendDrops, "peerErrors": self.peerErrors,
                 "held": self.held, "heldDelivered": self.heldDelivered,
                 "heldExpired": self.heldExpired, "heldDeparting": self.heldDeparting,
-                "handedBack": self.handedBack, "handedOver": self.handedOver}
+                "handedBack": self.handedBack, "handedOver": self.handedOver,
+                "resent": self.resent}
 
     # --- peers ----------------------------------------------------------------------
 
@@ -521,12 +541,15 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def releaseDownlink(self, binding: TunnelBinding, handBack: bool) -> None:
         """What was kept for C{binding}'s visitor: with C{handBack}, sent back
         to the peer (after what the peer's socket holds already, which would
-        be kept too), else delivered; and nothing is kept from now on."""
+        be kept too, and after copies of what was delivered to the visitor
+        since it was last heard from, L{resend}), else delivered; and nothing
+        is kept from now on."""
         key = (_network(binding), binding.prefixLength)
-        if handBack:
-            for network, length, sock, _ in self._departing:
-                if (network, length) == key:
-                    self._rawReadable(sock)
+        found = self._peerSockets.get((normal(binding.localEndpoint),
+                                       normal(binding.remoteEndpoint)))
+        if handBack and found is not None:
+            self._rawReadable(found[0])
+            self._resendUnheard(key, found[0])
         kept = self._stopHolding(key)
         if kept is None:
             return
@@ -542,6 +565,26 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 self.sendDrops += 1
             else:
                 self.handedBack += 1
+
+    def _resendUnheard(self, key: tuple[int, int], sock: socket.socket) -> None:
+        """Copies of the packets delivered to C{key}'s visitor since it was
+        last heard from, at most L{resend} seconds back, up C{sock}'s tunnel."""
+        if self.resend <= 0 or not self._delivered:
+            return
+        network, length = key
+        shift = 128 - length
+        heard = max((when for source, when in self._heard.items()
+                     if int.from_bytes(source, "big") >> shift == network >> shift),
+                    default=0.0)
+        since = max(heard, time.monotonic() - self.resend)
+        for when, destination, packet in self._delivered:
+            if when > since and int.from_bytes(destination, "big") >> shift == network >> shift:
+                try:
+                    sock.send(packet)
+                except OSError:
+                    self.sendDrops += 1
+                else:
+                    self.resent += 1
 
     def _stopHolding(self, key: tuple[int, int]) -> tuple[socket.socket, list[bytes]] | None:
         for i, (network, length, sock, packets) in enumerate(self._departing):
@@ -615,13 +658,19 @@ class UserspaceDataPlane(NetlinkDataPlane):
               self._tunError, lambda: self.tun == fd, f"userspace {self.interface}")
 
     def _encapsulate(self, packet: bytes) -> None:
-        sock = self._toMobile.get(packet[34:50]) or self._fromVisitor.get(packet[18:34])
+        sock = self._toMobile.get(packet[34:50])
         if sock is None:
-            sock = (self._prefixMatch(self._toPrefix, packet[34:50])
-                    or self._prefixMatch(self._fromVisitorPrefix, packet[18:34]))
-            if sock is None:
-                self.unrouted += 1
-                return
+            source = packet[18:34]
+            sock = self._fromVisitor.get(source) or self._prefixMatch(self._fromVisitorPrefix,
+                                                                       source)
+            if sock is not None:
+                if self.resend > 0:
+                    self._heardFrom(source)
+            else:
+                sock = self._prefixMatch(self._toPrefix, packet[34:50])
+                if sock is None:
+                    self.unrouted += 1
+                    return
         try:
             sock.send(memoryview(packet)[_VNET_SIZE:])
         except OSError as e:
@@ -647,18 +696,30 @@ class UserspaceDataPlane(NetlinkDataPlane):
         drain(partial(sock.recv, _MAX_PACKET), partial(self._decapsulate, sock), self.batch,
               self._rawError, lambda: sock.fileno() >= 0, "userspace peer socket")
 
+    def _heardFrom(self, source: bytes) -> None:
+        heard = self._heard
+        if len(heard) >= _HEARD_KEPT and source not in heard:
+            heard.clear()  # a visitor spraying addresses of its prefix: start again
+        heard[source] = time.monotonic()
+
     def _decapsulate(self, sock: socket.socket, packet: bytes) -> None:
         if self._departing and len(packet) >= 40 and self._keepDeparting(sock, packet):
             return
-        if len(packet) >= 40 and packet[0] >> 4 == 6 and (
-                self._fromMobileVia.get(packet[8:24]) is sock
-                or self._toVisitorVia.get(packet[24:40]) is sock
-                or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock
-                or self._prefixMatch(self._toVisitorPrefixVia, packet[24:40]) is sock):
-            self._deliver(packet)
-        elif self._movedFrom and len(packet) >= 40 and self._handOver(sock, packet):
-            pass
-        elif not self._hold(sock, packet):
+        if len(packet) >= 40 and packet[0] >> 4 == 6:
+            if (self._fromMobileVia.get(packet[8:24]) is sock
+                    or self._prefixMatch(self._fromPrefixVia, packet[8:24]) is sock):
+                self._deliver(packet)
+                return
+            destination = packet[24:40]
+            if (self._toVisitorVia.get(destination) is sock
+                    or self._prefixMatch(self._toVisitorPrefixVia, destination) is sock):
+                self._deliver(packet)
+                if self.resend > 0:
+                    self._delivered.append((time.monotonic(), destination, packet))
+                return
+            if self._movedFrom and self._handOver(sock, packet):
+                return
+        if not self._hold(sock, packet):
             self.refused += 1
 
     def _deliver(self, packet: bytes) -> None:
@@ -678,7 +739,8 @@ def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> Userspac
     (the TUN device, "lmmtun0"), C{mtu} (1460), C{hop_limit} (64) and
     C{batch} (packets handled per wake-up and direction, 256), C{hold}
     (seconds a packet from a peer waits for its destination's binding, 0.2;
-    0: none waits).
+    0: none waits), C{resend} (how far back, in seconds, a hand-back copies
+    what was delivered since the visitor was last heard from, 0.1; 0: none).
     """
     schema = commonSchema(DEFAULTS)
     schema["interface"] = (config.string, "lmmtun0")
@@ -686,6 +748,7 @@ def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> Userspac
     schema["hop_limit"] = (config.integer(1, 255), 64)
     schema["batch"] = (config.integer(1, 100000), 256)
     schema["hold"] = (config.number(0, 10), HOLD)
+    schema["resend"] = (config.number(0, 10), RESEND)
     values = readSettings("userspace", settings, schema)
     if len(values["interface"]) > 15:
         raise ValueError("userspace backend: tunnel.options.interface: at most 15 characters")
@@ -693,7 +756,8 @@ def userspaceBackend(settings: Mapping[str, Any], reactor: IReactor) -> Userspac
 
     plane = UserspaceDataPlane(reactor, IPRoute(), tagsFrom(values), values["interface"],
                                values["mtu"], values["hop_limit"], values["batch"],
-                               values["leftovers"], values["forwarding"], values["hold"])
+                               values["leftovers"], values["forwarding"], values["hold"],
+                               values["resend"])
     plane.start()
     return plane
 

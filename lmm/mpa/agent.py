@@ -132,7 +132,10 @@ in their modules):
     its Mobile Node Identifier, else by its Local Address; with G set, every
     visitor registered with that LMAP. The visitor is removed and its tunnel
     too, before the acknowledgement (status SUCCESS, P set, same sequence
-    number, G echoed) goes back; a binding it does not know gets
+    number, G echoed) goes back; for a handover (RFC 5846 triggers 2-4), first the
+    data plane hands back up the tunnel what it held for the visitor (rule
+    10) and copies of what it delivered since the MS was last heard from
+    (L{ReleaseDownlink}): the LMAP sends them on to the new MPA; a binding it does not know gets
     BINDING_DOES_NOT_EXIST. Indications and heartbeats from other sources
     are dropped (the MPA is no reflector); heartbeat requests from known
     LMAPs are answered (RFC 5847).
@@ -346,8 +349,8 @@ COUNTERS = {
     "visitor.departing": "registered visitors a detach report left departing (rule 10)",
     "visitor.returned": "departing visitors reported back on this MPA (their downlink "
                         "delivered)",
-    "visitor.handed-back": "departing visitors revoked for a handover (their downlink handed "
-                           "back to the LMAP)",
+    "visitor.handed-back": "visitors revoked for a handover (their held and unanswered "
+                           "downlink handed back to the LMAP)",
     "link.down": "access links that went down",
     "address.learned.<dad|packet|dhcpv6|candidate>": "addresses registered, by how learned",
     "learn.held": "addresses learned again while their failed registration waits its retry",
@@ -1994,9 +1997,10 @@ class MobilityProxyAgent:
         notes: list[Action] = []
         handover = message.trigger in _HANDOVER_TRIGGERS
         for visitor in targets:
-            if visitor.departing is not None and visitor.tunnel is not None and handover:
-                # Rule 10: what was held for it goes to the LMAP, which sends it on to
-                # the new MPA; before the tunnel goes.
+            if visitor.tunnel is not None and handover:
+                # Rule 9: what was held for it, and what it may have left before
+                # receiving, go to the LMAP, which sends them on to the new MPA;
+                # before the tunnel goes.
                 actions.append(ReleaseDownlink(visitor.tunnel, handBack=True))
                 counters["visitor.handed-back"] += 1
             self._removeVisitor(visitor)
