@@ -180,10 +180,10 @@ def backboneEvents(path: str, names: dict[str, str], mobile: str | None,
                 if handing is not None and handing[0] == source and when - handing[2] < 0.05:
                     count, index = handing[1] + 1, handing[3]
                     events[index] = Event(events[index].when, "wire",
-                                          f"{count} held packets handed back {a}→{b}")
+                                          f"{count} packets handed back {a}→{b}")
                 else:
                     count, index = 1, len(events)
-                    events.append(Event(when, "wire", f"1 held packet handed back {a}→{b}"))
+                    events.append(Event(when, "wire", f"1 packet handed back {a}→{b}"))
                 handing = (source, count, when, index)
                 continue
             innerSource = _ntop(frame[62:78])
