@@ -857,6 +857,31 @@ class Seg6MessageTests(SynchronousTestCase):
 
 
 @dataclass
+class TwoMpas:
+    """MS -- MPA1, MPA2 == backbone bridge == LMAP -- CN, the MS's link on
+    MPA1 (its far end, C{access}, moves to MPA2: L{moveLink}), a backend of
+    one kind at each of the three tunnel ends, the MS carried through MPA1."""
+
+    ms: Namespace
+    mpa1: Namespace
+    mpa2: Namespace
+    lmap: Namespace
+    cn: Namespace
+    hub: Any  # the backbone bridge, in the LMAP's namespace
+    access: str
+    atLmap: Any
+    atMpa1: Any
+    atMpa2: Any
+
+    def moveLink(self) -> None:
+        """The MS's link leaves MPA1 for MPA2, which answers as its router."""
+        self.mpa1.ip("link", "set", self.access, "netns", self.mpa2.name)
+        self.mpa2.sysctl(f"net.ipv6.conf.{self.access}.accept_dad", 0)
+        self.mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {self.access} nodad",
+                           f"link set {self.access} up"])
+
+
+@dataclass
 class Lab:
     """MS -- MPA == backbone == LMAP -- CN, one namespace each."""
 
@@ -999,6 +1024,20 @@ class LabMixin(NetnsTestMixin):
         link(lmap, cn, CN_GATEWAY, CN)
         cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
         return Lab(ms, mpa, lmap, cn, msInterface, access, backbone, mobile=mobile)
+
+    def twoMpas(self, kind: str) -> TwoMpas:
+        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
+                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
+        hub = bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
+        msInterface, access = link(ms, mpa1, MS, None)
+        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
+        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
+        link(lmap, cn, CN_GATEWAY, CN)
+        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
+        lab = TwoMpas(ms, mpa1, mpa2, lmap, cn, hub, access, self.makePlane(lmap, kind),
+                      self.makePlane(mpa1, kind), self.makePlane(mpa2, kind))
+        lab.atLmap.addBinding(lmapBinding())
+        return lab
 
     def makePlane(self, namespace: Namespace, kind: str, **settings: Any) -> Any:
         """A backend started in C{namespace} and stopped by the cleanups; skip if the
@@ -1196,19 +1235,11 @@ class _BackendTests(LabMixin):
 
     async def test_handover(self) -> None:
         """The MS moves from MPA1 to MPA2; the LMAP re-binds; the ping goes on."""
-        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
-                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
-        hub = bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
-        msInterface, access = link(ms, mpa1, MS, None)
-        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
-        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
-        link(lmap, cn, CN_GATEWAY, CN)
-        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
-        atLmap = self.makePlane(lmap, self.kind)
-        atMpa1, atMpa2 = self.makePlane(mpa1, self.kind), self.makePlane(mpa2, self.kind)
-        atLmap.addBinding(lmapBinding())
+        lab = self.twoMpas(self.kind)
+        ms, lmap, cn, access = lab.ms, lab.lmap, lab.cn, lab.access
+        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
         atMpa1.addBinding(mpaBinding(access))
-        capture = self.capture(lmap, hub.name)
+        capture = self.capture(lmap, lab.hub.name)
         pinging = Deferred.fromCoroutine(self.ping(cn, MS, 150, 0.02))
         # TCP both ways, 1 MiB each over about 2.4 s: both streams span the move.
         upstream = threads.deferToThread(tcpTransfer, cn, CN, ms, 1 << 20, 30, 0.15)
@@ -1216,10 +1247,7 @@ class _BackendTests(LabMixin):
         await threads.deferToThread(time.sleep, 1.0)
         # The MS's link moves: its far end leaves MPA1 for MPA2.
         atMpa1.removeBinding(mpaBinding(access))
-        mpa1.ip("link", "set", access, "netns", mpa2.name)
-        mpa2.sysctl(f"net.ipv6.conf.{access}.accept_dad", 0)
-        mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
-                      f"link set {access} up"])
+        lab.moveLink()
         atMpa2.addBinding(mpaBinding(access, local=MPA2))
         # As the LMAP does: the new binding replaces the old one.
         atLmap.addBinding(lmapBinding(mpa=MPA2))
@@ -1376,17 +1404,9 @@ class UserspaceTests(_BackendTests, TestCase):
         sends it, and on the handover hands it back up its tunnel; the LMAP
         sends that on to MPA2. Every ping of the CN's 10 ms train is
         answered; the counters at each end say where the held ones went."""
-        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
-                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
-        bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
-        msInterface, access = link(ms, mpa1, MS, None)
-        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
-        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
-        link(lmap, cn, CN_GATEWAY, CN)
-        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
-        atLmap = self.makePlane(lmap, self.kind)
-        atMpa1, atMpa2 = self.makePlane(mpa1, self.kind), self.makePlane(mpa2, self.kind)
-        atLmap.addBinding(lmapBinding())
+        lab = self.twoMpas(self.kind)
+        cn, access = lab.cn, lab.access
+        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
         old = mpaBinding(access)
         atMpa1.addBinding(old)
         self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
@@ -1395,10 +1415,7 @@ class UserspaceTests(_BackendTests, TestCase):
         # The report, then the link's move; the new MPA's binding 60 ms later (an
         # attach, an AAA answer, a PBU), the LMAP's replaced, MPA1's revocation.
         self.assertTrue(atMpa1.holdDownlink(old))
-        mpa1.ip("link", "set", access, "netns", mpa2.name)
-        mpa2.sysctl(f"net.ipv6.conf.{access}.accept_dad", 0)
-        mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
-                      f"link set {access} up"])
+        lab.moveLink()
         await threads.deferToThread(time.sleep, 0.06)
         atMpa2.addBinding(mpaBinding(access, local=MPA2))
         atLmap.addBinding(lmapBinding(mpa=MPA2))
@@ -1417,17 +1434,9 @@ class UserspaceTests(_BackendTests, TestCase):
         hand-back sends copies of what it delivered since the MS last sent
         anything (its last echo reply) up the tunnel, and the LMAP on to
         MPA2: every ping is answered."""
-        ms, mpa1, mpa2, lmap, cn = (self.makeNamespace(label)
-                                    for label in ("ms", "mpaA", "mpaB", "lmap", "cn"))
-        bridge(lmap, [(mpa1, MPA), (mpa2, MPA2)], address=LMAP)
-        msInterface, access = link(ms, mpa1, MS, None)
-        mpa1.ip("address", "add", f"{VIRTUAL_ROUTER}/64", "dev", access, "nodad")
-        ms.ip("-6", "route", "add", "default", "via", VIRTUAL_ROUTER, "dev", msInterface)
-        link(lmap, cn, CN_GATEWAY, CN)
-        cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
-        atLmap = self.makePlane(lmap, self.kind)
-        atMpa1, atMpa2 = self.makePlane(mpa1, self.kind), self.makePlane(mpa2, self.kind)
-        atLmap.addBinding(lmapBinding())
+        lab = self.twoMpas(self.kind)
+        cn, mpa1, access = lab.cn, lab.mpa1, lab.access
+        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
         old = mpaBinding(access)
         atMpa1.addBinding(old)
         self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
@@ -1437,10 +1446,7 @@ class UserspaceTests(_BackendTests, TestCase):
         # goes on delivering for 40 ms, into nothing; then the link is MPA2's.
         mpa1.ip("link", "set", access, "down")
         await threads.deferToThread(time.sleep, 0.04)
-        mpa1.ip("link", "set", access, "netns", mpa2.name)
-        mpa2.sysctl(f"net.ipv6.conf.{access}.accept_dad", 0)
-        mpa2.ipBatch([f"address add {VIRTUAL_ROUTER}/64 dev {access} nodad",
-                      f"link set {access} up"])
+        lab.moveLink()
         atMpa2.addBinding(mpaBinding(access, local=MPA2))
         atLmap.addBinding(lmapBinding(mpa=MPA2))
         atMpa1.releaseDownlink(old, handBack=True)

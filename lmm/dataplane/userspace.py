@@ -558,12 +558,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
             if not handBack:
                 self._deliver(packet)
                 self.heldDelivered += 1
-                continue
-            try:
-                sock.send(packet)
-            except OSError:
-                self.sendDrops += 1
-            else:
+            elif self._sendTo(sock, packet):
                 self.handedBack += 1
 
     def _resendUnheard(self, key: tuple[int, int], sock: socket.socket) -> None:
@@ -578,13 +573,19 @@ class UserspaceDataPlane(NetlinkDataPlane):
                     default=0.0)
         since = max(heard, time.monotonic() - self.resend)
         for when, destination, packet in self._delivered:
-            if when > since and int.from_bytes(destination, "big") >> shift == network >> shift:
-                try:
-                    sock.send(packet)
-                except OSError:
-                    self.sendDrops += 1
-                else:
-                    self.resent += 1
+            if when > since and int.from_bytes(destination, "big") >> shift == network >> shift \
+                    and self._sendTo(sock, packet):
+                self.resent += 1
+
+    def _sendTo(self, sock: socket.socket, packet: bytes) -> bool:
+        """C{packet} into C{sock}'s tunnel as it is (a hand-back or what the LMAP
+        sends on); whether it went (else counted in C{sendDrops})."""
+        try:
+            sock.send(packet)
+        except OSError:
+            self.sendDrops += 1
+            return False
+        return True
 
     def _stopHolding(self, key: tuple[int, int]) -> tuple[socket.socket, list[bytes]] | None:
         for i, (network, length, sock, packets) in enumerate(self._departing):
@@ -640,11 +641,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         if moved is None or moved[0] is not sock or \
                 moved[1] < self.reactor.seconds() - HAND_BACK_WINDOW:
             return False
-        try:
-            target.send(packet)
-        except OSError:
-            self.sendDrops += 1
-        else:
+        if self._sendTo(target, packet):
             self.handedOver += 1
         return True
 

@@ -785,15 +785,17 @@ class Lab:
         if self.topology.associationReports:
             self.ask(mpa, f"attach {self.access[mpa]} {station.spec.mac}")
 
-    def move(self, station: Station, mpa: str) -> tuple[float, float]:
+    def move(self, station: Station, mpa: str, report: bool = True) -> tuple[float, float]:
         """Hand the MS over to C{mpa}: the base station it leaves reports it gone
-        (with association reports), its link goes down, joins C{mpa}'s base
-        station, comes up. When the move began (before that report), and when
-        the link was up again."""
+        (with association reports, unless not C{report}: a report lost, an
+        access network that gives none), its link goes down, joins C{mpa}'s
+        base station, comes up. When the move began (before that report), and
+        when the link was up again."""
         bs = self.baseStations[mpa]
         previous = self.servingMpa(station)
         when = time.time()
-        if self.topology.associationReports and previous is not None and previous != mpa:
+        if (report and self.topology.associationReports and previous is not None
+                and previous != mpa):
             # The disassociation, reported as the MS leaves (an access point sees the
             # station's disassociation before its radio link is gone): the MPA left
             # holds what comes for the MS until the revocation says where it went

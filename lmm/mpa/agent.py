@@ -132,13 +132,13 @@ in their modules):
     its Mobile Node Identifier, else by its Local Address; with G set, every
     visitor registered with that LMAP. The visitor is removed and its tunnel
     too, before the acknowledgement (status SUCCESS, P set, same sequence
-    number, G echoed) goes back; for a handover (RFC 5846 triggers 2-4), first the
-    data plane hands back up the tunnel what it held for the visitor (rule
-    10) and copies of what it delivered since the MS was last heard from
-    (L{ReleaseDownlink}): the LMAP sends them on to the new MPA; a binding it does not know gets
-    BINDING_DOES_NOT_EXIST. Indications and heartbeats from other sources
-    are dropped (the MPA is no reflector); heartbeat requests from known
-    LMAPs are answered (RFC 5847).
+    number, G echoed) goes back; for a handover (RFC 5846 triggers 2-4),
+    first the data plane hands back up the tunnel what it held for the
+    visitor (rule 10) and copies of what it delivered since the MS was last
+    heard from (L{ReleaseDownlink}): the LMAP sends them on to the new MPA.
+    A binding it does not know gets BINDING_DOES_NOT_EXIST. Indications and
+    heartbeats from other sources are dropped (the MPA is no reflector);
+    heartbeat requests from known LMAPs are answered (RFC 5847).
  10. Leaving. A detach, a link going down, or the end of the AAA
     Session-Timeout deregisters a visitor that has (or may have) a binding;
     the tunnel is removed and the visitor leaves the list at once; the
@@ -153,8 +153,8 @@ in their modules):
     lost); an attach report of the MS here again delivers it and the
     visitor stays; otherwise it leaves as above when the time is up. Its
     frames do not end the departure: the last ones it sent before it left
-    still arrive after the report. A
-    binding whose lifetime runs out unrefreshed is removed with its tunnel.
+    still arrive after the report. A binding whose lifetime runs out
+    unrefreshed is removed with its tunnel.
     L{MobilityProxyAgent.stop} deregisters everyone once and removes every
     tunnel. Whenever a visitor leaves the list, for whatever reason, the
     relay forgets it.
