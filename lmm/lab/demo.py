@@ -84,12 +84,15 @@ def handOver(lab: Lab, station: Station, to: str) -> tuple[float, float]:
     return moved
 
 
-def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = False) -> Result:
+def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = False,
+            bothWays: bool = False) -> Result:
     """
     The demo on a started L{Lab}: the first MS of the topology attaches,
     pings (or is pinged by the CN), hands over along C{topology.handovers}. Raises L{ScenarioFailed}
     (or L{TimeoutError}) when a step does not happen; the timeline is then
-    still built by L{buildTimeline} from what was recorded.
+    still built by L{buildTimeline} from what was recorded. With C{bothWays},
+    a second pinger runs the other way at the same time (its output in
+    C{ping-reverse.txt}, L{reverseTimeline}).
     """
     topology = lab.topology
     spec = next(s for s in topology.stations if s.accept)
@@ -123,7 +126,11 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = Fa
                else f"pinging the CN {topology.cn}")
         say(f"{who} every {interval * 1000:g} ms, "
             f"handing over to {' then '.join(topology.handovers) or 'nowhere'}")
-        process = ping(lab, station, count, interval, pingOutput, pingFromCn)
+        processes = [ping(lab, station, count, interval, pingOutput, pingFromCn)]
+        if bothWays:
+            lab.reversePingOutput = lab.path("ping-reverse.txt")
+            processes.append(ping(lab, station, count, interval, lab.reversePingOutput,
+                                  not pingFromCn))
     time.sleep(dwell)
     for to in topology.handovers:
         moved, up = handOver(lab, station, to)
@@ -143,12 +150,14 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = Fa
         # (SIGINT: it prints its summary), then give the last replies a moment.
         time.sleep(0.1)
         lab.pingStopped = time.time()
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            result.problems.append("ping did not end")
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                result.problems.append("ping did not end")
     lab.end = time.time()
     return result
 
@@ -182,6 +191,19 @@ def buildTimeline(lab: Lab, result: Result | None = None) -> tl.Timeline | None:
     end = getattr(lab, "end", None) or float("inf")
     events = [e for e in events if e.when <= end]
     return tl.Timeline.build(changes[0][0], changes, events, ping, lab.linkUp)
+
+
+def reverseTimeline(lab: Lab) -> tl.Timeline | None:
+    """The phases of L{runDemo}'s second pinger (C{bothWays}), without events:
+    its losses and outages per handover."""
+    changes = getattr(lab, "changes", [])
+    path = getattr(lab, "reversePingOutput", None)
+    if not changes or path is None or not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        ping = tl.parsePing(f.read(), lab.pingInterval)
+    ping.stoppedAt = getattr(lab, "pingStopped", None)
+    return tl.Timeline.build(changes[0][0], changes, [], ping, lab.linkUp)
 
 
 def checkPings(timeline: tl.Timeline) -> list[str]:

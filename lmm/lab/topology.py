@@ -515,6 +515,7 @@ class Lab:
         self.linkUp: list[float | None] = []
         self.extraEvents: list[Any] = []
         self.pingOutput: str | None = None
+        self.reversePingOutput: str | None = None  # a second pinger's, the other way
         self.pingStopped: float | None = None  # when the demo stopped its ping
         self.pingInterval = topology.pingInterval
         #: Each MPA's key file, by address (written when the lab starts).
