@@ -21,14 +21,17 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from datetime import datetime
 from ipaddress import IPv6Network
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEventAsClassicLogText
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from lmm import mh, nd
+from lmm import logs, mh, nd
 from lmm.aaa import AccessRequest, Profile, ProfileFileAuthenticator
 from lmm.config import ConfigError
 from lmm.lab import demo
@@ -303,6 +306,66 @@ def twistd(folder: str, plugin: str, config: str, *options: str, wait: bool = Tr
 #: twistd's time with milliseconds and the UTC offset, at the start of each line.
 MS_LINE = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4} \[[^\]]+\] ")
 READY = "listening for Proxy Binding Updates"
+
+
+class _Item:
+    size = 5
+
+    def name(self) -> str:
+        return "called"
+
+
+class LogTextTests(SynchronousTestCase):
+    """lmm.logs' text lines are twisted.logger's classic lines, made faster:
+    each checked against twisted's own formatting."""
+
+    def events(self) -> list[dict[str, Any]]:
+        when = 1_700_000_000.25
+        info = {"log_level": LogLevel.info, "log_namespace": "lmm.radius", "log_time": when}
+        try:
+            raise ValueError("a failure's traceback")
+        except ValueError:
+            failure = Failure()
+        return [
+            dict(info, log_format="access accepted: {nai} (MAC {mac}) by {server}",
+                 nai="ms@lmm.test", mac="02:00:00:00:00:01", server="[::1]:1812"),
+            dict(info, log_format="{n:.2f}, {o.size}, {l[1]}, {s!r}", n=3.14159, o=_Item(),
+                 l=[1, 2], s="q"),
+            dict(info, log_format="a call: {o.name()}", o=_Item()),  # twisted's own syntax
+            dict(info, log_format="a field that is missing: {nope}"),
+            dict(info, log_format="not a format {"),
+            dict(info, log_format=""),
+            dict(info, log_format="two\nlines {a}", a=1, log_time=None),
+            dict(info, log_format="{a}", a=1, log_system="custom"),
+            {"log_format": "no level, no namespace {a}", "a": 1, "log_time": when},
+            dict(info, log_format="{{braces}} {a}", a=2),
+            dict(info, log_format="failed: {a}", a=1, log_failure=failure),
+            dict(info, log_format=b"bytes {a}", a=1),
+        ]
+
+    def test_sameAsTwisted(self) -> None:
+        """Every kind of event gives twisted's line, character for character."""
+        def when(t: float | None) -> str:
+            return logs.formatTime(t)
+
+        for event in self.events():
+            self.assertEqual(logs.classicText(event, when),
+                             formatEventAsClassicLogText(event, when), event["log_format"])
+
+    def test_timeAsBefore(self) -> None:
+        """formatTime's cached second gives what datetime gives for each time,
+        including fractions that round up into the next second."""
+        def direct(when: float, digits: int) -> str:
+            moment = datetime.fromtimestamp(when).astimezone()
+            fraction = f"{moment.microsecond:06d}"[:digits]
+            return f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}.{fraction}{moment.strftime('%z')}"
+
+        times = [1_700_000_000 + i * 0.0999999 for i in range(300)]
+        times += [1_700_000_000.9999996, 1_700_000_001.0000004, 1_600_000_000.5, 1_700_000_000.5]
+        for t in times:
+            for digits in (3, 6):
+                self.assertEqual(logs.formatTime(t, digits), direct(t, digits), t)
+        self.assertEqual(logs.formatTime(None), "-")
 
 
 class DaemonLogTests(NetnsTestMixin, SynchronousTestCase):
