@@ -33,6 +33,7 @@ from lmm.daemon import (
     signalingConfig,
 )
 from lmm.dataplane.swapping import SwappableTunnel, tunnelConfig
+from lmm.garbage import GarbageCollection
 from lmm.interfaces import IReactor, ITunnelDataPlane, globalReactor
 from lmm.journal import LMAP_LIMITED, LMAP_PER_BINDING, Journal
 from lmm.live import BackendConfig, Reloader, ReloadOnHangup
@@ -369,6 +370,7 @@ def composeLMAP(core: LMAPService, controlSocket: str | None = None,
     summary = summaryService(summaryInterval, core.logSummary, reactor)
     if summary is not None:
         summary.setServiceParent(top)
+    GarbageCollection(reactor).setServiceParent(top)
     return top
 
 

@@ -33,6 +33,7 @@ from lmm.daemon import (
     signalingConfig,
 )
 from lmm.dataplane.swapping import SwappableTunnel, tunnelConfig
+from lmm.garbage import GarbageCollection
 from lmm.interfaces import (
     IAccessLinks,
     IAttachDetector,
@@ -591,6 +592,7 @@ def composeMPA(core: MPAService, controlSocket: str | None = None,
     summary = summaryService(summaryInterval, core.logSummary, reactor)
     if summary is not None:
         summary.setServiceParent(top)
+    GarbageCollection(reactor).setServiceParent(top)
     return top
 
 
