@@ -18,7 +18,7 @@ each is timed from its own frame.
 
 Each MS has a profile with its Local Address (RADIUS Framed-IPv6-Address), so
 its PBU carries the address and the PBA says 0. Target (issue 4): p50 < 20 ms,
-p99 < 50 ms.
+p99 < 50 ms. Issue 15, with --batch 200: first frame -> PBA p99 < 50 ms.
 """
 
 from __future__ import annotations
@@ -197,6 +197,11 @@ def report(args: argparse.Namespace, control: str, ra: list[float], pba: list[fl
         ok = percentile(pba, 50) < 0.020 and percentile(pba, 99) < 0.050 \
             and percentile(ra, 50) < 0.020 and percentile(ra, 99) < 0.050
         print(f"target p50 < 20 ms, p99 < 50 ms: {'met' if ok else 'MISSED'}")
+        if args.batch >= 200:
+            # Issue 15 (item 3): 200 attaching at once, first frame -> PBA.
+            burst = percentile(pba, 99) < 0.050
+            print(f"target (issue 15) {args.batch} at once, first frame -> PBA p99 < 50 ms: "
+                  f"{'met' if burst else 'MISSED'} ({percentile(pba, 99) * 1000:.1f} ms)")
     return 0 if ra and not lost else 1
 
 
