@@ -42,6 +42,7 @@ from lmm.aaa import DEFAULT_NAI_TEMPLATE, naiFromMac  # noqa: E402
 from lmm.lab import freeradius  # noqa: E402
 from lmm.lab.daemons import Daemon, writeConfig, writeKeyFiles  # noqa: E402
 from lmm.lab.netns import Namespace, callIn, link, socketIn  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 from lmm.mpa.control import ask  # noqa: E402
 
 LMAP = "fd00:be::1"
@@ -260,6 +261,7 @@ def main() -> int:
                         help="seconds between one batch's last PBA and the next batch")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     args = parser.parse_args()
+    cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
     folder = tempfile.mkdtemp(prefix="lmm-bench-attach-")
     try:
         return run(args, folder)

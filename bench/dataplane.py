@@ -35,6 +35,7 @@ top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
 
 from lmm.lab.netns import Namespace, link  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 
 MS = "2001:db8:1::5"
 CN = "fd00:cc::2"
@@ -183,6 +184,7 @@ def main() -> int:
     parser.add_argument("--rates", default="20000,30000,40000,50000,60000,80000,100000",
                         help="UDP offered rates, packets/s, in increasing order")
     args = parser.parse_args()
+    cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
     if os.geteuid() != 0:
         print("run as root (network namespaces)", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ sys.path.insert(0, top)
 
 from lmm.lab import demo  # noqa: E402
 from lmm.lab import timeline as tl  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, loadTopology  # noqa: E402
 
 
@@ -137,6 +138,7 @@ def main() -> int:
                         help="no association reports: the MPA detects the MS by its frames")
     parser.add_argument("--topology", default=DEFAULT_TOPOLOGY)
     args = parser.parse_args()
+    cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
     topology = loadTopology(args.topology)
     if len(topology.mpas) < 2:
         print("the topology needs two MPAs")

@@ -57,6 +57,7 @@ sys.path.insert(0, top)
 
 from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
 from lmm.lab.netns import Namespace, link  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 from lmm.mh import OptionType  # noqa: E402
 from lmm.security import (  # noqa: E402
     HMAC_SHA256_128,
@@ -254,6 +255,7 @@ def main() -> int:
     parser.add_argument("--only", choices=["authentication"],
                         help="run only this comparison (3 in the list above) and its target")
     args = parser.parse_args()
+    cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
     if os.geteuid() != 0:
         print("bench/lmap.py needs root (network namespaces, raw sockets)")
         return 2

@@ -59,6 +59,7 @@ from lmm import mh  # noqa: E402
 from lmm.lab import freeradius  # noqa: E402
 from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
 from lmm.lab.netns import Namespace, link, socketIn, waitFor  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 from lmm.lab.topology import LAB_HEARTBEAT, Lab, MSSpec, loadTopology, randomMac  # noqa: E402
 
 LMAP = "fd00:13e::1"
@@ -350,6 +351,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--skip", default="", help="parts to leave out, comma-separated")
     args = parser.parse_args()
+    cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
     skip = {s for s in args.skip.split(",") if s}
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     print(f"resilience benchmark, seed {seed}")

@@ -23,6 +23,16 @@ def dieWithParent() -> None:
         pass
 
 
+def cleanUpOnTerm() -> None:
+    """SIGTERM (timeout(1), a killed CI job) ends this program as an
+    exception would: its C{finally} clauses run, so the namespaces, daemons
+    and files it made go (the default action leaves them all behind)."""
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def end(process: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
     """End C{process}: SIGTERM, SIGKILL if it is still there after C{timeout}
     seconds; its exit status. Nothing happens to one that has ended."""
