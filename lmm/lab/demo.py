@@ -181,12 +181,7 @@ def buildTimeline(lab: Lab, result: Result | None = None) -> tl.Timeline | None:
             events += tl.logEvents(lab.path(f"{name}.log"), name, keys)
     for when, title in changes[1:]:
         events.append(tl.Event(when, "lab", f"link down, moving ({title})"))
-    ping = None
-    pingOutput = getattr(lab, "pingOutput", None)
-    if pingOutput and os.path.exists(pingOutput):
-        with open(pingOutput, errors="replace") as f:
-            ping = tl.parsePing(f.read(), lab.pingInterval)
-        ping.stoppedAt = getattr(lab, "pingStopped", None)
+    ping = _pingRecord(lab, getattr(lab, "pingOutput", None))
     # What the daemons sent as they stopped is not part of the scenario.
     end = getattr(lab, "end", None) or float("inf")
     events = [e for e in events if e.when <= end]
@@ -197,13 +192,20 @@ def reverseTimeline(lab: Lab) -> tl.Timeline | None:
     """The phases of L{runDemo}'s second pinger (C{bothWays}), without events:
     its losses and outages per handover."""
     changes = getattr(lab, "changes", [])
-    path = getattr(lab, "reversePingOutput", None)
-    if not changes or path is None or not os.path.exists(path):
+    ping = _pingRecord(lab, getattr(lab, "reversePingOutput", None))
+    if not changes or ping is None:
+        return None
+    return tl.Timeline.build(changes[0][0], changes, [], ping, lab.linkUp)
+
+
+def _pingRecord(lab: Lab, path: str | None) -> tl.PingRecord | None:
+    """What a pinger of L{runDemo} wrote to C{path}, if it wrote anything."""
+    if not path or not os.path.exists(path):
         return None
     with open(path, errors="replace") as f:
         ping = tl.parsePing(f.read(), lab.pingInterval)
     ping.stoppedAt = getattr(lab, "pingStopped", None)
-    return tl.Timeline.build(changes[0][0], changes, [], ping, lab.linkUp)
+    return ping
 
 
 def checkPings(timeline: tl.Timeline) -> list[str]:
