@@ -1141,6 +1141,12 @@ def _sealLayout(position: int, spi: int, macLength: int) -> tuple[bytes, bytes, 
     )
 
 
+def encodeBody(message: MobilityMessage, profile: WireProfile = DRAFT) -> bytes:
+    """The message's fixed part and options, aligned, without the header's
+    first six bytes and without padding at the end: what L{sealBody} seals."""
+    return b"".join(_encodeBody(message, profile)[0])
+
+
 def encodeSealed(message: MobilityMessage, profile: WireProfile, spi: int, timestamp: int,
                  macLength: int, mac: Callable[[bytes], bytes]) -> bytes:
     """
@@ -1150,13 +1156,22 @@ def encodeSealed(message: MobilityMessage, profile: WireProfile, spi: int, times
     the SPI with the checksum zero (RFC 4285 sections 5 and 6, "MH Data").
     It decodes (L{decode}) to the message with those two options added.
     """
-    parts, position = _encodeBody(message, profile)
+    return sealBody(encodeBody(message, profile), message.mhType, spi, timestamp, macLength,
+                    mac)
+
+
+def sealBody(body: bytes, mhType: int, spi: int, timestamp: int, macLength: int,
+             mac: Callable[[bytes], bytes]) -> bytes:
+    """L{encodeSealed} of the message of type C{mhType} whose L{encodeBody}
+    is C{body}. (lmm._hmac's C{Authenticator.seal} lays it out the same way,
+    checked in tests/test_security.py.)"""
+    position = 6 + len(body)
     before, after, tail, extra = _sealLayout(position % 8, spi, macLength)
-    parts[0] = _header(message, position + extra)
-    parts.append(before)
-    parts.append(timestamp.to_bytes(8, "big"))
-    parts.append(after)
-    covered = b"".join(parts)
+    length = position + extra
+    if length > MAX_HEADER_LENGTH:
+        raise ValueError(f"the sealed header is {length} bytes, over {MAX_HEADER_LENGTH}")
+    covered = b"".join((bytes((IPPROTO_NONE, length // 8 - 1, mhType, 0, 0, 0)), body, before,
+                        timestamp.to_bytes(8, "big"), after))
     code = mac(covered)
     if len(code) != macLength:
         raise ValueError(f"the MAC is {len(code)} bytes, not {macLength}")
@@ -1209,9 +1224,26 @@ def decodeSealed(data: bytes, profile: WireProfile) -> tuple[Message, SealFields
 _AUTHENTICATION_HEAD = struct.Struct("!xBBI")  # type, length, subtype, SPI
 
 
-def _decode(data: bytes, profile: WireProfile, stop: int) -> tuple[Message, int, int]:
-    """The message (its options up to the first of type C{stop}), where that
-    option begins (the header's end if none), and the header's end."""
+def decodeBefore(data: bytes, profile: WireProfile, end: int,
+                 last: MobilityOption) -> Message | None:
+    """
+    The security layer's fast path (L{lmm.security.SignalingCodec.decode},
+    once lmm._hmac found the sealed layout and its MAC right): the message in
+    C{data} with its options before offset C{end}, then C{last}. None when
+    that is not all the header holds there (an Authentication option before
+    C{end}, or the fixed part running past it): L{decodeSealed} then decides.
+    """
+    message, at, _ = _decode(data, profile, OptionType.AUTHENTICATION, end, last)
+    if at != end or 6 + message.fixedLength > end:  # type: ignore[union-attr]
+        return None
+    return message
+
+
+def _decode(data: bytes, profile: WireProfile, stop: int, end: int = 0,
+            last: MobilityOption | None = None) -> tuple[Message, int, int]:
+    """The message (its options up to the first of type C{stop}, or up to
+    offset C{end} when given, then C{last} when given), where its options
+    stopped (the header's end if at none), and the header's end."""
     size = len(data)
     if size < 8:
         raise TruncatedMessage(f"{size} bytes, a Mobility Header has at least 8")
@@ -1231,10 +1263,13 @@ def _decode(data: bytes, profile: WireProfile, stop: int) -> tuple[Message, int,
         raise BadLength(
             f"Header Len says {length} bytes, a {cls.__name__} needs at least {start}"
         )
-    if start < length:
-        options, at = _decodeOptions(data, start, length, profile.decoders, stop)
+    limit = end or length
+    if start < limit:
+        options, at = _decodeOptions(data, start, limit, profile.decoders, stop)
     else:
-        options, at = (), length
+        options, at = (), limit
+    if last is not None:
+        options = (*options, last)
     return cls.decodeFixed(data, options), at, length  # type: ignore[return-value]
 
 

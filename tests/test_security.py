@@ -17,7 +17,7 @@ import sys
 import tempfile
 from dataclasses import replace
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from lmm import mh, security
 from lmm.config import ConfigError
@@ -386,6 +386,149 @@ class HmacImplementationTests(SynchronousTestCase):
                     data = sender.encode(message, at, NOW)
                     opened = receiver.decode(data, frm, NOW)
                     self.assertEqual(type(opened), type(message))
+
+    def test_layoutConstants(self) -> None:
+        """What lmm._hmac's sealed layout repeats of lmm.mh is lmm.mh's."""
+        if security._hmac is None:
+            raise SkipTest("lmm._hmac was not built (test_built says so)")
+        c = security._hmac
+        self.assertEqual((c.REPLAY_PROTECTION, c.AUTHENTICATION, c.MN_HA, c.IPPROTO_NONE,
+                          c.MAX_HEADER_LENGTH),
+                         (mh.OptionType.REPLAY_PROTECTION, mh.OptionType.AUTHENTICATION,
+                          mh.AUTH_SUBTYPE_MN_HA, mh.IPPROTO_NONE, mh.MAX_HEADER_LENGTH))
+
+    def test_sameSeal(self) -> None:
+        """C's seal() lays out what mh.sealBody does, byte for byte: bodies
+        of every length modulo 8 (each place the options can end), both
+        algorithms, timestamps from 0 to 2**64 - 1; one too long for the
+        8-bit Header Len is refused by both."""
+        rng = random.Random(4285)
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            sa = MobilitySecurityAssociation(MPA, 0xFEDCBA98, algorithm, KEY)
+            reference, *others = self.implementations(sa, rng.randbytes(32))
+            for size in [*range(6, 40), 200, 1900]:
+                body = rng.randbytes(size)
+                for timestamp in (0, 1, rng.getrandbits(64), 2**64 - 1):
+                    want = mh.sealBody(body, 5, sa.spi, timestamp, algorithm.length,
+                                       reference)
+                    self.assertEqual(reference.seal(body, 5, timestamp), want)
+                    for made in others:
+                        self.assertEqual(made.seal(body, 5, timestamp), want, (size, timestamp))
+            for made in (reference, *others):
+                with self.assertRaises(ValueError):
+                    made.seal(bytes(2030), 5, 0)
+
+    def test_fastPathAgrees(self) -> None:
+        """
+        The codec's fast path (lmm._hmac's open(), then mh.decodeBefore) and
+        its general decode give the same answer (the same message, or the
+        same refusal) to every input: each message kind sealed by each end,
+        timestamps on both edges of the window, and thousands of mutations of
+        them (bytes changed, cut, added, the padding and options moved, as a
+        sender laying them out otherwise would); and the fast path is taken
+        for lmm's own layout.
+        """
+        if security._hmac is None:
+            raise SkipTest("lmm._hmac was not built (test_built says so)")
+        rng = random.Random(5213)
+        for algorithm in (HMAC_SHA1_96, HMAC_SHA256_128):
+            lmap, mpa = pair(algorithm)
+            window = lmap._window
+            inputs: list[tuple[SignalingCodec, bytes, str, float]] = []
+            for message in MESSAGES:
+                for sender, receiver, source, destination in ((mpa, lmap, MPA, LMAP),
+                                                              (lmap, mpa, LMAP, MPA)):
+                    data = sender.encode(message, destination, NOW)
+                    authenticator = receiver._signing[source]
+                    self.assertIsNotNone(authenticator.open(data, NOW, window))
+                    stamp = security.ntpTimestamp(NOW)
+                    sealer = sender._signing[destination]
+                    for skew in (-window - 1, -window, 0, window, window + 1):
+                        # Stamped on the window's edges, to the NTP unit.
+                        skewed = sealer.seal(mh.encodeBody(message, sender.profile),
+                                             message.mhType, stamp + skew)
+                        inputs.append((receiver, skewed, source, NOW))
+                        self.assertEqual(authenticator.open(skewed, NOW, window) is not None,
+                                         abs(skew) <= window, skew)
+                    inputs.append((receiver, data, source, NOW + 5))
+                    for _ in range(400):
+                        inputs.append((receiver, mutated(rng, data), source, NOW))
+                        # Changed and signed again: what only a peer can send.
+                        inputs.append((receiver, resealed(rng, data, authenticator), source, NOW))
+                    inputs.append((receiver, data, OTHER, NOW))
+                    relaid = relaidOut(sender, message, destination, rng)
+                    inputs.append((receiver, relaid, source, NOW))
+            for receiver, data, source, at in inputs:
+                self.assertEqual(outcome(receiver.decode, data, source, at),
+                                 outcome(receiver._decodeSealed, data, source, at),
+                                 data.hex())
+
+
+def outcome(decode: object, data: bytes, source: str, now: float) -> object:
+    """What a decode gives: the message, or the refusal's type and text."""
+    try:
+        return decode(data, source, now)  # type: ignore[operator]
+    except mh.MobilityHeaderError as e:
+        return type(e), str(e)
+
+
+def mutated(rng: random.Random, data: bytes) -> bytes:
+    """C{data} with a few bytes changed, cut or added (the Header Len kept
+    right half of the time, so that most reach the options)."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        choice = rng.random()
+        at = rng.randrange(len(out))
+        if choice < 0.6:
+            out[at] = rng.choice((0, 1, 3, 5, 8, 9, 10, 255, rng.randrange(256)))
+        elif choice < 0.8:
+            del out[at:at + rng.randint(1, 8)]
+        else:
+            out[at:at] = bytes(rng.randint(1, 8))
+    if out and rng.random() < 0.5:
+        out[1:2] = bytes(((len(out) + 7) // 8 - 1,))
+        out.extend(bytes(-len(out) % 8))
+    return bytes(out)
+
+
+def resealed(rng: random.Random, data: bytes, authenticator: security.Authenticator) -> bytes:
+    """C{data} (lmm's layout, its MAC last) with a few of the bytes before
+    its Authentication option changed to option types, lengths and padding,
+    and its MAC made again: odd layouts, authentic."""
+    out = bytearray(data)
+    at = len(out) - 7 - authenticator.length
+    for _ in range(rng.randint(1, 3)):
+        out[rng.randrange(6, at)] = rng.choice((0, 1, 2, 3, 5, 8, 9, 10, 18, rng.randrange(256)))
+    covered = at + 7
+    out[covered:covered + authenticator.length] = authenticator(
+        bytes(out[:4]) + b"\0\0" + bytes(out[6:covered]))
+    return bytes(out)
+
+
+def relaidOut(sender: SignalingCodec, message: mh.MobilityMessage, destination: str,
+              rng: random.Random) -> bytes:
+    """C{message} sealed as another sender may lay it out (RFC 4285 allows
+    it): the Replay Protection option first, padding after the MAC."""
+    authenticator = sender._signing[destination]
+    stamp = mh.ReplayProtection(security.ntpTimestamp(NOW))
+    moved = replace(message, options=(stamp, *message.options))  # type: ignore[type-var]
+    parts = mh.encode(moved, sender.profile)
+    body = bytearray(parts)
+    # The Authentication option at 4n+1, then PadN to the 8-byte end.
+    position = len(body)
+    body.extend(mh._padding((1 - position) % 4))
+    start = len(body)
+    body.extend(struct.pack("!BBBI", mh.OptionType.AUTHENTICATION, 5 + authenticator.length,
+                            mh.AUTH_SUBTYPE_MN_HA, authenticator.spi))
+    body.extend(bytes(authenticator.length))
+    body.extend(mh._padding(-len(body) % 8) if -len(body) % 8 else b"")
+    body[1] = len(body) // 8 - 1
+    covered = start + 7
+    body[4:6] = b"\0\0"
+    mac = authenticator(bytes(body[:covered]))
+    body[covered:covered + authenticator.length] = mac
+    del rng
+    return bytes(body)
 
 
 class KeyFileTests(SynchronousTestCase):
