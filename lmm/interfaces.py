@@ -120,16 +120,19 @@ class ITunnelDataPlane(Interface):
 
     name = Attribute("The backend's name (str).")
 
-    def prepare(localEndpoint, peers=()):
+    def prepare(localEndpoint, peers=(), accessInterfaces=()):
         """
         Get ready to be a tunnel end at C{localEndpoint} (this node's address),
         before any binding: the first binding then adds only its own routes,
         and the first handover to this node is as quick as the others. Called
-        once at start; a failure is logged, not raised (the first binding
-        tries again and reports it). C{peers}: far ends the first bindings
-        will likely have (an MPA's LMAP); a backend that reads each peer's
-        packets itself (userspace) is ready for theirs, so that a handover's
-        first packets, sent before this node's first binding, find it.
+        once at start, and on a backend swapped in; a failure is logged, not
+        raised (the first binding tries again and reports it). C{peers}: far
+        ends the first bindings will likely have (an MPA's LMAP); a backend
+        that reads each peer's packets itself (userspace) is ready for theirs,
+        so that a handover's first packets, sent before this node's first
+        binding, find it. C{accessInterfaces}: an MPA's access links; a
+        backend that can hold packets (userspace) holds what a visitor sends
+        before its binding is installed, and sends it up the tunnel then.
         """
 
     def addBinding(binding):

@@ -57,7 +57,8 @@ class RecordingDataPlane:
         self.stopped = False
         self.prepared: list[str] = []
 
-    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = (),
+                accessInterfaces: Sequence[str] = ()) -> None:
         self.prepared.append(localEndpoint)
 
     def addBinding(self, binding: TunnelBinding) -> None:

@@ -872,6 +872,7 @@ class TwoMpas:
     atLmap: Any
     atMpa1: Any
     atMpa2: Any
+    msInterface: str = ""
 
     def moveLink(self) -> None:
         """The MS's link leaves MPA1 for MPA2, which answers as its router."""
@@ -1035,7 +1036,7 @@ class LabMixin(NetnsTestMixin):
         link(lmap, cn, CN_GATEWAY, CN)
         cn.ip("-6", "route", "add", "default", "via", CN_GATEWAY)
         lab = TwoMpas(ms, mpa1, mpa2, lmap, cn, hub, access, self.makePlane(lmap, kind),
-                      self.makePlane(mpa1, kind), self.makePlane(mpa2, kind))
+                      self.makePlane(mpa1, kind), self.makePlane(mpa2, kind), msInterface)
         lab.atLmap.addBinding(lmapBinding())
         return lab
 
@@ -1457,6 +1458,42 @@ class UserspaceTests(_BackendTests, TestCase):
         self.assertEqual(at1["heldDeparting"], 0, at1)
         self.assertEqual(atL["handedOver"], at1["resent"], atL)
         self.assertEqual((sent, received), (60, 60))
+
+    async def test_uplinkHeldUntilBinding(self) -> None:
+        """What the MS sends at the new MPA before that MPA has its binding
+        (its attach, AAA answer and PBU take milliseconds) is held there and
+        sent up the tunnel once the binding is installed: every echo request
+        of the MS's 10 ms train is answered. A source never registered is
+        held, never forwarded, and dropped once the hold is over."""
+        lab = self.twoMpas(self.kind)
+        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
+        old = mpaBinding(lab.access)
+        atMpa1.addBinding(old)
+        self.assertEqual(await self.ping(lab.ms, CN, 2), (2, 2))
+        atMpa2.prepare(MPA2, [LMAP], [lab.access])
+        lab.moveLink()
+        pinging = Deferred.fromCoroutine(self.ping(lab.ms, CN, 20, 0.01))
+        await threads.deferToThread(time.sleep, 0.06)
+        # The LMAP answers the new PBU (its route moves), then MPA2 has its PBA.
+        atLmap.addBinding(lmapBinding(mpa=MPA2))
+        atMpa2.addBinding(mpaBinding(lab.access, local=MPA2))
+        atMpa1.removeBinding(old)
+        self.assertEqual(await pinging, (20, 20))
+        stats = atMpa2.statistics()
+        self.assertGreaterEqual(stats["heldUplink"], 3, stats)
+        self.assertEqual(stats["heldUplinkSent"], stats["heldUplink"], stats)
+        # Another address of the MS, never registered: held, not forwarded; a
+        # binding for it after the hold sends nothing.
+        other = "2001:db8:1::77"
+        lab.ms.ip("address", "add", f"{other}/128", "dev", lab.msInterface, "nodad")
+        self.assertEqual((await self.ping(lab.ms, CN, 3, 0.05, "-I", other))[1], 0)
+        held = atMpa2.statistics()["heldUplink"] - stats["heldUplink"]
+        self.assertEqual(held, 3)
+        await threads.deferToThread(time.sleep, atMpa2.hold + 0.05)
+        atMpa2.addBinding(mpaBinding(lab.access, other, local=MPA2))
+        after = atMpa2.statistics()
+        self.assertEqual((after["heldUplinkSent"], after["heldUplinkExpired"]),
+                         (stats["heldUplinkSent"], 3))
 
     async def test_departingReturnsOrExpires(self) -> None:
         """A departing visitor that comes back gets what was held; one whose

@@ -406,7 +406,8 @@ class NetlinkDataPlane:
 
     # --- ITunnelDataPlane -------------------------------------------------------------
 
-    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = (),
+                accessInterfaces: Sequence[str] = ()) -> None:
         if self.stopped:
             return
         try:
@@ -417,6 +418,13 @@ class NetlinkDataPlane:
             log.warn("{backend} backend: could not prepare the tunnel end {address} yet "
                      "({error}); the first binding will", backend=self.name,
                      address=localEndpoint, error=e)
+        if accessInterfaces:
+            try:
+                self.prepareAccess(accessInterfaces)
+            except Exception as e:
+                log.warn("{backend} backend: could not prepare the access links {links} "
+                         "({error}): what a visitor sends before its binding is lost",
+                         backend=self.name, links=", ".join(accessInterfaces), error=e)
 
     def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:
         """Install C{binding} at once; a failed Deferred (L{DataPlaneError}) if it cannot
@@ -579,6 +587,10 @@ class NetlinkDataPlane:
     def preparePeer(self, local: str, remote: str) -> None:
         """Be ready for C{remote}'s packets before any binding with it (L{prepare});
         most backends need nothing."""
+
+    def prepareAccess(self, interfaces: Sequence[str]) -> None:
+        """Be ready for what visitors on these access links send before their
+        bindings (L{prepare}); a backend that cannot hold packets does nothing."""
 
     def openLocal(self, local: str) -> None:
         """Make what a tunnel end at C{local} needs (decapsulation); kept until L{stop}."""

@@ -76,9 +76,10 @@ class _Held:
     def removeBinding(self, binding: TunnelBinding) -> None:
         self.queue.append(("remove", binding, None))
 
-    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = (),
+                accessInterfaces: Sequence[str] = ()) -> None:
         # The bindings the swap moves open the new backend's tunnel end.
-        self.old.prepare(localEndpoint, peers)
+        self.old.prepare(localEndpoint, peers, accessInterfaces)
 
     def bindings(self) -> list[TunnelBinding]:
         return list(self.old.bindings())
@@ -134,6 +135,7 @@ class SwappableTunnel:
         self.within = within
         self._held: _Held | None = None
         self._retired: list[tuple[Any, Any]] = []
+        self._prepared: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self.current!r}>"
@@ -148,8 +150,11 @@ class SwappableTunnel:
 
     # ITunnelDataPlane
 
-    def prepare(self, localEndpoint: str, peers: Sequence[str] = ()) -> None:
-        self._delegate.prepare(localEndpoint, peers)
+    def prepare(self, localEndpoint: str, peers: Sequence[str] = (),
+                accessInterfaces: Sequence[str] = ()) -> None:
+        # Remembered for a backend swapped in later (L{_swap}).
+        self._prepared = (localEndpoint, tuple(peers), tuple(accessInterfaces))
+        self._delegate.prepare(localEndpoint, peers, accessInterfaces)
 
     def addBinding(self, binding: TunnelBinding) -> Deferred[None] | None:
         result: Deferred[None] | None = self._delegate.addBinding(binding)
@@ -233,6 +238,8 @@ class SwappableTunnel:
         old = self.current
         oldName = self.name
         new = self._build(name, options)
+        if self._prepared is not None:
+            new.prepare(*self._prepared)
         held = self._held = _Held(old)
         held.new = new
         bindings = list(old.bindings())

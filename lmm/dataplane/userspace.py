@@ -35,6 +35,17 @@ that the next visitor's first packets from it find one (and no Parameter
 Problem goes back); an MPA opens its LMAP's at start (C{prepare}'s peers), for
 the first handover to it; every socket closes when the backend stops.
 
+A registering visitor's uplink (issue 15): at an MPA, C{prepare}'s access
+links each get a rule after every visitor rule (C{pref 32765 iif ACCESS
+lookup 0x4e00}, the first of the backend's tables, which holds C{default dev
+lmmtun0}), so that what an MS sends from a global address before its binding
+is installed reaches the TUN device too. There it is held by source (at most
+C{hold} seconds, 32 per source, 256 sources, in the same 1 MiB) and sent up
+the tunnel the moment that source's binding is installed: the packets an MS
+sends at a new MPA between its attach and the PBA are not lost
+(C{heldUplink}, C{heldUplinkSent}, C{heldUplinkExpired}). A source that is
+never registered is never forwarded: its packets go when the hold does.
+
 A departing visitor's downlink (issue 15; RFC 5949's reactive mode): at an
 MPA, L{UserspaceDataPlane.holdDownlink} keeps what the LMAP tunnels to a
 visitor its base station reported gone (at most 256 packets a visitor, in
@@ -76,7 +87,7 @@ import struct
 import time
 from collections import deque
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
@@ -185,6 +196,9 @@ class _Reader:
 #: userspace backend's C{hold} default, seconds: how long a packet waits for
 #: the binding of its inner destination (the module docstring).
 HOLD = 0.2
+#: The access links' rule into the hold table: after every visitor rule of any
+#: backend (theirs are 2-32765, 1076-1078 by default), before the main table's 32766.
+UPLINK_HOLD_PRIORITY = 32765
 _HELD_PER_DESTINATION = 32
 _HELD_DESTINATIONS = 256
 _HELD_BYTES = 1 << 20  # all destinations together
@@ -237,6 +251,11 @@ class UserspaceDataPlane(NetlinkDataPlane):
         # LMAP: (network, length) -> the peer's socket it left and when (hand-back).
         self._movedFrom: dict[tuple[int, int], tuple[socket.socket, float]] = {}
         self.heldDeparting = self.handedBack = self.handedOver = 0
+        # MPA: what registering visitors sent, by source (when the first came, packets
+        # as read, with their virtio-net header); the access links routed here.
+        self._heldUplink: dict[bytes, tuple[float, list[bytes]]] = {}
+        self.heldUplink = self.heldUplinkSent = self.heldUplinkExpired = 0
+        self.accessLinks: tuple[str, ...] = ()
         self.interface = interface
         self.mtu = mtu
         self.hopLimit = hopLimit
@@ -329,7 +348,9 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 "held": self.held, "heldDelivered": self.heldDelivered,
                 "heldExpired": self.heldExpired, "heldDeparting": self.heldDeparting,
                 "handedBack": self.handedBack, "handedOver": self.handedOver,
-                "resent": self.resent}
+                "resent": self.resent, "heldUplink": self.heldUplink,
+                "heldUplinkSent": self.heldUplinkSent,
+                "heldUplinkExpired": self.heldUplinkExpired}
 
     # --- peers ----------------------------------------------------------------------
 
@@ -411,6 +432,20 @@ class UserspaceDataPlane(NetlinkDataPlane):
             self.reactor.removeReader(reader)
             sock.close()
 
+    def prepareAccess(self, interfaces: Sequence[str]) -> None:
+        """The hold table's route into the TUN device and each access link's
+        rule into it (the module docstring); nothing if nothing is held."""
+        if self.hold <= 0 or self.tunIndex is None:
+            return
+        self.route("replace", dict(family=AF_INET6, dst="::", dst_len=0, table=self.tags.table,
+                                   proto=self.tags.protocol, oif=self.tunIndex))
+        for name in interfaces:
+            self.addRule(dict(family=AF_INET6, priority=UPLINK_HOLD_PRIORITY, iifname=name,
+                              table=self.tags.table, protocol=self.tags.protocol))
+        self.accessLinks = tuple(interfaces)
+        log.info("userspace backend: what visitors on {links} send before their binding is "
+                 "held up to {hold} s", links=", ".join(interfaces), hold=self.hold)
+
     def _exactTables(self, binding: TunnelBinding) -> tuple[dict[bytes, socket.socket],
                                                              dict[bytes, socket.socket]] | None:
         """Where a /128 binding goes (encapsulation, decapsulation), or None:
@@ -439,8 +474,61 @@ class UserspaceDataPlane(NetlinkDataPlane):
                 entries: list[tuple[int, int, socket.socket]] = getattr(self, name)
                 entries.append((network, binding.prefixLength, sock))
                 entries.sort(key=lambda entry: -entry[1])  # longest prefix first
-        if self._held and binding.role == ROLE_MPA:
-            self._release(binding, sock)
+        if binding.role == ROLE_MPA:
+            if self._held:
+                self._release(binding, sock)
+            if self._heldUplink:
+                self._releaseUplink(binding, sock)
+
+    def _releaseUplink(self, binding: TunnelBinding, sock: socket.socket) -> None:
+        """Send up C{binding}'s tunnel what its visitor sent before it was installed."""
+        covering = [(_network(binding), binding.prefixLength, sock)]
+        now = self.reactor.seconds()
+        for source, (first, packets) in list(self._heldUplink.items()):
+            if self._prefixMatch(covering, source) is None:
+                continue
+            self._dropUplink(source)
+            if self._stale(first, now):
+                self.heldUplinkExpired += len(packets)
+                continue
+            for packet in packets:
+                self._send(sock, packet)
+            self.heldUplinkSent += len(packets)
+
+    def _holdUplink(self, source: bytes, packet: bytes) -> bool:
+        """Keep C{packet}, read from the TUN device from a C{source} no binding
+        carries, for that source's binding, if there is room; whether it was kept."""
+        if self.hold <= 0 or not self.accessLinks or source[0] == 0xFF or (
+                source[0] == 0xFE and source[1] & 0xC0 == 0x80) or not any(source):
+            return False  # multicast, link-local, unspecified: never a visitor's uplink
+        now = self.reactor.seconds()
+        found = self._heldUplink.get(source)
+        if found is not None and self._stale(found[0], now):
+            self.heldUplinkExpired += len(found[1])
+            self._dropUplink(source)
+            found = None
+        if found is None:
+            if len(self._heldUplink) >= _HELD_DESTINATIONS:
+                for other, (first, packets) in list(self._heldUplink.items()):
+                    if self._stale(first, now):
+                        self.heldUplinkExpired += len(packets)
+                        self._dropUplink(other)
+                if len(self._heldUplink) >= _HELD_DESTINATIONS:
+                    return False
+            found = self._heldUplink[source] = (now, [])
+        if len(found[1]) >= _HELD_PER_DESTINATION or \
+                self._heldBytes + len(packet) > _HELD_BYTES:
+            if not found[1]:
+                del self._heldUplink[source]
+            return False
+        found[1].append(packet)
+        self._heldBytes += len(packet)
+        self.heldUplink += 1
+        return True
+
+    def _dropUplink(self, source: bytes) -> None:
+        _, packets = self._heldUplink.pop(source)
+        self._heldBytes -= sum(len(p) for p in packets)
 
     def _release(self, binding: TunnelBinding, sock: socket.socket) -> None:
         """Write out what was held for C{binding}'s addresses from its peer
@@ -666,8 +754,14 @@ class UserspaceDataPlane(NetlinkDataPlane):
             else:
                 sock = self._prefixMatch(self._toPrefix, packet[34:50])
                 if sock is None:
-                    self.unrouted += 1
+                    if not (self.accessLinks and self._holdUplink(source, packet)):
+                        self.unrouted += 1
                     return
+        self._send(sock, packet)
+
+    def _send(self, sock: socket.socket, packet: bytes) -> None:
+        """Send C{packet} as read from the TUN device (its virtio-net header
+        first) up C{sock}'s tunnel."""
         try:
             sock.send(memoryview(packet)[_VNET_SIZE:])
         except OSError as e:

@@ -183,7 +183,8 @@ class MPAService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self.dataPlane.prepare(self.address, [self.agent.defaultLmap])
+        self.dataPlane.prepare(self.address, [self.agent.defaultLmap],
+                               self.agent.accessInterfaces)
         self.signaling.announce()
         # Only the access point says who attaches, with the explicit detector.
         self.agent.attachOnFrames = self.detector.attachOnFrames
