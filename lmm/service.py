@@ -159,9 +159,20 @@ COUNTERS = {
     "mh.rate-limited": "messages dropped unread: over security.max_rate_per_source",
     "tunnel.add": "tunnel bindings given to the data plane to add (lmm_tunnel_operations)",
     "tunnel.remove": "tunnel bindings given to the data plane to remove",
+    "tunnel.<statistic>": "the tunnel backend's own counts: the userspace backend's packets "
+                          "encapsulated, held, handed back (docs/dataplane.md)",
     "downlink.hold-unsupported": "departing visitors whose downlink the data plane cannot hold "
                                  "(a kernel backend: what comes for them meanwhile is lost)",
 }
+
+
+def tunnelCounters(plane: Any) -> dict[str, int]:
+    """The tunnel backend's own counts (C{statistics()}, where it has them)
+    as C{tunnel.<statistic>}, for the daemons' C{counters}."""
+    statistics = getattr(plane, "statistics", None)
+    if statistics is None:
+        return {}
+    return {"tunnel." + key: value for key, value in statistics().items()}
 
 
 @dataclass(frozen=True)

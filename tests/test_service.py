@@ -352,3 +352,22 @@ class JournalLevelTests(SynchronousTestCase):
         # A deployment's mistake at warn; a per-binding event only at debug.
         self.assertEqual(seen, [("peer.profile-mismatch", LogLevel.warn),
                                 ("visitor.registered", LogLevel.info)])
+
+
+class TunnelCountersTests(SynchronousTestCase):
+    """The tunnel backend's own counts reach the daemons' C{counters} as
+    C{tunnel.<statistic>}, through the swappable tunnel; a backend without
+    them adds nothing."""
+
+    def test_throughTheSwappableTunnel(self) -> None:
+        from lmm.dataplane.swapping import SwappableTunnel
+        from lmm.service import tunnelCounters
+        from lmm.tunnel import RecordingDataPlane
+
+        class Counting(RecordingDataPlane):
+            def statistics(self) -> dict[str, int]:
+                return {"heldUplink": 3, "heldUplinkSent": 2}
+
+        self.assertEqual(tunnelCounters(SwappableTunnel(RecordingDataPlane(), Clock())), {})
+        self.assertEqual(tunnelCounters(SwappableTunnel(Counting(), Clock())),
+                         {"tunnel.heldUplink": 3, "tunnel.heldUplinkSent": 2})

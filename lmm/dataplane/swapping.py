@@ -166,6 +166,11 @@ class SwappableTunnel:
     def bindings(self) -> list[TunnelBinding]:
         return list(self._delegate.bindings())
 
+    def statistics(self) -> dict[str, int]:
+        """The current backend's own counts, where it keeps them (userspace)."""
+        statistics = getattr(self.current, "statistics", None)
+        return {} if statistics is None else dict(statistics())
+
     # a departing visitor's downlink (lmm.actions.HoldDownlink), where the backend can
 
     def holdDownlink(self, binding: TunnelBinding) -> bool:

@@ -49,6 +49,7 @@ from lmm.service import (
     SignalingConfig,
     SignalingShell,
     summaryService,
+    tunnelCounters,
 )
 from lmm.timers import DeadlineTimer
 from lmm.tunnel import TunnelBinding
@@ -297,10 +298,12 @@ class LMAPService(Service):
         self.signaling.send(message, destination)
 
     def allCounters(self) -> dict[str, int]:
-        """The anchor's counters, the signaling shell's and the store's."""
+        """The anchor's counters, the signaling shell's, the store's and the
+        tunnel backend's."""
         merged = Counter(self.anchor.counters)
         merged.update(self.signaling.counters)
         merged.update(self.counters)
+        merged.update(tunnelCounters(self.dataPlane))
         return dict(merged)
 
     # --- for the control channel ---------------------------------------------

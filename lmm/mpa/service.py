@@ -67,6 +67,7 @@ from lmm.service import (
     SignalingConfig,
     SignalingShell,
     summaryService,
+    tunnelCounters,
 )
 from lmm.timers import DeadlineTimer
 from lmm.tunnel import TunnelBinding
@@ -368,7 +369,8 @@ class MPAService(Service):
 
     def allCounters(self) -> dict[str, int]:
         """The agent's, the relay core's (as C{relay.<name>}), the access
-        links', the relay port's and the service's counters."""
+        links', the relay port's, the service's and the tunnel backend's
+        counters."""
         merged: Counter[str] = Counter(self.agent.counters)
         relay = self.agent.relay
         if relay is not None:
@@ -381,6 +383,7 @@ class MPAService(Service):
         if self.relayPort is not None:
             merged.update(self.relayPort.counters)
         merged.update(self.counters)
+        merged.update(tunnelCounters(self.dataPlane))
         return dict(merged)
 
     def deregister(self, mac: str | None = None, nai: bytes | None = None) -> list[Any]:
