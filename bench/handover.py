@@ -158,6 +158,7 @@ def main() -> int:
                         f"icmp6 and ip6[40] == 128 and ip6 dst {topology.cn}")
         result = demo.runDemo(lab, pingFromCn=args.ping_from != "ms",
                               bothWays=args.ping_from == "both")
+        counters = [lab.counters(name) for name in (first, second)]
     finally:
         lab.stop()
     timeline = demo.buildTimeline(lab, result)
@@ -207,6 +208,15 @@ def main() -> int:
               f"{percentile(delivered, 0.5):.1f} ms, p99 {percentile(delivered, 0.99):.1f} ms, "
               f"max {max(delivered):.1f} ms ({len(phases) - len(delivered)} handovers without "
               f"one)")
+    # What the MPAs' data planes held (userspace backend; docs/dataplane.md "Handovers").
+    held = {key: sum(c.get("tunnel." + key, 0) for c in counters)
+            for key in ("heldDelivered", "heldUplinkSent", "handedBack", "resent", "heldExpired",
+                        "heldUplinkExpired")}
+    if any(held.values()):
+        print(f"  held at the MPAs and sent on: {held['heldDelivered']} from the LMAP before the "
+              f"new MPA's binding, {held['heldUplinkSent']} from the MS before its PBA, "
+              f"{held['handedBack']} handed back and {held['resent']} resent by the old MPA; "
+              f"expired {held['heldExpired'] + held['heldUplinkExpired']}")
     if usable:
         print(f"  attach -> address usable: {(usable[0] - timeline.origin) * 1000:.0f} ms")
     print(f"  address kept across all handovers: {result.ok}")
