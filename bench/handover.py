@@ -5,7 +5,8 @@ the correspondent node pings it every 10 ms, through real daemons and the
 lab's tunnels (auto: seg6 where the kernel has it, else userspace).
 
     .venv/bin/python bench/handover.py [--handovers 50] [--dwell 0.4]
-        [--interval 0.01] [--ping-from cn|ms|both] [--packet-detection] [--topology FILE]
+        [--interval 0.01] [--ping-from cn|ms|both] [--packet-detection]
+        [--link-move cut|switch] [--topology FILE]
 
 Prints, over the handovers: pings lost per handover, the time from the link
 starting to move to the first echo reply to a request sent after the link was
@@ -27,6 +28,13 @@ C{association_reports}, an attach trigger as a WLAN controller gives); with
 C{--packet-detection} they do not, and the MPA detects the MS by its first
 frame (a Linux host sends one ~10 ms after its carrier comes back: an MLD
 report, or the neighbour solicitation for its router).
+
+The MS's link moves as on a WLAN: its port goes down, changes base station and
+comes up, and what the MS sends in that millisecond its own kernel drops. With
+C{--link-move switch} the port changes base station in one step and the MS's
+link never goes down, as in a cellular handover, whose radio keeps what the
+device sends while it moves (needs association reports: the MS sends nothing
+of its own that would show the new MPA it came).
 """
 
 from __future__ import annotations
@@ -45,7 +53,14 @@ sys.path.insert(0, top)
 from lmm.lab import demo  # noqa: E402
 from lmm.lab import timeline as tl  # noqa: E402
 from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
-from lmm.lab.topology import DEFAULT_TOPOLOGY, Lab, loadTopology  # noqa: E402
+from lmm.lab.topology import (  # noqa: E402
+    DEFAULT_TOPOLOGY,
+    LINK_MOVES,
+    Lab,
+    TopologyError,
+    checkTopology,
+    loadTopology,
+)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -136,6 +151,11 @@ def main() -> int:
                              "losses counted apart and together")
     parser.add_argument("--packet-detection", action="store_true",
                         help="no association reports: the MPA detects the MS by its frames")
+    parser.add_argument("--link-move", choices=LINK_MOVES, default="cut",
+                        help="cut: the MS's link goes down and up on the other base "
+                             "station (its sends meanwhile are lost); switch: its port "
+                             "changes base station at once, its link never down (a radio "
+                             "that keeps what the MS sends while it moves)")
     parser.add_argument("--topology", default=DEFAULT_TOPOLOGY)
     args = parser.parse_args()
     cleanUpOnTerm()  # a SIGTERM still removes the namespaces this made
@@ -147,7 +167,13 @@ def main() -> int:
     moves = [second if i % 2 == 0 else first for i in range(args.handovers)]
     topology = dataclasses.replace(topology, handovers=moves, dwell=args.dwell,
                                    pingInterval=args.interval,
-                                   associationReports=not args.packet_detection)
+                                   associationReports=not args.packet_detection,
+                                   linkMove=args.link_move)
+    try:
+        checkTopology(topology)
+    except TopologyError as e:
+        print(f"handover: {e}")
+        return 2
     lab = Lab(topology, out=open(os.devnull, "w"))
     result = None
     try:
@@ -178,6 +204,8 @@ def main() -> int:
     usable = [e.when for e in timeline.phases[0].events if e.label.startswith("address usable")]
     trigger = ("association reports" if topology.associationReports
                else "packet detection only")
+    if topology.linkMove == "switch":
+        trigger += ", the MS's link switched (never down)"
     pinger = {"cn": "the CN pings the MS", "ms": "the MS pings the CN",
               "both": "the CN and the MS ping each other"}[args.ping_from]
     print(f"lmm handover benchmark: {len(phases)} handovers between {first} and {second}, "

@@ -183,6 +183,28 @@ class TopologyTests(SynchronousTestCase):
         self.assertRejected("[overrides.lmap]\nlifetime = 4\n", "overrides.lmap.lifetime")
         self.assertRejected("[overrides.lma]\n", "unknown key overrides.lma")
 
+    def test_linkMove(self) -> None:
+        """lab.link_move: cut unless said; switch only with association reports;
+        nothing else."""
+        def withLab(lines: str, reports: str = "true") -> str:
+            path = self.write("")
+            with open(path) as f:
+                text = f.read().replace("association_reports = true",
+                                        f"association_reports = {reports}")
+            with open(path, "w") as f:
+                f.write(text.replace("[lab]\n", "[lab]\n" + lines, 1))
+            return path
+
+        self.assertEqual(loadTopology(DEFAULT_TOPOLOGY).linkMove, "cut")
+        self.assertEqual(loadTopology(withLab('link_move = "switch"\n')).linkMove, "switch")
+        for path, words in [(withLab('link_move = "jump"\n'), ("lab.link_move", "jump")),
+                            (withLab('link_move = "switch"\n', reports="false"),
+                             ("lab.link_move", "association_reports"))]:
+            with self.assertRaises(TopologyError) as caught:
+                loadTopology(path)
+            for word in words:
+                self.assertIn(word, str(caught.exception))
+
     def test_profiles(self) -> None:
         """Both AAA backends get each MS's method, address and session timeout."""
         topology = loadTopology(METHODS_TOPOLOGY)

@@ -179,8 +179,9 @@ def buildTimeline(lab: Lab, result: Result | None = None) -> tl.Timeline | None:
         keys = [station.spec.mac, station.spec.nai]
         for name in ["lmap", *[m.name for m in topology.mpas]]:
             events += tl.logEvents(lab.path(f"{name}.log"), name, keys)
+    moving = "link switching" if topology.linkMove == "switch" else "link down, moving"
     for when, title in changes[1:]:
-        events.append(tl.Event(when, "lab", f"link down, moving ({title})"))
+        events.append(tl.Event(when, "lab", f"{moving} ({title})"))
     ping = _pingRecord(lab, getattr(lab, "pingOutput", None))
     # What the daemons sent as they stopped is not part of the scenario.
     end = getattr(lab, "end", None) or float("inf")

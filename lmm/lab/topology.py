@@ -140,6 +140,12 @@ class Topology:
     # The base stations tell their MPA of an association (as a WLAN controller
     # would); without, the MPA detects the MS by its first frame.
     associationReports: bool = True
+    # How an MS's link moves to another base station: "cut" (its port goes down
+    # and comes up on the other: the MS sees its carrier go, and what it sends
+    # meanwhile is lost, as on a WLAN), "switch" (its port changes base station
+    # at once: the MS never sees its link move, as in a cellular handover whose
+    # radio keeps what the device sends meanwhile).
+    linkMove: str = "cut"
     # Kea's settings; None: the defaults (L{defaultKea}) when an MS needs it.
     kea: KeaSpec | None = None
     # Settings given to the daemons over the lab's own, as dotted names
@@ -334,12 +340,20 @@ def _kea(path: str, table: dict[str, Any], backbonePrefix: str, prefix: str,
     return KeaSpec(address, f"{first}-{last}", *timers)
 
 
+# What [lab] link_move may say (Topology.linkMove).
+LINK_MOVES = ("cut", "switch")
+
+
 def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
     """Read and check a topology file; L{TopologyError} names what is wrong."""
     data = _readToml(path)
     _unknown(path, data, {"lab", "lmap", "mpa", "cn", "ms", "kea", "overrides", "demo"}, "")
     lab = data.get("lab", {})
-    _unknown(path, lab, {"tunnel", "aaa", "association_reports", "profile"}, "lab.")
+    _unknown(path, lab, {"tunnel", "aaa", "association_reports", "profile", "link_move"},
+             "lab.")
+    linkMove = _get(path, lab, "link_move", str, "lab.", "cut")
+    if linkMove not in LINK_MOVES:
+        raise TopologyError(f"{path}: lab.link_move: expected cut or switch, got {linkMove!r}")
     profile = _get(path, lab, "profile", str, "lab.", "draft")
     if profile not in ("draft", "rfc5213"):
         raise TopologyError(f"{path}: lab.profile: expected draft or rfc5213, got {profile!r}")
@@ -395,6 +409,7 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
         dwell=_get(path, demo, "dwell", float, "demo.", 1.5),
         pingInterval=_get(path, demo, "ping_interval", float, "demo.", 0.01),
         associationReports=_get(path, lab, "association_reports", bool, "lab.", True),
+        linkMove=linkMove,
         kea=keaSpec,
         lmapOverrides=_flatten(path, overrides.get("lmap", {}), "overrides.lmap"),
         mpaOverrides=_flatten(path, overrides.get("mpa", {}), "overrides.mpa"),
@@ -409,6 +424,11 @@ def checkTopology(topology: Topology) -> Topology:
         raise TopologyError(f"{topology.path}: an MS using dhcpv6 needs lab.profile = "
                             "\"draft\": in rfc5213 the LMAP delegates each MS's prefix, "
                             "for SLAAC")
+    if topology.linkMove == "switch" and not topology.associationReports:
+        # The MS sends nothing of its own when a link it never sees move moves: the
+        # MPA it reaches would have no frame to detect it by.
+        raise TopologyError(f"{topology.path}: lab.link_move = \"switch\" needs "
+                            "lab.association_reports = true")
     return topology
 
 
@@ -790,8 +810,9 @@ class Lab:
         """Hand the MS over to C{mpa}: the base station it leaves reports it gone
         (with association reports, unless not C{report}: a report lost, an
         access network that gives none), its link goes down, joins C{mpa}'s
-        base station, comes up. When the move began (before that report), and
-        when the link was up again."""
+        base station, comes up (the topology's C{linkMove} "switch": joins it at
+        once, its carrier never down). When the move began (before that
+        report), and when the link was up again."""
         bs = self.baseStations[mpa]
         previous = self.servingMpa(station)
         when = time.time()
@@ -802,9 +823,15 @@ class Lab:
             # holds what comes for the MS until the revocation says where it went
             # (docs/mpa.md "Departing visitors").
             self.ask(previous, f"detach {self.access[previous]} {station.spec.mac}")
-        self.air.ipBatch([f"link set {station.port} down", f"link set {station.port} nomaster",
-                          f"link set {station.port} master {bs}",
-                          f"link set {station.port} up"])
+        if self.topology.linkMove == "switch":
+            # One netlink request: the bridge it leaves and the one it joins swap
+            # the port under the MS, whose carrier never goes.
+            self.air.ip("link", "set", station.port, "master", bs)
+        else:
+            self.air.ipBatch([f"link set {station.port} down",
+                              f"link set {station.port} nomaster",
+                              f"link set {station.port} master {bs}",
+                              f"link set {station.port} up"])
         up = time.time()
         station.baseStation = bs
         self.associated(station, mpa)
