@@ -389,6 +389,27 @@ class LabTests(LabTestCase):
             self.assertLess(phase.lost, 30, timeline.text())
         ET.parse(demo.writePicture(lab, timeline))
 
+    def test_switchedLink(self) -> None:
+        """lab.link_move = "switch": the MS's port changes base station in one
+        step. The MS's carrier never goes (it came up once, at the attach);
+        the handovers happen as with a cut (revocation, its address kept,
+        pings through the new MPA)."""
+        lab = self.makeLab(self.topology(handovers=["mpa2", "mpa1"], dwell=0.5,
+                                         linkMove="switch"))
+        result = self.run_(lab)
+        [station] = lab.stations.values()
+        ups = station.namespace.run(["cat", "/sys/class/net/ms0/carrier_up_count"]).stdout
+        timeline = self.finish(lab, result)
+        self.assertEqual(int(ups), 1)
+        self.assertEqual(result.addresses, [result.address, result.address])
+        for phase in timeline.phases[1:]:
+            labels = [e.label for e in phase.events]
+            self.assertTrue(any(label.startswith("link switching") for label in labels), labels)
+            self.assertTrue(any(label.startswith("BRI ") for label in labels), labels)
+            self.assertTrue(any(label.startswith("first MS packet tunnelled")
+                                for label in labels), labels)
+            self.assertLess(phase.lost, 30, timeline.text())
+
     def test_rejected(self) -> None:
         """An MS that AAA rejects gets no RA, no address, no registration."""
         barred = MSSpec("barred", randomMac(), "mpa1", accept=False)

@@ -64,6 +64,9 @@ STATE_FILE = "lab.json"
 VIRTUAL_LMAP_MAC = DEFAULT_VIRTUAL_LMAP_MAC
 #: The nftables table of L{Lab.backboneLoss}, in each namespace of the backbone.
 LOSS_TABLE = "lmm_lab_loss"
+#: The nftables table that carries the MSs' frames between their ports and the
+#: base stations when links switch (L{Lab.switchLink}), in the air namespace.
+AIR_TABLE = "lmm_lab_air"
 #: The lab's heartbeats (RFC 5847): a restart is seen within a second or two,
 #: not the products' minute (docs/lab.md).
 LAB_HEARTBEAT = {"interval": 1.0, "timeout": 0.5, "missed_allowed": 3}
@@ -598,6 +601,18 @@ class Lab:
             self.air.ip("link", "add", bs, "type", "bridge", "stp_state", "0",
                         "mcast_snooping", "0")
             self.air.ipBatch([f"link set {port} master {bs}", f"link set {bs} up"])
+            if topology.linkMove == "switch":
+                # The base station's radio end (L{switchLink}): what comes out of
+                # u<N> enters the bridge, what the bridge sends an MS leaves by it.
+                self.air.ipBatch([f"link add {self._radio(bs)} type veth peer name v{i + 1}",
+                                  f"link set v{i + 1} master {bs}", f"link set v{i + 1} up",
+                                  f"link set {self._radio(bs)} up"])
+        if topology.linkMove == "switch":
+            self.air.run(["nft", "-f", "-"], input=f"add table netdev {AIR_TABLE}\n" + "".join(
+                f"add chain netdev {AIR_TABLE} in_{self._radio(bs)} {{ type filter hook "
+                f"ingress device {self._radio(bs)} priority 0 ; }}\n"
+                f"add rule netdev {AIR_TABLE} in_{self._radio(bs)} drop\n"
+                for bs in self.baseStations.values()))
         self.startCaptures()
         lmapKeys, self.mpaKeys = writeKeyFiles(self.runDir, topology.lmap,
                                                [spec.address for spec in topology.mpas])
@@ -794,10 +809,46 @@ class Lab:
         # ms0 is up first (tcpdump needs that); it has a carrier once the port is up.
         ms.ip("link", "set", "ms0", "up")
         self.capture(ms, "ms0", self.path(f"{spec.name}.pcap"), "icmp6 and ip6[40] > 132")
-        self.air.ipBatch([f"link set {port} master {station.baseStation}",
-                          f"link set {port} up"])
+        if self.topology.linkMove == "switch":
+            self.air.ip("link", "set", port, "up")
+            self.switchLink(station, station.baseStation, first=True)
+        else:
+            self.air.ipBatch([f"link set {port} master {station.baseStation}",
+                              f"link set {port} up"])
         self.associated(station, spec.attach)
         return station
+
+    @staticmethod
+    def _radio(bs: str) -> str:
+        """The air namespace's end of base station C{bs}'s radio link (C{u<N>})."""
+        return "u" + bs.removeprefix("bs")
+
+    def switchLink(self, station: Station, bs: str, first: bool = False) -> None:
+        """Put C{station}'s link on base station C{bs} in one step (the topology's
+        C{linkMove} "switch"): one nftables transaction, so each frame goes to
+        one base station or the other, never to none. (Moving a bridge port
+        to another bridge leaves it in neither for a fraction of a
+        millisecond: measured, 9 of 3,000 pings at 1 ms lost in 50 moves.)
+        The MS's port belongs to no bridge: its ingress sends its frames out
+        of the base station's radio end; each radio end's ingress sends on
+        what is for the MSs on that base station (unicast to each MAC,
+        multicast copied to every one) and drops the rest."""
+        old, station.baseStation = station.baseStation, bs
+        chain = f"in_{station.port}"
+        script = [f"add chain netdev {AIR_TABLE} {chain} {{ type filter hook ingress "
+                  f"device {station.port} priority 0 ; }}"] if first else []
+        script += [f"flush chain netdev {AIR_TABLE} {chain}",
+                   f"add rule netdev {AIR_TABLE} {chain} fwd to {self._radio(bs)}"]
+        for each in sorted({old, bs}):
+            radio = f"in_{self._radio(each)}"
+            here = [s for s in self.stations.values() if s.baseStation == each]
+            script.append(f"flush chain netdev {AIR_TABLE} {radio}")
+            script += [f"add rule netdev {AIR_TABLE} {radio} ether daddr {s.spec.mac} "
+                       f"fwd to {s.port}" for s in here]
+            script += [f"add rule netdev {AIR_TABLE} {radio} ether daddr & 01:00:00:00:00:00 "
+                       f"== 01:00:00:00:00:00 dup to {s.port}" for s in here]
+            script.append(f"add rule netdev {AIR_TABLE} {radio} drop")
+        self.air.run(["nft", "-f", "-"], input="\n".join(script) + "\n")
 
     def associated(self, station: Station, mpa: str) -> None:
         """The base station of C{mpa} reports the MS's association, when the topology
@@ -824,9 +875,7 @@ class Lab:
             # (docs/mpa.md "Departing visitors").
             self.ask(previous, f"detach {self.access[previous]} {station.spec.mac}")
         if self.topology.linkMove == "switch":
-            # One netlink request: the bridge it leaves and the one it joins swap
-            # the port under the MS, whose carrier never goes.
-            self.air.ip("link", "set", station.port, "master", bs)
+            self.switchLink(station, bs)
         else:
             self.air.ipBatch([f"link set {station.port} down",
                               f"link set {station.port} nomaster",
