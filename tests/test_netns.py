@@ -6,6 +6,7 @@ when a test fails, sockets made in the namespace asked for, links usable at once
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -371,3 +372,36 @@ class LinkTests(NetnsTestMixin, TestCase):
         )
         responders = {line.split()[3] for line in out.splitlines() if "bytes from" in line}
         self.assertGreaterEqual(len(responders), 3)
+
+
+class NftServerTests(NetnsTestMixin, SynchronousTestCase):
+    """L{lmm.lab.nftserver}, in a namespace of its own: scripts commit there,
+    in libnftables and in the C{nft} fallback alike; a refused one answers
+    nft's error and the server goes on."""
+
+    def serve(self, namespace: Namespace, lines: list[str], fallback: bool) -> list[object]:
+        source = ("import sys; from lmm.lab import nftserver\n"
+                  + ("nftserver._libnftables = lambda: None\n" if fallback else "")
+                  + "nftserver.main()\n")
+        process = namespace.popenPython(source, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        out, _ = process.communicate("".join(json.dumps(line) + "\n" for line in lines),
+                                     timeout=30)
+        return [json.loads(answer) for answer in out.splitlines()]
+
+    def test_scripts(self) -> None:
+        for fallback in (False, True):
+            namespace = self.makeNamespace("nft")
+            answers = self.serve(namespace, [
+                "add table netdev t\nadd chain netdev t c { type filter hook ingress "
+                "device lo priority 0 ; }\nadd rule netdev t c counter\n",
+                "add rule netdev t nosuchchain drop\n",
+                "add rule netdev t c drop\n"], fallback)
+            self.assertEqual(len(answers), 3)
+            self.assertIsNone(answers[0])
+            self.assertIsInstance(answers[1], str)
+            self.assertIn("nosuchchain", str(answers[1]))
+            self.assertIsNone(answers[2])
+            listed = namespace.run(["nft", "list", "chain", "netdev", "t", "c"]).stdout
+            self.assertIn("counter", listed)
+            self.assertIn("drop", listed)

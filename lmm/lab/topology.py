@@ -527,6 +527,8 @@ class Lab:
         self.stations: dict[str, Station] = {}
         self.access: dict[str, str] = {}
         self.baseStations: dict[str, str] = {}
+        # The air namespace's nftables server (L{airRules}), when links switch.
+        self._nft: subprocess.Popen[str] | None = None
         self.aaa = topology.aaa
         if self.aaa == "auto":
             self.aaa = "radius" if freeradius.missingReason() is None else "file"
@@ -608,7 +610,10 @@ class Lab:
                                   f"link set v{i + 1} master {bs}", f"link set v{i + 1} up",
                                   f"link set {self._radio(bs)} up"])
         if topology.linkMove == "switch":
-            self.air.run(["nft", "-f", "-"], input=f"add table netdev {AIR_TABLE}\n" + "".join(
+            self._nft = self.air.popenPython(
+                "from lmm.lab.nftserver import main; import sys; sys.exit(main())",
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.airRules(f"add table netdev {AIR_TABLE}\n" + "".join(
                 f"add chain netdev {AIR_TABLE} in_{self._radio(bs)} {{ type filter hook "
                 f"ingress device {self._radio(bs)} priority 0 ; }}\n"
                 f"add rule netdev {AIR_TABLE} in_{self._radio(bs)} drop\n"
@@ -848,7 +853,22 @@ class Lab:
             script += [f"add rule netdev {AIR_TABLE} {radio} ether daddr & 01:00:00:00:00:00 "
                        f"== 01:00:00:00:00:00 dup to {s.port}" for s in here]
             script.append(f"add rule netdev {AIR_TABLE} {radio} drop")
-        self.air.run(["nft", "-f", "-"], input="\n".join(script) + "\n")
+        self.airRules("\n".join(script) + "\n")
+
+    def airRules(self, script: str) -> None:
+        """Commit C{script} (one nftables transaction) in the air namespace, by
+        the lab's L{lmm.lab.nftserver} there: a C{nft -f} would take 6-20 ms to
+        start, and the switch would wait for it."""
+        process = self._nft
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(script) + "\n")
+        process.stdin.flush()
+        answer = process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the lab's nftables server exited with {process.wait()}")
+        error = json.loads(answer)
+        if error is not None:
+            raise RuntimeError(f"nftables refused the air namespace's rules: {error}\n{script}")
 
     def associated(self, station: Station, mpa: str) -> None:
         """The base station of C{mpa} reports the MS's association, when the topology
