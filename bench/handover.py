@@ -226,6 +226,10 @@ def main() -> int:
         atMs += places.get("at the MS, its link down", 0)
         print(f"  where the {'CN' if fromCn else 'MS'}'s lost requests went: "
               + ", ".join(f"{count} {place}" for place, count in places.items()))
+    # A copy the old MPA resent (docs/dataplane.md "Handovers") that the MS had had.
+    print("  duplicate replies: " + ", ".join(
+        f"{record.duplicates} to the {'CN' if fromCn else 'MS'}'s pings"
+        for record, fromCn in pings))
     if outages:
         print(f"  link move -> first reply: p50 {percentile(outages, 0.5):.1f} ms, "
               f"p99 {percentile(outages, 0.99):.1f} ms, max {max(outages):.1f} ms "

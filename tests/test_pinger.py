@@ -53,3 +53,24 @@ class PingerTests(NetnsTestMixin, SynchronousTestCase):
         for text in (real, ours):
             record = tl.parsePing(text, 0.05)
             self.assertEqual((record.transmitted, sorted(record.replies)), (3, [1, 2, 3]), text)
+
+    def test_duplicates(self) -> None:
+        """Two replies to one request (here: both ends of a veth pair answer a
+        ping to all-nodes): the second is marked "(DUP!)" and counted in the
+        summary's "+N duplicates", as ping does, and read as a duplicate, not
+        as a reply; the real ping's output reads the same."""
+        self.ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+        self.ns.ip("link", "add", "pa", "type", "veth", "peer", "name", "pb")
+        self.ns.ip("link", "set", "pa", "up")
+        self.ns.ip("link", "set", "pb", "up")
+        destination = "ff02::1%pa"
+        real = self.ns.run(["ping", "-n", "-D", "-c", "3", "-i", "0.05", destination]).stdout
+        ours = self.probe(destination, 3, 0.05)
+        for text in (real, ours):
+            record = tl.parsePing(text, 0.05)
+            self.assertEqual(sorted(record.replies), [1, 2, 3], text)
+            # Each stops once every request has a reply: maybe before the last
+            # one's second.
+            self.assertIn(record.duplicates, (2, 3), text)
+            self.assertEqual(record.lost(), [], text)
+        self.assertEqual(ours.count("(DUP!)"), tl.parsePing(ours, 0.05).duplicates, ours)

@@ -50,7 +50,9 @@ def run(destination: str, interval: float, count: int, wait: float = 1.0,
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
     identifier = os.getpid() & 0xFFFF
     sent: dict[int, float] = {}
+    answered: set[int] = set()
     received = 0
+    duplicated = 0
     transmitted = 0
     out.write(f"PING {destination} {PAYLOAD} data bytes\n")
     out.flush()
@@ -67,6 +69,7 @@ def run(destination: str, interval: float, count: int, wait: float = 1.0,
                     payload = struct.pack("!d", now) + bytes(PAYLOAD - 8)
                     header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, identifier, sequence)
                     sent[sequence] = now
+                    answered.discard(sequence)  # (after a wrap of the sequence)
                     try:
                         sock.sendto(header + payload, (destination, 0))
                     except OSError:
@@ -91,10 +94,18 @@ def run(destination: str, interval: float, count: int, wait: float = 1.0,
                 continue
             hops = next((struct.unpack("i", value)[0] for level, kind, value in ancillary
                          if kind == socket.IPV6_HOPLIMIT), 0)
-            rtt = (arrived - sent.pop(sequence)) * 1000
-            received += 1
+            rtt = (arrived - sent[sequence]) * 1000
+            # A second reply to one request (a copy delivered twice) is shown, as
+            # ping shows it, and not counted as received.
+            duplicate = sequence in answered
+            if duplicate:
+                duplicated += 1
+            else:
+                answered.add(sequence)
+                received += 1
             out.write(f"[{arrived:.6f}] {len(data)} bytes from {source[0]}: "
-                      f"icmp_seq={sequence} ttl={hops} time={rtt:.3f} ms\n")
+                      f"icmp_seq={sequence} ttl={hops} time={rtt:.3f} ms"
+                      + (" (DUP!)\n" if duplicate else "\n"))
             out.flush()
     except Stop:
         pass
@@ -102,8 +113,10 @@ def run(destination: str, interval: float, count: int, wait: float = 1.0,
         sock.close()
     lost = transmitted - received
     percent = 0 if not transmitted else round(100 * lost / transmitted)
+    duplicates = f"+{duplicated} duplicates, " if duplicated else ""
     out.write(f"\n--- {destination} ping statistics ---\n"
-              f"{transmitted} packets transmitted, {received} received, {percent}% packet loss\n")
+              f"{transmitted} packets transmitted, {received} received, {duplicates}"
+              f"{percent}% packet loss\n")
     out.flush()
     return received
 

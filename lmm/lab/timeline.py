@@ -40,6 +40,7 @@ class PingRecord:
     replies: dict[int, tuple[float, float]] = field(default_factory=dict)  # seq: (sent, rtt)
     transmitted: int = 0
     stoppedAt: float | None = None  # when the lab stopped ping (SIGINT), if it says
+    duplicates: int = 0  # replies to a request answered already (ping's "(DUP!)")
 
     def sentAt(self, sequence: int) -> float | None:
         """When request C{sequence} was sent: measured if it came back, else
@@ -86,6 +87,7 @@ IN_FLIGHT_AT_STOP = 0.005
 
 _PING_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms")
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+_PING_DUPLICATES = re.compile(r" received, \+(\d+) duplicates")
 
 
 def pingSummary(text: str) -> tuple[int, int] | None:
@@ -101,11 +103,19 @@ def parsePing(text: str, interval: float) -> PingRecord:
         match = _PING_REPLY.match(line)
         if match:
             received, sequence, rtt = float(match[1]), int(match[2]), float(match[3]) / 1000
+            if line.endswith("(DUP!)"):
+                record.duplicates += 1
+                continue
             record.replies.setdefault(sequence, (received - rtt, rtt))
             continue
         summary = pingSummary(line)
         if summary:
             record.transmitted = summary[0]
+            # The summary's count is the whole run's (ping does not mark every
+            # duplicate "(DUP!)": not those to a multicast destination).
+            duplicates = _PING_DUPLICATES.search(line)
+            if duplicates:
+                record.duplicates = int(duplicates[1])
     if not record.transmitted and record.replies:
         record.transmitted = max(record.replies)
     return record
