@@ -1426,8 +1426,36 @@ class UserspaceTests(_BackendTests, TestCase):
         at1, atL = atMpa1.statistics(), atLmap.statistics()
         self.assertGreaterEqual(at1["heldDeparting"], 3, at1)
         self.assertEqual(at1["handedBack"], at1["heldDeparting"], at1)
-        self.assertEqual(atL["handedOver"], at1["handedBack"] + at1["resent"], atL)
+        # Reported: what MPA1 delivered before the report, the MS had; no copies.
+        self.assertEqual(at1["resent"], 0, at1)
+        self.assertEqual(atL["handedOver"], at1["handedBack"], atL)
         self.assertEqual((sent, received), (60, 60))
+
+    async def test_noCopiesAfterReport(self) -> None:
+        """A detach report marks when the MS left: what MPA1 delivered before
+        it, the MS had, and the hand-back sends no copies of it. (The MS takes
+        the CN's requests without answering, so the delivered ones are all
+        "since it was last heard from": without the report they would be
+        resent, test_resentWithoutReport.)"""
+        lab = self.twoMpas(self.kind)
+        cn, access = lab.cn, lab.access
+        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
+        old = mpaBinding(access)
+        atMpa1.addBinding(old)
+        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        lab.ms.sysctl("net.ipv6.icmp.echo_ignore_all", 1)
+        pinging = Deferred.fromCoroutine(self.ping(cn, MS, 20, 0.01))
+        await threads.deferToThread(time.sleep, 0.08)
+        self.assertTrue(atMpa1.holdDownlink(old))
+        lab.moveLink()
+        atMpa2.addBinding(mpaBinding(access, local=MPA2))
+        atLmap.addBinding(lmapBinding(mpa=MPA2))
+        atMpa1.releaseDownlink(old, handBack=True)
+        at1 = atMpa1.statistics()
+        self.assertEqual(await pinging, (20, 0))
+        self.assertEqual(at1["resent"], 0, at1)
+        # The 2 answered, then the unanswered ones delivered before the report.
+        self.assertGreaterEqual(at1["decapsulated"], 2 + 3, at1)
 
     async def test_resentWithoutReport(self) -> None:
         """No detach report (packet detection): MPA1 delivers the CN's pings

@@ -52,12 +52,13 @@ visitor its base station reported gone (at most 256 packets a visitor, in
 the same 1 MiB), and L{UserspaceDataPlane.releaseDownlink} either delivers
 it (the MS came back) or sends it back up the tunnel to the LMAP (a
 handover's revocation came: C{handedBack}); removing the binding drops it.
-With the hand-back go copies of what was delivered to the visitor since it
-was last heard from (its last packet through the tunnel), at most C{resend}
-seconds back (0.1; the last 1,024 packets delivered, all visitors together:
-C{resent}): without a detach report nothing is held, and those are the
-packets the MS may have left before receiving; one it did receive arrives
-twice.
+Without a detach report (nothing held), the hand-back is copies of what was
+delivered to the visitor since it was last heard from (its last packet
+through the tunnel), at most C{resend} seconds back (0.1; the last 1,024
+packets delivered, all visitors together: C{resent}): the packets the MS may
+have left before receiving; one it did receive arrives twice. After a report
+no copies go: the report is when the MS left, and what was delivered before
+it, the MS had.
 At the LMAP, a packet from a peer for a mobile that peer carried until
 less than C{HAND_BACK_WINDOW} seconds ago, and another peer carries now,
 is sent on to that peer (C{handedOver}), not refused: the previous MPA's
@@ -629,15 +630,19 @@ class UserspaceDataPlane(NetlinkDataPlane):
     def releaseDownlink(self, binding: TunnelBinding, handBack: bool) -> None:
         """What was kept for C{binding}'s visitor: with C{handBack}, sent back
         to the peer (after what the peer's socket holds already, which would
-        be kept too, and after copies of what was delivered to the visitor
-        since it was last heard from, L{resend}), else delivered; and nothing
-        is kept from now on."""
+        be kept too, and, when nothing was held -- no report --, after copies
+        of what was delivered to the visitor since it was last heard from,
+        L{resend}), else delivered; and nothing is kept from now on."""
         key = (_network(binding), binding.prefixLength)
         found = self._peerSockets.get((normal(binding.localEndpoint),
                                        normal(binding.remoteEndpoint)))
         if handBack and found is not None:
             self._rawReadable(found[0])
-            self._resendUnheard(key, found[0])
+            if all((network, length) != key for network, length, _, _ in self._departing):
+                # No report: what the MS may have missed. After a report, none:
+                # what was delivered before it, the MS had (a copy would arrive
+                # twice: with the MS pinging, every copy was a reply it had had).
+                self._resendUnheard(key, found[0])
         kept = self._stopHolding(key)
         if kept is None:
             return
