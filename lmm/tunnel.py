@@ -50,7 +50,7 @@ class RecordingDataPlane:
     name = "recording"
 
     def __init__(self, historySize: int = 10000) -> None:
-        self._bindings: dict[tuple[str, int], TunnelBinding] = {}
+        self._bindings: dict[str | tuple[str, int], TunnelBinding] = {}
         self.history: deque[tuple[str, TunnelBinding]] = deque(maxlen=historySize)
         self.added = 0
         self.removed = 0
@@ -61,13 +61,21 @@ class RecordingDataPlane:
                 accessInterfaces: Sequence[str] = ()) -> None:
         self.prepared.append(localEndpoint)
 
+    @staticmethod
+    def _key(binding: TunnelBinding) -> str | tuple[str, int]:
+        # A /128 by its address alone: no tuple per binding (the LMAP benchmark's
+        # million bindings are all /128s, and each tuple is 64 bytes).
+        if binding.prefixLength == 128:
+            return binding.mobileAddress
+        return (binding.mobileAddress, binding.prefixLength)
+
     def addBinding(self, binding: TunnelBinding) -> None:
-        self._bindings[binding.mobileAddress, binding.prefixLength] = binding
+        self._bindings[self._key(binding)] = binding
         self.history.append(("add", binding))
         self.added += 1
 
     def removeBinding(self, binding: TunnelBinding) -> None:
-        key = (binding.mobileAddress, binding.prefixLength)
+        key = self._key(binding)
         if self._bindings.get(key) == binding:
             del self._bindings[key]
         self.history.append(("remove", binding))

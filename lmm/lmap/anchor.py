@@ -312,6 +312,10 @@ DEFAULT_MAX_BINDINGS = 1_000_000
 # Remembered MPA decisions; the cache is emptied when a flood of spoofed
 # sources fills it.
 _MPA_CACHE_SIZE = 1 << 16
+# Every Sequence Number as one shared int (2.5 MB once): an entry keeps the one
+# of its last registration, and a decoded one is an object of its own each time
+# (28 bytes a binding at a million).
+_SEQUENCES = tuple(range(1 << 16))
 
 
 def _naiText(nai: bytes) -> str:
@@ -429,6 +433,7 @@ class LocalMobilityAnchor:
                     raise ValueError(f"{pool} is longer than the /{homeNetworkPrefixLength} "
                                      "home network prefixes delegated from it")
         self._tunnelLength = homeNetworkPrefixLength if self.perNodePrefixes else 128
+        self._lifetimes: dict[int, int] = {}
         self._shift = 128 - self._tunnelLength
         self.mpas = [IPv6Network(p) for p in mpas]
         self._mpaNetworks = [(int(p.network_address), int(p.netmask)) for p in self.mpas]
@@ -747,6 +752,8 @@ class LocalMobilityAnchor:
             granted = self.maxLifetime
         elif granted % LIFETIME_UNIT or granted < LIFETIME_UNIT:
             granted = self._grant(granted)
+        # One int object per value, not one per binding (memory per binding).
+        granted = self._lifetimes.setdefault(granted, granted)
         self.counters["pbu.accepted"] += 1
         if entry is None:
             self._create(actions, bu, mpa, careOf, mnid, address, prefixLength, granted, now,
@@ -760,7 +767,7 @@ class LocalMobilityAnchor:
                 self._expiries.schedule(nai, expires, entry.expires)
             entry.lifetime = granted
             entry.expires = expires
-            entry.sequence = bu.sequence
+            entry.sequence = _SEQUENCES[bu.sequence]
             entry.updated = now
             if timestamp:
                 entry.timestamp = timestamp
@@ -921,8 +928,8 @@ class LocalMobilityAnchor:
         expires = now + granted
         tunnel = TunnelBinding(address, self._tunnelLength, self.address, careOf, ROLE_LMAP)
         entry = BindingCacheEntry(
-            nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel, now, now,
-            timestamp,
+            nai, address, prefixLength, careOf, granted, expires, _SEQUENCES[bu.sequence], tunnel,
+            now, now, timestamp,
         )
         self.store.put(entry)
         self._expiries.schedule(nai, expires, None)
@@ -963,7 +970,7 @@ class LocalMobilityAnchor:
             entry.careOfAddress = careOf
             entry.lifetime = granted
             entry.expires = expires
-            entry.sequence = bu.sequence
+            entry.sequence = _SEQUENCES[bu.sequence]
             entry.tunnel = tunnel
             entry.updated = now
             if timestamp:
@@ -971,8 +978,8 @@ class LocalMobilityAnchor:
         else:
             # A new key: a new entry, so that the store can re-index it.
             entry = BindingCacheEntry(
-                nai, address, prefixLength, careOf, granted, expires, bu.sequence, tunnel,
-                old.created, now, timestamp or old.timestamp,
+                nai, address, prefixLength, careOf, granted, expires, _SEQUENCES[bu.sequence],
+                tunnel, old.created, now, timestamp or old.timestamp,
             )
         self.store.put(entry)
         if address != old.localAddress:

@@ -47,7 +47,7 @@ class RefusingPlane(RecordingDataPlane):
             self.waiting.append((d, binding))
             return d
         # As lmm.dataplane's backends: a replacement that fails leaves neither carried.
-        self._bindings.pop((binding.mobileAddress, binding.prefixLength), None)
+        self._bindings.pop(self._key(binding), None)
         error = DataPlaneError(f"cannot reach {binding.remoteEndpoint}")
         if self.how == "raise":
             raise error
