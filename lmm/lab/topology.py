@@ -356,7 +356,8 @@ def loadTopology(path: str = DEFAULT_TOPOLOGY) -> Topology:
              "lab.")
     linkMove = _get(path, lab, "link_move", str, "lab.", "cut")
     if linkMove not in LINK_MOVES:
-        raise TopologyError(f"{path}: lab.link_move: expected cut or switch, got {linkMove!r}")
+        raise TopologyError(f"{path}: lab.link_move: expected {' or '.join(LINK_MOVES)}, "
+                            f"got {linkMove!r}")
     profile = _get(path, lab, "profile", str, "lab.", "draft")
     if profile not in ("draft", "rfc5213"):
         raise TopologyError(f"{path}: lab.profile: expected draft or rfc5213, got {profile!r}")
