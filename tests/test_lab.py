@@ -20,6 +20,7 @@ test builds one lab (about a second), and a test covers a whole scenario.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ from dataclasses import replace
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from lmm.aaa import loadProfiles
-from lmm.lab import demo, kea
+from lmm.lab import cli, demo, kea
 from lmm.lab import timeline as tl
 from lmm.lab.netns import netnsUnavailableReason, waitFor
 from lmm.lab.topology import (
@@ -204,6 +205,20 @@ class TopologyTests(SynchronousTestCase):
                 loadTopology(path)
             for word in words:
                 self.assertIn(word, str(caught.exception))
+
+    def test_demoLinkMove(self) -> None:
+        """lmm-lab demo --link-move switch on a topology without association
+        reports stops before anything is made, naming the key and the file."""
+        path = self.write("")
+        with open(path) as f:
+            text = f.read().replace("association_reports = true", "association_reports = false")
+        with open(path, "w") as f:
+            f.write(text)
+        out = io.StringIO()
+        self.assertEqual(cli.runDemo(path, out, linkMove="switch"), 2)
+        self.assertIn("lab.association_reports", out.getvalue())
+        self.assertIn(path, out.getvalue())
+        self.assertEqual(out.getvalue().count("\n"), 1)
 
     def test_profiles(self) -> None:
         """Both AAA backends get each MS's method, address and session timeout."""

@@ -21,6 +21,7 @@ from lmm.lab import demo, freeradius
 from lmm.lab.netns import netnsUnavailableReason
 from lmm.lab.topology import (
     DEFAULT_TOPOLOGY,
+    LINK_MOVES,
     Lab,
     TopologyError,
     checkTopology,
@@ -29,13 +30,18 @@ from lmm.lab.topology import (
 )
 
 
-def runDemo(topologyPath: str, out: Any = sys.stdout, profile: str | None = None) -> int:
-    """The demo, start to end, with both daemons on C{profile} (None: the
-    topology's); its exit status."""
+def runDemo(topologyPath: str, out: Any = sys.stdout, profile: str | None = None,
+            linkMove: str | None = None) -> int:
+    """The demo, start to end, with both daemons on C{profile} and the MS's
+    link moving as C{linkMove} says (None: as the topology says); its exit
+    status."""
     try:
         topology = loadTopology(topologyPath)
         if profile is not None:
-            topology = checkTopology(replace(topology, profile=profile))
+            topology = replace(topology, profile=profile)
+        if linkMove is not None:
+            topology = replace(topology, linkMove=linkMove)
+        topology = checkTopology(topology)
     except TopologyError as e:
         out.write(f"lmm-lab: {e}\n")
         return 2
@@ -99,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="both daemons' wire profile (default: the topology's "
                                  "lab.profile): rfc5213 is RFC 5213's protocol, each MS a "
                                  "home network prefix of its own")
+    demoParser.add_argument("--link-move", choices=LINK_MOVES, default=None,
+                            help="how a handover moves the MS's link (default: the "
+                                 "topology's lab.link_move): cut, down and up on the other "
+                                 "base station; switch, in one step, never down")
     downParser = commands.add_parser("down", help="remove what lab runs left")
     downParser.add_argument("--all", action="store_true",
                             help="also the namespaces of lab runs still running")
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         removed = down(everything=args.all)
         sys.stdout.write(f"lmm-lab down: removed {removed} namespace(s)\n")
         return 0
-    return runDemo(args.topology, profile=args.profile)
+    return runDemo(args.topology, profile=args.profile, linkMove=args.link_move)
 
 
 if __name__ == "__main__":
