@@ -1399,18 +1399,30 @@ class UserspaceTests(_BackendTests, TestCase):
                          (3, 3, 0))
 
 
+    async def servedByMpa1(self) -> tuple[TwoMpas, TunnelBinding]:
+        """Two MPAs, the MS carried through MPA1 (the CN's pings answered), and
+        MPA1's binding."""
+        lab = self.twoMpas(self.kind)
+        old = mpaBinding(lab.access)
+        lab.atMpa1.addBinding(old)
+        self.assertEqual(await self.ping(lab.cn, MS, 2), (2, 2))
+        return lab, old
+
+    def revokedAtMpa1(self, lab: TwoMpas, old: TunnelBinding) -> None:
+        """The handover's tunnel changes once the MS's link is MPA2's: MPA2's
+        binding, the LMAP's replaced, MPA1's revocation with its hand-back."""
+        lab.atMpa2.addBinding(mpaBinding(lab.access, local=MPA2))
+        lab.atLmap.addBinding(lmapBinding(mpa=MPA2))
+        lab.atMpa1.releaseDownlink(old, handBack=True)
+
     async def test_handedBack(self) -> None:
         """RFC 5949's reactive mode: the MS's base station reports it gone
         from MPA1 as its link moves to MPA2; MPA1 holds what the LMAP still
         sends it, and on the handover hands it back up its tunnel; the LMAP
         sends that on to MPA2. Every ping of the CN's 10 ms train is
         answered; the counters at each end say where the held ones went."""
-        lab = self.twoMpas(self.kind)
-        cn, access = lab.cn, lab.access
-        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
-        old = mpaBinding(access)
-        atMpa1.addBinding(old)
-        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        lab, old = await self.servedByMpa1()
+        cn, atLmap, atMpa1 = lab.cn, lab.atLmap, lab.atMpa1
         pinging = Deferred.fromCoroutine(self.ping(cn, MS, 60, 0.01))
         await threads.deferToThread(time.sleep, 0.2)
         # The report, then the link's move; the new MPA's binding 60 ms later (an
@@ -1418,9 +1430,7 @@ class UserspaceTests(_BackendTests, TestCase):
         self.assertTrue(atMpa1.holdDownlink(old))
         lab.moveLink()
         await threads.deferToThread(time.sleep, 0.06)
-        atMpa2.addBinding(mpaBinding(access, local=MPA2))
-        atLmap.addBinding(lmapBinding(mpa=MPA2))
-        atMpa1.releaseDownlink(old, handBack=True)
+        self.revokedAtMpa1(lab, old)
         atMpa1.removeBinding(old)
         sent, received = await pinging
         at1, atL = atMpa1.statistics(), atLmap.statistics()
@@ -1437,20 +1447,14 @@ class UserspaceTests(_BackendTests, TestCase):
         the CN's requests without answering, so the delivered ones are all
         "since it was last heard from": without the report they would be
         resent, test_resentWithoutReport.)"""
-        lab = self.twoMpas(self.kind)
-        cn, access = lab.cn, lab.access
-        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
-        old = mpaBinding(access)
-        atMpa1.addBinding(old)
-        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        lab, old = await self.servedByMpa1()
+        cn, atMpa1 = lab.cn, lab.atMpa1
         lab.ms.sysctl("net.ipv6.icmp.echo_ignore_all", 1)
         pinging = Deferred.fromCoroutine(self.ping(cn, MS, 20, 0.01))
         await threads.deferToThread(time.sleep, 0.08)
         self.assertTrue(atMpa1.holdDownlink(old))
         lab.moveLink()
-        atMpa2.addBinding(mpaBinding(access, local=MPA2))
-        atLmap.addBinding(lmapBinding(mpa=MPA2))
-        atMpa1.releaseDownlink(old, handBack=True)
+        self.revokedAtMpa1(lab, old)
         at1 = atMpa1.statistics()
         self.assertEqual(await pinging, (20, 0))
         self.assertEqual(at1["resent"], 0, at1)
@@ -1463,22 +1467,16 @@ class UserspaceTests(_BackendTests, TestCase):
         hand-back sends copies of what it delivered since the MS last sent
         anything (its last echo reply) up the tunnel, and the LMAP on to
         MPA2: every ping is answered."""
-        lab = self.twoMpas(self.kind)
-        cn, mpa1, access = lab.cn, lab.mpa1, lab.access
-        atLmap, atMpa1, atMpa2 = lab.atLmap, lab.atMpa1, lab.atMpa2
-        old = mpaBinding(access)
-        atMpa1.addBinding(old)
-        self.assertEqual(await self.ping(cn, MS, 2), (2, 2))
+        lab, old = await self.servedByMpa1()
+        cn, atLmap, atMpa1 = lab.cn, lab.atLmap, lab.atMpa1
         pinging = Deferred.fromCoroutine(self.ping(cn, MS, 60, 0.01))
         await threads.deferToThread(time.sleep, 0.2)
         # The MS's link goes (its carrier, from MPA1's side) with no report; MPA1
         # goes on delivering for 40 ms, into nothing; then the link is MPA2's.
-        mpa1.ip("link", "set", access, "down")
+        lab.mpa1.ip("link", "set", lab.access, "down")
         await threads.deferToThread(time.sleep, 0.04)
         lab.moveLink()
-        atMpa2.addBinding(mpaBinding(access, local=MPA2))
-        atLmap.addBinding(lmapBinding(mpa=MPA2))
-        atMpa1.releaseDownlink(old, handBack=True)
+        self.revokedAtMpa1(lab, old)
         atMpa1.removeBinding(old)
         sent, received = await pinging
         at1, atL = atMpa1.statistics(), atLmap.statistics()

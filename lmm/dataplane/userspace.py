@@ -623,7 +623,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
         if binding.role != ROLE_MPA or found is None or self.hold <= 0:
             return False
         key = (_network(binding), binding.prefixLength)
-        if all((network, length) != key for network, length, _, _ in self._departing):
+        if not self._isDeparting(key):
             self._departing.append((*key, found[0], []))
         return True
 
@@ -638,7 +638,7 @@ class UserspaceDataPlane(NetlinkDataPlane):
                                        normal(binding.remoteEndpoint)))
         if handBack and found is not None:
             self._rawReadable(found[0])
-            if all((network, length) != key for network, length, _, _ in self._departing):
+            if not self._isDeparting(key):
                 # No report: what the MS may have missed. After a report, none:
                 # what was delivered before it, the MS had (a copy would arrive
                 # twice: with the MS pinging, every copy was a reply it had had).
@@ -679,6 +679,10 @@ class UserspaceDataPlane(NetlinkDataPlane):
             self.sendDrops += 1
             return False
         return True
+
+    def _isDeparting(self, key: tuple[int, int]) -> bool:
+        """Whether C{key}'s visitor's downlink is being held (L{holdDownlink})."""
+        return any((network, length) == key for network, length, _, _ in self._departing)
 
     def _stopHolding(self, key: tuple[int, int]) -> tuple[socket.socket, list[bytes]] | None:
         for i, (network, length, sock, packets) in enumerate(self._departing):
