@@ -42,7 +42,7 @@ from lmm.aaa import DEFAULT_NAI_TEMPLATE, naiFromMac  # noqa: E402
 from lmm.lab import freeradius  # noqa: E402
 from lmm.lab.daemons import Daemon, writeConfig, writeKeyFiles  # noqa: E402
 from lmm.lab.netns import Namespace, callIn, link, socketIn  # noqa: E402
-from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm, cpuTimes  # noqa: E402
 from lmm.mpa.control import ask  # noqa: E402
 
 LMAP = "fd00:be::1"
@@ -186,12 +186,18 @@ def attachBatch(batch: range, stations: list[str], msSocket: socket.socket,
 
 
 def report(args: argparse.Namespace, control: str, ra: list[float], pba: list[float],
-           lost: int) -> int:
+           lost: int, cpu: dict[str, list[float]]) -> int:
     visitors = ask(control, "visitors")["visitors"]
     registered = sum(1 for v in visitors if v["state"] == "registered")
     how = "one after the other" if args.batch == 1 else f"in batches of {args.batch}"
     print(f"lmm-mpa attach latency, {args.aaa} AAA, {args.count} new MSs {how} "
           f"({lost} without an RA or PBA in time; {registered} registered)")
+    # Where the machine's time went: CPU per MS from each process's
+    # /proc/PID/stat, while the bench waited for its MSs (resolution 10 ms).
+    print("CPU per MS, user + system: " + ", ".join(
+        f"{name} {(user + system) / args.count * 1e6:.0f} us "
+        f"({user / args.count * 1e6:.0f} + {system / args.count * 1e6:.0f})"
+        for name, (user, system) in cpu.items()))
     if ra:
         print(summary("first frame -> RA", ra))
         print(summary("first frame -> PBA", pba))
@@ -229,9 +235,19 @@ def run(args: argparse.Namespace, folder: str) -> int:
         ra: list[float] = []
         pba: list[float] = []
         lost = 0
+        pids = {"lmm-mpa": daemons[-1].pid, "lmm-lmap": daemons[0].pid,
+                "bench": os.getpid()}
+        if server is not None:
+            pids["FreeRADIUS"] = server.process.pid
+        cpu = {name: [0.0, 0.0] for name in pids}
         for first in range(0, len(stations), args.batch):
             batch = range(first, min(first + args.batch, len(stations)))
+            before = {name: cpuTimes(pid) for name, pid in pids.items()}
             sent, seenRA, seenPBA = attachBatch(batch, stations, msSocket, pbaSocket)
+            for name, pid in pids.items():  # the bursts' work, not the gaps between
+                after = cpuTimes(pid)
+                cpu[name][0] += after[0] - before[name][0]
+                cpu[name][1] += after[1] - before[name][1]
             for i in batch:
                 if i in seenRA and i in seenPBA:
                     ra.append(seenRA[i] - sent[i])
@@ -240,7 +256,7 @@ def run(args: argparse.Namespace, folder: str) -> int:
                     lost += 1
             if args.gap:
                 time.sleep(args.gap)
-        return report(args, control, ra, pba, lost)
+        return report(args, control, ra, pba, lost, cpu)
     finally:
         for daemon in reversed(daemons):
             daemon.stop()

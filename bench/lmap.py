@@ -57,7 +57,7 @@ sys.path.insert(0, top)
 
 from lmm.lab.daemons import Daemon, writeConfig  # noqa: E402
 from lmm.lab.netns import Namespace, link  # noqa: E402
-from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
+from lmm.lab.processes import cleanUpOnTerm, cpuTimes  # noqa: E402
 from lmm.mh import OptionType  # noqa: E402
 from lmm.security import (  # noqa: E402
     HMAC_SHA256_128,
@@ -130,9 +130,7 @@ def rssKiB(pid: int) -> int:
 
 def cpuSeconds(pid: int) -> float:
     """The process's user and system time so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpuTimes(pid))
 
 
 def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None,
@@ -156,8 +154,7 @@ def startLMAP(ns: Namespace, folder: str, name: str, key: bytes | None = None,
     daemon = Daemon(ns, "lmm-lmap", config, os.path.join(folder, f"{name}.log"))
     # Pin the daemon like the reflector: same core, same conditions.
     daemon.start(ready="listening for Proxy Binding Updates")
-    assert daemon.process is not None
-    subprocess.run(["taskset", "-p", "-c", "1", str(daemon.process.pid)],
+    subprocess.run(["taskset", "-p", "-c", "1", str(daemon.pid)],
                    capture_output=True, check=False)
     return daemon
 
@@ -175,8 +172,7 @@ def alternated(seconds: float,
     for turn in range(TURNS):
         for label, start in kinds.items():
             daemon, key = start(turn)
-            assert daemon.process is not None
-            pid = daemon.process.pid
+            pid = daemon.pid
             started: list[float] = []
             result = loadgen(gen, tools, seconds, 256, AUTH_NAIS, key=key, signing=True,
                              measuring=partial(lambda s, p: s.append(cpuSeconds(p)),
@@ -306,8 +302,7 @@ def main() -> int:
             show(f"{label} ({TURNS} runs of {args.seconds / TURNS:g} s)", storeRates[label])
 
         daemon = startLMAP(resp, work, "fill")
-        assert daemon.process is not None
-        pid = daemon.process.pid
+        pid = daemon.pid
         before = rssKiB(pid)
         fill = loadgen(gen, tools, args.fill_seconds, 256, args.nais)
         after = rssKiB(pid)

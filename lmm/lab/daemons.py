@@ -82,6 +82,13 @@ class Daemon:
         waitFor(seen, timeout, what=f"{self.plugin} to log {ready!r}")
         return self
 
+    @property
+    def pid(self) -> int:
+        """The twistd's process id (C{ip netns exec} execs it)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.plugin} is not started")
+        return self.process.pid
+
     def _logSize(self) -> int:
         try:
             return os.path.getsize(self.logPath)

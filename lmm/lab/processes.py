@@ -7,6 +7,7 @@ way to end it, and reading the files it writes, which may not exist yet.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -53,3 +54,12 @@ def readText(path: Path | str) -> str:
         return Path(path).read_text(errors="replace")
     except OSError:
         return ""
+
+
+def cpuTimes(pid: int) -> tuple[float, float]:
+    """Process C{pid}'s user and system CPU seconds so far, all its threads
+    (proc(5): the 14th and 15th fields of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
