@@ -1,6 +1,6 @@
 """
 What both ends of the MPA-LMAP signaling share, pure (no I/O, no clock of its
-own): 16-bit sequence numbers, deadlines kept in a heap with lazy deletion,
+own): 16-bit sequence numbers, deadlines with lazy deletion (a heap and buckets),
 and retransmission with one back-off policy. The LMAP's anchor
 (L{lmm.lmap.anchor}), the MPA's registrations (L{lmm.mpa.registration}) and
 both ends' heartbeats (L{lmm.heartbeat}) are built on these.
@@ -101,24 +101,38 @@ class RetransmissionPolicy:
 
 K = TypeVar("K")
 
-# A heap this much larger than the live count is rebuilt.
+# Items this much more than the live count are swept by a rebuild.
 HEAP_SLACK = 1024
+
+#: Deadlines beyond the nearest bucket wait as bare keys in buckets this
+#: wide, seconds: a key costs a list slot (8 bytes) there, not a heap item
+#: (a tuple, 56 bytes, and its slot). The nearest bucket is a heap of exact
+#: deadlines, so the width changes what things cost, never when they are due.
+BUCKET_SECONDS = 1.0
+
+_NO_HORIZON = -(1 << 62)
 
 
 class Deadlines(Generic[K]):
     """
-    When each of many keys is next due, in a heap with lazy deletion.
+    When each of many keys is next due, with lazy deletion.
 
     The owner keeps each key's deadline itself, and C{current(key)} reads it
-    (None: the key is gone or has nothing due). L{schedule} pushes an item
+    (None: the key is gone or has nothing due). L{schedule} files an item
     only when a deadline comes earlier (or is new): a later one keeps its
     item, which is moved to the key's deadline when it comes up, so a binding
     refreshed any number of times has one item. Items of gone keys are
-    dropped when they come up; should they pile up, a push that finds the
-    heap over twice the live count (C{size()}) plus some slack rebuilds it
-    from C{live()}, and counts C{compacted} in C{counters}.
+    dropped when they come up; should they pile up, a push that finds over
+    twice the live count (C{size()}) plus some slack rebuilds from C{live()},
+    and counts C{compacted} in C{counters}.
 
-    @param ordered: whether keys compare (bytes, tuples): items are then
+    Items in the nearest bucket of L{BUCKET_SECONDS} (and any earlier) are
+    (due, key) in a heap; later ones are keys in one list per bucket, read
+    (their deadlines from C{current}) into the heap when the heap runs dry
+    and their bucket is the nearest. A million bindings cost 8 bytes each
+    here instead of 64.
+
+    @param ordered: whether keys compare (bytes, tuples): heap items are then
         (due, key); else (due, serial, key), first come first served on ties.
     """
 
@@ -138,51 +152,96 @@ class Deadlines(Generic[K]):
         self._compacted = compacted
         self._serial: Iterator[int] | None = None if ordered else itertools.count()
         self._heap: list[tuple] = []  # type: ignore[type-arg]
+        # The last bucket read into the heap: later ones wait in _buckets.
+        self._horizon = _NO_HORIZON
+        self._buckets: dict[int, list[K]] = {}
+        self._slots: list[int] = []  # a heap of _buckets' keys
+        self._waiting = 0  # keys in _buckets
         self._build()
-        self._limit = 2 * len(self._heap) + HEAP_SLACK
+        self._limit = 2 * len(self) + HEAP_SLACK
 
     def __len__(self) -> int:
-        """Items in the heap, stale ones too."""
-        return len(self._heap)
+        """Items filed, stale ones too."""
+        return len(self._heap) + self._waiting
 
     def _item(self, due: float, key: K) -> tuple:  # type: ignore[type-arg]
         serial = self._serial
         return (due, key) if serial is None else (due, next(serial), key)
+
+    def _file(self, due: float, key: K) -> None:
+        slot = int(due // BUCKET_SECONDS)
+        if slot <= self._horizon:
+            heapq.heappush(self._heap, self._item(due, key))
+            return
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            self._buckets[slot] = [key]
+            heapq.heappush(self._slots, slot)
+        else:
+            bucket.append(key)
+        self._waiting += 1
 
     def schedule(self, key: K, due: float | None, previous: float | None) -> None:
         """C{key}'s deadline changed from C{previous} (None: it had none, or
         its item came up and was handed out by L{due}) to C{due}."""
         if due is None or (previous is not None and previous <= due):
             return
-        heap = self._heap
-        heapq.heappush(heap, self._item(due, key))
-        if len(heap) > self._limit:
+        self._file(due, key)
+        if len(self._heap) + self._waiting > self._limit:
             # Counting the live keys may not be free: only past the last limit.
             limit = 2 * self._size() + HEAP_SLACK
-            if len(heap) > limit:
+            if len(self) > limit:
                 self._compact()
                 limit = 2 * self._size() + HEAP_SLACK
             self._limit = limit
 
     def _build(self) -> None:
-        self._heap = [self._item(due, key) for due, key in self._live()]
-        heapq.heapify(self._heap)
+        self.clear()
+        for due, key in self._live():
+            self._file(due, key)
 
     def _compact(self) -> None:
         self._counters[self._compacted] += 1
         self._build()
 
     def clear(self) -> None:
-        self._heap.clear()
+        self._heap = []
+        self._horizon = _NO_HORIZON
+        self._buckets = {}
+        self._slots = []
+        self._waiting = 0
+
+    def _advance(self) -> bool:
+        """With the heap empty, read the nearest bucket into it (its keys'
+        deadlines as they are now); False when nothing is left."""
+        current = self._current
+        heap = self._heap
+        while not heap and self._slots:
+            slot = heapq.heappop(self._slots)
+            keys = self._buckets.pop(slot)
+            self._waiting -= len(keys)
+            self._horizon = slot
+            start = slot * BUCKET_SECONDS
+            for key in keys:
+                deadline = current(key)
+                if deadline is None:
+                    continue
+                # A deadline moved later goes to its own bucket. One moved
+                # earlier filed an item of its own, which came up before;
+                # this copy comes up at its bucket, as a heap item would have.
+                self._file(deadline if deadline >= start else start, key)
+        return bool(heap)
 
     def due(self, now: float) -> Iterator[K]:
         """The keys due by C{now}, earliest first; a key handed out has no
-        item left (L{schedule} it with C{previous=None}). Items pushed while
+        item left (L{schedule} it with C{previous=None}). Items filed while
         this runs are seen too."""
         current = self._current
         while True:
             heap = self._heap
-            if not heap or heap[0][0] > now:
+            if not heap and not self._advance():
+                return
+            if heap[0][0] > now:
                 return
             item = heap[0]
             key = item[-1]
@@ -190,8 +249,9 @@ class Deadlines(Generic[K]):
             if deadline is None:
                 heapq.heappop(heap)
             elif deadline > item[0]:
-                # Moved later since it was queued: queue it at its deadline.
-                heapq.heapreplace(heap, self._item(deadline, key))
+                # Moved later since it was filed: file it at its deadline.
+                heapq.heappop(heap)
+                self._file(deadline, key)
                 continue
             else:
                 heapq.heappop(heap)
@@ -204,13 +264,14 @@ class Deadlines(Generic[K]):
         """The earliest deadline, or None; stale items on top are tidied."""
         heap = self._heap
         current = self._current
-        while heap:
+        while heap or self._advance():
             item = heap[0]
             deadline = current(item[-1])
             if deadline is None:
                 heapq.heappop(heap)
             elif deadline != item[0]:
-                heapq.heapreplace(heap, self._item(deadline, item[-1]))
+                heapq.heappop(heap)
+                self._file(deadline, item[-1])
             else:
                 return deadline
         return None

@@ -178,7 +178,7 @@ class ConstructionTests(SynchronousTestCase):
         """Entries already in the store given to an anchor expire like new ones."""
         store = BindingCache()
         tunnel = TunnelBinding(ADDRESS, 128, LMAP, MPA1, ROLE_LMAP)
-        store.put(BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 40, T0 + 40, 1, tunnel, T0, T0))
+        store.put(BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 40, 1, tunnel, T0, T0))
         anchor = makeAnchor(store=store)
         self.assertIs(anchor.store, store)
         self.assertEqual(anchor.nextDeadline(), T0 + 40)
@@ -266,7 +266,7 @@ class RegistrationTests(SynchronousTestCase):
         assert entry is not None
         self.assertEqual(
             entry,
-            BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 3600, T0 + 3600, 17, tunnel, T0, T0),
+            BindingCacheEntry(NAI, ADDRESS, 64, MPA1, 3600, 17, tunnel, T0, T0),
         )
         self.assertIs(self.anchor.store.getByAddress(ADDRESS), entry)
         [note] = notes(actions)

@@ -13,7 +13,7 @@ from lmm.tunnel import ROLE_LMAP, TunnelBinding
 def makeEntry(nai: bytes = b"ms@example.net", address: str = "2001:db8:1::10",
               careOf: str = "2001:db8:a::1", now: float = 100.0) -> BindingCacheEntry:
     tunnel = TunnelBinding(address, 128, "2001:db8:ffff::1", careOf, ROLE_LMAP)
-    return BindingCacheEntry(nai, address, 64, careOf, 3600, now + 3600, 1, tunnel, now, now)
+    return BindingCacheEntry(nai, address, 64, careOf, 3600, 1, tunnel, now, now)
 
 
 class BindingCacheEntryTests(SynchronousTestCase):
@@ -26,9 +26,16 @@ class BindingCacheEntryTests(SynchronousTestCase):
 
     def test_mutable(self) -> None:
         entry = makeEntry()
-        entry.expires = 5.0
+        entry.updated = 5.0
         entry.sequence = 7
-        self.assertEqual((entry.expires, entry.sequence), (5.0, 7))
+        self.assertEqual((entry.updated, entry.sequence), (5.0, 7))
+
+    def test_expires(self) -> None:
+        """A binding ends its lifetime after its last update."""
+        entry = makeEntry(now=100.0)
+        self.assertEqual(entry.expires, 3700.0)
+        entry.updated, entry.lifetime = 200.0, 40
+        self.assertEqual(entry.expires, 240.0)
 
 
 class BindingCacheTests(SynchronousTestCase):
@@ -59,7 +66,7 @@ class BindingCacheTests(SynchronousTestCase):
         """Putting a held entry again (a refresh) changes nothing."""
         a = makeEntry()
         self.cache.put(a)
-        a.expires = 1.0
+        a.updated = 1.0
         self.cache.put(a)
         self.assertEqual(len(self.cache), 1)
         self.assertIs(self.cache.getByAddress(a.localAddress), a)

@@ -34,9 +34,9 @@ NOW = 1_800_000_000.0
 
 def entry(n: int, expires: float = NOW + 400, careOf: str = MPA1) -> BindingCacheEntry:
     address = f"2001:db8:1::{n:x}"
-    return BindingCacheEntry(f"ms{n}@lmm.test".encode(), address, 64, careOf, 400, expires,
-                             n, TunnelBinding(address, 128, LMAP, careOf, ROLE_LMAP),
-                             NOW - 10, NOW - 5, (0xEE << 56) + n)
+    return BindingCacheEntry(f"ms{n}@lmm.test".encode(), address, 64, careOf, 400, n,
+                             TunnelBinding(address, 128, LMAP, careOf, ROLE_LMAP),
+                             NOW - 10, expires - 400, (0xEE << 56) + n)
 
 
 def anchor(store: Any) -> LocalMobilityAnchor:
@@ -82,6 +82,21 @@ class SQLiteBindingCacheTests(SynchronousTestCase):
         self.assertEqual(again.get(b"ms3@lmm.test").careOfAddress, MPA2)  # type: ignore[union-attr]
         self.assertEqual(again.getByAddress("2001:db8:1::4"), entry(4))
         self.assertGreater(entry(1).timestamp, 1 << 63)
+
+    def test_expiresKept(self) -> None:
+        """A row whose expires is not its updated plus its lifetime (written
+        by hand, or by another program) keeps its end when read."""
+        store = self.open()
+        store.put(entry(1))
+        store.commit()
+        store.close()
+        db = sqlite3.connect(self.path)
+        with db:
+            db.execute("UPDATE binding SET expires = ?", (NOW + 30,))
+        db.close()
+        again = self.open().get(b"ms1@lmm.test")
+        assert again is not None
+        self.assertEqual((again.expires, again.lifetime), (NOW + 30, 400))
 
     def test_restartCounter(self) -> None:
         """RFC 5847's Restart Counter: one more at each start, kept in the database."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from lmm.signaling import (
+    BUCKET_SECONDS,
     MAX_BINDACK_TIMEOUT,
     Deadlines,
     RetransmissionPolicy,
@@ -150,3 +152,43 @@ class DeadlinesTests(SynchronousTestCase):
                 self.deadlines[key] = 2.0
                 self.heap.schedule(key, 2.0, None)
         self.assertEqual(seen, [b"a", b"a"])
+
+    def test_bucketsHoldKeysAlone(self) -> None:
+        """Deadlines past the nearest bucket are bare keys, not heap items;
+        the nearest bucket's are exact."""
+        for i in range(100):
+            self.set(b"%d" % i, 10.0 + i * BUCKET_SECONDS / 3)
+        self.assertEqual(len(self.heap), 100)
+        self.assertEqual(len(self.heap._heap), 0)
+        self.assertEqual(self.heap.next(), 10.0)
+        self.assertLessEqual(len(self.heap._heap), 3)
+        self.assertEqual(list(self.heap.due(10.0 + BUCKET_SECONDS / 3)), [b"0", b"1"])
+
+    def test_agreesWithTheDeadlines(self) -> None:
+        """Random schedules, refreshes (later and earlier), removals and
+        clocks: what L{Deadlines} hands out and its next deadline are what
+        the deadlines say, whichever bucket an item waits in."""
+        for seed in range(40):
+            rng = random.Random(seed)
+            self.deadlines.clear()
+            self.heap = self.make()
+            now = 0.0
+            for step in range(400):
+                key = b"%d" % rng.randrange(60)
+                roll = rng.random()
+                if roll < 0.6:
+                    self.set(key, now + rng.choice((0.0, 0.01, 0.3, 0.99, 1.0, 2.5, 7.0))
+                             * rng.random() * BUCKET_SECONDS * 3)
+                elif roll < 0.7:
+                    self.set(key, None)
+                else:
+                    now += rng.random() * BUCKET_SECONDS
+                    expected = sorted(k for k, d in self.deadlines.items() if d <= now)
+                    handed = []
+                    for k in self.heap.due(now):
+                        handed.append(k)
+                        del self.deadlines[k]  # the owner's part: a handed-out key is done
+                    self.assertEqual(sorted(handed), expected, (seed, step))
+                    pending = min(self.deadlines.values(), default=None)
+                    self.assertEqual(self.heap.next(), pending, (seed, step))
+                    self.assertLessEqual(len(self.heap), 2 * len(self.deadlines) + 1024)

@@ -766,9 +766,8 @@ class LocalMobilityAnchor:
             if expires < entry.expires:
                 self._expiries.schedule(nai, expires, entry.expires)
             entry.lifetime = granted
-            entry.expires = expires
             entry.sequence = _SEQUENCES[bu.sequence]
-            entry.updated = now
+            entry.updated = now  # and so expires
             if timestamp:
                 entry.timestamp = timestamp
             self.store.put(entry)
@@ -928,7 +927,7 @@ class LocalMobilityAnchor:
         expires = now + granted
         tunnel = TunnelBinding(address, self._tunnelLength, self.address, careOf, ROLE_LMAP)
         entry = BindingCacheEntry(
-            nai, address, prefixLength, careOf, granted, expires, _SEQUENCES[bu.sequence], tunnel,
+            nai, address, prefixLength, careOf, granted, _SEQUENCES[bu.sequence], tunnel,
             now, now, timestamp,
         )
         self.store.put(entry)
@@ -969,16 +968,15 @@ class LocalMobilityAnchor:
         if address == old.localAddress:
             entry.careOfAddress = careOf
             entry.lifetime = granted
-            entry.expires = expires
             entry.sequence = _SEQUENCES[bu.sequence]
             entry.tunnel = tunnel
-            entry.updated = now
+            entry.updated = now  # and so expires
             if timestamp:
                 entry.timestamp = timestamp
         else:
             # A new key: a new entry, so that the store can re-index it.
             entry = BindingCacheEntry(
-                nai, address, prefixLength, careOf, granted, expires, _SEQUENCES[bu.sequence],
+                nai, address, prefixLength, careOf, granted, _SEQUENCES[bu.sequence],
                 tunnel, old.created, now, timestamp or old.timestamp,
             )
         self.store.put(entry)

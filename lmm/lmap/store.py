@@ -102,8 +102,12 @@ def _entry(row: tuple[Any, ...]) -> BindingCacheEntry:
     careOf = sys.intern(careOf)
     tunnel = TunnelBinding(tunnelAddress, tunnelPrefix, sys.intern(local), sys.intern(remote),
                            sys.intern(role))
-    return BindingCacheEntry(bytes(nai), address, prefixLength, careOf, lifetime, expires,
-                             sequence, tunnel, created, updated, timestamp + _SIGN)
+    if expires != updated + lifetime:
+        # An entry's end is its last update plus its lifetime; a row whose
+        # expires says otherwise (written by hand) keeps its end.
+        updated = expires - lifetime
+    return BindingCacheEntry(bytes(nai), address, prefixLength, careOf, lifetime, sequence,
+                             tunnel, created, updated, timestamp + _SIGN)
 
 
 @implementer(IBindingStore)
