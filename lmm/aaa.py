@@ -388,10 +388,12 @@ class ProfileFileAuthenticator:
             except ValueError as e:  # a MAC the template cannot use
                 raise AccessRejected(f"cannot authenticate {request}: {e}") from None
         except AccessRejected as e:
-            self.log.info("access rejected: MAC {mac} on {interface}: {reason}",
+            # The agent's visitor.rejected says it at info, the first of a second.
+            self.log.debug("access rejected: MAC {mac} on {interface}: {reason}",
                           mac=request.mac, interface=request.accessInterface, reason=e.reason)
             return defer.fail(e)
-        self.log.info("access accepted: {nai} (MAC {mac} on {interface})",
+        # Once per MS: debug, as the MPA's other per-visitor events (docs/operations.md).
+        self.log.debug("access accepted: {nai} (MAC {mac} on {interface})",
                       nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
                       interface=request.accessInterface)
         return defer.succeed(profile)
