@@ -187,7 +187,7 @@ def attachBatch(batch: range, stations: list[str], msSocket: socket.socket,
 
 def report(args: argparse.Namespace, control: str, ra: list[float], pba: list[float],
            lost: int, cpu: dict[str, list[float]]) -> int:
-    visitors = ask(control, "visitors")["visitors"]
+    visitors = ask(control, "visitors limit=0")["visitors"]
     registered = sum(1 for v in visitors if v["state"] == "registered")
     how = "one after the other" if args.batch == 1 else f"in batches of {args.batch}"
     print(f"lmm-mpa attach latency, {args.aaa} AAA, {args.count} new MSs {how} "
