@@ -1,12 +1,15 @@
 """
 RADIUS network access authentication for the MPA (draft section 6.1).
 
-pyrad encodes and decodes the packets (it has no Twisted client); this module
-owns the socket, the Identifiers, the retransmissions and the choice of
-server. An Access-Request carries the MS's NAI as User-Name, a PAP password,
-its MAC as Calling-Station-Id and a Message-Authenticator (RFC 3579 section
-3.2); an Access-Accept carries the MS profile in RFC 6572 attributes and lmm's
-own vendor attributes (radius_dicts/dictionary.lmm). See docs/aaa.md.
+pyrad decodes the replies, with the dictionary (it has no Twisted client).
+The Access-Request, eight attributes of RFC 2865's own, is laid out here:
+byte for byte what pyrad lays out (tests/test_radius.py checks it against
+pyrad), in a fifth of the time (12 against 50-64 us in one process). This
+module owns the socket, the Identifiers, the retransmissions and the choice
+of server. An Access-Request carries the MS's NAI as User-Name, a PAP
+password, its MAC as Calling-Station-Id and a Message-Authenticator (RFC 3579
+section 3.2); an Access-Accept carries the MS profile in RFC 6572 attributes
+and lmm's own vendor attributes (radius_dicts/dictionary.lmm). See docs/aaa.md.
 
 Replies that fail a check (length, Identifier, Response Authenticator,
 Message-Authenticator) are counted in L{RadiusAuthenticator.counters}, logged
@@ -64,8 +67,17 @@ ACCESS_ACCEPT = rpacket.AccessAccept
 ACCESS_REJECT = rpacket.AccessReject
 ACCESS_CHALLENGE = rpacket.AccessChallenge
 
+# Attribute types (RFC 2865 section 5, RFC 2869 5.14).
+USER_NAME = 1
+USER_PASSWORD = 2
+SERVICE_TYPE = 6
+CALLING_STATION_ID = 31
+NAS_IDENTIFIER = 32
+NAS_PORT_TYPE = 61
+NAS_PORT_ID = 87
 MESSAGE_AUTHENTICATOR = 80
 PROXY_STATE = 33
+MAX_ATTRIBUTE_LENGTH = 253  # octets of a value (RFC 2865 section 5)
 HEADER_LENGTH = 20
 MAX_PACKET_LENGTH = 4096  # RFC 2865 section 3
 
@@ -156,6 +168,48 @@ def rawAttributes(data: bytes) -> list[tuple[int, bytes]]:
         attributes.append((kind, data[offset + 2:offset + length]))
         offset += length
     return attributes
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    """One attribute, type, length, value (RFC 2865 section 5); L{ValueError}
+    for a value of no octet or more than 253."""
+    if not 0 < len(value) <= MAX_ATTRIBUTE_LENGTH:
+        raise ValueError(f"attribute {kind}: a value has 1..{MAX_ATTRIBUTE_LENGTH} octets, "
+                         f"this one {len(value)}")
+    return bytes((kind, len(value) + 2)) + value
+
+
+def hidePassword(password: bytes, secret: bytes, authenticator: bytes) -> bytes:
+    """
+    A User-Password's value (RFC 2865 section 5.2): the password padded with
+    NULs to a multiple of 16 octets (16 for none), each 16 XORed with the MD5
+    of the secret and the previous 16 sent (the Request Authenticator first).
+    """
+    padded = password + bytes(-len(password) % 16) if password else bytes(16)
+    hidden = b""
+    previous = authenticator
+    for start in range(0, len(padded), 16):
+        digest = hashlib.md5(secret + previous).digest()
+        previous = (int.from_bytes(padded[start:start + 16], "big")
+                    ^ int.from_bytes(digest, "big")).to_bytes(16, "big")
+        hidden += previous
+    return hidden
+
+
+def encodeAccessRequest(identifier: int, authenticator: bytes, secret: bytes,
+                        attributes: bytes) -> bytes:
+    """
+    An Access-Request: C{attributes} (encoded) after a Message-Authenticator,
+    the first attribute (RFC 3579 section 3.2, and the BlastRADIUS advice,
+    CVE-2024-3596), computed over the whole packet.
+    """
+    length = HEADER_LENGTH + 18 + len(attributes)
+    if length > MAX_PACKET_LENGTH:
+        raise ValueError(f"an Access-Request of {length} octets (at most {MAX_PACKET_LENGTH})")
+    header = struct.pack("!BBH", ACCESS_REQUEST, identifier, length) + authenticator
+    signing = bytes((MESSAGE_AUTHENTICATOR, 18))
+    mac = hmac.new(secret, header + signing + bytes(16) + attributes, hashlib.md5).digest()
+    return header + signing + mac + attributes
 
 
 def messageAuthenticator(data: bytes, authenticator: bytes, secret: bytes) -> bytes:
@@ -587,38 +641,42 @@ class RadiusAuthenticator:
         raise AAAUnavailable(reason)
 
     def buildRequest(self, server: RadiusServer, identifier: int, request: AccessRequest,
-                     nai: bytes) -> rpacket.AuthPacket:
-        """The Access-Request for C{request}, for C{server}."""
-        packet = rpacket.AuthPacket(code=ACCESS_REQUEST, id=identifier, secret=server.secret,
-                                    dict=self.dictionary)
-        # RFC 2865 3: unpredictable and unique. os.urandom is the kernel's CSPRNG, as
-        # pyrad's CreateAuthenticator (SystemRandom), in one call instead of 16 (40 us).
-        packet.authenticator = os.urandom(16)
-        # First attribute, computed over the whole packet when it is encoded:
-        # RFC 3579 section 3.2, and the BlastRADIUS (CVE-2024-3596) advice.
-        packet.add_message_authenticator()
-        packet["User-Name"] = nai
+                     nai: bytes) -> tuple[bytes, bytes]:
+        """The Access-Request for C{request}, for C{server}: its Request
+        Authenticator and its octets."""
+        # RFC 2865 3: unpredictable and unique; os.urandom is the kernel's CSPRNG.
+        authenticator = os.urandom(16)
         password = request.mac.replace(":", "") if self.password == "mac" else self.password
-        packet["User-Password"] = packet.PwCrypt(password)
-        packet["Calling-Station-Id"] = callingStationId(request.mac)
-        packet["NAS-Identifier"] = self.nasIdentifier
-        packet["NAS-Port-Type"] = self.nasPortType
-        if request.accessInterface:
-            packet["NAS-Port-Id"] = request.accessInterface
         serviceType = self.serviceType
         if serviceType == "auto":
             # RFC 3580 section 3.20: Call-Check for MAC authentication.
             serviceType = "framed" if request.nai is not None else "call-check"
-        packet["Service-Type"] = SERVICE_TYPES[serviceType]
-        return packet
+        attributes = (
+            attribute(USER_NAME, nai)
+            + attribute(USER_PASSWORD, hidePassword(password.encode("utf-8"), server.secret,
+                                                    authenticator))
+            + attribute(CALLING_STATION_ID, callingStationId(request.mac).encode("ascii"))
+            + self._nasAttributes
+            + (attribute(NAS_PORT_ID, request.accessInterface.encode("utf-8"))
+               if request.accessInterface else b"")
+            + attribute(SERVICE_TYPE, SERVICE_TYPES[serviceType].to_bytes(4, "big"))
+        )
+        return authenticator, encodeAccessRequest(identifier, authenticator, server.secret,
+                                                  attributes)
+
+    @functools.cached_property
+    def _nasAttributes(self) -> bytes:
+        # The same in every request: NAS-Identifier, NAS-Port-Type.
+        return (attribute(NAS_IDENTIFIER, self.nasIdentifier.encode("utf-8"))
+                + attribute(NAS_PORT_TYPE, self.nasPortType.to_bytes(4, "big")))
 
     async def _exchange(self, server: RadiusServer, request: AccessRequest,
                         nai: bytes) -> rpacket.AuthPacket:
         radiusSocket = self._sockets[server.family]
         identifier = await radiusSocket.allocateId()
         try:
-            packet = self.buildRequest(server, identifier, request, nai)
-            exchange = _Exchange(server, identifier, packet.authenticator, packet.RequestPacket())
+            authenticator, data = self.buildRequest(server, identifier, request, nai)
+            exchange = _Exchange(server, identifier, authenticator, data)
             radiusSocket.exchanges[identifier] = exchange
             for attempt in range(1 + self.retries):
                 exchange.waiter = defer.Deferred()
@@ -774,6 +832,13 @@ def _server(value: Any) -> RadiusServer:
 _servers = config.listOf(_server, minimum=1)
 
 
+def _attributeText(value: Any) -> str:
+    text = config.string(value)
+    if not 0 < len(text.encode("utf-8")) <= MAX_ATTRIBUTE_LENGTH:  # RFC 2865 section 5
+        raise ValueError(f"a RADIUS attribute has 1..{MAX_ATTRIBUTE_LENGTH} octets")
+    return text
+
+
 def _password(value: Any) -> str:
     password = config.string(value)
     if len(password.encode("utf-8")) > 128:  # RFC 2865 section 5.2
@@ -792,7 +857,7 @@ RADIUS_SETTINGS = [
             "NAI for an MS the link gives only a MAC for"),
     Setting("password", _password, "mac",
             "PAP password: 'mac' (the MAC, aabbccddeeff) or a fixed string"),
-    Setting("nas_identifier", config.string, "lmm-mpa", "NAS-Identifier"),
+    Setting("nas_identifier", _attributeText, "lmm-mpa", "NAS-Identifier"),
     Setting("nas_port_type", config.integer(0, 2**32 - 1), NAS_PORT_TYPE_ETHERNET,
             "NAS-Port-Type (15 Ethernet, 19 Wireless-802.11)"),
     Setting("service_type", config.oneOf("auto", *SERVICE_TYPES), "auto",

@@ -148,13 +148,59 @@ class RadiusTestMixin:
 # --- pure parts -----------------------------------------------------------------------
 
 
+def pyradRequest(authenticator: bytes, identifier: int, request: AccessRequest, nai: bytes,
+                 password: str, nasIdentifier: str, nasPortType: int,
+                 serviceType: int) -> bytes:
+    """The Access-Request as pyrad lays it out (lmm's before it laid out its
+    own), Message-Authenticator first: the reference for lmm's."""
+    packet = rpacket.AuthPacket(code=rpacket.AccessRequest, id=identifier, secret=SECRET,
+                                dict=DICTIONARY, authenticator=authenticator)
+    packet.add_message_authenticator()
+    packet["User-Name"] = nai
+    packet["User-Password"] = packet.PwCrypt(password)
+    packet["Calling-Station-Id"] = radius.callingStationId(request.mac)
+    packet["NAS-Identifier"] = nasIdentifier
+    packet["NAS-Port-Type"] = nasPortType
+    if request.accessInterface:
+        packet["NAS-Port-Id"] = request.accessInterface
+    packet["Service-Type"] = serviceType
+    data: bytes = packet.RequestPacket()
+    return data
+
+
 class WireTests(SynchronousTestCase):
-    def request(self) -> bytes:
+    def authenticator(self, password: str = "mac",
+                      nasIdentifier: str = "mpa-1") -> RadiusAuthenticator:
         auth = RadiusAuthenticator.__new__(RadiusAuthenticator)  # no sockets needed
-        auth.dictionary, auth.password, auth.naiTemplate = DICTIONARY, "mac", "{mac_plain}@x"
-        auth.nasIdentifier, auth.nasPortType, auth.serviceType = "mpa-1", 15, "auto"
+        auth.dictionary, auth.password, auth.naiTemplate = DICTIONARY, password, "{mac_plain}@x"
+        auth.nasIdentifier, auth.nasPortType, auth.serviceType = nasIdentifier, 15, "auto"
+        return auth
+
+    def request(self) -> bytes:
         server = RadiusServer("127.0.0.1", 1812, SECRET)
-        return auth.buildRequest(server, 7, ALICE, b"alice@lmm.test").RequestPacket()
+        return self.authenticator().buildRequest(server, 7, ALICE, b"alice@lmm.test")[1]
+
+    def test_sameAsPyrad(self) -> None:
+        """lmm's Access-Request is, octet for octet, pyrad's for the same
+        fields and Request Authenticator: passwords of every length to 128
+        octets, with and without NAS-Port-Id, framed and call-check."""
+        server = RadiusServer("127.0.0.1", 1812, SECRET)
+        for length in (1, 12, 15, 16, 17, 31, 32, 33, 100, 128):
+            for request, serviceType in ((ALICE, 2), (MAC_ONLY, 10),
+                                         (AccessRequest(ALICE.mac, "", b"alice@lmm.test"), 2)):
+                password = "pässwörd-0123456789" * 7
+                password = password.encode("utf-8")[:length].decode("utf-8", "ignore")
+                auth = self.authenticator(password=password or "p")
+                authenticator, data = auth.buildRequest(server, 42, request, b"ms@lmm.test")
+                self.assertEqual(data[4:20], authenticator)
+                self.assertEqual(data, pyradRequest(authenticator, 42, request, b"ms@lmm.test",
+                                                    auth.password, "mpa-1", 15, serviceType),
+                                 (length, request))
+
+    def test_attributeBounds(self) -> None:
+        self.assertEqual(radius.attribute(1, b"x" * 253)[:2], bytes((1, 255)))
+        self.assertRaises(ValueError, radius.attribute, 1, b"")
+        self.assertRaises(ValueError, radius.attribute, 1, b"x" * 254)
 
     def test_accessRequest(self) -> None:
         data = self.request()
@@ -384,6 +430,8 @@ class BackendTests(RadiusTestMixin, SynchronousTestCase):
             ({"servers": self.SERVERS, "nai_template": "{mac_dot}"}, "nai_template", "mac_dot"),
             ({"servers": self.SERVERS, "service_type": "login"}, "service_type", "call-check"),
             ({"servers": self.SERVERS, "password": "p" * 129}, "password", "128"),
+            ({"servers": self.SERVERS, "nas_identifier": "n" * 254}, "nas_identifier", "253"),
+            ({"servers": self.SERVERS, "nas_identifier": ""}, "nas_identifier", "non-empty"),
             ({"servers": self.SERVERS, "dictionary": "/nonexistent"}, "dictionary",
              "cannot load"),
         ]
