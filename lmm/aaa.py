@@ -390,12 +390,12 @@ class ProfileFileAuthenticator:
         except AccessRejected as e:
             # The agent's visitor.rejected says it at info, the first of a second.
             self.log.debug("access rejected: MAC {mac} on {interface}: {reason}",
-                          mac=request.mac, interface=request.accessInterface, reason=e.reason)
+                           mac=request.mac, interface=request.accessInterface, reason=e.reason)
             return defer.fail(e)
         # Once per MS: debug, as the MPA's other per-visitor events (docs/operations.md).
         self.log.debug("access accepted: {nai} (MAC {mac} on {interface})",
-                      nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
-                      interface=request.accessInterface)
+                       nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
+                       interface=request.accessInterface)
         return defer.succeed(profile)
 
     def stop(self) -> None:

@@ -761,8 +761,8 @@ class RadiusAuthenticator:
             reason = f"Access-Reject from {server}" + (f": {message}" if message else "")
             # The agent's visitor.rejected says it at info, the first of a second.
             self.log.debug("access rejected: {nai} (MAC {mac} on {interface}): {reason}",
-                          nai=who, mac=request.mac, interface=request.accessInterface,
-                          reason=reason)
+                           nai=who, mac=request.mac, interface=request.accessInterface,
+                           reason=reason)
             raise AccessRejected(reason)
         if reply.code == ACCESS_CHALLENGE:
             self.counters["access.challenge"] += 1
@@ -779,11 +779,10 @@ class RadiusAuthenticator:
             counter = "reply.missing-attributes" if field is None else "reply.bad-attributes"
             self._unusable(counter, server, who, message)
         self.counters["access.accept"] += 1
-        # Once per MS: debug, as the MPA's other per-visitor events (docs/operations.md);
-        # an attach storm at info spent a tenth of the MPA's time on these lines.
+        # Once per MS: debug, as the MPA's other per-visitor events (docs/operations.md).
         self.log.debug("access accepted: {nai} (MAC {mac} on {interface}) by {server}",
-                      nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
-                      interface=request.accessInterface, server=str(server))
+                       nai=profile.nai.decode("utf-8", "replace"), mac=request.mac,
+                       interface=request.accessInterface, server=str(server))
         return profile
 
     def _unusable(self, counter: str, server: RadiusServer, nai: str, problem: str) -> NoReturn:
