@@ -17,7 +17,7 @@ import unittest
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from lmm.lab import netns
+from lmm.lab import netns, processes
 from lmm.lab.netns import (
     RUN_TAG,
     Namespace,
@@ -405,3 +405,37 @@ class NftServerTests(NetnsTestMixin, SynchronousTestCase):
             listed = namespace.run(["nft", "list", "chain", "netdev", "t", "c"]).stdout
             self.assertIn("counter", listed)
             self.assertIn("drop", listed)
+
+
+class CpuTimesTests(SynchronousTestCase):
+    """lmm.lab.processes.cpuTimes, which the benchmarks' CPU figures come from,
+    against the kernel's other account of the same process (os.times)."""
+
+    def test_ownProcess(self) -> None:
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # CPU time, to be seen
+            pass
+        before = os.times()
+        user, system = processes.cpuTimes(os.getpid())
+        after = os.times()
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        self.assertGreaterEqual(user + system, 0.3 - tick)
+        self.assertLessEqual(before.user - tick, user)
+        self.assertLessEqual(user, after.user + tick)
+        self.assertLessEqual(before.system - tick, system)
+        self.assertLessEqual(system, after.system + tick)
+
+    def test_otherProcess(self) -> None:
+        """A child's busy 0.4 s shows, its sleep adds nothing."""
+        child = subprocess.Popen([sys.executable, "-c",
+                                  "import time\nt = time.process_time() + 0.4\n"
+                                  "while time.process_time() < t: pass\nprint(flush=True)\n"
+                                  "time.sleep(30)"], stdout=subprocess.PIPE)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        assert child.stdout is not None
+        child.stdout.readline()
+        user, system = processes.cpuTimes(child.pid)
+        self.assertGreaterEqual(user + system, 0.35)  # process_time: both
+        time.sleep(0.2)
+        self.assertLess(sum(processes.cpuTimes(child.pid)) - (user + system), 0.05)
