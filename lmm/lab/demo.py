@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import signal
 import subprocess
 import time
@@ -144,7 +145,10 @@ def runDemo(lab: Lab, out: Any = None, pings: bool = True, pingFromCn: bool = Fa
         if kept != address:
             result.problems.append(f"after the handover to {to} the MS has {kept}, "
                                    f"not {address}")
-        time.sleep(max(0.0, moved + dwell - time.time()))
+        # A dwell of whole ping intervals would put every move at the same
+        # point of the ping cycle, so that a run measures one phase fifty
+        # times; a random part of an interval more samples them all.
+        time.sleep(max(0.0, moved + dwell + random.uniform(0.0, interval) - time.time()))
     if pings:
         # ping keeps its pace only roughly: stop it at the end of the last dwell
         # (SIGINT: it prints its summary), then give the last replies a moment.
