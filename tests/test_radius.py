@@ -10,9 +10,12 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -22,7 +25,7 @@ from pyrad import packet as rpacket
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from lmm import radius
@@ -196,6 +199,40 @@ class WireTests(SynchronousTestCase):
                 self.assertEqual(data, pyradRequest(authenticator, 42, request, b"ms@lmm.test",
                                                     auth.password, "mpa-1", 15, serviceType),
                                  (length, request))
+
+    def test_tshark(self) -> None:
+        """Wireshark's RADIUS dissector, another reading than pyrad's, shows each
+        attribute of lmm's Access-Requests, and with the shared secret decrypts
+        the User-Password."""
+        from scapy.layers.inet import IP, UDP
+        from scapy.layers.l2 import Ether
+        from scapy.packet import Raw
+        from scapy.utils import wrpcap
+
+        from tests.test_mh_golden import TSHARK
+        if not os.path.exists(TSHARK):
+            raise SkipTest(f"tshark is not installed ({TSHARK})")
+        server = RadiusServer("127.0.0.1", 1812, SECRET)
+        requests = [(ALICE, b"alice@lmm.test"), (MAC_ONLY, b"020000000002@lmm.test")]
+        directory = tempfile.mkdtemp(prefix="lmm-radius-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "requests.pcap")
+        wrpcap(path, [Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=40000, dport=1812)
+                      / Raw(self.authenticator().buildRequest(server, 7, request, nai)[1])
+                      for request, nai in requests])
+        fields = ["radius.code", "radius.User_Name", "radius.User_Password",
+                  "radius.Calling_Station_Id", "radius.NAS_Identifier", "radius.NAS_Port_Type",
+                  "radius.NAS_Port_Id", "radius.Service_Type", "_ws.malformed", "_ws.expert"]
+        result = subprocess.run(
+            [TSHARK, "-n", "-r", path, "-o", f"radius.shared_secret:{SECRET.decode()}",
+             "-T", "fields", "-E", "separator=|", *[a for f in fields for a in ("-e", f)]],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "HOME": directory, "XDG_CONFIG_HOME": directory})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.splitlines(), [
+            "1|alice@lmm.test|020000000001|02-00-00-00-00-01|mpa-1|15|veth-ms1|2||",
+            "1|020000000002@lmm.test|020000000002|02-00-00-00-00-02|mpa-1|15|veth-ms2|10||",
+        ])
 
     def test_attributeBounds(self) -> None:
         self.assertEqual(radius.attribute(1, b"x" * 253)[:2], bytes((1, 255)))
