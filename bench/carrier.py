@@ -42,11 +42,6 @@ from lmm.lab.processes import cleanUpOnTerm  # noqa: E402
 NOTICE = re.compile(r"\[([0-9T:.-]+)\]\s+\d+: (\S+?)[@:].*LOWER_UP")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def kind(frame: bytes) -> str:
     """A frame's kind, enough to tell an MLDv2 report (ICMPv6 143 behind a
     hop-by-hop header), a Neighbor or Router Solicitation."""
@@ -112,7 +107,9 @@ def main() -> int:
     finally:
         host.delete()
         station.delete()
-    delays, fromCommand, kinds = [], [], {}
+    delays: list[float] = []
+    fromCommand: list[float] = []
+    kinds: dict[str, int] = {}
     for i, stamp in enumerate(stamps):
         end = stamps[i + 1] if i + 1 < len(stamps) else float("inf")
         up = next((u for u in ups if stamp <= u < end), None)
@@ -128,10 +125,10 @@ def main() -> int:
         return 1
     print(f"carrier back -> the host's first frame, {len(delays)} of {args.cycles} cycles "
           f"(kernel {os.uname().release}):")
-    print(f"  from the carrier notice: p50 {percentile(delays, 0.5):.1f} ms, "
-          f"p99 {percentile(delays, 0.99):.1f} ms, min {min(delays):.1f}, "
+    print(f"  from the carrier notice: p50 {tl.percentile(delays, 0.5):.1f} ms, "
+          f"p99 {tl.percentile(delays, 0.99):.1f} ms, min {min(delays):.1f}, "
           f"max {max(delays):.1f} ms")
-    print(f"  from the command that raised it: p50 {percentile(fromCommand, 0.5):.1f} ms, "
+    print(f"  from the command that raised it: p50 {tl.percentile(fromCommand, 0.5):.1f} ms, "
           f"mean {statistics.mean(fromCommand):.1f} ms")
     print("  first frames: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     print("no target: the floor under packet detection's link up -> first packet "

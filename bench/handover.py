@@ -63,11 +63,6 @@ from lmm.lab.topology import (  # noqa: E402
 )
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def airSequences(lab: Lab) -> set[int]:
     """The sequence numbers of the MS's echo requests to the CN that reached a
     base station (the sends that left the MS), from the captures L{main}
@@ -170,13 +165,13 @@ def printLinkUp(lab: Lab, phases: list[tl.Phase], moves: list[str]) -> list[floa
     delivered = [d * 1000 for d in throughNewMpa(lab, phases, moves)]
     if delivered:
         print(f"  link up -> first packet through the new MPA: p50 "
-              f"{percentile(delivered, 0.5):.1f} ms, p99 {percentile(delivered, 0.99):.1f} ms, "
-              f"max {max(delivered):.1f} ms ({len(phases) - len(delivered)} handovers without "
-              f"one)")
+              f"{tl.percentile(delivered, 0.5):.1f} ms, "
+              f"p99 {tl.percentile(delivered, 0.99):.1f} ms, max {max(delivered):.1f} ms "
+              f"({len(phases) - len(delivered)} handovers without one)")
     frames = [d * 1000 for d in firstFrames(lab, phases, moves)]
     if frames:
         print(f"  link up -> the MS's first frame at the new base station: p50 "
-              f"{percentile(frames, 0.5):.1f} ms, p99 {percentile(frames, 0.99):.1f} ms")
+              f"{tl.percentile(frames, 0.5):.1f} ms, p99 {tl.percentile(frames, 0.99):.1f} ms")
     return delivered
 
 
@@ -273,8 +268,8 @@ def main() -> int:
         f"{record.duplicates} to the {'CN' if fromCn else 'MS'}'s pings"
         for record, fromCn in pings))
     if outages:
-        print(f"  link move -> first reply: p50 {percentile(outages, 0.5):.1f} ms, "
-              f"p99 {percentile(outages, 0.99):.1f} ms, max {max(outages):.1f} ms "
+        print(f"  link move -> first reply: p50 {tl.percentile(outages, 0.5):.1f} ms, "
+              f"p99 {tl.percentile(outages, 0.99):.1f} ms, max {max(outages):.1f} ms "
               f"({len(phases) - len(outages)} handovers without a reply)")
     delivered = printLinkUp(lab, phases, moves)
     # What the MPAs' data planes held (userspace backend; docs/dataplane.md "Handovers").
@@ -289,7 +284,7 @@ def main() -> int:
     if usable:
         print(f"  attach -> address usable: {(usable[0] - timeline.origin) * 1000:.0f} ms")
     print(f"  address kept across all handovers: {result.ok}")
-    met = bool(outages) and max(lost) <= 2 and percentile(outages, 0.5) < 20 and result.ok
+    met = bool(outages) and max(lost) <= 2 and tl.percentile(outages, 0.5) < 20 and result.ok
     print(f"targets (issue 7: <= 2 lost per handover, p50 < 20 ms): {'met' if met else 'MISSED'}")
     mean = statistics.mean(lost)
     checks = [
@@ -300,10 +295,10 @@ def main() -> int:
         ("<= 1 lost per handover, mean <= 0.5 (packet detection)",
          max(lost) <= 1 and mean <= 0.5, f"max {max(lost)}, mean {mean:.2f}"),
         ("link up -> first packet through the new MPA p50 <= 8 ms",
-         bool(delivered) and percentile(delivered, 0.5) <= 8,
-         f"{percentile(delivered, 0.5):.1f} ms" if delivered else "none"),
-        ("... p99 <= 15 ms", bool(delivered) and percentile(delivered, 0.99) <= 15,
-         f"{percentile(delivered, 0.99):.1f} ms" if delivered else "none"),
+         bool(delivered) and tl.percentile(delivered, 0.5) <= 8,
+         f"{tl.percentile(delivered, 0.5):.1f} ms" if delivered else "none"),
+        ("... p99 <= 15 ms", bool(delivered) and tl.percentile(delivered, 0.99) <= 15,
+         f"{tl.percentile(delivered, 0.99):.1f} ms" if delivered else "none"),
     ]
     print("targets (issue 15):")
     for what, ok, figure in checks:

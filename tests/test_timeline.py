@@ -229,3 +229,18 @@ class PingRecordTests(SynchronousTestCase):
         self.assertEqual(record.lost(), [3])
         record.stoppedAt = 1000.2  # long after: lost
         self.assertEqual(record.lost(), [3, 6])
+
+
+class PercentileTests(SynchronousTestCase):
+    """L{tl.percentile}, the lab benchmarks' p50 and p99."""
+
+    def test_median(self) -> None:
+        """Of an even count, the upper of the two middle values; order does not matter."""
+        self.assertEqual(tl.percentile([4.0, 1.0, 3.0, 2.0], 0.5), 3.0)
+        self.assertEqual(tl.percentile([5.0, 1.0, 3.0], 0.5), 3.0)
+
+    def test_tail(self) -> None:
+        """p99 of fewer than 100 values is the largest; of 200, the 199th."""
+        self.assertEqual(tl.percentile([float(n) for n in range(50)], 0.99), 49.0)
+        self.assertEqual(tl.percentile([float(n) for n in range(200)], 0.99), 198.0)
+        self.assertEqual(tl.percentile([7.0], 0.99), 7.0)
