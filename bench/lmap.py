@@ -9,7 +9,10 @@ generator (../shared/tools: pbu-loadgen, pbu-reflector).
 
 Two namespaces joined by veth; the responder runs on CPU 1, the generator on
 CPU 0. Runs, in order:
-  1. reference, as fast as a window of 256 allows, and at 5,000 PBU/s;
+  1. reference, as fast as a window of 256 allows, and at 5,000 PBU/s; then
+     the same for bench/tools/rawsock_reflector.py, the reflector's answer on
+     lmm's read path (Twisted, lmm.rawsock) with no core: the floor of Python
+     and Twisted, printed beside the targets, not one;
   2. a fresh LMAP at 5,000 PBU/s, new bindings (latency);
   3. two kinds of fresh LMAP as fast as the window allows with 20,000 NAIs,
      alternated four times, one without authentication, one with, from one
@@ -118,6 +121,14 @@ def loadgen(gen: Namespace, tools: str, seconds: float, window: int, nais: int,
         result[f"status{status}"] = int(count)
     result["ok_rate"] = result.get("status0", 0) / result["seconds"]
     return result
+
+
+def measuredCpu(pid: int, run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], float]:
+    """C{run()}'s figures, and the CPU (user and system, µs) process C{pid}
+    spent per PBA answered meanwhile."""
+    before = cpuSeconds(pid)
+    result = run()
+    return result, (cpuSeconds(pid) - before) * 1e6 / max(1, result["answered"])
 
 
 def rssKiB(pid: int) -> int:
@@ -282,6 +293,23 @@ def main() -> int:
         reflector.terminate()
         reflector.wait()
 
+        # The floor of lmm's own read path (Twisted, lmm.rawsock), the same answer.
+        print("reference: bench/tools/rawsock_reflector.py (Twisted and lmm.rawsock, no core)")
+        floor = resp.popen(pinned(1, [sys.executable, os.path.join(top, "bench", "tools",
+                                                                    "rawsock_reflector.py"),
+                                      RESPONDER]), stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # the interpreter and Twisted start
+        floorMax, floorCpu = measuredCpu(floor.pid, lambda: loadgen(gen, tools, args.seconds,
+                                                                    256, 1000))
+        show("as fast as window 256 allows", floorMax)
+        floorSlow, floorSlowCpu = measuredCpu(floor.pid, lambda: loadgen(
+            gen, tools, args.seconds, 256, 1000, rate=5000))
+        show("at 5,000 PBU/s", floorSlow)
+        print(f"  CPU per PBA: {floorCpu:.1f} us as fast as it can, {floorSlowCpu:.1f} us at "
+              f"5,000/s")
+        floor.terminate()
+        floor.wait()
+
         print("lmm-lmap (twistd, recording tunnel backend)")
         daemon = startLMAP(resp, work, "latency")
         slow = loadgen(gen, tools, args.seconds, 256, args.nais, rate=5000)
@@ -343,6 +371,11 @@ def main() -> int:
             ("issue 15: >= 35,000/s with authentication and the SQLite Binding Cache",
              sqliteRate >= 35000, f"{sqliteRate:.0f}/s"),
         ]
+        # Not a target: how much of each target lmm's read path alone leaves.
+        print(f"lmm's read path with no core, same run (no target): "
+              f"{floorMax['rate'] / refMax['rate']:.2f} of the reflector's rate; p99 at 5,000/s "
+              f"{floorSlow['p99']:.3f} ms, {floorSlow['p99'] - refSlow['p99']:+.3f} ms from the "
+              f"reflector's")
         return report(checks)
     finally:
         gen.delete()
