@@ -121,15 +121,15 @@ def parsePing(text: str, interval: float) -> PingRecord:
     return record
 
 
-# --- captures ---------------------------------------------------------------------------
-
-
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The value at C{fraction} (0.5: the median, upper of two) of C{values}:
     the item at index floor(fraction * n), the last for 0.99 of fewer than 100.
     The lab benchmarks' p50 and p99 (bench/handover.py, bench/carrier.py)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# --- captures ---------------------------------------------------------------------------
 
 
 def readPcap(path: str) -> list[tuple[float, bytes]]:
