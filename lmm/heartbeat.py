@@ -208,6 +208,10 @@ class Heartbeats:
     def nextDeadline(self) -> float | None:
         return self._deadlines.next()
 
+    def earliestFiled(self) -> float | None:
+        """L{lmm.signaling.Deadlines.takeEarliest} of the peers' heartbeats."""
+        return self._deadlines.takeEarliest()
+
     def request(self, message: Heartbeat, source: str, fromPeer: bool, now: float,
                 actions: list[Any]) -> bool:
         """Rules 3 and 5: a request from C{source}: the answer, in

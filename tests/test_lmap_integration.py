@@ -483,6 +483,67 @@ class TimerKeptArmedTests(SynchronousTestCase):
                             for data, _ in port.sent))
 
 
+class TimerPerPBUTests(SynchronousTestCase):
+    """After each PBU the service's timer moves only for a deadline earlier
+    than the one it is set for (L{LocalMobilityAnchor.earliestFiled}): a
+    refresh leaves the reactor alone; the timer then fires early, finds
+    nothing due, and is set for the refreshed expiry."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.anchor = LocalMobilityAnchor(LMAP, [IPv6Network(LNP)],
+                                          [IPv6Network("fd00:135::/64")], maxLifetime=3600,
+                                          profile=mh.DRAFT, revocationTimeout=1.0,
+                                          revocationRetries=3)
+        self.service = LMAPService(self.anchor, RecordingDataPlane(), LMAP, mh.DRAFT,
+                                   self.clock)
+        self.port = RecordingPort()
+        self.service.signaling.port = cast(Any, self.port)
+
+    def register(self, source: str, sequence: int, lifetime: int = 400) -> None:
+        self.service.datagramReceived(mh.encode(pbu(
+            sequence, b"ms1@lmm.test", mh.LocalAddress("2001:db8:1::5", 64),
+            lifetime=lifetime)), source)
+        acks = [m for m in (mh.decode(data) for data, _ in self.port.sent)
+                if isinstance(m, mh.BindingAck)]
+        self.port.sent.clear()
+        self.assertEqual([ack.status for ack in acks], [0])
+
+    def timers(self) -> list[float]:
+        return sorted(call.getTime() for call in self.clock.getDelayedCalls())
+
+    def test_refreshLeavesTheTimer(self) -> None:
+        self.assertEqual(self.timers(), [])
+        self.register(MPA1, 1)
+        self.assertEqual(self.timers(), [1400.0])
+        armed = self.clock.getDelayedCalls()[0]
+        self.clock.advance(100)
+        self.register(MPA1, 2)  # expires at 1500 now: later, the timer stays
+        self.assertEqual(self.clock.getDelayedCalls(), [armed])
+        self.clock.advance(300)  # 1400: early; the binding stays, the timer follows it
+        self.assertEqual(len(self.anchor.store), 1)
+        self.assertEqual(self.timers(), [1500.0])
+        self.register(MPA1, 3, lifetime=10)  # earlier: the timer moves to it
+        entry = self.anchor.store.get(b"ms1@lmm.test")
+        assert entry is not None
+        self.assertLess(entry.expires, 1500.0)
+        self.assertEqual(self.timers(), [entry.expires])
+        self.clock.advance(entry.expires - self.clock.seconds())
+        self.assertEqual(len(self.anchor.store), 0)
+        self.assertEqual(self.timers(), [])
+
+    def test_revocationArmsTheTimer(self) -> None:
+        """A handover's revocation, due before any expiry, sets the timer."""
+        self.register(MPA1, 1)
+        self.register(MPA2, 2)
+        self.assertEqual(self.timers()[0], 1001.0)  # revocationTimeout after the handover
+        self.port.sent.clear()
+        self.clock.advance(1.0)
+        self.assertTrue(any(isinstance(mh.decode(data), mh.BindingRevocationIndication)
+                            for data, _ in self.port.sent))
+
+
 class ActionFaultServiceTests(SynchronousTestCase):
     """Issue 13, part 4, at the LMAP service: a handover (a new tunnel, the old
     one removed, the PBA, the revocation to the previous MPA, the notes) with

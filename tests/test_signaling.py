@@ -164,6 +164,58 @@ class DeadlinesTests(SynchronousTestCase):
         self.assertLessEqual(len(self.heap._heap), 3)
         self.assertEqual(list(self.heap.due(10.0 + BUCKET_SECONDS / 3)), [b"0", b"1"])
 
+    def test_takeEarliest(self) -> None:
+        """The earliest deadline filed since the last call, L{Deadlines.next} or
+        clear; a deadline moved later or removed files nothing, so is not said."""
+        self.set(b"a", 5.0)
+        self.set(b"b", 3.0)
+        self.set(b"c", 4.0)
+        self.assertEqual(self.heap.takeEarliest(), 3.0)
+        self.assertIsNone(self.heap.takeEarliest())
+        self.set(b"b", 9.0)
+        self.set(b"a", None)
+        self.assertIsNone(self.heap.takeEarliest())
+        self.set(b"c", 2.0)
+        self.assertEqual(self.heap.next(), 2.0)
+        self.assertIsNone(self.heap.takeEarliest())
+        self.set(b"d", 1.0)
+        self.heap.clear()
+        self.assertIsNone(self.heap.takeEarliest())
+
+    def test_timerFromTakeEarliest(self) -> None:
+        """A timer set from L{Deadlines.next}, and after each change moved
+        earlier by what L{Deadlines.takeEarliest} says (as a service's
+        DeadlineTimer is after each input), is never later than the earliest
+        deadline; when it fires, L{Deadlines.next} sets it again. Random
+        histories, keys that compare and keys served in order of arrival."""
+        for seed in range(60):
+            rng = random.Random(seed)
+            self.deadlines.clear()
+            self.heap = self.make(ordered=seed % 2 == 0)
+            now = 0.0
+            armed = self.heap.next()
+            for step in range(400):
+                roll = rng.random()
+                if roll < 0.7:
+                    key = b"%d" % rng.randrange(60)
+                    self.set(key, None if roll < 0.1 else now + rng.choice(
+                        (0.0, 0.01, 0.3, 1.0, 2.5, 7.0)) * rng.random() * BUCKET_SECONDS * 3)
+                    filed = self.heap.takeEarliest()
+                    if filed is not None and (armed is None or filed < armed):
+                        armed = filed
+                    pending = min(self.deadlines.values(), default=None)
+                    if pending is not None:
+                        self.assertIsNotNone(armed, (seed, step))
+                        assert armed is not None
+                        self.assertLessEqual(armed, pending, (seed, step))
+                elif armed is not None:
+                    # The timer fires (at once, or the clock went past it).
+                    now = max(now, armed)
+                    for k in self.heap.due(now):
+                        del self.deadlines[k]
+                    armed = self.heap.next()
+                    self.assertEqual(armed, min(self.deadlines.values(), default=None))
+
     def test_agreesWithTheDeadlines(self) -> None:
         """Random schedules, refreshes (later and earlier), removals and
         clocks: what L{Deadlines} hands out and its next deadline are what

@@ -585,6 +585,15 @@ class LocalMobilityAnchor:
                                  self.heartbeats.nextDeadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
+    def earliestFiled(self) -> float | None:
+        """The earliest deadline filed since L{nextDeadline} or the last call
+        of this, or None: after an input, enough to re-arm a timer that
+        L{nextDeadline} set, without tidying (L{lmm.signaling.Deadlines.takeEarliest}:
+        the timer fires early at worst, and L{nextDeadline} then re-arms it)."""
+        deadlines = [d for d in (self._expiries.takeEarliest(), self.revocations.earliestFiled(),
+                                 self.heartbeats.earliestFiled()) if d is not None]
+        return min(deadlines) if deadlines else None
+
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: remove every binding's tunnel and forget pending
         revocations. The store keeps its entries, so that a persistent store

@@ -250,6 +250,10 @@ class Revocations:
     def nextDeadline(self) -> float | None:
         return self._deadlines.next()
 
+    def earliestFiled(self) -> float | None:
+        """L{lmm.signaling.Deadlines.takeEarliest} of the retransmissions."""
+        return self._deadlines.takeEarliest()
+
     def clear(self) -> None:
         """The daemon stops: nothing is waited for any more."""
         self._pending.clear()

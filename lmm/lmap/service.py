@@ -214,7 +214,9 @@ class LMAPService(Service):
             if actions:
                 self.perform(actions)
         finally:
-            self._schedule()
+            # Per PBU, only what came earlier than the armed timer (the tick
+            # that follows a timer fired early sets the true next deadline).
+            self._timer.schedule(self.anchor.earliestFiled())
 
     def _tick(self) -> None:
         try:
