@@ -11,8 +11,10 @@ class DeadlineTimer:
     """
     Calls C{fire} at the earliest deadline it is given (reactor time). The
     state machines say when they next need a tick (C{nextDeadline}); the
-    service passes that here after every input, and a later deadline than the
-    one already set changes nothing, so the hot path rarely touches the reactor.
+    service passes that here after every input (the LMAP's, after a PBU, only
+    the earliest deadline filed since: C{LocalMobilityAnchor.earliestFiled}),
+    and a later deadline than the one already set changes nothing, so the hot
+    path rarely touches the reactor.
     """
 
     def __init__(self, reactor: IReactorTime, fire: Callable[[], None]) -> None:
