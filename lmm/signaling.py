@@ -113,6 +113,12 @@ BUCKET_SECONDS = 1.0
 _NO_HORIZON = -(1 << 62)
 
 
+def earliest(*deadlines: float | None) -> float | None:
+    """The earliest of C{deadlines} that are not None, or None: a core's next
+    deadline over its sub-machines' (each a L{Deadlines} or its owner's)."""
+    return min((d for d in deadlines if d is not None), default=None)
+
+
 class Deadlines(Generic[K]):
     """
     When each of many keys is next due, with lazy deletion.

@@ -239,6 +239,7 @@ from lmm.signaling import (
     Deadlines,
     ProfileMismatches,
     RetransmissionPolicy,
+    earliest,
     isNewer,
 )
 from lmm.tunnel import ROLE_LMAP, TunnelBinding
@@ -581,18 +582,16 @@ class LocalMobilityAnchor:
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None. It tidies the heaps
         (drops and requeues stale items) and changes no binding."""
-        deadlines = [d for d in (self._expiries.next(), self.revocations.nextDeadline(),
-                                 self.heartbeats.nextDeadline()) if d is not None]
-        return min(deadlines) if deadlines else None
+        return earliest(self._expiries.next(), self.revocations.nextDeadline(),
+                        self.heartbeats.nextDeadline())
 
     def earliestFiled(self) -> float | None:
         """The earliest deadline filed since L{nextDeadline} or the last call
         of this, or None: after an input, enough to re-arm a timer that
         L{nextDeadline} set, without tidying (L{lmm.signaling.Deadlines.takeEarliest}:
         the timer fires early at worst, and L{nextDeadline} then re-arms it)."""
-        deadlines = [d for d in (self._expiries.takeEarliest(), self.revocations.earliestFiled(),
-                                 self.heartbeats.earliestFiled()) if d is not None]
-        return min(deadlines) if deadlines else None
+        return earliest(self._expiries.takeEarliest(), self.revocations.earliestFiled(),
+                        self.heartbeats.earliestFiled())
 
     def stop(self, now: float) -> list[Action]:
         """The daemon stops: remove every binding's tunnel and forget pending

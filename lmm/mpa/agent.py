@@ -257,6 +257,7 @@ from lmm.signaling import (
     Deadlines,
     ProfileMismatches,
     RetransmissionPolicy,
+    earliest,
 )
 from lmm.tunnel import ROLE_MPA, TunnelBinding
 
@@ -1204,10 +1205,9 @@ class MobilityProxyAgent:
 
     def nextDeadline(self) -> float | None:
         """When L{tick} next has something to do, or None."""
-        deadlines = [d for d in (self._timers.next(),
-                                 None if self.relay is None else self.relay.nextDeadline(),
-                                 self.heartbeats.nextDeadline()) if d is not None]
-        return min(deadlines) if deadlines else None
+        return earliest(self._timers.next(),
+                        None if self.relay is None else self.relay.nextDeadline(),
+                        self.heartbeats.nextDeadline())
 
     def start(self, now: float) -> list[Action]:
         """The daemon starts: heartbeats with the default LMAP, the first at
