@@ -46,6 +46,7 @@ import os
 import socket
 import statistics
 import sys
+from collections.abc import Callable
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
@@ -77,6 +78,24 @@ def airSequences(lab: Lab) -> set[int]:
     return seen
 
 
+def sinceLinkUp(phases: list[tl.Phase], moves: list[str],
+                times: Callable[[str], list[float]], fromStart: bool = False) -> list[float]:
+    """For each handover, seconds from the link being up to the first of
+    C{times(to)} (sorted; C{to} the MPA moved to) at or after the link was up
+    (C{fromStart}: after the move began) and before the next move; handovers
+    with none are left out."""
+    delays = []
+    for i, (phase, to) in enumerate(zip(phases, moves)):
+        if phase.linkUp is None:
+            continue
+        seen = times(to)
+        at = bisect.bisect_left(seen, phase.start if fromStart else phase.linkUp)
+        end = phases[i + 1].start if i + 1 < len(phases) else float("inf")
+        if at < len(seen) and seen[at] < end:
+            delays.append(seen[at] - phase.linkUp)
+    return delays
+
+
 def firstFrames(lab: Lab, phases: list[tl.Phase], moves: list[str]) -> list[float]:
     """For each handover, seconds from the link being up to the MS's first frame
     at its new base station, whatever it is (with the CN pinging, its kernel's
@@ -84,18 +103,9 @@ def firstFrames(lab: Lab, phases: list[tl.Phase], moves: list[str]) -> list[floa
     packet detection can see the MS. Handovers with none are left out."""
     frames = {bs: [when for when, _ in tl.readPcap(lab.path(f"air-{bs}.pcap"))]
               for bs in lab.baseStations.values()}
-    delays = []
-    for i, (phase, to) in enumerate(zip(phases, moves)):
-        if phase.linkUp is None:
-            continue
-        times = frames[lab.baseStations[to]]
-        # From the move's start: the MS is on no other base station's link then,
-        # and what it sends as its carrier comes back precedes the "link up" stamp.
-        at = bisect.bisect_left(times, phase.start)
-        end = phases[i + 1].start if i + 1 < len(phases) else float("inf")
-        if at < len(times) and times[at] < end:
-            delays.append(times[at] - phase.linkUp)
-    return delays
+    # From the move's start: the MS is on no other base station's link then,
+    # and what it sends as its carrier comes back precedes the "link up" stamp.
+    return sinceLinkUp(phases, moves, lambda to: frames[lab.baseStations[to]], fromStart=True)
 
 
 def lossPlaces(lab: Lab, ping: tl.PingRecord, fromCn: bool = True) -> dict[str, int]:
@@ -146,16 +156,7 @@ def throughNewMpa(lab: Lab, phases: list[tl.Phase], moves: list[str]) -> list[fl
         if (len(frame) >= inner + 41 and frame[12:14] == b"\x86\xdd" and frame[20] == 41
                 and frame[inner + 6] == 58 and frame[inner + 40] in (128, 129)):
             echoes.setdefault(frame[22:38], []).append(when)
-    delays = []
-    for i, (phase, to) in enumerate(zip(phases, moves)):
-        if phase.linkUp is None:
-            continue
-        times = echoes.get(addresses[to], [])
-        at = bisect.bisect_left(times, phase.linkUp)
-        end = phases[i + 1].start if i + 1 < len(phases) else float("inf")
-        if at < len(times) and times[at] < end:
-            delays.append(times[at] - phase.linkUp)
-    return delays
+    return sinceLinkUp(phases, moves, lambda to: echoes.get(addresses[to], []))
 
 
 def printLinkUp(lab: Lab, phases: list[tl.Phase], moves: list[str]) -> list[float]:
