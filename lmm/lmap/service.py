@@ -10,9 +10,8 @@ in order.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections import Counter
-from typing import Any, Mapping, cast
+from typing import Any, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -21,7 +20,6 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from lmm import heartbeat, mh
 from lmm.actions import SendMessage
@@ -64,18 +62,6 @@ COUNTERS = {
     "store.commit-failed": "commits that failed (the changes are kept for the next one)",
     "store.checkpoint-failed": "checkpoints of the write-ahead log that failed",
 }
-
-
-def _idlePriority() -> None:
-    """The calling thread runs only when its CPU has nothing else to run
-    (Linux's SCHED_IDLE): a checkpoint writes a second of changes into SQLite
-    at once, and on the reactor's CPU a thread of the same priority may run
-    for the scheduler's whole slice, milliseconds, before a PBU is read.
-    Where the policy is missing, the thread stays as it was."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
 
 
 class LMAPService(Service):
@@ -143,8 +129,6 @@ class LMAPService(Service):
         self.checkpointInterval = checkpointInterval
         self._checkpoints: LoopingCall | None = None
         self._checkpointing: Deferred[Any] | None = None
-        # The store's checkpoints: a thread of their own, of the lowest priority.
-        self._writer: ThreadPool | None = None
 
     # --- life cycle ---------------------------------------------------------
 
@@ -157,10 +141,6 @@ class LMAPService(Service):
             # A previous run's bindings: their tunnels again, its revocations resumed.
             self.perform(self.anchor.resume(self.reactor.seconds()))
             self._schedule()
-            if IReactorThreads.providedBy(self.reactor):
-                self._writer = ThreadPool(1, 1, "lmm-lmap-store")
-                self._writer.start()
-                self._writer.callInThread(_idlePriority)
             self._checkpoints = LoopingCall(self._checkpoint)
             self._checkpoints.clock = self.reactor
             self._checkpoints.start(self.checkpointInterval, now=False)
@@ -195,18 +175,15 @@ class LMAPService(Service):
             self.anchor.store.close()
         except Exception as e:
             log.critical("could not close the Binding Cache: {error}", error=e)
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.stop()
 
     def _checkpoint(self) -> None:
-        """The store's checkpoint, in its thread (inline on a reactor without
-        threads, a test's clock), one at a time."""
+        """The store's checkpoint, in the reactor's thread pool (inline on a
+        reactor without threads, a test's clock), one at a time."""
         if self._checkpointing is not None:
             return
         store = self.anchor.store
-        if self._writer is not None:
-            running = deferToThreadPool(cast(Any, self.reactor), self._writer,
+        if IReactorThreads.providedBy(self.reactor):
+            running = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
                                         store.checkpoint)
         else:
             running = maybeDeferred(store.checkpoint)
