@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,6 +44,7 @@ from lmm.radius import (
     loadDictionary,
     profileFromReply,
     radiusBackend,
+    replyMessage,
     responseAuthenticator,
 )
 
@@ -324,6 +326,135 @@ class ProfileFromReplyTests(SynchronousTestCase):
         answer[168] = [b"\x20\x01" * 9]  # Framed-IPv6-Address, 18 octets
         e = self.assertRaises(ValueError, profileFromReply, answer, b"a")
         self.assertIn("cannot decode", str(e))
+
+
+def outcome(f: Callable[..., Any], *args: Any) -> Any:
+    """What C{f(*args)} returns, or the type and text of what it raises."""
+    try:
+        return f(*args)
+    except Exception as e:
+        return (type(e), str(e))
+
+
+class ReplyDecoderTests(SynchronousTestCase):
+    """lmm's reading of a reply's attributes (L{radius.ReplyDecoder}) against
+    pyrad's packet, the reference it replaces on the attach path."""
+
+    # Values as servers send them, and values pyrad cannot decode.
+    GOOD = {
+        "Mobile-Node-Identifier": [b"alice@lmm.test", b"\xff\xfe"],
+        "User-Name": [b"bob@lmm.test", b"\xc3\x28"],
+        "PMIP6-Home-HN-Prefix": [b"\x00\x40" + bytes.fromhex("20010db8000100000000000000000000"),
+                                 b"\x00\x30\x20\x01\x0d\xb8", b"\x00\x81" + bytes(16)],
+        "PMIP6-Home-LMA-IPv6-Address": [bytes.fromhex("20010db8ff0000000000000000000001"),
+                                        bytes.fromhex("00000000000000000000ffff01020304")],
+        "Framed-IPv6-Address": [bytes.fromhex("20010db8000100000000000000000100")],
+        "PMIP6-Home-DHCP6-Server-Address": [bytes.fromhex("20010db8ff0000000000000000000053")],
+        "Session-Timeout": [(3600).to_bytes(4, "big"), bytes(4)],
+        "Reply-Message": [b"go away", b"\xe2\x82\xac", b"\xff"],
+    }
+    VENDOR = {  # LMM's sub-attribute codes (radius_dicts/dictionary.lmm)
+        1: [bytes.fromhex("02005e005301")],
+        2: [bytes.fromhex("fe800000000000000000000000000001"),
+            bytes.fromhex("20010db8000000000000000000000001")],
+        3: [(1).to_bytes(4, "big"), (2).to_bytes(4, "big"), (3).to_bytes(4, "big"),
+            (9).to_bytes(4, "big")],
+        4: [(0).to_bytes(4, "big"), (1).to_bytes(4, "big"), (2).to_bytes(4, "big")],
+    }
+    LMM_VENDOR = 32473
+
+    def reply(self, rng: Any, code: int) -> bytes:
+        attributes = b""
+        for _ in range(rng.randrange(0, 9)):
+            choice = rng.random()
+            if choice < 0.5:
+                name = rng.choice(sorted(self.GOOD))
+                key = DICTIONARY.attrindex.GetForward(name)
+                value = (rng.choice(self.GOOD[name]) if rng.random() < 0.8
+                         else rng.randbytes(rng.randrange(1, 20)))
+                attributes += radius.attribute(key, value)
+            elif choice < 0.85:
+                subs = b""
+                for _ in range(rng.randrange(1, 4)):
+                    sub = rng.randrange(1, 6)
+                    value = (rng.choice(self.VENDOR[sub]) if sub in self.VENDOR
+                             and rng.random() < 0.8 else rng.randbytes(rng.randrange(0, 18)))
+                    subs += bytes((sub, len(value) + 2)) + value
+                if rng.random() < 0.1:
+                    subs = subs[:-1]  # sub-attributes that do not add up
+                vendor = self.LMM_VENDOR if rng.random() < 0.9 else 9
+                attributes += radius.attribute(26, vendor.to_bytes(4, "big") + subs)
+            else:  # what lmm does not read: Class, an unknown type, a short Vendor-Specific
+                kind = rng.choice([25, 200, 26])
+                attributes += radius.attribute(kind, rng.randbytes(rng.randrange(1, 6)))
+        header = struct.pack("!BBH", code, 7, 20 + len(attributes)) + bytes(16)
+        return header + attributes
+
+    def test_sameAsPyrad(self) -> None:
+        """On 5,000 random replies (valid values, undecodable ones, repeated
+        attributes, vendor attributes split right and wrong), the profile and
+        the Reply-Message read through lmm's decoder are pyrad's, errors and
+        their text included."""
+        rng = random.Random(15)
+        decoder = radius.ReplyDecoder.forDictionary(DICTIONARY)
+        assert decoder is not None
+        differing = 0
+        kinds = set()
+        for _ in range(5000):
+            code = rng.choice([rpacket.AccessAccept, rpacket.AccessReject])
+            data = self.reply(rng, code)
+            reference = rpacket.AuthPacket(packet=data, secret=SECRET, dict=DICTIONARY)
+            ours = decoder.decode(code, radius.rawAttributes(data))
+            self.assertEqual(ours.code, reference.code)
+            expected = outcome(profileFromReply, reference, b"asked@lmm.test")
+            got = outcome(profileFromReply, ours, b"asked@lmm.test")
+            kinds.add(type(expected).__name__)
+            if got != expected or replyMessage(ours) != replyMessage(reference):
+                differing += 1
+                self.fail(f"{data.hex()}: {got!r} against pyrad's {expected!r}")
+        # Both outcomes were met often enough to mean something.
+        self.assertEqual(kinds, {"Profile", "tuple"})
+        self.assertEqual(differing, 0)
+
+    def test_full(self) -> None:
+        """ALICE_PROFILE's attributes, through the decoder."""
+        answer = rpacket.AuthPacket(code=rpacket.AccessAccept, id=1, secret=SECRET,
+                                    authenticator=bytes(16), dict=DICTIONARY)
+        for name, value in [
+                ("Mobile-Node-Identifier", b"alice@lmm.test"),
+                ("PMIP6-Home-LMA-IPv6-Address", "2001:db8:ff::1"),
+                ("PMIP6-Home-HN-Prefix", "2001:db8:1::/64"),
+                ("Framed-IPv6-Address", "2001:db8:1::100"),
+                ("PMIP6-Home-DHCP6-Server-Address", "2001:db8:ff::53"),
+                ("Session-Timeout", 3600), ("LMM-Virtual-LMAP-MAC", "02:00:5E:00:53:01"),
+                ("LMM-Virtual-LMAP-Link-Local", "fe80::1"), ("LMM-Address-Mode", "dhcpv6"),
+                ("LMM-MS-May-Choose-Address", "no")]:
+            answer[name] = value
+        data = answer.ReplyPacket()
+        decoder = radius.ReplyDecoder.forDictionary(DICTIONARY)
+        assert decoder is not None
+        reply = decoder.decode(rpacket.AccessAccept, radius.rawAttributes(data))
+        self.assertEqual(profileFromReply(reply, b"asked@lmm.test"), ALICE_PROFILE)
+
+    def test_dictionariesPyradMustRead(self) -> None:
+        """A dictionary with a TLV, or one tagging or encrypting an attribute
+        lmm reads, leaves the replies to pyrad's packet."""
+        folder = self.mktemp()
+        os.makedirs(folder)
+        base = (Path(radius.defaultDictionaryPath()).read_text()
+                .replace("$INCLUDE ", "$INCLUDE " + str(Path(radius.defaultDictionaryPath())
+                                                         .parent) + "/"))
+        for extra, expected in [("", True),
+                                ("ATTRIBUTE\tLMM-Test-TLV\t240\ttlv\n", False),
+                                ("ATTRIBUTE\tReply-Message\t18\tstring has_tag\n", False)]:
+            path = os.path.join(folder, f"dictionary{len(extra)}")
+            text = base
+            if "Reply-Message" in extra:
+                text = text.replace("ATTRIBUTE\tReply-Message\t\t\t\t18\tstring\n", "")
+            Path(path).write_text(text + extra)
+            dictionary = loadDictionary(path)
+            self.assertEqual(radius.ReplyDecoder.forDictionary(dictionary) is not None,
+                             expected, extra)
 
 
 class IdPoolTests(SynchronousTestCase):
