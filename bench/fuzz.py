@@ -13,7 +13,9 @@ Targets:
   nd         access-link frames: Ethernet, IPv6, ICMPv6 ND/MLD, hop-by-hop
   dhcp6      DHCPv6 client and relay messages (lmm.dhcp6)
   radius     RADIUS replies past the Response Authenticator (lmm.radius: the
-             attribute walk, pyrad's parse, Message-Authenticator, the profile)
+             attribute walk, pyrad's parse, Message-Authenticator, the profile),
+             and lmm's ReplyDecoder against pyrad's packet on them (the same
+             profile or error, the same Reply-Message)
   rtnetlink  RTM_NEWLINK/DELLINK messages (lmm.mpa.attach.parseLinkMessages)
 
 Each target starts from seeds (valid inputs built by lmm's own encoders) and
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, top)
@@ -123,7 +126,15 @@ def radiusTarget() -> Callable[[bytes], None]:
     from lmm import aaa, radius
 
     dictionary = radius.loadDictionary()
+    decoder = radius.ReplyDecoder.forDictionary(dictionary)
+    assert decoder is not None
     secret, request = b"fuzzing", bytes(range(16))
+
+    def outcome(reply: Any) -> Any:
+        try:
+            return radius.profileFromReply(reply, b"ms@lmm.test"), radius.replyMessage(reply)
+        except ValueError as e:
+            return str(e)
 
     def run(data: bytes) -> None:
         # Past what a forger cannot pass: the Length field and the Response
@@ -135,12 +146,14 @@ def radiusTarget() -> Callable[[bytes], None]:
         data = (data[:4] + radius.responseAuthenticator(data, request, secret)
                 + data[radius.HEADER_LENGTH:])
         try:
-            radius.rawAttributes(data)
+            attributes = radius.rawAttributes(data)
             reply = rpacket.AuthPacket(packet=data, secret=secret, dict=dictionary)
         except (ValueError, rpacket.PacketError):
             return
         radius.checkMessageAuthenticator(data, request, secret)
-        radius.replyMessage(reply)
+        ours = outcome(decoder.decode(data[0], attributes))
+        if ours != outcome(reply):
+            raise AssertionError(f"ReplyDecoder {ours!r}, pyrad {outcome(reply)!r}")
         try:
             profile = radius.profileFromReply(reply, b"ms@lmm.test")
         except ValueError:
