@@ -159,10 +159,11 @@ def responseAuthenticator(data: bytes, requestAuthenticator: bytes, secret: byte
     return hashlib.md5(data[:4] + requestAuthenticator + data[HEADER_LENGTH:] + secret).digest()
 
 
-def rawAttributes(data: bytes) -> list[tuple[int, bytes]]:
-    """The (type, value) pairs of a packet; L{ValueError} if they do not add up."""
+def rawAttributes(data: bytes, offset: int = HEADER_LENGTH) -> list[tuple[int, bytes]]:
+    """The (type, value) pairs of a packet, or of what follows C{offset} in
+    C{data} (a Vendor-Specific's sub-attributes, RFC 2865 section 5.26, after
+    its Vendor-Id); L{ValueError} if they do not add up."""
     attributes = []
-    offset = HEADER_LENGTH
     while offset < len(data):
         if offset + 2 > len(data):
             raise ValueError("truncated attribute header")
@@ -342,23 +343,16 @@ class ReplyDecoder:
         for kind, value in attributes:
             if kind == VENDOR_SPECIFIC and len(value) >= 6:
                 vendor = int.from_bytes(value[:4], "big")
-                found = []
-                position = 4
-                while position < len(value):
-                    if len(value) - position < 2:
-                        break
-                    length = value[position + 1]
-                    if length < 2 or position + length > len(value):
-                        break
-                    found.append(((vendor, value[position]), value[position + 2:position + length]))
-                    position += length
-                else:
-                    for key, subvalue in found:
-                        name = names.get(key)
-                        if name is not None:
-                            values.setdefault(name, []).append(subvalue)
-                # Sub-attributes that do not add up: pyrad keeps the whole as
-                # one Vendor-Specific, which lmm does not read.
+                try:
+                    found = rawAttributes(value, 4)
+                except ValueError:
+                    # Sub-attributes that do not add up: pyrad keeps the whole
+                    # as one Vendor-Specific, which lmm does not read.
+                    continue
+                for subtype, subvalue in found:
+                    name = names.get((vendor, subtype))
+                    if name is not None:
+                        values.setdefault(name, []).append(subvalue)
                 continue
             name = names.get(kind)
             if name is not None:
