@@ -130,11 +130,13 @@ def radiusTarget() -> Callable[[bytes], None]:
     assert decoder is not None
     secret, request = b"fuzzing", bytes(range(16))
 
-    def outcome(reply: Any) -> Any:
+    def outcome(reply: Any) -> tuple[Any, str | None]:
+        """The profile (or the text of its ValueError) and the Reply-Message."""
+        message = radius.replyMessage(reply)
         try:
-            return radius.profileFromReply(reply, b"ms@lmm.test"), radius.replyMessage(reply)
+            return radius.profileFromReply(reply, b"ms@lmm.test"), message
         except ValueError as e:
-            return str(e)
+            return str(e), message
 
     def run(data: bytes) -> None:
         # Past what a forger cannot pass: the Length field and the Response
@@ -151,12 +153,12 @@ def radiusTarget() -> Callable[[bytes], None]:
         except (ValueError, rpacket.PacketError):
             return
         radius.checkMessageAuthenticator(data, request, secret)
+        theirs = outcome(reply)
         ours = outcome(decoder.decode(data[0], attributes))
-        if ours != outcome(reply):
-            raise AssertionError(f"ReplyDecoder {ours!r}, pyrad {outcome(reply)!r}")
-        try:
-            profile = radius.profileFromReply(reply, b"ms@lmm.test")
-        except ValueError:
+        if ours != theirs:
+            raise AssertionError(f"ReplyDecoder {ours!r}, pyrad {theirs!r}")
+        profile = theirs[0]
+        if isinstance(profile, str):  # profileFromReply's ValueError
             return
         aaa.checkProfile(profile, True)
 

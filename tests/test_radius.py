@@ -398,7 +398,6 @@ class ReplyDecoderTests(SynchronousTestCase):
         rng = random.Random(15)
         decoder = radius.ReplyDecoder.forDictionary(DICTIONARY)
         assert decoder is not None
-        differing = 0
         kinds = set()
         for _ in range(5000):
             code = rng.choice([rpacket.AccessAccept, rpacket.AccessReject])
@@ -410,11 +409,9 @@ class ReplyDecoderTests(SynchronousTestCase):
             got = outcome(profileFromReply, ours, b"asked@lmm.test")
             kinds.add(type(expected).__name__)
             if got != expected or replyMessage(ours) != replyMessage(reference):
-                differing += 1
                 self.fail(f"{data.hex()}: {got!r} against pyrad's {expected!r}")
-        # Both outcomes were met often enough to mean something.
+        # Both outcomes, a profile and an error, were met.
         self.assertEqual(kinds, {"Profile", "tuple"})
-        self.assertEqual(differing, 0)
 
     def test_full(self) -> None:
         """ALICE_PROFILE's attributes, through the decoder."""
@@ -441,9 +438,8 @@ class ReplyDecoderTests(SynchronousTestCase):
         lmm reads, leaves the replies to pyrad's packet."""
         folder = self.mktemp()
         os.makedirs(folder)
-        base = (Path(radius.defaultDictionaryPath()).read_text()
-                .replace("$INCLUDE ", "$INCLUDE " + str(Path(radius.defaultDictionaryPath())
-                                                         .parent) + "/"))
+        default = Path(radius.defaultDictionaryPath())
+        base = default.read_text().replace("$INCLUDE ", f"$INCLUDE {default.parent}/")
         for extra, expected in [("", True),
                                 ("ATTRIBUTE\tLMM-Test-TLV\t240\ttlv\n", False),
                                 ("ATTRIBUTE\tReply-Message\t18\tstring has_tag\n", False)]:
