@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import config
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IAuthenticator, IReactor
+from lmm.logs import Logger
 
 ADDRESS_MODES = ("slaac", "dhcpv6", "manual")
 

@@ -27,7 +27,6 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.interfaces import IReactorUNIX
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
@@ -45,6 +44,7 @@ from lmm.ctl import (  # noqa: F401 (the client's old names, importable from her
 )
 from lmm.errors import OperatorError
 from lmm.inet import canonical
+from lmm.logs import Logger
 from lmm.security import HMAC_IMPLEMENTATION, loadKeyFile
 
 log = Logger(namespace="lmm.control")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Mapping, NoReturn, Sequence
 
 from twisted.python import usage
 
-from lmm import config, heartbeat, mh, security
+from lmm import config, heartbeat, logs, mh, security
 from lmm.backends import UnknownBackend, findBackend
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IReactor, ITunnelDataPlane
@@ -209,10 +209,17 @@ def commonLiveKeys(core: Any, path: str | None) -> list[LiveKeys]:
 
     return [
         LiveKeys(("tunnel.backend", "tunnel.options"), tunnel),
-        LiveKeys(("log.level",), lambda values: core.journal.setLevel(values["log.level"])),
+        LiveKeys(("log.level",), lambda values: setLogLevel(core, values["log.level"])),
         LiveKeys(("security.keys", "security.replay_window", "security.max_rate_per_source"),
                  security, always=True),
     ]
+
+
+def setLogLevel(core: Any, level: str) -> None:
+    """A reload's C{log.level}: the journal's protocol steps and every other
+    logger of the process (L{lmm.logs.setLevel})."""
+    core.journal.setLevel(level)
+    logs.setLevel(level)
 
 
 def controlSocket(path: str | None, values: Mapping[str, Any]) -> str | None:
@@ -324,6 +331,8 @@ class DaemonOptions(usage.Options):
             configErrorExit(self, e)
         # Milliseconds in the log, or JSON lines, where twistd would write it
         # (lmm.logs), unless twistd's --logger or --syslog say otherwise.
-        from lmm.logs import useDefaultLogger
-
-        useDefaultLogger(getattr(self, "parent", None), self.configValues["log.format"])
+        parent = getattr(self, "parent", None)
+        if parent is not None:
+            # twistd's process: log.level holds for all of it, whichever observer logs.
+            logs.setLevel(self.configValues["log.level"])
+        logs.useDefaultLogger(parent, self.configValues["log.format"])

@@ -25,7 +25,8 @@ import time
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+
+from lmm.logs import Logger
 
 log = Logger(namespace="lmm.garbage")
 

@@ -25,11 +25,8 @@ from twisted.logger import (
 from lmm import config
 from lmm.actions import Note
 from lmm.config import Setting
-from lmm.logs import FORMATS
+from lmm.logs import FORMATS, LEVELS
 from lmm.ratelimit import LogLimiter
-
-LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
-          "error": LogLevel.error}
 
 LOG_SETTINGS = [
     Setting("log.level", config.oneOf(*LEVELS), "info",

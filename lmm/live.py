@@ -27,7 +27,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -35,6 +34,7 @@ from lmm.backends import findBackend
 from lmm.config import ConfigError, tomlValue
 from lmm.errors import OperatorError
 from lmm.interfaces import IAuthenticator, IReactor
+from lmm.logs import Logger
 
 log = Logger(namespace="lmm.live")
 

@@ -29,12 +29,49 @@ from typing import IO, Any, Callable, cast
 from twisted.logger import (
     FileLogObserver,
     ILogObserver,
+    LogLevel,
     formatEvent,
     formatEventAsClassicLogText,
     jsonFileLogObserver,
 )
+from twisted.logger import Logger as _TwistedLogger
 
 FORMATS = ("text", "json")
+
+#: C{log.level}'s names, lowest first.
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+          "error": LogLevel.error}
+
+#: The levels this process does not log: below its C{log.level} (L{setLevel}).
+#: None until a daemon sets it: a test or a library user sees everything.
+_muted: frozenset[LogLevel] = frozenset()
+
+
+def setLevel(level: str) -> None:
+    """Log from C{level} (a L{LEVELS} name) up in this process, from the next
+    event: every L{Logger}'s events, whichever observer takes them (lmm's file,
+    twistd's C{--logger}, syslog)."""
+    global _muted
+    names = list(LEVELS)
+    _muted = frozenset(LEVELS[name] for name in names[:names.index(level)])
+
+
+def currentLevel() -> str:
+    """The lowest level this process logs (L{setLevel})."""
+    return next((name for name, value in LEVELS.items() if value not in _muted), "error")
+
+
+class Logger(_TwistedLogger):
+    """twisted.logger's C{Logger} that drops an event below the process's
+    C{log.level} (L{setLevel}) before it is built: a debug line at the
+    default level costs a set lookup, not an event through the observers
+    (which, before, wrote it: C{log.level} filtered only the protocol
+    steps' lines, L{lmm.journal})."""
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
+        if level in _muted:
+            return
+        super().emit(level, format, **kwargs)
 
 #: Strftime of L{formatTime} without its fraction: twistd's (local time).
 _TIME = "%Y-%m-%dT%H:%M:%S"
@@ -179,5 +216,5 @@ def useDefaultLogger(twistdOptions: Any, format: str) -> bool:
     return True
 
 
-__all__ = ["FORMATS", "formatTime", "jsonObserver", "observer", "observerFactory", "openLog",
-           "textObserver", "useDefaultLogger"]
+__all__ = ["FORMATS", "LEVELS", "Logger", "currentLevel", "formatTime", "jsonObserver", "observer",
+           "observerFactory", "openLog", "setLevel", "textObserver", "useDefaultLogger"]

@@ -449,8 +449,9 @@ class MetricsService(Service):
 
     def startService(self) -> None:
         from twisted.internet.endpoints import serverFromString
-        from twisted.logger import Logger
         from twisted.web.server import Site
+
+        from lmm.logs import Logger
 
         site = Site(_resource(self.registry))
         site.noisy = False  # no log line per scrape

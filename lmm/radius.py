@@ -45,7 +45,6 @@ from pyrad import tools as rtools
 from pyrad.dictionary import Dictionary
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 from zope.interface import implementer
 
 import lmm
@@ -65,6 +64,7 @@ from lmm.aaa import (
 )
 from lmm.config import ConfigError, Setting
 from lmm.interfaces import IAuthenticator, IReactor
+from lmm.logs import Logger
 
 ACCESS_REQUEST = rpacket.AccessRequest
 ACCESS_ACCEPT = rpacket.AccessAccept

@@ -22,11 +22,11 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lmm.interfaces import IMobilityHeaderProtocol, IMobilityHeaderTransport
+from lmm.logs import Logger
 from lmm.reader import drain, stopOnError
 
 __all__ = [

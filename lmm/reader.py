@@ -21,7 +21,7 @@ import errno
 from collections.abc import Callable
 from typing import TypeVar
 
-from twisted.logger import Logger
+from lmm.logs import Logger
 
 log = Logger(namespace="lmm.reader")
 

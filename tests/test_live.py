@@ -27,7 +27,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from lmm import config
+from lmm import config, logs
 from lmm.aaa import AccessRequest, ProfileFileAuthenticator
 from lmm.control import ask
 from lmm.ctl import formatAnswer
@@ -184,6 +184,8 @@ class ReloadTests(SynchronousTestCase):
     """A real MPA built from a file (not started), the file rewritten and reloaded."""
 
     def setUp(self) -> None:
+        # A reload sets the process's level (lmm.logs): the next tests' is theirs.
+        self.addCleanup(logs.setLevel, logs.currentLevel())
         self.folder = tempfile.mkdtemp(prefix="lmm-reload-")
         self.addCleanup(shutil.rmtree, self.folder, True)
         self.path = os.path.join(self.folder, "mpa.toml")
@@ -237,6 +239,7 @@ class ReloadTests(SynchronousTestCase):
             "ra.mtu": "ra.mtu: needs a restart (the file says 1400, 1460 runs)"})
         self.assertEqual(self.core.authenticator.current.path, newProfiles)
         self.assertEqual(self.core.journal.level.name, "debug")
+        self.assertEqual(logs.currentLevel(), "debug")  # and every other logger's
         self.assertEqual(self.core.agent.defaultDhcpServer, "2001:db8:ff::53")
         self.assertEqual(self.core.agent.maxAuthenticating, 7)
         # The swap command's defaults are the file's now.
@@ -269,6 +272,7 @@ class ReloadTests(SynchronousTestCase):
         self.write()
         answer = self.reload()
         self.assertEqual(answer["applied"], ["log.level"])
+        self.assertEqual(logs.currentLevel(), "warn")
         self.assertIn("missing.toml", answer["failed"]["aaa.options"])
         self.assertEqual(self.core.authenticator.current.path, os.path.join(self.folder, "a.toml"))
         # Still different from what runs: the next reload tries again.

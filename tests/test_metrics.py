@@ -368,18 +368,65 @@ class LogTextTests(SynchronousTestCase):
         self.assertEqual(logs.formatTime(None), "-")
 
 
+class LevelTests(SynchronousTestCase):
+    """lmm.logs.Logger drops what is below the process's log.level before it
+    reaches any observer."""
+
+    def setUp(self) -> None:
+        self.addCleanup(logs.setLevel, logs.currentLevel())
+        self.seen: list[dict[str, Any]] = []
+        self.log = logs.Logger(namespace="lmm.test", observer=self.seen.append)
+
+    def levels(self) -> list[LogLevel]:
+        self.seen.clear()
+        self.log.debug("d")
+        self.log.info("i")
+        self.log.warn("w")
+        self.log.error("e")
+        self.log.failure("f", Failure(ValueError("x")))
+        return [event["log_level"] for event in self.seen]
+
+    def test_everythingUntilSet(self) -> None:
+        logs.setLevel("debug")
+        self.assertEqual(self.levels(), [LogLevel.debug, LogLevel.info, LogLevel.warn,
+                                         LogLevel.error, LogLevel.critical])
+        self.assertEqual(logs.currentLevel(), "debug")
+
+    def test_fromTheLevelUp(self) -> None:
+        logs.setLevel("info")
+        self.assertEqual(self.levels(), [LogLevel.info, LogLevel.warn, LogLevel.error,
+                                         LogLevel.critical])
+        logs.setLevel("error")
+        self.assertEqual(self.levels(), [LogLevel.error, LogLevel.critical])
+        self.assertEqual(logs.currentLevel(), "error")
+
+    def test_classAttribute(self) -> None:
+        """As twisted's, a class's C{log = Logger()} is named after the class,
+        and keeps the level."""
+        seen = self.seen
+
+        class Step:
+            log = logs.Logger(observer=seen.append)
+
+        logs.setLevel("info")
+        Step().log.debug("hidden")
+        Step().log.info("shown")
+        self.assertEqual([e["log_format"] for e in seen], ["shown"])
+        self.assertEqual(seen[0]["log_namespace"], f"{__name__}.Step")
+
+
 class DaemonLogTests(NetnsTestMixin, SynchronousTestCase):
     """twistd lmm-lmap in a namespace of the test's, its raw socket on ::1."""
 
     def start(self, extra: str, *options: str, stdout: Any = subprocess.DEVNULL,
-              ) -> tuple[subprocess.Popen[bytes], str, Namespace]:
+              tunnel: str = "recording") -> tuple[subprocess.Popen[bytes], str, Namespace]:
         ns = self.makeNamespace("logs")
         folder = tempfile.mkdtemp(prefix="lmm-logs-")
         self.addCleanup(shutil.rmtree, folder, True)
         config = os.path.join(folder, "lmap.toml")
         with open(config, "w") as f:
             f.write(LMAP_CONFIG.replace("fd00:4d54::1", "::1").replace(
-                "fd00:4d54::/64", "::1/128") + extra)
+                "fd00:4d54::/64", "::1/128").replace('"recording"', f'"{tunnel}"') + extra)
         logPath = os.path.join(folder, "lmap.log")
         argv = [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=",
                 *options, "lmm-lmap", "--config", config]
@@ -433,6 +480,28 @@ class DaemonLogTests(NetnsTestMixin, SynchronousTestCase):
         with open(out.name) as f:
             first = f.readline()
         self.assertRegex(first, MS_LINE)
+
+    def test_levelForEveryLogger(self) -> None:
+        """log.level holds for the whole daemon, not only its protocol steps:
+        the tunnel backend's debug line for a new binding ("carrying") is
+        written at debug and not at info (before, it was written at every level)."""
+        for level, written in (("info", False), ("debug", True)):
+            process, path, ns = self.start(f'\n[log]\nlevel = "{level}"\n', "--logfile=LOG",
+                                           tunnel="userspace")
+            self.waitFor(process, path, READY)
+            sock = self.socketIn(ns, proto=mh.IPPROTO_MH)
+            sock.settimeout(10)
+            sock.sendto(mh.encode(mh.BindingUpdate(1, 400, (
+                mh.MobileNodeIdentifier(b"ms1@lmm.test"), mh.LocalAddress("::", 64)),
+                ack=True, proxy=True)), ("::1", 0))
+            while not isinstance(mh.decode(sock.recv(2048)), mh.BindingAck):
+                pass  # its own PBU, looped back
+            process.terminate()
+            process.wait(10)
+            with open(path) as f:
+                text = f.read()
+            self.assertEqual("userspace: carrying" in text, written, text)
+            self.assertEqual("#debug]" in text, written, text)
 
     def test_jsonWhenAsked(self) -> None:
         """log.format = "json": one JSON object a line, read back by twisted.logger;

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm.dataplane.common import DataPlaneError, KernelLacks
 from lmm.interfaces import IReactor
+from lmm.logs import Logger
 from lmm.tunnel import TunnelBinding
 
 __all__ = ["DataPlaneError", "KernelLacks", "autoBackend", "swap"]

@@ -45,12 +45,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReadDescriptor
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import config, inet
 from lmm.dataplane.rtnl import RouteWriter, Unsupported
 from lmm.interfaces import IReactor, ITunnelDataPlane
+from lmm.logs import Logger
 from lmm.reader import drain, stopOnError
 from lmm.tunnel import ROLE_LMAP, ROLE_MPA, TunnelBinding
 

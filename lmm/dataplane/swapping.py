@@ -26,13 +26,13 @@ from typing import Any, Callable, Mapping, Sequence, cast
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lmm.dataplane import swap
 from lmm.interfaces import IReactor, ITunnelDataPlane
 from lmm.live import BackendConfig, SwapError, buildSwapped, direct
+from lmm.logs import Logger
 from lmm.tunnel import TunnelBinding
 
 log = Logger(namespace="lmm.dataplane.swapping")

@@ -18,7 +18,6 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import heartbeat, mh
@@ -40,6 +39,7 @@ from lmm.live import BackendConfig, Reloader, ReloadOnHangup
 from lmm.lmap.anchor import LocalMobilityAnchor
 from lmm.lmap.cache import BindingCache, BindingStore
 from lmm.lmap.store import SQLiteBindingCache, StoreError
+from lmm.logs import Logger
 from lmm.ratelimit import LogLimiter
 from lmm.security import SignalingCodec
 from lmm.service import (

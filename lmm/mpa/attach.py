@@ -62,13 +62,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lmm import config
 from lmm.config import Setting
 from lmm.interfaces import IAccessLinks, IReactor
+from lmm.logs import Logger
 from lmm.mpa.visitor import AttachEvent, DetachEvent
 from lmm.reader import drain, errorName
 

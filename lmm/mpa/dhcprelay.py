@@ -47,11 +47,11 @@ from typing import Any, Mapping
 
 from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmm import config, dhcp6
 from lmm.interfaces import IDHCPv6Relay, IReactor
+from lmm.logs import Logger
 from lmm.ratelimit import LogLimiter
 from lmm.reader import errorName
 

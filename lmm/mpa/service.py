@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Mapping, cast
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lmm import heartbeat, mh, nd
@@ -53,6 +52,7 @@ from lmm.live import (
     SwappableAuthenticator,
     buildSwapped,
 )
+from lmm.logs import Logger
 from lmm.mpa.agent import Authenticate, MobilityProxyAgent, SendFrame
 from lmm.mpa.attach import Within, readLinks
 from lmm.mpa.relay import RelayAgent, SendToServer
