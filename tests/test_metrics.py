@@ -375,7 +375,7 @@ class LevelTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.addCleanup(logs.setLevel, logs.currentLevel())
         self.seen: list[dict[str, Any]] = []
-        self.log = logs.Logger(namespace="lmm.test", observer=self.seen.append)
+        self.log = logs.Logger(namespace="lmm.test", observer=cast(Any, self.seen.append))
 
     def levels(self) -> list[LogLevel]:
         self.seen.clear()
@@ -406,7 +406,7 @@ class LevelTests(SynchronousTestCase):
         seen = self.seen
 
         class Step:
-            log = logs.Logger(observer=seen.append)
+            log = logs.Logger(observer=cast(Any, seen.append))
 
         logs.setLevel("info")
         Step().log.debug("hidden")
