@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from lmm import config
 from lmm.config import ConfigError, Setting
+from lmm.inet import inNetwork
 from lmm.interfaces import IAuthenticator, IReactor
 from lmm.logs import Logger
 
@@ -240,7 +241,7 @@ def checkProfile(profile: Profile, requirePrefixOrAddress: bool) -> tuple[str | 
             and profile.localAddress is None:
         return None, "neither a Local Network Prefix nor a Local Address"
     if profile.localNetworkPrefix is not None and profile.localAddress is not None \
-            and ipaddress.IPv6Address(profile.localAddress) not in profile.localNetworkPrefix:
+            and not inNetwork(profile.localAddress, profile.localNetworkPrefix):
         return "local_address", (f"Local Address {profile.localAddress} is outside the Local "
                                  f"Network Prefix {profile.localNetworkPrefix}")
     return None

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -128,11 +129,13 @@ def ipv6Prefix(value: Any) -> ipaddress.IPv6Network:
         ) from e
 
 
+#: Six pairs of hex digits, colons between (lowercase: macAddress lowers first).
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
 def macAddress(value: Any) -> str:
     text = string(value).lower()
-    parts = text.split(":")
-    hexDigits = "0123456789abcdef"
-    if len(parts) != 6 or not all(len(p) == 2 and all(c in hexDigits for c in p) for p in parts):
+    if _MAC.fullmatch(text) is None:
         raise ValueError(f"expected a MAC address like 02:00:00:00:00:01, got {value!r}")
     return text
 

@@ -267,8 +267,18 @@ REPLY_ATTRIBUTES = (
 VENDOR_SPECIFIC = 26
 
 
-@functools.lru_cache(maxsize=1024)
 def _decodeValue(kind: str, value: bytes) -> Any:
+    if kind == "ipv6addr" and len(value) == 16:
+        # Each MS's own Framed-IPv6-Address: pyrad writes it with ipaddress
+        # (~5 us), whose text is inet_ntop's but for an IPv4 address inside.
+        text = socket.inet_ntop(socket.AF_INET6, value)
+        if "." not in text:
+            return text
+    return _pyradValue(kind, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyradValue(kind: str, value: bytes) -> Any:
     # pyrad's own decoding; a domain's profiles share most values (its
     # prefix, its LMAP, its modes), so most are decoded once.
     return rtools.DecodeAttr(kind, value)
@@ -446,9 +456,13 @@ class RadiusServer:
     address: str
     port: int
     secret: bytes
+    #: The address's octets, to match a reply's source (L{_sameEndpoint}).
+    packed: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "address", str(ipaddress.ip_address(self.address)))
+        address = ipaddress.ip_address(self.address)
+        object.__setattr__(self, "address", str(address))
+        object.__setattr__(self, "packed", address.packed)
 
     @property
     def family(self) -> int:
@@ -913,10 +927,12 @@ class RadiusAuthenticator:
 
 
 def _sameEndpoint(source: tuple[str, int], server: RadiusServer) -> bool:
+    # The kernel's text of the source, compared as octets: any way of writing
+    # the server's address in the configuration matches.
     try:
-        return (ipaddress.ip_address(source[0]) == ipaddress.ip_address(server.address)
-                and source[1] == server.port)
-    except ValueError:
+        return source[1] == server.port and socket.inet_pton(
+            server.family, source[0]) == server.packed
+    except (OSError, TypeError):
         return False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 from hypothesis import given
@@ -35,6 +36,32 @@ class AddressTests(SynchronousTestCase):
         error = self.assertRaises(ValueError, inet.packAddress, "2001:db8::zz")
         self.assertIn("'2001:db8::zz'", str(error))
         self.assertRaises(ValueError, inet.packAddress, None)  # type: ignore[arg-type]
+
+
+#: Addresses with runs of zero and all-ones words, as prefixes often have.
+_WORDS = st.lists(st.sampled_from([0, 0, 1, 0xFFFF, 0x2001, 0xDB8]) | st.integers(0, 0xFFFF),
+                  min_size=8, max_size=8)
+
+
+class NetworkTests(SynchronousTestCase):
+    """The C library's answers for an IPv6Network, checked against ipaddress's."""
+
+    @given(_WORDS, st.integers(0, 128), _WORDS)
+    def test_asIpaddress(self, words: list[int], length: int, other: list[int]) -> None:
+        address = ipaddress.IPv6Address(b"".join(w.to_bytes(2, "big") for w in words))
+        network = ipaddress.IPv6Network((address, length), strict=False)
+        if "." not in inet.networkAddress(network):  # ipaddress writes no IPv4 inside
+            self.assertEqual(inet.networkAddress(network), str(network.network_address))
+            self.assertEqual(inet.networkText(network), str(network))
+        candidate = ipaddress.IPv6Address(b"".join(w.to_bytes(2, "big") for w in other))
+        for text in (str(candidate), str(address), str(network.network_address),
+                     str(network.broadcast_address)):
+            self.assertEqual(inet.inNetwork(text, network),
+                             ipaddress.IPv6Address(text) in network, (text, network))
+
+    def test_notAnAddress(self) -> None:
+        with self.assertRaises(ValueError):
+            inet.inNetwork("2001:db8::g", ipaddress.IPv6Network("2001:db8::/64"))
 
 
 class ChecksumTests(SynchronousTestCase):

@@ -348,7 +348,10 @@ class ReplyDecoderTests(SynchronousTestCase):
                                  b"\x00\x30\x20\x01\x0d\xb8", b"\x00\x81" + bytes(16)],
         "PMIP6-Home-LMA-IPv6-Address": [bytes.fromhex("20010db8ff0000000000000000000001"),
                                         bytes.fromhex("00000000000000000000ffff01020304")],
-        "Framed-IPv6-Address": [bytes.fromhex("20010db8000100000000000000000100")],
+        # (inet_ntop's text is pyrad's but for an IPv4 address inside: the last two)
+        "Framed-IPv6-Address": [bytes.fromhex("20010db8000100000000000000000100"), bytes(16),
+                                bytes.fromhex("00000000000000000000ffff0a000001"),
+                                bytes.fromhex("0000000000000000000000000a000001")],
         "PMIP6-Home-DHCP6-Server-Address": [bytes.fromhex("20010db8ff0000000000000000000053")],
         "Session-Timeout": [(3600).to_bytes(4, "big"), bytes(4)],
         "Reply-Message": [b"go away", b"\xe2\x82\xac", b"\xff"],

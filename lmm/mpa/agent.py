@@ -212,7 +212,7 @@ from lmm.actions import (
 )
 from lmm.dhcp6 import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from lmm.heartbeat import HeartbeatPolicy, Heartbeats
-from lmm.inet import canonical
+from lmm.inet import canonical, networkAddress, networkText
 from lmm.mh import (
     LIFETIME_UNIT,
     MAX_LIFETIME,
@@ -987,7 +987,8 @@ class MobilityProxyAgent:
             Note(
                 "visitor.authenticated",
                 {"nai": visitor.naiText, "mac": visitor.mac, "interface": visitor.interface,
-                 "lmap": visitor.lmapAddress, "prefix": None if prefix is None else str(prefix),
+                 "lmap": visitor.lmapAddress,
+                 "prefix": None if prefix is None else networkText(prefix),
                  "address": visitor.localAddress, "addressMode": profile.addressMode,
                  "registration": request.kind, "reused": reused},
             )
@@ -1114,7 +1115,7 @@ class MobilityProxyAgent:
             prefix = visitor.localNetworkPrefix
             if prefix is None:
                 return RegistrationRequest(False, "::", 0)
-            return RegistrationRequest(False, str(prefix.network_address), prefix.prefixlen)
+            return RegistrationRequest(False, networkAddress(prefix), prefix.prefixlen)
         candidate = self._usableCandidate(visitor)
         visitor.candidateAddress = visitor.candidateSource = None
         if visitor.localAddress is not None:
@@ -1790,11 +1791,13 @@ class MobilityProxyAgent:
             # After AddTunnel: what the MS sends on it has somewhere to go.
             self._advertiseHomeLink(visitor, actions)
         if first or tunnel != previous:
+            lnp = visitor.localNetworkPrefix
             actions.append(
                 Note(
                     "visitor.registered",
                     {"nai": visitor.naiText, "mac": visitor.mac, "address": address,
-                     "prefix": str(visitor.localNetworkPrefix), "lmap": visitor.lmapAddress,
+                     "prefix": "None" if lnp is None else networkText(lnp),
+                     "lmap": visitor.lmapAddress,
                      "lifetime": ack.lifetime, "previousAddress":
                          None if previous is None else previous.mobileAddress,
                      # Seconds, for the logs and the latency histograms (lmm.metrics):

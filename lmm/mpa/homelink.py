@@ -45,9 +45,10 @@ Rules:
 from __future__ import annotations
 
 from collections import Counter
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 
 from lmm import dhcp6, nd
+from lmm.inet import addressToInt, inNetwork, networkAddress
 from lmm.mpa.visitor import VisitorEntry
 
 #: What home-link emulation counts, in the agent's counters.
@@ -69,10 +70,9 @@ def inPrefix(address: str, prefix: IPv6Network) -> bool:
     """C{address} is inside C{prefix} and is not its Subnet-Router anycast
     address (the all-zero identifier, which no host configures)."""
     try:
-        value = IPv6Address(address)
-    except ValueError:
+        return inNetwork(address, prefix) and addressToInt(address) != int(prefix.network_address)
+    except (OSError, ValueError):
         return False
-    return value in prefix and value != prefix.network_address
 
 
 def clientFrame(
@@ -111,7 +111,7 @@ class HomeLink:
         prefix = visitor.localNetworkPrefix
         if prefix is not None:
             prefixes = (
-                nd.PrefixInformation(str(prefix.network_address), prefix.prefixlen,
+                nd.PrefixInformation(networkAddress(prefix), prefix.prefixlen,
                                      onLink=False, autonomous=mode == "slaac"),
             )
         stateful = mode == "dhcpv6"
