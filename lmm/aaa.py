@@ -12,6 +12,7 @@ profiles, for setups without a RADIUS server. See docs/aaa.md.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import string
 from dataclasses import dataclass
@@ -174,6 +175,21 @@ def _macForms(mac: str) -> dict[str, str]:
 NAI_PLACEHOLDERS = tuple(_macForms("00:00:00:00:00:00"))
 
 
+@functools.lru_cache(maxsize=64)
+def _templatePieces(template: str) -> tuple[tuple[str, str | None], ...]:
+    # Parsed once per template (a daemon has one or two), not per attach.
+    pieces = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        if field is not None and field not in NAI_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{field}}} in NAI template {template!r}; "
+                             f"known: {', '.join('{' + p + '}' for p in NAI_PLACEHOLDERS)}")
+        if spec or conversion:
+            raise ValueError(f"NAI template {template!r}: placeholders take no format or "
+                             f"conversion")
+        pieces.append((literal, field))
+    return tuple(pieces)
+
+
 def naiFromMac(template: str, mac: str) -> bytes:
     """
     Make an NAI from a MAC address, for links that give only a MAC.
@@ -187,19 +203,8 @@ def naiFromMac(template: str, mac: str) -> bytes:
         over-long result.
     """
     forms = _macForms(mac)
-    pieces = []
-    for literal, field, spec, conversion in string.Formatter().parse(template):
-        pieces.append(literal)
-        if field is None:
-            continue
-        if field not in forms:
-            raise ValueError(f"unknown placeholder {{{field}}} in NAI template {template!r}; "
-                             f"known: {', '.join('{' + p + '}' for p in NAI_PLACEHOLDERS)}")
-        if spec or conversion:
-            raise ValueError(f"NAI template {template!r}: placeholders take no format or "
-                             f"conversion")
-        pieces.append(forms[field])
-    nai = "".join(pieces).encode("utf-8")
+    nai = "".join(literal + (forms[field] if field is not None else "")
+                  for literal, field in _templatePieces(template)).encode("utf-8")
     if not nai:
         raise ValueError("NAI template makes an empty NAI")
     if len(nai) > MAX_NAI_LENGTH:
