@@ -250,6 +250,24 @@ class GroupCommitTests(SynchronousTestCase):
         self.service.datagramReceived(pbu(1, b"ms0@lmm.test"), MPA1)
         self.assertEqual(len(port.sent), 4)
 
+    def test_messageTimeShared(self) -> None:
+        """Bindings made or refreshed within CLOCK_STEP of each other share one
+        time object (memory a binding); a step later, the time is the clock's."""
+        from lmm.lmap.service import CLOCK_STEP
+
+        self.service.signaling.port = cast(Any, RecordingPort())
+        self.service.datagramReceived(pbu(1, b"ms0@lmm.test"), MPA1)
+        self.clock.advance(CLOCK_STEP / 2)
+        self.service.datagramReceived(pbu(1, b"ms1@lmm.test"), MPA1)
+        first, second = self.store.get(b"ms0@lmm.test"), self.store.get(b"ms1@lmm.test")
+        assert first is not None and second is not None
+        self.assertIs(second.created, first.created)
+        self.assertEqual(first.created, NOW)
+        self.clock.advance(CLOCK_STEP)
+        self.service.datagramReceived(pbu(2, b"ms0@lmm.test"), MPA1)  # a refresh
+        self.assertEqual(first.updated, NOW + 1.5 * CLOCK_STEP)
+        self.assertIs(first.created, second.updated)  # what a refresh leaves shared
+
     def test_checkpointsWhileRunning(self) -> None:
         """The running service checkpoints every checkpointInterval; stopping
         it closes the store (its log checkpointed and cut to nothing)."""
