@@ -116,7 +116,12 @@ _NO_HORIZON = -(1 << 62)
 def earliest(*deadlines: float | None) -> float | None:
     """The earliest of C{deadlines} that are not None, or None: a core's next
     deadline over its sub-machines' (each a L{Deadlines} or its owner's)."""
-    return min((d for d in deadlines if d is not None), default=None)
+    # A loop, not min() over a generator: called once per PBU, mostly with Nones.
+    best = None
+    for deadline in deadlines:
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+    return best
 
 
 class Deadlines(Generic[K]):

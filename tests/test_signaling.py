@@ -13,6 +13,7 @@ from lmm.signaling import (
     Deadlines,
     RetransmissionPolicy,
     SequenceCounter,
+    earliest,
     isNewer,
 )
 
@@ -68,6 +69,16 @@ class RetransmissionPolicyTests(SynchronousTestCase):
         self.assertRaises(ValueError, RetransmissionPolicy, 0.0, 1)
         self.assertRaises(ValueError, RetransmissionPolicy, 1.0, -1)
         self.assertRaises(ValueError, RetransmissionPolicy, 1.0, 1, 0.0)
+
+
+class EarliestTests(SynchronousTestCase):
+    def test_asMin(self) -> None:
+        """The smallest deadline given, Nones ignored; None when there is none."""
+        rng = random.Random(7)
+        for _ in range(2000):
+            given = [rng.choice([None, rng.uniform(0, 10), 5.0]) for _ in range(rng.randrange(6))]
+            present = [d for d in given if d is not None]
+            self.assertEqual(earliest(*given), min(present) if present else None, given)
 
 
 class DeadlinesTests(SynchronousTestCase):
