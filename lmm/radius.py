@@ -593,11 +593,12 @@ class _RadiusSocket(DatagramProtocol):
         self._idWaiters: deque[defer.Deferred[int]] = deque()
         self.port: Any = None
 
-    def allocateId(self) -> defer.Deferred[int]:
-        """An Identifier now, or when one is released (256 in flight)."""
+    def allocateId(self) -> int | defer.Deferred[int]:
+        """An Identifier now, or a Deferred of one when one is released (256
+        in flight): released ones go to the waiters first, in turn."""
         identifier = self.ids.allocate()
         if identifier is not None:
-            return defer.succeed(identifier)
+            return identifier
         waiter: defer.Deferred[int] = defer.Deferred(lambda d: self._idWaiters.remove(d))
         self._idWaiters.append(waiter)
         self.owner.counters["request.queued"] += 1
@@ -622,6 +623,10 @@ class _RadiusSocket(DatagramProtocol):
 
 class _NoAnswer(Exception):
     pass
+
+
+class _Silent(Exception):
+    """No answer to one transmission within the timeout."""
 
 
 # --- the authenticator ----------------------------------------------------------------
@@ -802,20 +807,27 @@ class RadiusAuthenticator:
     async def _exchange(self, server: RadiusServer, request: AccessRequest,
                         nai: bytes) -> ReplyPacket:
         radiusSocket = self._sockets[server.family]
-        identifier = await radiusSocket.allocateId()
+        identifier = radiusSocket.allocateId()
+        if not isinstance(identifier, int):
+            identifier = await identifier
         try:
             authenticator, data = self.buildRequest(server, identifier, request, nai)
             exchange = _Exchange(server, identifier, authenticator, data)
             radiusSocket.exchanges[identifier] = exchange
             for attempt in range(1 + self.retries):
-                exchange.waiter = defer.Deferred()
-                exchange.waiter.addTimeout(self.timeout, self.reactor)
+                # One timer a transmission; cheaper than Deferred.addTimeout's
+                # callbacks, on every attach.
+                waiter = exchange.waiter = defer.Deferred()
+                timer = self.reactor.callLater(self.timeout, waiter.errback, _Silent())
                 radiusSocket.port.write(exchange.data, (server.address, server.port))
                 self.counters["request.retransmitted" if attempt else "request.sent"] += 1
                 try:
-                    return await exchange.waiter
-                except defer.TimeoutError:
+                    return await waiter
+                except _Silent:
                     continue
+                finally:
+                    if timer.active():
+                        timer.cancel()
             raise _NoAnswer()
         finally:
             radiusSocket.exchanges.pop(identifier, None)
