@@ -141,10 +141,10 @@ def _seenRA(data: bytes, where: tuple, byMac: dict[bytes, int]) -> int:  # type:
     return i if isinstance(message, nd.RouterAdvertisement) else -1
 
 
-def _seenPBA(data: bytes, byAddress: dict[str, int]) -> int:
+def _seenPBA(data: bytes, where: tuple, byAddress: dict[str, int]) -> int:  # type: ignore[type-arg]
     """The MS a PBA with status 0 on the backbone answers, or -1."""
-    if len(data) <= 54 or data[20] != mh.IPPROTO_MH:
-        return -1
+    if where[2] == socket.PACKET_OUTGOING or len(data) <= 54 or data[20] != mh.IPPROTO_MH:
+        return -1  # (the MPA's own PBUs: not decoded, the bench's CPU is the MSs' time)
     try:
         ack = mh.decode(data[54:])
     except mh.MobilityHeaderError:
@@ -179,7 +179,7 @@ def attachBatch(batch: range, stations: list[str], msSocket: socket.socket,
                     break
                 now = time.perf_counter()
                 i = (_seenRA(data, where, byMac) if sock is msSocket
-                     else _seenPBA(data, byAddress))
+                     else _seenPBA(data, where, byAddress))
                 if i >= 0:
                     seen[sock].setdefault(i, now)
     return sent, seen[msSocket], seen[pbaSocket]
