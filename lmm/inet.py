@@ -64,7 +64,7 @@ def networkAddress(network: IPv6Network) -> str:
 
 def networkText(network: IPv6Network) -> str:
     """C{network} as C{address/length}, the address as canonical text."""
-    return f"{_ntop(_AF6, network.network_address.packed)}/{network.prefixlen}"
+    return f"{networkAddress(network)}/{network.prefixlen}"
 
 
 def inNetwork(address: str, network: IPv6Network) -> bool:

@@ -43,7 +43,7 @@ LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
           "error": LogLevel.error}
 
 #: The levels this process does not log: below its C{log.level} (L{setLevel}).
-#: None until a daemon sets it: a test or a library user sees everything.
+#: Empty until a daemon sets it: a test or a library user sees everything.
 _muted: frozenset[LogLevel] = frozenset()
 
 
