@@ -70,7 +70,11 @@ def networkText(network: IPv6Network) -> str:
 def inNetwork(address: str, network: IPv6Network) -> bool:
     """Whether IPv6 C{address} (text) is inside C{network}; ValueError naming
     it when it is no address."""
-    value = int.from_bytes(packAddress(address), "big")
+    return valueInNetwork(int.from_bytes(packAddress(address), "big"), network)
+
+
+def valueInNetwork(value: int, network: IPv6Network) -> bool:
+    """Whether the address whose 128-bit integer is C{value} is inside C{network}."""
     return value & int(network.netmask) == int(network.network_address)
 
 

@@ -48,7 +48,7 @@ from collections import Counter
 from ipaddress import IPv6Network
 
 from lmm import dhcp6, nd
-from lmm.inet import addressToInt, inNetwork, networkAddress
+from lmm.inet import addressToInt, networkAddress, valueInNetwork
 from lmm.mpa.visitor import VisitorEntry
 
 #: What home-link emulation counts, in the agent's counters.
@@ -70,9 +70,10 @@ def inPrefix(address: str, prefix: IPv6Network) -> bool:
     """C{address} is inside C{prefix} and is not its Subnet-Router anycast
     address (the all-zero identifier, which no host configures)."""
     try:
-        return inNetwork(address, prefix) and addressToInt(address) != int(prefix.network_address)
+        value = addressToInt(address)
     except (OSError, ValueError):
         return False
+    return valueInNetwork(value, prefix) and value != int(prefix.network_address)
 
 
 def clientFrame(
